@@ -1,0 +1,16 @@
+"""Evaluate an embedding model without training: python evaluate.py model=... data=..."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+def main(cfg: DictConfig) -> float | None:
+    from embedlab.run import evaluate
+
+    metrics, _ = evaluate(cfg)
+    return metrics.get(cfg.monitor)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Dataset specs, loaders and datamodules."""

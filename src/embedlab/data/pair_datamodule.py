@@ -1,0 +1,81 @@
+"""A LightningDataModule over scored sentence pairs (any STS spec).
+
+Batches carry raw texts; the module tokenizes them with its own encoder, so one
+datamodule serves every model. Shuffling uses a generator seeded from ``seed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from embedlab.data.sts import SPLITS, PairSplit, STSData, STSSpec, load_sts
+
+
+class _Pairs(Dataset):
+    def __init__(self, split: PairSplit) -> None:
+        self.s1, self.s2 = split.sentence1, split.sentence2
+        self.labels = split.normalized_scores()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[str, str, float]:
+        return self.s1[i], self.s2[i], self.labels[i]
+
+
+def collate_pairs(items: Sequence[tuple[str, str, float]]) -> dict[str, object]:
+    s1, s2, labels = zip(*items, strict=True)
+    return {"sentence1": list(s1), "sentence2": list(s2), "label": torch.tensor(labels, dtype=torch.float32)}
+
+
+class PairDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        spec: STSSpec,
+        batch_size: int = 16,
+        eval_batch_size: int = 64,
+        seed: int = 42,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}.")
+        self.spec, self.batch_size, self.eval_batch_size = spec, batch_size, eval_batch_size
+        self.seed, self.num_workers = seed, num_workers
+        self.data: STSData | None = None
+
+    def prepare_data(self) -> None:  # nothing to download: loaders read files or the hub lazily
+        pass
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is None:
+            self.data = load_sts(self.spec, SPLITS)
+
+    def split(self, name: str) -> PairSplit:
+        self.setup()
+        assert self.data is not None
+        return self.data.splits[name]
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            _Pairs(self.split(name)),
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            generator=generator if shuffle else None,
+            collate_fn=collate_pairs,
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,309 @@
+"""STS (scored sentence pairs): a declarative spec, loaders for each source, validation.
+
+A spec says where the pairs come from and what they mean (columns, score range); a
+loader turns it into validated ``PairSplit``s. Sources:
+
+- ``stsb_tsv``: the original STS Benchmark release (tab-separated, no header, quoting
+  off; score in column 4, sentences in 5 and 6; some rows carry two extra columns).
+- ``table``: any CSV / TSV / JSONL file with a column mapping (bring your own pairs).
+- ``lee``: the Lee document-similarity ratings that gensim ships (the offline default).
+- ``hub``: a Hugging Face dataset with sentence1 / sentence2 / score columns.
+
+Files without predefined splits are split at random with a fixed seed
+(``split_fractions``, ``split_seed``); every pair lands in exactly one split.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from embedlab.errors import DataError
+
+log = logging.getLogger(__name__)
+
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
+SourceFormat = Literal["stsb_tsv", "table", "lee", "hub"]
+
+
+@dataclass(frozen=True)
+class STSSpec:
+    """Where an STS set lives and how to read it (a Hydra `data/` config maps onto this)."""
+
+    name: str
+    format: SourceFormat
+    score_range: tuple[float, float]
+    root: str | None = None  # folder holding `files` (relative names resolve against it)
+    files: Mapping[str, str] = field(default_factory=dict)  # split -> file; one "all" file is split
+    columns: Mapping[str, str | int] = field(
+        default_factory=lambda: {"sentence1": "sentence1", "sentence2": "sentence2", "score": "score"}
+    )
+    delimiter: str | None = None  # table files: None = by extension (.csv ",", .tsv "\t")
+    has_header: bool = True
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_seed: int = 42
+    hub_id: str | None = None
+    hub_revision: str | None = None
+    on_invalid: Literal["error", "drop"] = "error"
+    max_pairs_per_split: int | None = None  # for quick runs; a seeded subsample
+
+
+@dataclass(frozen=True)
+class PairSplit:
+    """Validated pairs of one split. ``scores`` are in the spec's original range."""
+
+    sentence1: tuple[str, ...]
+    sentence2: tuple[str, ...]
+    scores: tuple[float, ...]
+    score_range: tuple[float, float]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def normalized_scores(self) -> list[float]:
+        """Scores rescaled to [0, 1], the target of the cosine-similarity loss."""
+        lo, hi = self.score_range
+        return [(s - lo) / (hi - lo) for s in self.scores]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for a, b, s in zip(self.sentence1, self.sentence2, self.scores, strict=True):
+            digest.update(f"{a}\t{b}\t{s!r}\n".encode())
+        return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class STSData:
+    name: str
+    splits: Mapping[str, PairSplit]
+    dropped: Mapping[str, int]  # split -> invalid rows dropped (on_invalid="drop")
+
+    def fingerprint(self) -> str:
+        joined = "|".join(f"{k}:{v.fingerprint()}" for k, v in sorted(self.splits.items()))
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+# --- reading raw rows ---------------------------------------------------------------
+
+Row = tuple[str, str, float, str]  # sentence1, sentence2, score, where (file:line)
+
+
+def _resolve_file(spec: STSSpec, name: str) -> Path:
+    path = Path(name).expanduser()
+    if not path.is_absolute() and spec.root:
+        path = Path(spec.root).expanduser() / path
+    if not path.exists():
+        hint = (
+            "Fix: set the data root with the EMBEDLAB_DATA environment variable or "
+            "paths.data_dir=... (it must hold the folder named in the data config), "
+            "or use data=lee for the embedded offline set."
+        )
+        raise DataError(f"Data file for '{spec.name}' not found: {path}\n{hint}")
+    return path
+
+
+def _read_stsb_tsv(path: Path) -> list[Row]:
+    rows: list[Row] = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        for i, line in enumerate(fh, 1):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 7:
+                raise DataError(
+                    f"{path}:{i}: expected >= 7 tab-separated fields (genre, file, year, id, "
+                    f"score, sentence1, sentence2), found {len(parts)}."
+                )
+            rows.append((parts[5], parts[6], _to_float(parts[4], path, i), f"{path.name}:{i}"))
+    return rows
+
+
+def _to_float(value: object, path: Path | str, line: int) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise DataError(f"{path}:{line}: score {value!r} is not a number.") from None
+
+
+def _column(row: Sequence | Mapping, key: str | int, path: Path, line: int, available) -> str:
+    try:
+        return row[key]  # type: ignore[index]
+    except (KeyError, IndexError):
+        raise DataError(
+            f"{path}:{line}: column {key!r} not found. Available columns: {available}. "
+            f"Fix: set data.columns.<sentence1|sentence2|score> to one of them."
+        ) from None
+
+
+def _read_table(spec: STSSpec, path: Path) -> list[Row]:
+    cols = spec.columns
+    rows: list[Row] = []
+    if path.suffix in {".jsonl", ".json"}:
+        with path.open(encoding="utf-8") as fh:
+            for i, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                avail = sorted(rec)
+                rows.append(
+                    (
+                        _column(rec, cols["sentence1"], path, i, avail),
+                        _column(rec, cols["sentence2"], path, i, avail),
+                        _to_float(_column(rec, cols["score"], path, i, avail), path, i),
+                        f"{path.name}:{i}",
+                    )
+                )
+        return rows
+    delimiter = spec.delimiter or ("\t" if path.suffix in {".tsv", ".tab"} else ",")
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        header: list[str] | None = next(reader, None) if spec.has_header else None
+        start = 2 if spec.has_header else 1
+        for i, rec in enumerate(reader, start):
+            if not rec:
+                continue
+            if header is not None:
+                if len(rec) != len(header):
+                    raise DataError(f"{path}:{i}: {len(rec)} fields but the header has {len(header)}.")
+                record: Mapping | Sequence = dict(zip(header, rec, strict=True))
+                avail = header
+            else:
+                record, avail = rec, f"indices 0..{len(rec) - 1}"
+            rows.append(
+                (
+                    _column(record, cols["sentence1"], path, i, avail),
+                    _column(record, cols["sentence2"], path, i, avail),
+                    _to_float(_column(record, cols["score"], path, i, avail), path, i),
+                    f"{path.name}:{i}",
+                )
+            )
+    return rows
+
+
+def _read_hub(spec: STSSpec, split: str) -> list[Row]:
+    from datasets import load_dataset
+
+    from embedlab.models.resolve import hub_reachable
+
+    try:
+        ds = load_dataset(spec.hub_id, split=split, revision=spec.hub_revision)
+    except Exception as exc:  # offline, or a wrong id / split
+        ok, reason = hub_reachable()
+        raise DataError(
+            f"Could not load '{spec.hub_id}' split '{split}' from the hub"
+            f"{'' if ok else ' (' + reason + ')'}: {exc.__class__.__name__}: {str(exc)[:200]}. "
+            f"Fix: use a local copy (data=stsb with EMBEDLAB_DATA set) or check the dataset id."
+        ) from exc
+    c = spec.columns
+    return [
+        (r[c["sentence1"]], r[c["sentence2"]], float(r[c["score"]]), f"{spec.hub_id}[{split}]:{i}")
+        for i, r in enumerate(ds)
+    ]
+
+
+# --- validation and splitting ---------------------------------------------------------
+
+
+def _invalid_reason(row: Row, score_range: tuple[float, float]) -> str | None:
+    s1, s2, score, _ = row
+    lo, hi = score_range
+    for name, text in (("sentence1", s1), ("sentence2", s2)):
+        if not isinstance(text, str):
+            return f"{name} is not text ({type(text).__name__})"
+        if not text.strip():
+            return f"{name} is empty or whitespace"
+    if math.isnan(score) or math.isinf(score):
+        return f"score is {score}"
+    if not lo <= score <= hi:
+        return f"score {score} outside the declared range [{lo}, {hi}]"
+    return None
+
+
+def validate_rows(rows: list[Row], spec: STSSpec, split: str) -> tuple[list[Row], int]:
+    """Check every row; raise listing the bad ones, or drop and count them."""
+    bad = [(row[3], reason) for row in rows if (reason := _invalid_reason(row, spec.score_range))]
+    if not rows:
+        raise DataError(f"'{spec.name}' split '{split}' holds no pairs.")
+    if bad and spec.on_invalid == "error":
+        shown = "; ".join(f"{where}: {why}" for where, why in bad[:5])
+        raise DataError(
+            f"'{spec.name}' split '{split}': {len(bad)} of {len(rows)} pairs are invalid ({shown}"
+            f"{'; ...' if len(bad) > 5 else ''}). Fix the file, correct data.score_range, or set "
+            f"data.on_invalid=drop to skip them (they are counted in the results)."
+        )
+    if bad:
+        log.warning("'%s' %s: dropped %d invalid pairs (first: %s)", spec.name, split, len(bad), bad[0])
+        bad_where = {where for where, _ in bad}
+        rows = [r for r in rows if r[3] not in bad_where]
+    return rows, len(bad)
+
+
+def _seeded_split(rows: list[Row], fractions: Sequence[float], seed: int) -> dict[str, list[Row]]:
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise DataError(f"split_fractions must be three non-negative numbers summing to 1, got {fractions}.")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_train = round(fractions[0] * len(rows))
+    n_val = round(fractions[1] * len(rows))
+    cuts = {"train": order[:n_train], "validation": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+    return {k: [rows[i] for i in sorted(v)] for k, v in cuts.items()}
+
+
+def _subsample(rows: list[Row], limit: int | None, seed: int) -> list[Row]:
+    if limit is None or len(rows) <= limit:
+        return rows
+    keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
+    return [rows[i] for i in keep]
+
+
+def _raw_splits(spec: STSSpec) -> dict[str, list[Row]]:
+    if spec.format == "lee":
+        from embedlab.data.embedded import lee_pairs
+
+        s1, s2, scores = lee_pairs()
+        rows = [(a, b, s, f"lee:{i}") for i, (a, b, s) in enumerate(zip(s1, s2, scores, strict=True))]
+        return _seeded_split(rows, spec.split_fractions, spec.split_seed)
+    if spec.format == "hub":
+        if not spec.hub_id:
+            raise DataError(f"data '{spec.name}' has format=hub but no hub_id.")
+        return {split: _read_hub(spec, spec.files.get(split, split)) for split in SPLITS}
+    if spec.format not in {"stsb_tsv", "table"}:
+        raise DataError(f"Unknown data format '{spec.format}'. Choose stsb_tsv, table, lee or hub.")
+    reader = _read_stsb_tsv if spec.format == "stsb_tsv" else (lambda p: _read_table(spec, p))
+    if not spec.files:
+        raise DataError(f"data '{spec.name}' names no files. Set data.files.{{train,validation,test}} or data.files.all.")
+    if set(spec.files) == {"all"}:
+        rows = reader(_resolve_file(spec, spec.files["all"]))
+        return _seeded_split(rows, spec.split_fractions, spec.split_seed)
+    unknown = set(spec.files) - set(SPLITS)
+    if unknown:
+        raise DataError(f"data.files has unknown splits {sorted(unknown)}; use train, validation, test or all.")
+    return {split: reader(_resolve_file(spec, name)) for split, name in spec.files.items()}
+
+
+def load_sts(spec: STSSpec, splits: Sequence[str] = SPLITS) -> STSData:
+    """Read, validate and (if needed) split an STS set."""
+    lo, hi = spec.score_range
+    if not lo < hi:
+        raise DataError(f"data.score_range must be [low, high] with low < high, got {spec.score_range}.")
+    raw = _raw_splits(spec)
+    missing = [s for s in splits if s not in raw]
+    if missing:
+        raise DataError(f"'{spec.name}' has no split(s) {missing}; it has {sorted(raw)}.")
+    out: dict[str, PairSplit] = {}
+    dropped: dict[str, int] = {}
+    for split in splits:
+        rows, n_bad = validate_rows(raw[split], spec, split)
+        rows = _subsample(rows, spec.max_pairs_per_split, spec.split_seed)
+        out[split] = PairSplit(
+            tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows), spec.score_range
+        )
+        dropped[split] = n_bad
+    return STSData(spec.name, out, dropped)

@@ -1,0 +1,1 @@
+"""Evaluators as pure functions over embeddings."""

@@ -1,0 +1,24 @@
+"""Siamese losses as pure tensor math on embeddings (one loss per file)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+
+from embedlab.errors import ConfigError
+from embedlab.losses.cosent import cosent_loss
+from embedlab.losses.cosine_similarity import cosine_similarity_loss
+
+PairLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+PAIR_LOSSES = ("cosine", "cosent")
+
+
+def pair_loss(name: str, scale: float = 20.0) -> PairLoss:
+    """The scored-pair loss called ``name`` (``cosine`` or ``cosent``)."""
+    if name == "cosine":
+        return cosine_similarity_loss
+    if name == "cosent":
+        return partial(cosent_loss, scale=scale)
+    raise ConfigError(f"Unknown pair loss '{name}'. Choose one of {PAIR_LOSSES}.")

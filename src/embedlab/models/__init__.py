@@ -1,0 +1,1 @@
+"""Plain nn.Module builders: model resolution, tiny test models, the sentence encoder."""

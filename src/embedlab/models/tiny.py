@@ -1,0 +1,178 @@
+"""Tiny, randomly initialised transformers of each architecture, built from a config.
+
+No BERT, RoBERTa, DistilBERT, XLM-R or MPNet weights can be downloaded here, so tests
+build a 2-layer model of each architecture with a tokenizer of the right family
+(WordPiece, byte-level BPE or Unigram) trained on a small real corpus. They exercise the
+same code paths as the real checkpoints (position offsets, pad ids, no token types) in
+well under a second each, and are cached on disk by their settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from embedlab.models.resolve import cache_root
+
+log = logging.getLogger(__name__)
+
+Architecture = Literal["bert", "roberta", "distilbert", "xlm-roberta", "mpnet"]
+ARCHITECTURES: tuple[str, ...] = ("bert", "roberta", "distilbert", "xlm-roberta", "mpnet")
+
+# Which tokenizer family each architecture ships with, and its special tokens.
+_BERT_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+_ROBERTA_SPECIALS = {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>"}
+_FAMILY: dict[str, tuple[str, dict[str, str]]] = {
+    "bert": ("wordpiece", _BERT_SPECIALS),
+    "distilbert": ("wordpiece", _BERT_SPECIALS),
+    "mpnet": ("wordpiece", _ROBERTA_SPECIALS),
+    "roberta": ("bpe", _ROBERTA_SPECIALS),
+    "xlm-roberta": ("unigram", _ROBERTA_SPECIALS),
+}
+
+
+def training_corpus() -> list[str]:
+    """Real English text that gensim ships (the Lee news corpus), one document a line."""
+    from embedlab.data.embedded import gensim_test_file
+
+    lines = gensim_test_file("lee_background.cor").read_text(encoding="latin-1").splitlines()
+    return [line for line in lines if line.strip()]
+
+
+def _train_tokenizer(family: str, specials: dict[str, str], vocab_size: int, texts: list[str]):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    special_list = [specials[k] for k in ("pad", "unk", "cls", "sep", "mask")]
+    if family == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=specials["unk"]))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special_list)
+        tok.decoder = decoders.WordPiece()
+    elif family == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=None))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=special_list,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+        tok.decoder = decoders.ByteLevel()
+    else:  # unigram, as sentencepiece in XLM-R
+        tok = Tokenizer(models.Unigram())
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=special_list, unk_token=specials["unk"]
+        )
+        tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(texts, trainer=trainer)
+    cls, sep = specials["cls"], specials["sep"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} {sep} $B {sep}" if specials is _ROBERTA_SPECIALS else f"{cls} $A {sep} $B {sep}",
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
+    )
+    return tok
+
+
+def _model_config(arch: str, vocab_size: int, pad_id: int, hidden: int, layers: int, max_len: int):
+    from transformers import AutoConfig
+
+    heads = max(1, hidden // 16)
+    if arch == "distilbert":
+        return AutoConfig.for_model(
+            "distilbert",
+            vocab_size=vocab_size,
+            dim=hidden,
+            n_layers=layers,
+            n_heads=heads,
+            hidden_dim=4 * hidden,
+            max_position_embeddings=max_len,
+            pad_token_id=pad_id,
+        )
+    offset = 2 if arch in {"roberta", "xlm-roberta", "mpnet"} else 0  # positions start after pad
+    extra = {"type_vocab_size": 1} if arch in {"roberta", "xlm-roberta"} else {}
+    return AutoConfig.for_model(
+        arch,
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=max_len + offset,
+        pad_token_id=pad_id,
+        **extra,
+    )
+
+
+def build_tiny_model(
+    architecture: str,
+    *,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    vocab_size: int = 1000,
+    max_seq_length: int = 128,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+) -> Path:
+    """Build (or reuse) a tiny transformer + tokenizer folder and return its path.
+
+    The folder is a plain Hugging Face model folder (``config.json``, weights,
+    tokenizer), loadable by ``AutoModel`` and by sentence-transformers' ``Transformer``.
+    """
+    if architecture not in _FAMILY:
+        raise ValueError(f"Unknown tiny architecture '{architecture}'. Choose one of {ARCHITECTURES}.")
+    settings = dict(
+        architecture=architecture,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        vocab_size=vocab_size,
+        max_seq_length=max_seq_length,
+        seed=seed,
+        version=2,
+    )
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    target = (cache_dir or cache_root() / "tiny") / f"{architecture}-{key}"
+    if (target / "config.json").exists():
+        return target
+
+    import torch
+    from transformers import AutoModel, PreTrainedTokenizerFast
+
+    family, specials = _FAMILY[architecture]
+    tok = _train_tokenizer(family, specials, vocab_size, training_corpus())
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=specials["pad"],
+        unk_token=specials["unk"],
+        cls_token=specials["cls"],
+        sep_token=specials["sep"],
+        mask_token=specials["mask"],
+        bos_token=specials["cls"],
+        eos_token=specials["sep"],
+        model_max_length=max_seq_length,
+    )
+    if architecture in {"roberta", "xlm-roberta", "distilbert", "mpnet"}:
+        hf_tok.model_input_names = ["input_ids", "attention_mask"]  # no token types, as upstream
+    config = _model_config(
+        architecture, len(hf_tok), hf_tok.pad_token_id, hidden_size, num_layers, max_seq_length
+    )
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        model.save_pretrained(tmp)
+        hf_tok.save_pretrained(tmp)
+        try:
+            Path(tmp).rename(target)
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+        else:
+            Path(tmp).mkdir()  # let TemporaryDirectory clean up an empty dir
+    log.info("Built tiny %s model at %s", architecture, target)
+    return target

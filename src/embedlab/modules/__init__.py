@@ -1,0 +1,1 @@
+"""LightningModules: training steps, logging and optimizer wiring."""

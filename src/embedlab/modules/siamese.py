@@ -1,0 +1,92 @@
+"""SBERT-style siamese fine-tuning on scored pairs as a LightningModule.
+
+Both sentences of a pair go through the same encoder; the loss compares the two
+embeddings with the gold score. Validation logs cosine Spearman under
+``val/<dataset>/spearman_cosine`` (the metric train.yaml monitors).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+import torch
+
+from embedlab.losses import pair_loss
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+class SiameseModule(L.LightningModule):
+    def __init__(
+        self,
+        encoder: SentenceTransformer,
+        *,
+        loss: str = "cosine",
+        lr: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        cosent_scale: float = 20.0,
+        dataset_name: str = "sts",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["encoder"])
+        self.encoder = encoder
+        self.loss_fn = pair_loss(loss, scale=cosent_scale)
+        self._val_cos: list[torch.Tensor] = []
+        self._val_gold: list[torch.Tensor] = []
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """(B,) texts -> (B, D) sentence embeddings, with gradients when training."""
+        features = self.encoder.preprocess(texts)
+        features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        return self.encoder(features)["sentence_embedding"]
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        return self.embed(texts)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        emb_a, emb_b = self.embed(batch["sentence1"]), self.embed(batch["sentence2"])
+        loss = self.loss_fn(emb_a, emb_b, batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        emb_a, emb_b = self.embed(batch["sentence1"]), self.embed(batch["sentence2"])
+        self._val_cos.append(torch.nn.functional.cosine_similarity(emb_a, emb_b).float().cpu())
+        self._val_gold.append(batch["label"].float().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        from scipy.stats import spearmanr
+
+        if not self._val_cos:
+            return
+        cos, gold = torch.cat(self._val_cos).numpy(), torch.cat(self._val_gold).numpy()
+        self._val_cos.clear()
+        self._val_gold.clear()
+        name = self.hparams["dataset_name"]
+        rho = float(spearmanr(gold, cos).statistic) if len(gold) > 1 else float("nan")
+        # sync_dist: under DDP each rank saw a shard; the mean of shard Spearmans is logged.
+        self.log(f"val/{name}/spearman_cosine", rho, prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        from transformers import get_linear_schedule_with_warmup
+
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            # As in SBERT: no weight decay on biases and LayerNorm weights.
+            (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.hparams["weight_decay"]},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams["lr"],
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(self.hparams["warmup_ratio"] * total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, max(total, 1))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,269 @@
+"""train(cfg) / evaluate(cfg): the only place where Hydra configs meet the code.
+
+A run instantiates data, model, module, callbacks, loggers and trainer in that order,
+fits (unless ``fit=false``), evaluates every split in ``eval_splits`` with the same
+function ``evaluate.py`` uses, saves the model, and writes ``results.json``. A
+``finally`` block always finishes the W&B run, so jobs of a sweep never share one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from embedlab.data.sts import STSSpec
+from embedlab.errors import ConfigError
+from embedlab.models.encoder import EncoderSpec
+
+log = logging.getLogger(__name__)
+
+SPLIT_KEY = {"train": "train", "validation": "val", "test": "test"}
+
+
+# --- config -> plain specs -------------------------------------------------------------
+
+
+def encoder_spec(cfg: DictConfig) -> EncoderSpec:
+    m, dim = cfg.model, cfg.dimension
+    if dim.method not in {"truncate", "projection"}:
+        raise ConfigError(f"Unknown dimension.method '{dim.method}'. Choose truncate or projection.")
+    return EncoderSpec(
+        name=m.name,
+        name_or_path=m.name_or_path,
+        packaged=m.packaged,
+        revision=m.revision,
+        tiny_architecture=m.tiny_architecture,
+        max_seq_length=int(m.max_seq_length),
+        pooling=cfg.pooling.mode,
+        projection_dim=int(dim.size) if dim.method == "projection" and dim.size else None,
+        trust_remote_code=bool(m.trust_remote_code),
+    )
+
+
+def sts_spec(cfg: DictConfig) -> STSSpec:
+    d = cfg.data
+    return STSSpec(
+        name=d.name,
+        format=d.format,
+        score_range=tuple(float(x) for x in d.score_range),  # type: ignore[arg-type]
+        root=d.root,
+        files=dict(d.files or {}),
+        columns=dict(d.columns),
+        delimiter=d.delimiter,
+        has_header=bool(d.has_header),
+        split_fractions=tuple(float(x) for x in d.split_fractions),  # type: ignore[arg-type]
+        split_seed=int(d.split_seed),
+        hub_id=d.hub_id,
+        hub_revision=d.hub_revision,
+        on_invalid=d.on_invalid,
+        max_pairs_per_split=d.max_pairs_per_split,
+    )
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject combinations that cannot work, before anything heavy is loaded."""
+    q = cfg.quantization
+    if q.weights != "fp32" or q.embeddings != "float32":
+        raise ConfigError(
+            f"quantization={q.name} is not supported by this task yet (weights={q.weights}, "
+            f"embeddings={q.embeddings}). Use quantization=none."
+        )
+    if cfg.dimension.size is not None and int(cfg.dimension.size) < 1:
+        raise ConfigError(f"dimension.size must be a positive integer, got {cfg.dimension.size}.")
+    if cfg.model.from_saved_modules and cfg.fit:
+        log.info("Fine-tuning a saved model: its own pooling/projection modules are kept.")
+    for split in cfg.eval_splits:
+        if split not in SPLIT_KEY:
+            raise ConfigError(f"eval_splits holds unknown split '{split}'; use train, validation or test.")
+
+
+def run_name() -> str:
+    """The job's override string (what distinguishes it inside a sweep)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        name = HydraConfig.get().job.override_dirname
+    except Exception:
+        name = ""
+    return name or "defaults"
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+# --- pieces ----------------------------------------------------------------------------
+
+
+def build_model(cfg: DictConfig):
+    """The encoder for this config; checks the requested dimension against the model."""
+    from embedlab.models.encoder import build_encoder, embedding_dimension, locate
+
+    spec = encoder_spec(cfg)
+    if cfg.model.from_saved_modules:
+        from sentence_transformers import SentenceTransformer
+
+        resolved = locate(spec)
+        model = SentenceTransformer(str(resolved.path), device="cpu", trust_remote_code=spec.trust_remote_code)
+    else:
+        model, resolved = build_encoder(spec)
+    full = embedding_dimension(model)
+    size = cfg.dimension.size
+    if size is not None and cfg.dimension.method == "truncate" and int(size) > full:
+        raise ConfigError(
+            f"dimension={cfg.dimension.name} asks for {size} dimensions but model={cfg.model.name} "
+            f"with this pooling gives {full}. Fix: dimension=full or a size <= {full}."
+        )
+    return model, resolved
+
+
+def instantiate_list(section: DictConfig | None) -> list[Any]:
+    from hydra.utils import instantiate
+
+    if not section:
+        return []
+    return [instantiate(c) for c in section.values() if c is not None and "_target_" in c]
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    section = cfg.get("logger")
+    if not section:
+        return []
+    section = OmegaConf.to_container(section, resolve=True)
+    for conf in section.values():  # type: ignore[union-attr]
+        if isinstance(conf, dict) and "make_wandb_logger" in str(conf.get("_target_")):
+            conf["name"] = conf.get("name") or run_name()
+    return instantiate_list(OmegaConf.create(section))
+
+
+def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[dict[str, float], dict]:
+    """Score every split in ``eval_splits``; returns flat metrics and per-split details."""
+    from embedlab.eval.sts import evaluate_sts
+
+    dims = [int(cfg.dimension.size)] if cfg.dimension.method == "truncate" and cfg.dimension.size else []
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    for split in cfg.eval_splits:
+        key = f"{SPLIT_KEY[split]}/{cfg.data.name}"
+        result = evaluate_sts(
+            model, data.splits[split], dims=dims, batch_size=int(cfg.data.eval_batch_size), n_worst=cfg.n_worst_pairs
+        )
+        for name, value in result.metrics.items():
+            metrics[f"{key}/{name}"] = value
+        stats = result.encode_stats
+        metrics[f"{key}/encode_texts_per_s"] = stats.n_encoded / max(stats.seconds, 1e-9)
+        metrics[f"{key}/n_pairs"] = float(len(data.splits[split]))
+        metrics[f"{key}/n_truncated_texts"] = float(stats.n_truncated)
+        details[key] = {"encode": stats.as_dict(), "worst_pairs": result.worst_pairs}
+        for lg in loggers:
+            if hasattr(lg, "log_table"):
+                cols = list(result.worst_pairs[0]) if result.worst_pairs else []
+                lg.log_table(key=f"{key}/worst_pairs", columns=cols, data=[list(r.values()) for r in result.worst_pairs])
+    return metrics, details
+
+
+def collect_meta(cfg: DictConfig, resolved, model_fp: str, data, seconds: float, extra: dict) -> dict[str, Any]:
+    from embedlab.tracking.results import git_state, package_versions
+
+    return {
+        "task": cfg.task_name,
+        "run_name": run_name(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "packages": package_versions(),
+        "git": git_state(Path(__file__).resolve().parent),
+        "model": {"name": cfg.model.name, "source": resolved.source, "path": str(resolved.path), "fingerprint": model_fp},
+        "data": {
+            "name": data.name,
+            "fingerprint": data.fingerprint(),
+            "pairs": {k: len(v) for k, v in data.splits.items()},
+            "dropped_invalid": dict(data.dropped),
+        },
+        "wall_time_s": seconds,
+        **extra,
+    }
+
+
+# --- entry points ----------------------------------------------------------------------
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fine-tune (unless ``fit=false``) and evaluate; returns (metrics, objects)."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from embedlab.data.pair_datamodule import PairDataModule
+    from embedlab.eval.encode import token_lengths
+    from embedlab.models.encoder import model_fingerprint
+    from embedlab.modules.siamese import SiameseModule
+    from embedlab.tracking.results import redact, write_results
+    from embedlab.tracking.wandb_logger import finish_wandb
+
+    start = time.perf_counter()
+    check_config(cfg)
+    L.seed_everything(int(cfg.seed), workers=True)
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+
+    datamodule = PairDataModule(
+        sts_spec(cfg), batch_size=int(cfg.data.batch_size), eval_batch_size=int(cfg.data.eval_batch_size), seed=int(cfg.seed)
+    )
+    datamodule.setup()
+    data = datamodule.data
+    model, resolved = build_model(cfg)
+    model_fp = model_fingerprint(resolved)
+    obj = cfg.objective
+    module = SiameseModule(
+        model, loss=obj.loss, lr=float(obj.lr), weight_decay=float(obj.weight_decay),
+        warmup_ratio=float(obj.warmup_ratio), cosent_scale=float(obj.scale), dataset_name=cfg.data.name,
+    )
+    callbacks = instantiate_list(cfg.get("callbacks")) if cfg.fit else []
+    loggers = build_loggers(cfg)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    exit_code = 1
+    try:
+        for lg in loggers:
+            lg.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
+        extra: dict[str, Any] = {}
+        if cfg.fit:
+            train_texts = list(data.splits["train"].sentence1) + list(data.splits["train"].sentence2)
+            lengths = token_lengths(model, list(dict.fromkeys(train_texts)))
+            n_long = int((lengths > model.max_seq_length).sum())
+            if n_long:
+                log.warning("%d distinct training texts exceed %d tokens and are truncated.", n_long, model.max_seq_length)
+            extra["train"] = {"n_truncated_texts": n_long, "max_tokens": int(lengths.max())}
+            fit_start = time.perf_counter()
+            model.train()  # built in eval mode; Lightning keeps submodule modes, so dropout needs this
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            extra["train"]["seconds"] = time.perf_counter() - fit_start
+            extra["train"]["steps"] = int(trainer.global_step)
+        metrics: dict[str, float] = {}
+        details: dict[str, Any] = {}
+        if trainer.is_global_zero:
+            model.eval()
+            metrics, details = evaluate_splits(cfg, model, data, loggers)
+            if cfg.save_model:
+                model.save(str(out / "model"))
+                extra["saved_model"] = str(out / "model")
+            for lg in loggers:
+                lg.log_metrics(metrics, step=int(trainer.global_step))
+            meta = collect_meta(cfg, resolved, model_fp, data, time.perf_counter() - start, extra)
+            meta["eval"] = details
+            write_results(out / "results.json", metrics, meta)
+            log.info("Results: %s", {k: round(v, 4) for k, v in metrics.items() if "spearman" in k})
+            log.info("Wrote %s", out / "results.json")
+        exit_code = 0
+        return metrics, {"model": model, "module": module, "trainer": trainer, "datamodule": datamodule}
+    finally:
+        finish_wandb(loggers, exit_code)
+
+
+def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Evaluate a model without training (``fit=false``)."""
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    cfg.fit = False
+    return train(cfg)

@@ -1,0 +1,91 @@
+"""results.json: flat metrics plus a meta block that makes a run reproducible.
+
+Metric keys read ``split/dataset/metric`` (``@dim`` / ``@precision`` suffixes for
+variants). The file is written to a temporary name and renamed, so a crash never
+leaves a half-written results file that the report step would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TRACKED_PACKAGES = (
+    "embedlab", "torch", "transformers", "sentence-transformers", "lightning", "hydra-core",
+    "faiss-cpu", "wandb", "numpy", "scipy", "scikit-learn", "tokenizers",
+)
+SECRET_HINTS = ("api_key", "apikey", "token", "secret", "password")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_state(repo_dir: str | Path) -> dict[str, Any]:
+    """HEAD sha and whether the work tree had uncommitted changes."""
+    def run(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=repo_dir, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        return {"sha": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": None, "dirty": None}
+
+
+def redact(obj: Any) -> Any:
+    """Drop values whose key looks like a secret (API keys, tokens) from nested dicts."""
+    if isinstance(obj, dict):
+        return {
+            k: ("<redacted>" if any(h in str(k).lower() for h in SECRET_HINTS) and v else redact(v))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(path: str | Path, metrics: dict[str, float], meta: dict[str, Any]) -> dict[str, Any]:
+    """Write results.json; metrics must be finite-or-NaN floats keyed split/dataset/metric."""
+    clean: dict[str, float | None] = {}
+    for key, value in sorted(metrics.items()):
+        if key.count("/") < 2:
+            raise ValueError(f"metric key {key!r} must read split/dataset/metric")
+        value = float(value)
+        clean[key] = None if math.isnan(value) else value  # JSON has no NaN
+    payload = {"metrics": clean, "meta": redact(meta)}
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    return payload
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

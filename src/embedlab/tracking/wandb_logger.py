@@ -1,0 +1,102 @@
+"""W&B through Lightning's WandbLogger, safe offline.
+
+Mode ``auto`` goes online only with an API key *and* a reachable server; otherwise the
+run is written offline (sync it later with ``wandb sync``). This avoids the 90 s that
+wandb spends retrying an unreachable server. Keys never reach the config we log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["auto", "online", "offline", "disabled"]
+PROBE_TIMEOUT_S = 3.0
+
+
+def _has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text() or "wandb" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def _server_reachable(timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    url = urlparse(base)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
+            return True, ""
+    except OSError as exc:
+        return False, f"{base} unreachable ({exc.__class__.__name__})"
+
+
+def choose_mode(requested: Mode) -> Literal["online", "offline", "disabled"]:
+    """Resolve ``auto`` (and a doomed ``online``) to what will actually work here."""
+    env_mode = os.environ.get("WANDB_MODE")
+    if requested == "auto" and env_mode in {"online", "offline", "disabled"}:
+        requested = env_mode  # type: ignore[assignment]
+    if requested in {"offline", "disabled"}:
+        return requested  # type: ignore[return-value]
+    if not _has_api_key():
+        if requested == "online":
+            log.warning("W&B: logger.mode=online but no API key (WANDB_API_KEY or `wandb login`); logging offline.")
+        return "offline"
+    ok, reason = _server_reachable()
+    if not ok:
+        log.warning("W&B: %s; logging offline instead. Sync later with `wandb sync <run dir>`.", reason)
+        return "offline"
+    return "online"
+
+
+def make_wandb_logger(
+    *,
+    save_dir: str,
+    project: str = "embedlab",
+    name: str | None = None,
+    group: str | None = None,
+    job_type: str = "train",
+    tags: list[str] | None = None,
+    entity: str | None = None,
+    mode: Mode = "auto",
+    **kwargs: Any,
+):
+    """A Lightning WandbLogger whose mode never blocks on an unreachable server."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    resolved = choose_mode(mode)
+    log.info("W&B mode: %s (requested %s)", resolved, mode)
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return WandbLogger(
+        save_dir=save_dir,
+        project=project,
+        name=name,
+        group=group,
+        job_type=job_type,
+        tags=list(tags or []),
+        entity=entity,
+        offline=resolved == "offline",
+        mode=resolved,
+        **kwargs,
+    )
+
+
+def finish_wandb(loggers: list, exit_code: int) -> None:
+    """Finish every W&B run that was started, recording the job's exit code."""
+    for lg in loggers:
+        run = getattr(lg, "_experiment", None)
+        if run is not None and hasattr(run, "finish"):
+            try:
+                run.finish(exit_code=exit_code)
+            except Exception as exc:  # never mask the job's own error
+                log.warning("W&B finish failed: %s", exc)
