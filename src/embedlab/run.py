@@ -220,8 +220,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         model, loss=obj.loss, lr=float(obj.lr), weight_decay=float(obj.weight_decay),
         warmup_ratio=float(obj.warmup_ratio), cosent_scale=float(obj.scale), dataset_name=cfg.data.name,
     )
-    callbacks = instantiate_list(cfg.get("callbacks")) if cfg.fit else []
     loggers = build_loggers(cfg)
+    callbacks = instantiate_list(cfg.get("callbacks")) if cfg.fit else []
+    if not loggers:  # Lightning refuses a LearningRateMonitor without a logger
+        from lightning.pytorch.callbacks import LearningRateMonitor
+
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     exit_code = 1
     try:

@@ -276,7 +276,15 @@ def _raw_splits(spec: STSSpec) -> dict[str, list[Row]]:
         return {split: _read_hub(spec, spec.files.get(split, split)) for split in SPLITS}
     if spec.format not in {"stsb_tsv", "table"}:
         raise DataError(f"Unknown data format '{spec.format}'. Choose stsb_tsv, table, lee or hub.")
-    reader = _read_stsb_tsv if spec.format == "stsb_tsv" else (lambda p: _read_table(spec, p))
+    def reader(path: Path) -> list[Row]:
+        try:
+            return _read_stsb_tsv(path) if spec.format == "stsb_tsv" else _read_table(spec, path)
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start:exc.start + 4]!r}). "
+                f"Fix: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+            ) from None
+
     if not spec.files:
         raise DataError(f"data '{spec.name}' names no files. Set data.files.{{train,validation,test}} or data.files.all.")
     if set(spec.files) == {"all"}:

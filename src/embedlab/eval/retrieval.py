@@ -502,7 +502,9 @@ def retrieval_metrics_from_scores(
     prep = _prepare(query_ids, doc_ids, qrels, ks, ignore_identical_ids, missing_doc_policy, ndcg_gain)
     s = _as_numpy(scores)
     if s.shape != (len(query_ids), len(doc_ids)):
-        raise ValueError(f"scores shape {s.shape} != (n_queries, n_docs) = ({len(query_ids)}, {len(doc_ids)})")
+        raise ValueError(
+            f"scores shape {s.shape} != (n_queries, n_docs) = ({len(query_ids)}, {len(doc_ids)})"
+        )
     exclude = None if prep.exclude is None else prep.exclude[prep.positions]
     _, idx = topk_from_scores(s, max(ks), rows=prep.positions, exclude=exclude, chunk_size=chunk_size)
     return _compute(
@@ -560,7 +562,9 @@ def _ranked_to_array(ranked: Any, n_queries: int, n_docs: int) -> np.ndarray:
     if isinstance(ranked, tuple) and len(ranked) == 2 and hasattr(ranked[1], "shape"):
         scores, ids = _as_numpy(ranked[0], np.float64), _as_numpy(ranked[1]).astype(np.int64)
         if scores.shape != ids.shape or ids.ndim != 2:
-            raise ValueError(f"(scores, ids) must be two arrays of equal 2-D shape, got {scores.shape}, {ids.shape}")
+            raise ValueError(
+                f"(scores, ids) must be two arrays of equal 2-D shape, got {scores.shape}, {ids.shape}"
+            )
         # sort by (-score, index) with padding (-1) last, so callers may pass unsorted rows
         key_pad = ids < 0
         order = np.lexsort((ids, -np.where(key_pad, -np.inf, scores), key_pad), axis=-1)
@@ -687,7 +691,9 @@ def bitext_retrieval_accuracy(
     s = _as_numpy(src_emb, np.float32)
     t = _as_numpy(tgt_emb, np.float32)
     if s.shape != t.shape or s.ndim != 2 or len(s) == 0:
-        raise ValueError(f"Aligned embeddings must have equal non-empty 2-D shapes, got {s.shape} and {t.shape}")
+        raise ValueError(
+            f"Aligned embeddings must have equal non-empty 2-D shapes, got {s.shape} and {t.shape}"
+        )
     if match == "text" and (src_texts is None or tgt_texts is None):
         raise ValueError("match='text' needs src_texts and tgt_texts")
     if match not in ("index", "text"):

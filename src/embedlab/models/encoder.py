@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 PoolingMode = Literal["mean", "cls", "max", "weightedmean"]
 POOLING_MODES: tuple[str, ...] = ("mean", "cls", "max", "weightedmean")
+POSITION_OFFSET_MODELS = frozenset({"roberta", "xlm-roberta", "mpnet", "camembert", "longformer"})
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,10 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
             f"{str(exc)[:300]}). Fix: check that the folder holds config.json, the weights "
             f"(model.safetensors) and the tokenizer; delete and re-download it if it is corrupt."
         ) from exc
-    positions = getattr(transformer.auto_model.config, "max_position_embeddings", None)
+    config = transformer.auto_model.config
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and config.model_type in POSITION_OFFSET_MODELS:
+        positions -= 2  # RoBERTa-style position ids start after the padding index
     if positions and spec.max_seq_length > positions:
         raise ConfigError(
             f"model.max_seq_length={spec.max_seq_length} exceeds the {positions} positions of "

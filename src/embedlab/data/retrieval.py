@@ -1,0 +1,400 @@
+"""Retrieval data sets as plain dicts: BEIR folders, SQuAD, Tatoeba bitext, and a mock set.
+
+Every loader returns a frozen :class:`RetrievalSet` (or :class:`Bitext`) whose
+``revision`` is a content fingerprint: sha256 over the loader name, its parameters and
+the bytes of every file read, so a results file records exactly which data produced
+it. The shared benchmark data is found via ``data_dir``, else the ``EMBEDLAB_DATA``
+environment variable, else ``../shared/data`` beside the repository.
+
+Conventions:
+
+- BEIR: document text is ``(title + " " + text).strip()``, what BEIR's SentenceBERT
+  wrapper and sentence-transformers' ``InformationRetrievalEvaluator`` example feed the
+  model (SciFact titles are never empty). Only queries judged in the chosen qrels split
+  are kept; the others are counted in ``stats["n_queries_without_qrels"]``.
+- SQuAD question -> paragraph: the corpus is every distinct paragraph; a question's one
+  relevant document is its source paragraph; ``answers`` holds its gold answer texts
+  (for the answer hit rate).
+- SQuAD question -> question: every question is both a query and a document *under the
+  same id*; relevant = the other questions about the same paragraph. Evaluate with
+  ``ignore_identical_ids=True`` (the set carries ``ignore_identical_ids=True`` to say
+  so) so a question never retrieves itself, as BEIR does for Quora/CQADupStack.
+  Questions that are alone on their paragraph stay in the corpus but are not queries.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedlab.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATA_ENV = "EMBEDLAB_DATA"
+_FIX = f"Fix: set {DATA_ENV} to the shared benchmark data folder, or paths.data_dir in the config."
+
+
+@dataclass(frozen=True)
+class RetrievalSet:
+    """Queries, corpus and relevance judgements of one retrieval task."""
+
+    name: str
+    corpus: dict[str, str]  # doc id -> text
+    queries: dict[str, str]  # query id -> text (only queries with a relevant judgement)
+    qrels: dict[str, dict[str, int]]  # query id -> doc id -> relevance (> 0 relevant)
+    answers: dict[str, list[str]] | None  # query id -> gold answer strings, for RAG sets
+    revision: str  # content fingerprint (see module docstring)
+    ignore_identical_ids: bool = False  # evaluate with this: True when query ids are doc ids
+    stats: dict[str, int] = field(default_factory=dict)  # what loading dropped or merged
+
+    @property
+    def query_ids(self) -> list[str]:
+        return list(self.queries)
+
+    @property
+    def doc_ids(self) -> list[str]:
+        return list(self.corpus)
+
+
+@dataclass(frozen=True)
+class Bitext:
+    """Aligned sentence lists: ``sentences[i]`` translates ``english[i]``."""
+
+    lang: str
+    sentences: list[str]
+    english: list[str]
+    revision: str
+
+
+# --- paths and fingerprints ------------------------------------------------------------
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The shared data folder: the argument, else $EMBEDLAB_DATA, else ../shared/data."""
+    if data_dir:
+        path = Path(data_dir).expanduser()
+    elif os.environ.get(DATA_ENV):
+        path = Path(os.environ[DATA_ENV]).expanduser()
+    else:
+        path = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    if not path.is_dir():
+        raise DataError(f"Data folder {path} does not exist. {_FIX}")
+    return path
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}. {_FIX}")
+    return path
+
+
+def _fingerprint(tag: str, params: dict[str, Any], files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([tag, params], sort_keys=True).encode())
+    for f in files:
+        digest.update(f.name.encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _open_text(path: Path) -> Any:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with _open_text(path) as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
+
+
+def _first_existing(folder: Path, names: list[str], what: str) -> Path:
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"{what} not found in {folder} (looked for {', '.join(names)}). {_FIX}")
+
+
+def _unique_put(target: dict[str, Any], key: str, value: Any, what: str, source: Path) -> None:
+    if key in target:
+        raise DataError(f"Duplicate {what} id {key!r} in {source}; ids must be unique.")
+    target[key] = value
+
+
+# --- BEIR ------------------------------------------------------------------------------
+
+
+def load_beir(
+    folder: str | os.PathLike[str], split: str = "test", *, name: str | None = None
+) -> RetrievalSet:
+    """A BEIR-layout folder: corpus.jsonl[.gz], queries.jsonl[.gz], qrels/<split>.tsv."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise DataError(f"BEIR folder not found: {root}. {_FIX}")
+    corpus_path = _first_existing(root, ["corpus.jsonl", "corpus.jsonl.gz"], "BEIR corpus")
+    queries_path = _first_existing(root, ["queries.jsonl", "queries.jsonl.gz"], "BEIR queries")
+    qrels_path = _require(root / "qrels" / f"{split}.tsv", f"BEIR qrels for split {split!r}")
+
+    corpus: dict[str, str] = {}
+    for row in _read_jsonl(corpus_path):
+        text = (str(row.get("title") or "") + " " + str(row.get("text") or "")).strip()
+        _unique_put(corpus, str(row["_id"]), text, "document", corpus_path)
+    if not corpus:
+        raise DataError(f"Empty corpus: {corpus_path} holds no documents.")
+
+    all_queries: dict[str, str] = {}
+    for row in _read_jsonl(queries_path):
+        _unique_put(all_queries, str(row["_id"]), str(row["text"]).strip(), "query", queries_path)
+
+    qrels: dict[str, dict[str, int]] = {}
+    n_dup = 0
+    with qrels_path.open(encoding="utf-8") as fh:
+        lines = [ln.rstrip("\r\n") for ln in fh]
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) != 3:
+            raise DataError(f"{qrels_path}:{n}: expected 3 tab-separated columns (query-id corpus-id score).")
+        qid, did, score = cols
+        if n == 1 and not score.strip().lstrip("-").isdigit():
+            continue  # header "query-id corpus-id score"
+        rel = int(score)
+        prev = qrels.setdefault(qid, {}).get(did)
+        if prev is not None:
+            if prev != rel:
+                raise DataError(f"{qrels_path}:{n}: {qid}->{did} judged both {prev} and {rel}.")
+            n_dup += 1
+        qrels[qid][did] = rel
+
+    unknown = sorted(set(qrels) - set(all_queries))
+    if unknown:
+        log.warning(
+            "%s: %d judged query ids are missing from %s; dropped", root.name, len(unknown), queries_path
+        )
+    qrels = {q: r for q, r in qrels.items() if q in all_queries}
+    # keep queries with at least one relevant (> 0) judgement, in queries.jsonl order
+    queries = {q: t for q, t in all_queries.items() if any(v > 0 for v in qrels.get(q, {}).values())}
+    if not queries:
+        raise DataError(f"No query in {queries_path} has a relevant judgement in {qrels_path}.")
+    qrels = {q: qrels[q] for q in queries}
+    n_missing_doc = sum(d not in corpus for r in qrels.values() for d in r)
+    if n_missing_doc:
+        log.warning("%s: %d judgements name documents missing from the corpus", root.name, n_missing_doc)
+    stats = {
+        "n_docs": len(corpus),
+        "n_queries": len(queries),
+        "n_queries_without_qrels": len(all_queries) - len(queries),
+        "n_qrels_unknown_queries": len(unknown),
+        "n_qrels_duplicate_lines": n_dup,
+        "n_judgements_missing_doc": n_missing_doc,
+    }
+    return RetrievalSet(
+        name=name or f"{root.name}/{split}",
+        corpus=corpus,
+        queries=queries,
+        qrels=qrels,
+        answers=None,
+        revision=_fingerprint("beir", {"split": split}, [corpus_path, queries_path, qrels_path]),
+        stats=stats,
+    )
+
+
+def load_scifact(data_dir: str | os.PathLike[str] | None = None, split: str = "test") -> RetrievalSet:
+    """SciFact (BEIR layout) from the shared data: 5,183 abstracts; test has 300 claims."""
+    return load_beir(resolve_data_dir(data_dir) / "scifact_beir", split, name=f"scifact/{split}")
+
+
+# --- SQuAD -----------------------------------------------------------------------------
+
+
+def _squad_path(path: str | os.PathLike[str] | None) -> Path:
+    if path is None:
+        return _require(resolve_data_dir() / "squad_v1.1" / "dev-v1.1.json.gz", "SQuAD v1.1 dev")
+    return _require(Path(path).expanduser(), "SQuAD JSON")
+
+
+def _read_squad(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(paragraph text, its qas) in file order."""
+    try:
+        with _open_text(path) as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON ({exc.msg}).") from None
+    out = []
+    for article in data.get("data", []):
+        for para in article.get("paragraphs", []):
+            out.append((str(para["context"]), list(para.get("qas", []))))
+    if not out:
+        raise DataError(f"Empty corpus: {path} holds no SQuAD paragraphs.")
+    return out
+
+
+def load_squad_paragraphs(path: str | os.PathLike[str] | None = None) -> RetrievalSet:
+    """SQuAD v1.1: question -> paragraph retrieval over all paragraphs, with gold answers.
+
+    Paragraph ids are ``p00000``... in file order; identical paragraph texts are merged
+    into the first one (``stats["n_duplicate_paragraphs"]``) and their questions point
+    to it.
+    """
+    p = _squad_path(path)
+    corpus: dict[str, str] = {}
+    by_text: dict[str, str] = {}
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    answers: dict[str, list[str]] = {}
+    n_dup_para = 0
+    for context, qas in _read_squad(p):
+        pid = by_text.get(context)
+        if pid is None:
+            pid = f"p{len(corpus):05d}"
+            by_text[context] = pid
+            corpus[pid] = context
+        else:
+            n_dup_para += 1
+        for qa in qas:
+            qid = str(qa["id"])
+            _unique_put(queries, qid, str(qa["question"]).strip(), "question", p)
+            qrels[qid] = {pid: 1}
+            answers[qid] = list(dict.fromkeys(str(a["text"]) for a in qa.get("answers", [])))
+    if n_dup_para:
+        log.info("SQuAD: merged %d duplicate paragraphs", n_dup_para)
+    return RetrievalSet(
+        name=f"squad/{p.name.split('.json')[0]}/q2p",
+        corpus=corpus,
+        queries=queries,
+        qrels=qrels,
+        answers=answers,
+        revision=_fingerprint("squad_q2p", {}, [p]),
+        stats={
+            "n_docs": len(corpus),
+            "n_queries": len(queries),
+            "n_duplicate_paragraphs": n_dup_para,
+            "n_queries_without_answer": sum(not a for a in answers.values()),
+        },
+    )
+
+
+def load_squad_questions(path: str | os.PathLike[str] | None = None) -> RetrievalSet:
+    """SQuAD v1.1 question -> question matching: same paragraph = relevant.
+
+    Query ids and doc ids coincide (the SQuAD question ids); evaluate with
+    ``ignore_identical_ids=True``, which the returned set records.
+    """
+    p = _squad_path(path)
+    corpus: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}  # paragraph text -> question ids
+    for context, qas in _read_squad(p):
+        ids = groups.setdefault(context, [])
+        for qa in qas:
+            qid = str(qa["id"])
+            _unique_put(corpus, qid, str(qa["question"]).strip(), "question", p)
+            ids.append(qid)
+    qrels: dict[str, dict[str, int]] = {}
+    for ids in groups.values():
+        for qid in ids:
+            others = {o: 1 for o in ids if o != qid}
+            if others:
+                qrels[qid] = others
+    queries = {q: corpus[q] for q in corpus if q in qrels}
+    n_alone = len(corpus) - len(queries)
+    if n_alone:
+        log.info("SQuAD q2q: %d questions are alone on their paragraph: documents only", n_alone)
+    return RetrievalSet(
+        name=f"squad/{p.name.split('.json')[0]}/q2q",
+        corpus=corpus,
+        queries=queries,
+        qrels=qrels,
+        answers=None,
+        revision=_fingerprint("squad_q2q", {}, [p]),
+        ignore_identical_ids=True,
+        stats={"n_docs": len(corpus), "n_queries": len(queries), "n_questions_alone": n_alone},
+    )
+
+
+# --- Tatoeba ---------------------------------------------------------------------------
+
+
+def _read_lines(path: Path) -> list[str]:
+    # split on "\n" only: str.splitlines would also break on U+2028 and friends inside a sentence
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln.rstrip("\r") for ln in lines]
+
+
+def load_tatoeba(lang: str, data_dir: str | os.PathLike[str] | None = None) -> Bitext:
+    """LASER's Tatoeba test set for ``lang`` (ISO 639-3, e.g. "deu") paired with English."""
+    folder = resolve_data_dir(data_dir) / "tatoeba_laser" / "v1"
+    src = _require(folder / f"tatoeba.{lang}-eng.{lang}", f"Tatoeba {lang} sentences")
+    eng = _require(folder / f"tatoeba.{lang}-eng.eng", f"Tatoeba {lang}-eng English side")
+    sentences, english = _read_lines(src), _read_lines(eng)
+    if len(sentences) != len(english):
+        raise DataError(
+            f"Tatoeba {lang}: {len(sentences)} lines in {src.name} but {len(english)} in {eng.name}."
+        )
+    if not sentences:
+        raise DataError(f"Tatoeba {lang}: {src} is empty.")
+    return Bitext(lang, sentences, english, _fingerprint("tatoeba", {"lang": lang}, [src, eng]))
+
+
+# --- mock ------------------------------------------------------------------------------
+
+
+def mock_retrieval_set() -> RetrievalSet:
+    """A tiny deterministic set for tests: 8 docs on 4 topics, 4 queries, graded qrels.
+
+    Words overlap between a query and its relevant documents, so even a bag-of-words
+    or a randomly initialised tiny encoder has signal; answers make it a RAG set.
+    """
+    corpus = {
+        "d0": "Cats are small domesticated felines that purr and hunt mice.",
+        "d1": "A cat sleeps most of the day and purrs when content.",
+        "d2": "Dogs are loyal companions that bark and fetch sticks.",
+        "d3": "The Eiffel Tower in Paris was completed in 1889.",
+        "d4": "Paris is the capital of France and home of the Louvre.",
+        "d5": "Photosynthesis turns sunlight, water and carbon dioxide into sugar.",
+        "d6": "Plants use chlorophyll to capture sunlight for photosynthesis.",
+        "d7": "The stock market fell sharply on Monday morning.",
+    }
+    queries = {
+        "q0": "Why do cats purr?",
+        "q1": "When was the Eiffel Tower in Paris completed?",
+        "q2": "How does photosynthesis use sunlight?",
+        "q3": "What do dogs fetch?",
+    }
+    qrels = {
+        "q0": {"d0": 2, "d1": 1},
+        "q1": {"d3": 2, "d4": 0},
+        "q2": {"d5": 2, "d6": 1},
+        "q3": {"d2": 1},
+    }
+    answers = {"q0": ["when content"], "q1": ["1889"], "q2": ["into sugar"], "q3": ["sticks"]}
+    revision = hashlib.sha256(
+        json.dumps([corpus, queries, qrels, answers], sort_keys=True).encode()
+    ).hexdigest()
+    return RetrievalSet(
+        name="mock",
+        corpus=corpus,
+        queries=queries,
+        qrels=qrels,
+        answers=answers,
+        revision=revision[:16],
+        stats={"n_docs": len(corpus), "n_queries": len(queries)},
+    )

@@ -1,0 +1,89 @@
+"""Every value of every config group composes, and every one that changes a run runs
+end to end with a tiny model and fast_dev_run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS
+
+GROUPS = ["model", "pooling", "dimension", "quantization", "objective", "data", "trainer", "logger",
+          "callbacks", "debug", "experiment"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+ALL = [(g, o) for g in GROUPS for o in options(g)]
+
+
+@pytest.mark.parametrize(("group", "option"), ALL, ids=[f"{g}={o}" for g, o in ALL])
+@pytest.mark.parametrize("task", ["train", "evaluate"])
+def test_every_option_composes(make_cfg, group: str, option: str, task: str) -> None:
+    overrides = [f"{group}={option}"]
+    if group == "data" and option == "sts_file":
+        overrides += ["data.files.all=pairs.csv", "data.score_range=[0,5]"]
+    if group == "model" and option == "saved":
+        overrides += ["model.name_or_path=somewhere"]
+    cfg = make_cfg(*overrides, task=task)
+    assert cfg.monitor.endswith("/spearman_cosine")
+    from embedlab.run import encoder_spec, sts_spec
+
+    assert encoder_spec(cfg).name == cfg.model.name
+    assert sts_spec(cfg).name == cfg.data.name
+
+
+def test_monitor_is_named_once() -> None:
+    """The monitored metric is spelled only in train.yaml / evaluate.yaml."""
+    hits = [p for p in CONFIGS.rglob("*.yaml") if "spearman_cosine" in p.read_text()]
+    assert sorted(p.name for p in hits) == ["evaluate.yaml", "train.yaml"]
+
+
+def test_unknown_option_is_a_clear_error(make_cfg) -> None:
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="pooling"):
+        make_cfg("pooling=median")
+
+
+SMOKE = [
+    *[("model=" + m,) for m in options("model") if m.startswith("tiny_")],
+    *[("model=tiny_bert", "pooling=" + p) for p in options("pooling")],
+    *[("model=minilm", "dimension=" + d) for d in options("dimension")],  # tiny models have 32 dims
+    *[("model=tiny_bert", "objective=" + o) for o in options("objective")],
+    *[("model=tiny_bert", "logger=" + lg) for lg in options("logger")],
+]
+
+
+@pytest.mark.parametrize("overrides", SMOKE, ids=[",".join(o) for o in SMOKE])
+def test_fast_dev_run(make_cfg, tmp_path: Path, overrides: tuple[str, ...]) -> None:
+    from embedlab.run import train
+
+    cfg = make_cfg(*overrides, "debug=fast", "data=lee")
+    metrics, objects = train(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["metrics"]) == set(metrics)
+    for split in ("val", "test"):
+        rho = results["metrics"][f"{split}/lee/spearman_cosine"]
+        assert rho is None or -1.0 <= rho <= 1.0
+    meta = results["meta"]
+    assert meta["model"]["fingerprint"] and meta["data"]["fingerprint"]
+    assert meta["packages"]["torch"] and "sha" in meta["git"] and meta["wall_time_s"] > 0
+    assert (tmp_path / "model" / "modules.json").exists()
+    if any(o.startswith("dimension=d") for o in overrides):
+        size = cfg.dimension.size
+        assert f"test/lee/spearman_cosine@{size}" in metrics
+    if "dimension=proj128" in overrides:
+        assert objects["model"].get_embedding_dimension() == 128
+
+
+def test_dimension_larger_than_model_is_rejected(make_cfg) -> None:
+    from embedlab.errors import ConfigError
+    from embedlab.run import train
+
+    with pytest.raises(ConfigError, match="dimension=d128 asks for 128 dimensions.*gives 32"):
+        train(make_cfg("model=tiny_bert", "dimension=d128", "debug=fast", "logger=none"))
