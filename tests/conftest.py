@@ -30,7 +30,9 @@ def shared_data_dir() -> Path | None:
 def data_dir() -> Path:
     path = shared_data_dir()
     if path is None:
-        pytest.skip("benchmark data not found: set EMBEDLAB_DATA to the folder holding stsb/, scifact_beir/, ...")
+        pytest.skip(
+            "benchmark data not found: set EMBEDLAB_DATA to the folder holding stsb/, scifact_beir/, ..."
+        )
     return path
 
 

@@ -10,8 +10,19 @@ import pytest
 
 from conftest import CONFIGS
 
-GROUPS = ["model", "pooling", "dimension", "quantization", "objective", "data", "trainer", "logger",
-          "callbacks", "debug", "experiment"]
+GROUPS = [
+    "model",
+    "pooling",
+    "dimension",
+    "quantization",
+    "objective",
+    "data",
+    "trainer",
+    "logger",
+    "callbacks",
+    "debug",
+    "experiment",
+]
 
 
 def options(group: str) -> list[str]:

@@ -18,10 +18,14 @@ def test_short_finetune_improves_and_saved_model_reproduces_score(make_cfg, tmp_
 
     before, _ = evaluate(make_cfg("model=minilm", "data=lee", "logger=none", output_dir=tmp_path / "before"))
     metrics, objects = train(
-        make_cfg("model=minilm", "data=lee", "logger=csv", "trainer.max_epochs=1", output_dir=tmp_path / "after")
+        make_cfg(
+            "model=minilm", "data=lee", "logger=csv", "trainer.max_epochs=1", output_dir=tmp_path / "after"
+        )
     )
     results = json.loads((tmp_path / "after" / "results.json").read_text())
-    assert results["metrics"]["test/lee/spearman_cosine"] == pytest.approx(metrics["test/lee/spearman_cosine"])
+    assert results["metrics"]["test/lee/spearman_cosine"] == pytest.approx(
+        metrics["test/lee/spearman_cosine"]
+    )
     # The Lee set is small and noisy; fine-tuning on its train pairs must help on held-out pairs.
     assert metrics["val/lee/spearman_cosine"] > before["val/lee/spearman_cosine"]
     reloaded = SentenceTransformer(str(tmp_path / "after" / "model"), device="cpu")
@@ -36,5 +40,7 @@ def test_minilm_stsb_test_matches_mteb(make_cfg, data_dir: Path, tmp_path: Path)
     """MTEB publishes 82.03 cosine Spearman for all-MiniLM-L6-v2 on STS-B test."""
     from embedlab.run import evaluate
 
-    metrics, _ = evaluate(make_cfg("model=minilm", "data=stsb", "logger=none", f"paths.data_dir={data_dir}", task="evaluate"))
+    metrics, _ = evaluate(
+        make_cfg("model=minilm", "data=stsb", "logger=none", f"paths.data_dir={data_dir}", task="evaluate")
+    )
     assert metrics["test/stsb/spearman_cosine"] == pytest.approx(0.8203, abs=0.0005)

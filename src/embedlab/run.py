@@ -108,7 +108,9 @@ def build_model(cfg: DictConfig):
         from sentence_transformers import SentenceTransformer
 
         resolved = locate(spec)
-        model = SentenceTransformer(str(resolved.path), device="cpu", trust_remote_code=spec.trust_remote_code)
+        model = SentenceTransformer(
+            str(resolved.path), device="cpu", trust_remote_code=spec.trust_remote_code
+        )
     else:
         model, resolved = build_encoder(spec)
     full = embedding_dimension(model)
@@ -150,7 +152,11 @@ def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[d
     for split in cfg.eval_splits:
         key = f"{SPLIT_KEY[split]}/{cfg.data.name}"
         result = evaluate_sts(
-            model, data.splits[split], dims=dims, batch_size=int(cfg.data.eval_batch_size), n_worst=cfg.n_worst_pairs
+            model,
+            data.splits[split],
+            dims=dims,
+            batch_size=int(cfg.data.eval_batch_size),
+            n_worst=cfg.n_worst_pairs,
         )
         for name, value in result.metrics.items():
             metrics[f"{key}/{name}"] = value
@@ -162,11 +168,17 @@ def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[d
         for lg in loggers:
             if hasattr(lg, "log_table"):
                 cols = list(result.worst_pairs[0]) if result.worst_pairs else []
-                lg.log_table(key=f"{key}/worst_pairs", columns=cols, data=[list(r.values()) for r in result.worst_pairs])
+                lg.log_table(
+                    key=f"{key}/worst_pairs",
+                    columns=cols,
+                    data=[list(r.values()) for r in result.worst_pairs],
+                )
     return metrics, details
 
 
-def collect_meta(cfg: DictConfig, resolved, model_fp: str, data, seconds: float, extra: dict) -> dict[str, Any]:
+def collect_meta(
+    cfg: DictConfig, resolved, model_fp: str, data, seconds: float, extra: dict
+) -> dict[str, Any]:
     from embedlab.tracking.results import git_state, package_versions
 
     return {
@@ -175,7 +187,12 @@ def collect_meta(cfg: DictConfig, resolved, model_fp: str, data, seconds: float,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "packages": package_versions(),
         "git": git_state(Path(__file__).resolve().parent),
-        "model": {"name": cfg.model.name, "source": resolved.source, "path": str(resolved.path), "fingerprint": model_fp},
+        "model": {
+            "name": cfg.model.name,
+            "source": resolved.source,
+            "path": str(resolved.path),
+            "fingerprint": model_fp,
+        },
         "data": {
             "name": data.name,
             "fingerprint": data.fingerprint(),
@@ -209,7 +226,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
 
     datamodule = PairDataModule(
-        sts_spec(cfg), batch_size=int(cfg.data.batch_size), eval_batch_size=int(cfg.data.eval_batch_size), seed=int(cfg.seed)
+        sts_spec(cfg),
+        batch_size=int(cfg.data.batch_size),
+        eval_batch_size=int(cfg.data.eval_batch_size),
+        seed=int(cfg.seed),
     )
     datamodule.setup()
     data = datamodule.data
@@ -217,8 +237,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     model_fp = model_fingerprint(resolved)
     obj = cfg.objective
     module = SiameseModule(
-        model, loss=obj.loss, lr=float(obj.lr), weight_decay=float(obj.weight_decay),
-        warmup_ratio=float(obj.warmup_ratio), cosent_scale=float(obj.scale), dataset_name=cfg.data.name,
+        model,
+        loss=obj.loss,
+        lr=float(obj.lr),
+        weight_decay=float(obj.weight_decay),
+        warmup_ratio=float(obj.warmup_ratio),
+        cosent_scale=float(obj.scale),
+        dataset_name=cfg.data.name,
     )
     loggers = build_loggers(cfg)
     callbacks = instantiate_list(cfg.get("callbacks")) if cfg.fit else []
@@ -237,7 +262,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             lengths = token_lengths(model, list(dict.fromkeys(train_texts)))
             n_long = int((lengths > model.max_seq_length).sum())
             if n_long:
-                log.warning("%d distinct training texts exceed %d tokens and are truncated.", n_long, model.max_seq_length)
+                log.warning(
+                    "%d distinct training texts exceed %d tokens and are truncated.",
+                    n_long,
+                    model.max_seq_length,
+                )
             extra["train"] = {"n_truncated_texts": n_long, "max_tokens": int(lengths.max())}
             fit_start = time.perf_counter()
             model.train()  # built in eval mode; Lightning keeps submodule modes, so dropout needs this

@@ -15,7 +15,9 @@ def table_spec(path: Path, **kw) -> STSSpec:
     return STSSpec(name="mine", format="table", score_range=(0.0, 5.0), files={"all": str(path)}, **kw)
 
 
-def write_csv(path: Path, rows: list[tuple[str, str, str]], header: str = "sentence1,sentence2,score") -> Path:
+def write_csv(
+    path: Path, rows: list[tuple[str, str, str]], header: str = "sentence1,sentence2,score"
+) -> Path:
     import csv
 
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -30,7 +32,10 @@ GOOD = [(f"a sentence number {i}", f"another sentence {i}", str(i % 6)) for i in
 
 def test_stsb_original_release(data_dir: Path) -> None:
     spec = STSSpec(
-        name="stsb", format="stsb_tsv", score_range=(0.0, 5.0), root=str(data_dir / "stsb"),
+        name="stsb",
+        format="stsb_tsv",
+        score_range=(0.0, 5.0),
+        root=str(data_dir / "stsb"),
         files={"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"},
     )
     data = load_sts(spec)
@@ -41,12 +46,16 @@ def test_stsb_original_release(data_dir: Path) -> None:
 
 
 def test_lee_embedded_default() -> None:
-    data = load_sts(STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15)))
+    data = load_sts(
+        STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15))
+    )
     sizes = {k: len(v) for k, v in data.splits.items()}
     assert sum(sizes.values()) == 1225 and sizes["train"] == 858
     pairs = [set(zip(v.sentence1, v.sentence2, strict=True)) for v in data.splits.values()]
     assert not (pairs[0] & pairs[1] or pairs[0] & pairs[2] or pairs[1] & pairs[2])  # disjoint
-    again = load_sts(STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15)))
+    again = load_sts(
+        STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15))
+    )
     assert again.fingerprint() == data.fingerprint()  # seeded: the same split every time
     other = load_sts(STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_seed=7))
     assert other.fingerprint() != data.fingerprint()
@@ -68,7 +77,11 @@ def test_user_files_per_split_and_indices(tmp_path: Path) -> None:
     for split in ("train", "validation", "test"):
         (tmp_path / f"{split}.tsv").write_text("".join(f"{a}\t{b}\t{s}\n" for a, b, s in GOOD[:10]))
     spec = STSSpec(
-        name="mine", format="table", score_range=(0.0, 5.0), root=str(tmp_path), has_header=False,
+        name="mine",
+        format="table",
+        score_range=(0.0, 5.0),
+        root=str(tmp_path),
+        has_header=False,
         files={s: f"{s}.tsv" for s in ("train", "validation", "test")},
         columns={"sentence1": 0, "sentence2": 1, "score": 2},
     )
@@ -108,7 +121,9 @@ def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
 def test_missing_column_lists_available(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "pairs.csv", GOOD)
     with pytest.raises(DataError, match=r"column 'text_a' not found.*sentence1"):
-        load_sts(table_spec(path, columns={"sentence1": "text_a", "sentence2": "sentence2", "score": "score"}))
+        load_sts(
+            table_spec(path, columns={"sentence1": "text_a", "sentence2": "sentence2", "score": "score"})
+        )
 
 
 def test_bad_score_range_and_fractions(tmp_path: Path) -> None:
@@ -124,7 +139,9 @@ def test_hostile_texts_survive(tmp_path: Path) -> None:
     long = "word " * 20_000
     rows = GOOD + [("tab\tand\x07bell", long, "2")]
     path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps({"sentence1": a, "sentence2": b, "score": float(s)}) + "\n" for a, b, s in rows))
+    path.write_text(
+        "".join(json.dumps({"sentence1": a, "sentence2": b, "score": float(s)}) + "\n" for a, b, s in rows)
+    )
     data = load_sts(table_spec(path, split_fractions=(0.5, 0.25, 0.25)))
     texts = [t for v in data.splits.values() for t in v.sentence2]
     assert long in texts

@@ -169,3 +169,13 @@ def test_evaluate_precision_orders_as_expected(data) -> None:
         self_ids, dids, {self_ids[0]: {dids[1]: 1}}, queries, docs, "int8", ks, ignore_identical_ids=True
     )
     assert own.metrics.ignore_identical_ids and own.metrics.n_queries_short_ranking == 0
+
+
+def test_fewer_docs_than_k_pads(data) -> None:
+    queries, docs = data
+    for precision, mult in [("float32", 0), ("int8", 2), ("binary", 0), ("binary", 2)]:
+        res = search_with_precision(
+            queries[:4], docs[:3], 5, precision, calibration_embeddings=docs, rescore_multiplier=mult
+        )
+        assert res.ids.shape == (4, 5) and (res.ids[:, 3:] == -1).all() and np.isinf(res.scores[:, 3:]).all()
+        assert sorted(res.ids[0, :3].tolist()) == [0, 1, 2]

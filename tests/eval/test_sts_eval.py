@@ -24,13 +24,18 @@ def _parity(model, split) -> None:
 
 
 def test_parity_on_lee(minilm) -> None:
-    data = load_sts(STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15)))
+    data = load_sts(
+        STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15))
+    )
     _parity(minilm, data.splits["test"])
 
 
 def test_parity_on_stsb_dev_subset(minilm, data_dir: Path) -> None:
     spec = STSSpec(
-        name="stsb", format="stsb_tsv", score_range=(0.0, 5.0), root=str(data_dir / "stsb"),
+        name="stsb",
+        format="stsb_tsv",
+        score_range=(0.0, 5.0),
+        root=str(data_dir / "stsb"),
         files={"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"},
         max_pairs_per_split=300,
     )

@@ -20,7 +20,9 @@ def test_missing_hub_model_fails_fast_and_says_how(monkeypatch: pytest.MonkeyPat
         resolve_model("google-bert/bert-base-uncased")
     assert time.perf_counter() - start < 10
     message = str(err.value)
-    assert "google-bert/bert-base-uncased" in message and "hf download" in message and "model=minilm" in message
+    assert (
+        "google-bert/bert-base-uncased" in message and "hf download" in message and "model=minilm" in message
+    )
 
 
 def test_hf_hub_offline_is_respected(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

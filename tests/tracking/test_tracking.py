@@ -67,7 +67,11 @@ def test_results_keys_and_atomic_write(tmp_path: Path) -> None:
 
 
 def test_secrets_are_redacted() -> None:
-    cfg = {"logger": {"wandb": {"api_key": "secret", "project": "p"}}, "hub": {"token": "hf_x"}, "n": [{"password": "p"}]}
+    cfg = {
+        "logger": {"wandb": {"api_key": "secret", "project": "p"}},
+        "hub": {"token": "hf_x"},
+        "n": [{"password": "p"}],
+    }
     assert redact(cfg) == {
         "logger": {"wandb": {"api_key": "<redacted>", "project": "p"}},
         "hub": {"token": "<redacted>"},

@@ -252,7 +252,11 @@ def _seeded_split(rows: list[Row], fractions: Sequence[float], seed: int) -> dic
     random.Random(seed).shuffle(order)
     n_train = round(fractions[0] * len(rows))
     n_val = round(fractions[1] * len(rows))
-    cuts = {"train": order[:n_train], "validation": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+    cuts = {
+        "train": order[:n_train],
+        "validation": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
     return {k: [rows[i] for i in sorted(v)] for k, v in cuts.items()}
 
 
@@ -276,23 +280,28 @@ def _raw_splits(spec: STSSpec) -> dict[str, list[Row]]:
         return {split: _read_hub(spec, spec.files.get(split, split)) for split in SPLITS}
     if spec.format not in {"stsb_tsv", "table"}:
         raise DataError(f"Unknown data format '{spec.format}'. Choose stsb_tsv, table, lee or hub.")
+
     def reader(path: Path) -> list[Row]:
         try:
             return _read_stsb_tsv(path) if spec.format == "stsb_tsv" else _read_table(spec, path)
         except UnicodeDecodeError as exc:
             raise DataError(
-                f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start:exc.start + 4]!r}). "
+                f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 4]!r}). "
                 f"Fix: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
             ) from None
 
     if not spec.files:
-        raise DataError(f"data '{spec.name}' names no files. Set data.files.{{train,validation,test}} or data.files.all.")
+        raise DataError(
+            f"data '{spec.name}' names no files. Set data.files.{{train,validation,test}} or data.files.all."
+        )
     if set(spec.files) == {"all"}:
         rows = reader(_resolve_file(spec, spec.files["all"]))
         return _seeded_split(rows, spec.split_fractions, spec.split_seed)
     unknown = set(spec.files) - set(SPLITS)
     if unknown:
-        raise DataError(f"data.files has unknown splits {sorted(unknown)}; use train, validation, test or all.")
+        raise DataError(
+            f"data.files has unknown splits {sorted(unknown)}; use train, validation, test or all."
+        )
     return {split: reader(_resolve_file(spec, name)) for split, name in spec.files.items()}
 
 

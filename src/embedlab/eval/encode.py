@@ -65,7 +65,11 @@ def encode(
         log.warning(
             "%d of %d distinct %s exceed the model's limit of %d tokens (longest: %d) and are "
             "truncated to it; raise model.max_seq_length (up to the model's positions) to keep more.",
-            n_trunc, len(unique), what, limit, int(lengths.max()),
+            n_trunc,
+            len(unique),
+            what,
+            limit,
+            int(lengths.max()),
         )
     start = time.perf_counter()
     emb = model.encode(unique, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)

@@ -281,13 +281,10 @@ def search(index: BuiltIndex | Any, queries: Any, k: int) -> tuple[np.ndarray, n
         scores = (n_bits - 2 * ham).astype(np.float32)
         ids = cand
     else:
-        safe = np.where(cand >= 0, cand, 0)
-        cand_vecs = index.rescore_vectors[safe]  # (Q, c, d)
-        scores = np.einsum("qd,qcd->qc", q, cand_vecs).astype(np.float32)
-        scores[cand < 0] = -np.inf
-        order = np.lexsort((cand, -scores), axis=-1)
-        scores = np.take_along_axis(scores, order, axis=1)
-        ids = np.take_along_axis(cand, order, axis=1)
+        from embedlab.eval.precision import rescore_candidates
+
+        vecs = index.rescore_vectors
+        scores, ids = rescore_candidates(q, cand, lambda i: vecs[i], k)
     out_s = np.full((len(q), k), -np.inf, dtype=np.float32)
     out_i = np.full((len(q), k), -1, dtype=np.int64)
     w = min(k, scores.shape[1])

@@ -73,7 +73,9 @@ def evaluate_sts(
 ) -> STSResult:
     """Encode both sides once and score the full embedding and each truncated ``dim``."""
     n = len(split)
-    emb, stats = encode(model, list(split.sentence1) + list(split.sentence2), batch_size=batch_size, what="sentences")
+    emb, stats = encode(
+        model, list(split.sentence1) + list(split.sentence2), batch_size=batch_size, what="sentences"
+    )
     a, b = emb[:n], emb[n:]
     metrics = sts_metrics(a, b, split.scores)
     full = a.shape[1]

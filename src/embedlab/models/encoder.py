@@ -102,9 +102,7 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
     if spec.projection_dim:
         import torch
 
-        modules.append(
-            Dense(hidden, spec.projection_dim, bias=True, activation_function=torch.nn.Identity())
-        )
+        modules.append(Dense(hidden, spec.projection_dim, bias=True, activation_function=torch.nn.Identity()))
     if spec.normalize:
         modules.append(Normalize())
     model = SentenceTransformer(modules=modules, device=device)

@@ -147,9 +147,7 @@ def resolve_model(
         return ResolvedModel(path, "local", str(name_or_path))
     if packaged is not None:
         if packaged not in PACKAGED:
-            raise ModelUnavailableError(
-                f"Unknown packaged model '{packaged}'. Known: {sorted(PACKAGED)}."
-            )
+            raise ModelUnavailableError(f"Unknown packaged model '{packaged}'. Known: {sorted(PACKAGED)}.")
         loader, how = PACKAGED[packaged]
         try:
             return ResolvedModel(loader(), f"packaged:{packaged}", name_or_path or packaged)

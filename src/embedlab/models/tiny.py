@@ -73,7 +73,9 @@ def _train_tokenizer(family: str, specials: dict[str, str], vocab_size: int, tex
     cls, sep = specials["cls"], specials["sep"]
     tok.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}",
-        pair=f"{cls} $A {sep} {sep} $B {sep}" if specials is _ROBERTA_SPECIALS else f"{cls} $A {sep} $B {sep}",
+        pair=f"{cls} $A {sep} {sep} $B {sep}"
+        if specials is _ROBERTA_SPECIALS
+        else f"{cls} $A {sep} $B {sep}",
         special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
     )
     return tok

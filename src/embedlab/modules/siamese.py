@@ -54,21 +54,22 @@ class SiameseModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         emb_a, emb_b = self.embed(batch["sentence1"]), self.embed(batch["sentence2"])
-        self._val_cos.append(torch.nn.functional.cosine_similarity(emb_a, emb_b).float().cpu())
-        self._val_gold.append(batch["label"].float().cpu())
+        self._val_cos.append(torch.nn.functional.cosine_similarity(emb_a, emb_b).detach().float())
+        self._val_gold.append(batch["label"].detach().float())
 
     def on_validation_epoch_end(self) -> None:
         from scipy.stats import spearmanr
 
         if not self._val_cos:
             return
-        cos, gold = torch.cat(self._val_cos).numpy(), torch.cat(self._val_gold).numpy()
+        cos, gold = torch.cat(self._val_cos), torch.cat(self._val_gold)
         self._val_cos.clear()
         self._val_gold.clear()
+        if self.trainer.world_size > 1:  # Spearman is not a mean of shard Spearmans: gather all pairs
+            cos, gold = self.all_gather(cos).flatten(), self.all_gather(gold).flatten()
         name = self.hparams["dataset_name"]
-        rho = float(spearmanr(gold, cos).statistic) if len(gold) > 1 else float("nan")
-        # sync_dist: under DDP each rank saw a shard; the mean of shard Spearmans is logged.
-        self.log(f"val/{name}/spearman_cosine", rho, prog_bar=True, sync_dist=True)
+        rho = float(spearmanr(gold.cpu().numpy(), cos.cpu().numpy()).statistic) if len(gold) > 1 else float("nan")
+        self.log(f"val/{name}/spearman_cosine", rho, prog_bar=True, rank_zero_only=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
         from transformers import get_linear_schedule_with_warmup
@@ -78,7 +79,9 @@ class SiameseModule(L.LightningModule):
             if not param.requires_grad:
                 continue
             # As in SBERT: no weight decay on biases and LayerNorm weights.
-            (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+            (
+                no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay
+            ).append(param)
         optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": self.hparams["weight_decay"]},

@@ -18,8 +18,18 @@ from pathlib import Path
 from typing import Any
 
 TRACKED_PACKAGES = (
-    "embedlab", "torch", "transformers", "sentence-transformers", "lightning", "hydra-core",
-    "faiss-cpu", "wandb", "numpy", "scipy", "scikit-learn", "tokenizers",
+    "embedlab",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "lightning",
+    "hydra-core",
+    "faiss-cpu",
+    "wandb",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "tokenizers",
 )
 SECRET_HINTS = ("api_key", "apikey", "token", "secret", "password")
 
@@ -36,6 +46,7 @@ def package_versions() -> dict[str, str]:
 
 def git_state(repo_dir: str | Path) -> dict[str, Any]:
     """HEAD sha and whether the work tree had uncommitted changes."""
+
     def run(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=repo_dir, capture_output=True, text=True, timeout=10, check=True

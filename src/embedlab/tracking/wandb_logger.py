@@ -50,7 +50,9 @@ def choose_mode(requested: Mode) -> Literal["online", "offline", "disabled"]:
         return requested  # type: ignore[return-value]
     if not _has_api_key():
         if requested == "online":
-            log.warning("W&B: logger.mode=online but no API key (WANDB_API_KEY or `wandb login`); logging offline.")
+            log.warning(
+                "W&B: logger.mode=online but no API key (WANDB_API_KEY or `wandb login`); logging offline."
+            )
         return "offline"
     ok, reason = _server_reachable()
     if not ok:
