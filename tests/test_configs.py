@@ -15,6 +15,7 @@ GROUPS = [
     "pooling",
     "dimension",
     "quantization",
+    "index",
     "objective",
     "data",
     "trainer",
@@ -40,18 +41,26 @@ def test_every_option_composes(make_cfg, group: str, option: str, task: str) -> 
         overrides += ["data.files.all=pairs.csv", "data.score_range=[0,5]"]
     if group == "model" and option == "saved":
         overrides += ["model.name_or_path=somewhere"]
+    if group == "data" and option == "beir":
+        overrides += ["data.name=mine", "data.root=somewhere"]
     cfg = make_cfg(*overrides, task=task)
-    assert cfg.monitor.endswith("/spearman_cosine")
-    from embedlab.run import encoder_spec, sts_spec
+    assert cfg.monitor.endswith(f"/{cfg.data.metric}")
+    from embedlab.run import encoder_spec, index_spec_from_cfg, sts_spec
 
     assert encoder_spec(cfg).name == cfg.model.name
-    assert sts_spec(cfg).name == cfg.data.name
+    if cfg.data.task == "sts":
+        assert sts_spec(cfg).name == cfg.data.name
+    index_spec_from_cfg(cfg)  # every index config maps onto a spec
 
 
 def test_monitor_is_named_once() -> None:
-    """The monitored metric is spelled only in train.yaml / evaluate.yaml."""
-    hits = [p for p in CONFIGS.rglob("*.yaml") if "spearman_cosine" in p.read_text()]
-    assert sorted(p.name for p in hits) == ["evaluate.yaml", "train.yaml"]
+    """`monitor:` is defined only in train.yaml / evaluate.yaml; everything else interpolates it."""
+    defined = [p for p in CONFIGS.rglob("*.yaml") if any(line.startswith("monitor:") for line in p.read_text().splitlines())]
+    assert sorted(p.name for p in defined) == ["evaluate.yaml", "train.yaml"]
+    for path in CONFIGS.rglob("*.yaml"):
+        for line in path.read_text().splitlines():
+            if line.strip().startswith("monitor:") and not line.startswith("monitor:"):
+                assert "${monitor}" in line, f"{path}: {line}"
 
 
 def test_unknown_option_is_a_clear_error(make_cfg) -> None:

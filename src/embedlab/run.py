@@ -66,17 +66,28 @@ def sts_spec(cfg: DictConfig) -> STSSpec:
 
 def check_config(cfg: DictConfig) -> None:
     """Reject combinations that cannot work, before anything heavy is loaded."""
-    q = cfg.quantization
-    if q.weights != "fp32" or q.embeddings != "float32":
+    q, task = cfg.quantization, cfg.data.task
+    if task not in {"sts", "retrieval"}:
+        raise ConfigError(f"Unknown data.task '{task}'. Choose sts or retrieval.")
+    if q.weights != "fp32":
         raise ConfigError(
-            f"quantization={q.name} is not supported by this task yet (weights={q.weights}, "
-            f"embeddings={q.embeddings}). Use quantization=none."
+            f"quantization={q.name}: weight precision {q.weights} is not supported yet; use fp32."
+        )
+    if q.embeddings != "float32" and task != "retrieval":
+        raise ConfigError(
+            f"quantization={q.name} (embedding precision {q.embeddings}) applies to retrieval data; "
+            f"data={cfg.data.name} is an STS set. Use quantization=none or a retrieval data config."
+        )
+    if task == "retrieval" and cfg.fit:
+        raise ConfigError(
+            f"data={cfg.data.name} is a retrieval set: evaluate it with evaluate.py (or fit=false). "
+            f"Fine-tuning trains on scored pairs (data=stsb, lee, sts_file)."
         )
     if cfg.dimension.size is not None and int(cfg.dimension.size) < 1:
         raise ConfigError(f"dimension.size must be a positive integer, got {cfg.dimension.size}.")
     if cfg.model.from_saved_modules and cfg.fit:
         log.info("Fine-tuning a saved model: its own pooling/projection modules are kept.")
-    for split in cfg.eval_splits:
+    for split in cfg.eval_splits if task == "sts" else ():
         if split not in SPLIT_KEY:
             raise ConfigError(f"eval_splits holds unknown split '{split}'; use train, validation or test.")
 
@@ -176,8 +187,66 @@ def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[d
     return metrics, details
 
 
+def index_spec_from_cfg(cfg: DictConfig):
+    from embedlab.eval.index import index_spec
+
+    node = cfg.get("index")
+    if not node or not node.get("kind"):
+        return None
+    return index_spec(node.kind, **OmegaConf.to_container(node.params, resolve=True))  # type: ignore[arg-type]
+
+
+def evaluate_retrieval_data(
+    cfg: DictConfig, model, loggers: list[Any]
+) -> tuple[dict[str, float], dict, dict]:
+    """Load the retrieval set, score it, and return (metrics, details, data meta)."""
+    from embedlab.data.retrieval import load_retrieval_set
+    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval, parse_ks
+
+    d = cfg.data
+    data = load_retrieval_set(d.format, d.root, split=d.split, name=d.name)
+    index = index_spec_from_cfg(cfg)
+    settings = RetrievalEvalSettings(
+        ks=parse_ks(d.ks),
+        dims=(int(cfg.dimension.size),) if cfg.dimension.method == "truncate" and cfg.dimension.size else (),
+        precision=cfg.quantization.embeddings,
+        rescore_multiplier=int(cfg.quantization.rescore_multiplier),
+        index=index,
+        index_k=int(cfg.index.k) if index is not None else 10,
+        n_latency_queries=int(cfg.index.n_latency_queries) if index is not None else 0,
+        answer_ks=parse_ks(d.answer_ks),
+        batch_size=int(d.eval_batch_size),
+    )
+    cache = EmbeddingCache(Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None)
+    result = evaluate_retrieval(
+        model, data, settings, cache=cache, model_key=encoder_key(model, cfg.quantization.weights)
+    )
+    prefix = f"{d.metric_split}/{d.name}"
+    metrics = {f"{prefix}/{k}": float(v) for k, v in result.metrics.items()}
+    metrics[f"{prefix}/n_texts_encoded"] = float(cache.stats.n_encoded)
+    metrics[f"{prefix}/n_texts_from_cache"] = float(cache.stats.n_from_cache)
+    log.info(
+        "Embeddings: %d texts encoded, %d read from the cache",
+        cache.stats.n_encoded,
+        cache.stats.n_from_cache,
+    )
+    data_meta = {"name": data.name, "fingerprint": data.revision, "n_docs": len(data.corpus),
+                 "n_queries": len(data.queries), "stats": dict(data.stats)}  # fmt: skip
+    return metrics, {prefix: result.details}, data_meta
+
+
+def sts_data_meta(data) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "fingerprint": data.fingerprint(),
+        "pairs": {k: len(v) for k, v in data.splits.items()},
+        "dropped_invalid": dict(data.dropped),
+    }
+
+
 def collect_meta(
-    cfg: DictConfig, resolved, model_fp: str, data, seconds: float, extra: dict
+    cfg: DictConfig, resolved, model_fp: str, data_meta: dict, seconds: float, extra: dict
 ) -> dict[str, Any]:
     from embedlab.tracking.results import git_state, package_versions
 
@@ -193,12 +262,7 @@ def collect_meta(
             "path": str(resolved.path),
             "fingerprint": model_fp,
         },
-        "data": {
-            "name": data.name,
-            "fingerprint": data.fingerprint(),
-            "pairs": {k: len(v) for k, v in data.splits.items()},
-            "dropped_invalid": dict(data.dropped),
-        },
+        "data": data_meta,
         "wall_time_s": seconds,
         **extra,
     }
@@ -225,14 +289,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
 
-    datamodule = PairDataModule(
-        sts_spec(cfg),
-        batch_size=int(cfg.data.batch_size),
-        eval_batch_size=int(cfg.data.eval_batch_size),
-        seed=int(cfg.seed),
-    )
-    datamodule.setup()
-    data = datamodule.data
+    is_sts = cfg.data.task == "sts"
+    datamodule = None
+    if is_sts:
+        datamodule = PairDataModule(
+            sts_spec(cfg),
+            batch_size=int(cfg.data.batch_size),
+            eval_batch_size=int(cfg.data.eval_batch_size),
+            seed=int(cfg.seed),
+        )
+        datamodule.setup()
     model, resolved = build_model(cfg)
     model_fp = model_fingerprint(resolved)
     obj = cfg.objective
@@ -258,6 +324,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             lg.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         extra: dict[str, Any] = {}
         if cfg.fit:
+            assert datamodule is not None and datamodule.data is not None
+            data = datamodule.data
             train_texts = list(data.splits["train"].sentence1) + list(data.splits["train"].sentence2)
             lengths = token_lengths(model, list(dict.fromkeys(train_texts)))
             n_long = int((lengths > model.max_seq_length).sum())
@@ -277,16 +345,22 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         details: dict[str, Any] = {}
         if trainer.is_global_zero:
             model.eval()
-            metrics, details = evaluate_splits(cfg, model, data, loggers)
+            if datamodule is not None:
+                assert datamodule.data is not None
+                metrics, details = evaluate_splits(cfg, model, datamodule.data, loggers)
+                data_meta = sts_data_meta(datamodule.data)
+            else:
+                metrics, details, data_meta = evaluate_retrieval_data(cfg, model, loggers)
             if cfg.save_model:
                 model.save(str(out / "model"))
                 extra["saved_model"] = str(out / "model")
             for lg in loggers:
                 lg.log_metrics(metrics, step=int(trainer.global_step))
-            meta = collect_meta(cfg, resolved, model_fp, data, time.perf_counter() - start, extra)
+            meta = collect_meta(cfg, resolved, model_fp, data_meta, time.perf_counter() - start, extra)
             meta["eval"] = details
             write_results(out / "results.json", metrics, meta)
-            log.info("Results: %s", {k: round(v, 4) for k, v in metrics.items() if "spearman" in k})
+            headline = {k: round(v, 4) for k, v in metrics.items() if k.endswith(f"/{cfg.data.metric}")}
+            log.info("Results: %s", headline)
             log.info("Wrote %s", out / "results.json")
         exit_code = 0
         return metrics, {"model": model, "module": module, "trainer": trainer, "datamodule": datamodule}

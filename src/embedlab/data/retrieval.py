@@ -398,3 +398,23 @@ def mock_retrieval_set() -> RetrievalSet:
         revision=revision[:16],
         stats={"n_docs": len(corpus), "n_queries": len(queries)},
     )
+
+
+RETRIEVAL_FORMATS = ("beir", "squad_paragraphs", "squad_questions", "mock")
+
+
+def load_retrieval_set(
+    fmt: str, root: str | os.PathLike[str] | None, *, split: str = "test", name: str | None = None
+) -> RetrievalSet:
+    """Load a retrieval set by format name (what a `data/` config's ``format`` says)."""
+    if fmt == "beir":
+        if root is None:
+            raise DataError(f"data.format=beir needs data.root (a BEIR folder). {_FIX}")
+        return load_beir(root, split, name=name)
+    if fmt == "squad_paragraphs":
+        return load_squad_paragraphs(root)
+    if fmt == "squad_questions":
+        return load_squad_questions(root)
+    if fmt == "mock":
+        return mock_retrieval_set()
+    raise DataError(f"Unknown retrieval data format '{fmt}'. Choose one of {RETRIEVAL_FORMATS}.")

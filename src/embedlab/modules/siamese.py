@@ -68,7 +68,11 @@ class SiameseModule(L.LightningModule):
         if self.trainer.world_size > 1:  # Spearman is not a mean of shard Spearmans: gather all pairs
             cos, gold = self.all_gather(cos).flatten(), self.all_gather(gold).flatten()
         name = self.hparams["dataset_name"]
-        rho = float(spearmanr(gold.cpu().numpy(), cos.cpu().numpy()).statistic) if len(gold) > 1 else float("nan")
+        rho = (
+            float(spearmanr(gold.cpu().numpy(), cos.cpu().numpy()).statistic)
+            if len(gold) > 1
+            else float("nan")
+        )
         self.log(f"val/{name}/spearman_cosine", rho, prog_bar=True, rank_zero_only=False)
 
     def configure_optimizers(self) -> dict[str, Any]:

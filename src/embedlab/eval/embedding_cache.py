@@ -1,0 +1,162 @@
+"""Encode once, score many: an on-disk cache of embeddings.
+
+An entry is keyed by the encoder's content (a hash of its weights and of its module
+settings: pooling, projection, normalisation, max_seq_length, weight precision) and a
+hash of the texts in order. Another index, embedding precision or truncated dimension
+therefore reuses the float32 embeddings of an earlier run, and a fine-tuned model never
+hits the cache of its base model. Entries are written to a temporary name and renamed;
+each carries a sha256 of its bytes, so a corrupt entry is detected, removed and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from embedlab.eval.encode import EncodeStats, encode
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+
+def encoder_key(model: SentenceTransformer, weight_precision: str = "fp32") -> str:
+    """Content hash of an encoder: every parameter and buffer, plus module settings."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        t = tensor.detach().cpu().contiguous()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        digest.update(t.numpy().tobytes())
+    settings = [repr(m) for m in model]  # module configs: pooling mode, dims, normalisation
+    digest.update(json.dumps([settings, int(model.max_seq_length or 0), weight_precision]).encode())
+    return digest.hexdigest()[:24]
+
+
+def texts_key(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for t in texts:
+        digest.update(t.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    return digest.hexdigest()[:24]
+
+
+@dataclass
+class CacheStats:
+    n_encoded: int = 0  # texts run through the model in this process
+    n_from_cache: int = 0  # texts whose embeddings were read from disk
+    n_corrupt_rebuilt: int = 0
+
+
+class EmbeddingCache:
+    """``get``/``put`` float32 (N, D) arrays under ``root``; ``root=None`` disables it."""
+
+    def __init__(self, root: str | Path | None) -> None:
+        self.root = Path(root) if root else None
+        self.stats = CacheStats()
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        assert self.root is not None
+        folder = self.root / key[:2]
+        return folder / f"{key}.npy", folder / f"{key}.json"
+
+    def get(self, key: str) -> np.ndarray | None:
+        if self.root is None:
+            return None
+        data_path, meta_path = self._paths(key)
+        if not (data_path.exists() and meta_path.exists()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            raw = data_path.read_bytes()
+            if hashlib.sha256(raw).hexdigest() != meta["sha256"]:
+                raise ValueError("checksum mismatch")
+            arr = np.load(io.BytesIO(raw), allow_pickle=False)
+            if list(arr.shape) != meta["shape"]:
+                raise ValueError("shape mismatch")
+            return arr
+        except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+            log.warning("Embedding cache entry %s is corrupt (%s); removing and re-encoding.", key, exc)
+            self.stats.n_corrupt_rebuilt += 1
+            data_path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            return None
+
+    def put(self, key: str, emb: np.ndarray, info: dict | None = None) -> None:
+        if self.root is None:
+            return
+        data_path, meta_path = self._paths(key)
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(emb, dtype=np.float32), allow_pickle=False)
+        raw = buf.getvalue()
+        meta = {"sha256": hashlib.sha256(raw).hexdigest(), "shape": list(emb.shape), **(info or {})}
+        _atomic_write(data_path, raw)
+        _atomic_write(meta_path, json.dumps(meta).encode())  # written last: marks the entry complete
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_cached(
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    *,
+    cache: EmbeddingCache,
+    model_key: str,
+    batch_size: int = 64,
+    chunk_size: int = 4096,
+    what: str = "texts",
+) -> tuple[np.ndarray, EncodeStats | None]:
+    """Embeddings of ``texts`` from the cache, or encoded in chunks (bounded memory) and stored.
+
+    Returns the embeddings and the encode stats (None when read from the cache).
+    """
+    key = hashlib.sha256(f"{model_key}:{texts_key(texts)}".encode()).hexdigest()[:32]
+    hit = cache.get(key)
+    if hit is not None:
+        cache.stats.n_from_cache += len(texts)
+        log.info("Read %d %s embeddings from the cache (%s)", len(texts), what, key)
+        return hit, None
+    parts: list[np.ndarray] = []
+    totals = dict(n_texts=0, n_encoded=0, n_truncated=0, max_tokens=0, seconds=0.0)
+    limit = int(model.max_seq_length or 512)
+    n_chunks = (len(texts) + chunk_size - 1) // chunk_size
+    for i, start in enumerate(range(0, len(texts), chunk_size)):
+        emb, st = encode(model, texts[start : start + chunk_size], batch_size=batch_size, what=what)
+        parts.append(emb)
+        for name in ("n_texts", "n_encoded", "n_truncated", "seconds"):
+            totals[name] += getattr(st, name)
+        totals["max_tokens"] = max(totals["max_tokens"], st.max_tokens)
+        if n_chunks > 1:
+            log.info("Encoded %s chunk %d/%d (%d texts)", what, i + 1, n_chunks, len(emb))
+    out = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    cache.stats.n_encoded += len(texts)
+    cache.put(key, out, {"what": what, "n": len(texts)})
+    stats = EncodeStats(
+        int(totals["n_texts"]), int(totals["n_encoded"]), int(totals["n_truncated"]),
+        int(totals["max_tokens"]), limit, float(totals["seconds"]),
+    )  # fmt: skip
+    return out, stats

@@ -1,0 +1,171 @@
+"""One retrieval evaluation: encode (or read from the cache) once, then score exact search,
+truncated dimensions, an embedding precision and a FAISS index from the same embeddings.
+
+Metric names (without the ``split/dataset/`` prefix that run.py adds):
+``ndcg@10`` exact float32 search at full dimension; ``ndcg@10@128`` truncated to 128
+dims; ``ndcg@10@int8`` at another embedding precision; ``ndcg@10@hnsw`` through the
+index; ``index_latency_p50_ms@hnsw``, ``index_recall@10@hnsw`` ...; ``answer_hit@5``
+(a retrieved paragraph contains a gold answer) for sets with answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from embedlab.data.retrieval import RetrievalSet
+    from embedlab.eval.index import IndexSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrievalEvalSettings:
+    ks: tuple[int, ...] = (1, 3, 5, 10, 100)
+    dims: tuple[int, ...] = ()
+    precision: str = "float32"
+    rescore_multiplier: int = 0
+    index: IndexSpec | None = None
+    index_k: int = 10
+    n_latency_queries: int = 200
+    answer_ks: tuple[int, ...] = (1, 5, 10)
+    batch_size: int = 64
+    ndcg_gain: str = "graded"  # trec_eval / BEIR / MTEB convention (identical for binary qrels)
+
+
+@dataclass
+class RetrievalEvalResult:
+    metrics: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def evaluate_retrieval(
+    model: SentenceTransformer,
+    data: RetrievalSet,
+    settings: RetrievalEvalSettings,
+    *,
+    cache: EmbeddingCache,
+    model_key: str,
+) -> RetrievalEvalResult:
+    from embedlab.eval.retrieval import (
+        answer_hit_rate_at_k,
+        retrieval_metrics_from_embeddings,
+        retrieval_metrics_from_ranked,
+    )
+
+    doc_ids, query_ids = data.doc_ids, data.query_ids
+    docs, stats_d = encode_cached(
+        model, [data.corpus[d] for d in doc_ids], cache=cache, model_key=model_key,
+        batch_size=settings.batch_size, what="documents",
+    )  # fmt: skip
+    queries, stats_q = encode_cached(
+        model, [data.queries[q] for q in query_ids], cache=cache, model_key=model_key,
+        batch_size=settings.batch_size, what="queries",
+    )  # fmt: skip
+    docs, queries = _normalise(docs), _normalise(queries)
+    common = dict(ignore_identical_ids=data.ignore_identical_ids, ndcg_gain=settings.ndcg_gain)
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {
+        "n_docs": len(doc_ids),
+        "n_queries": len(query_ids),
+        "data_stats": dict(data.stats),
+    }
+
+    exact = retrieval_metrics_from_embeddings(
+        query_ids, doc_ids, data.qrels, queries, docs, settings.ks, **common
+    )
+    metrics.update(exact.metrics)
+    details["exact"] = {k: v for k, v in exact.as_dict().items() if k not in exact.metrics}
+
+    for dim in settings.dims:
+        if dim < docs.shape[1]:
+            sub = retrieval_metrics_from_embeddings(
+                query_ids,
+                doc_ids,
+                data.qrels,
+                _normalise(queries[:, :dim]),
+                _normalise(docs[:, :dim]),
+                settings.ks,
+                **common,
+            )
+            metrics.update({f"{k}@{dim}": v for k, v in sub.metrics.items()})
+
+    if settings.precision != "float32":
+        from embedlab.eval.precision import evaluate_precision
+
+        pe = evaluate_precision(
+            query_ids, doc_ids, data.qrels, queries, docs, settings.precision, settings.ks,  # type: ignore[arg-type]
+            rescore_multiplier=settings.rescore_multiplier, **common,  # type: ignore[arg-type]
+        )  # fmt: skip
+        tag = settings.precision + (
+            f"+rescore{settings.rescore_multiplier}" if settings.rescore_multiplier else ""
+        )
+        metrics.update({f"{k}@{tag}": v for k, v in pe.metrics.metrics.items()})
+        metrics[f"bytes_per_vector@{tag}"] = float(pe.bytes_per_vector)
+    metrics["bytes_per_vector@float32"] = float(4 * docs.shape[1])
+
+    if settings.index is not None:
+        from embedlab.eval.index import benchmark_index, build_index, search
+
+        bench = benchmark_index(
+            settings.index, docs, queries, k=settings.index_k, n_latency_queries=settings.n_latency_queries
+        )
+        kind = bench.kind
+        metrics.update(
+            {
+                f"index_build_s@{kind}": bench.build_s,
+                f"index_bytes_per_vector@{kind}": bench.bytes_per_vector,
+                f"index_total_mb@{kind}": bench.total_bytes / 2**20,
+                f"index_latency_p50_ms@{kind}": bench.latency_ms_p50,
+                f"index_latency_p95_ms@{kind}": bench.latency_ms_p95,
+                f"index_latency_p99_ms@{kind}": bench.latency_ms_p99,
+                f"index_qps_batched@{kind}": bench.qps_batched,
+                f"index_recall@{settings.index_k}@{kind}": bench.recall_at_k,
+            }
+        )
+        details["index"] = bench.as_dict()
+        built = build_index(settings.index, docs)
+        depth = max(settings.ks) + (1 if data.ignore_identical_ids else 0)
+        ranked = search(built, queries, min(depth, len(doc_ids)))
+        via_index = retrieval_metrics_from_ranked(
+            query_ids, doc_ids, data.qrels, ranked, settings.ks, **common
+        )
+        metrics.update({f"{k}@{kind}": v for k, v in via_index.metrics.items()})
+
+    if data.answers:
+        from embedlab.eval.retrieval import topk_dot
+
+        k_max = max(settings.answer_ks)
+        _, top = topk_dot(queries, docs, k_max)
+        retrieved = [[data.corpus[doc_ids[j]] for j in row if j >= 0] for row in top]
+        gold = [data.answers.get(q, []) for q in query_ids]
+        metrics.update(answer_hit_rate_at_k(retrieved, gold, settings.answer_ks).metrics)
+
+    for name, st in (("documents", stats_d), ("queries", stats_q)):
+        if st is not None:
+            metrics[f"encode_{name}_per_s"] = st.n_encoded / max(st.seconds, 1e-9)
+            metrics[f"n_truncated_{name}"] = float(st.n_truncated)
+            details[f"encode_{name}"] = st.as_dict()
+    return RetrievalEvalResult(metrics, details)
+
+
+def parse_ks(ks: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(sorted({int(k) for k in ks}))
+    if not out or out[0] < 1:
+        from embedlab.errors import ConfigError
+
+        raise ConfigError(f"data.ks must be positive integers, got {list(ks)}.")
+    return out

@@ -1,0 +1,95 @@
+"""Retrieval through the runner: every index and precision config runs; the embedding cache
+makes a second run (another index, precision or dimension) encode nothing new."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CONFIGS
+
+
+def _run(make_cfg, out: Path, *overrides: str) -> dict[str, float]:
+    from embedlab.run import evaluate
+
+    metrics, _ = evaluate(
+        make_cfg("model=tiny_bert", "data=retrieval_mock", "logger=none", *overrides, task="evaluate", output_dir=out)
+    )
+    assert json.loads((out / "results.json").read_text())["metrics"].keys() == metrics.keys()
+    return metrics
+
+
+INDEXES = sorted(p.stem for p in (CONFIGS / "index").glob("*.yaml") if p.stem != "none")
+PRECISIONS = sorted(p.stem for p in (CONFIGS / "quantization").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("index", INDEXES)
+def test_every_index_config_runs(make_cfg, tmp_path: Path, index: str) -> None:
+    metrics = _run(make_cfg, tmp_path, f"index={index}")
+    kind = {"exact": "flat"}.get(index, index)
+    assert 0.0 <= metrics[f"test/mock/index_recall@10@{kind}"] <= 1.0
+    assert metrics[f"test/mock/index_latency_p50_ms@{kind}"] <= metrics[f"test/mock/index_latency_p99_ms@{kind}"]
+    assert f"test/mock/ndcg@10@{kind}" in metrics
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_every_precision_config_runs(make_cfg, tmp_path: Path, precision: str) -> None:
+    metrics = _run(make_cfg, tmp_path, f"quantization={precision}", "index=none")
+    assert 0.0 <= metrics["test/mock/ndcg@10"] <= 1.0
+    if precision != "none":
+        tag = next(k.split("@", 2)[-1] for k in metrics if k.startswith("test/mock/ndcg@10@"))
+        assert metrics[f"test/mock/bytes_per_vector@{tag}"] < metrics["test/mock/bytes_per_vector@float32"]
+
+
+def test_second_run_reads_the_cache(make_cfg, tmp_path: Path) -> None:
+    own_cache = f"paths.cache_dir={tmp_path / 'cache'}"  # not shared with other tests
+    first = _run(make_cfg, tmp_path / "a", "index=exact", own_cache)
+    assert first["test/mock/n_texts_encoded"] > 0 and first["test/mock/n_texts_from_cache"] == 0
+    second = _run(make_cfg, tmp_path / "b", "index=hnsw", "quantization=int8", own_cache)
+    assert second["test/mock/n_texts_encoded"] == 0
+    assert second["test/mock/n_texts_from_cache"] == first["test/mock/n_texts_encoded"]
+    assert second["test/mock/ndcg@10"] == pytest.approx(first["test/mock/ndcg@10"])
+
+
+def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path, tiny_model_dirs) -> None:
+    from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached, encoder_key
+    from embedlab.models.encoder import EncoderSpec, build_encoder
+
+    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    cache = EmbeddingCache(tmp_path)
+    key = encoder_key(model)
+    texts = ["one text", "two texts", "three"]
+    first, _ = encode_cached(model, texts, cache=cache, model_key=key)
+    entry = next(tmp_path.rglob("*.npy"))
+    entry.write_bytes(entry.read_bytes()[:-8] + b"garbage!")  # same size, wrong bytes
+    again, stats = encode_cached(model, texts, cache=cache, model_key=key)
+    assert stats is not None and cache.stats.n_corrupt_rebuilt == 1
+    np.testing.assert_allclose(again, first, atol=1e-6)
+
+
+def test_fine_tuned_weights_change_the_cache_key(tiny_model_dirs) -> None:
+    import torch
+
+    from embedlab.eval.embedding_cache import encoder_key
+    from embedlab.models.encoder import EncoderSpec, build_encoder
+
+    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    before = encoder_key(model)
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    assert encoder_key(model) != before
+    cls, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64, pooling="cls"))
+    assert encoder_key(cls) != encoder_key(build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))[0])
+
+
+def test_bad_combinations_fail_at_config_time(make_cfg) -> None:
+    from embedlab.errors import ConfigError
+    from embedlab.run import evaluate, train
+
+    with pytest.raises(ConfigError, match="applies to retrieval data"):
+        evaluate(make_cfg("model=tiny_bert", "data=lee", "quantization=int8", "logger=none", task="evaluate"))
+    with pytest.raises(ConfigError, match="retrieval set"):
+        train(make_cfg("model=tiny_bert", "data=retrieval_mock", "logger=none"))
