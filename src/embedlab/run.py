@@ -78,10 +78,21 @@ def check_config(cfg: DictConfig) -> None:
             f"quantization={q.name} (embedding precision {q.embeddings}) applies to retrieval data; "
             f"data={cfg.data.name} is an STS set. Use quantization=none or a retrieval data config."
         )
-    if task == "retrieval" and cfg.fit:
+    ranking = cfg.objective.loss in {"mnrl"}
+    if cfg.fit and task == "retrieval" and not ranking:
         raise ConfigError(
-            f"data={cfg.data.name} is a retrieval set: evaluate it with evaluate.py (or fit=false). "
-            f"Fine-tuning trains on scored pairs (data=stsb, lee, sts_file)."
+            f"data={cfg.data.name} is a retrieval set: fine-tune it with objective=mnrl (or mnrl_hard), "
+            f"or evaluate it with evaluate.py; objective={cfg.objective.name} needs scored pairs."
+        )
+    if cfg.fit and task == "retrieval" and not cfg.data.get("train_split"):
+        raise ConfigError(
+            f"data={cfg.data.name} has no training judgements (data.train_split is null): evaluate it with "
+            f"evaluate.py, or fine-tune on a set that has them (data=scifact)."
+        )
+    if cfg.fit and task == "sts" and ranking:
+        raise ConfigError(
+            f"objective={cfg.objective.name} trains on (query, positive) pairs: use retrieval data "
+            f"(data=scifact) or a pair objective (objective=cosine, cosent) for data={cfg.data.name}."
         )
     if cfg.dimension.size is not None and int(cfg.dimension.size) < 1:
         raise ConfigError(f"dimension.size must be a positive integer, got {cfg.dimension.size}.")
@@ -196,18 +207,11 @@ def index_spec_from_cfg(cfg: DictConfig):
     return index_spec(node.kind, **OmegaConf.to_container(node.params, resolve=True))  # type: ignore[arg-type]
 
 
-def evaluate_retrieval_data(
-    cfg: DictConfig, model, loggers: list[Any]
-) -> tuple[dict[str, float], dict, dict]:
-    """Load the retrieval set, score it, and return (metrics, details, data meta)."""
-    from embedlab.data.retrieval import load_retrieval_set
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
-    from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval, parse_ks
+def retrieval_settings(cfg: DictConfig):
+    from embedlab.eval.retrieval_task import RetrievalEvalSettings, parse_ks
 
-    d = cfg.data
-    data = load_retrieval_set(d.format, d.root, split=d.split, name=d.name)
-    index = index_spec_from_cfg(cfg)
-    settings = RetrievalEvalSettings(
+    d, index = cfg.data, index_spec_from_cfg(cfg)
+    return RetrievalEvalSettings(
         ks=parse_ks(d.ks),
         dims=(int(cfg.dimension.size),) if cfg.dimension.method == "truncate" and cfg.dimension.size else (),
         precision=cfg.quantization.embeddings,
@@ -218,12 +222,35 @@ def evaluate_retrieval_data(
         answer_ks=parse_ks(d.answer_ks),
         batch_size=int(d.eval_batch_size),
     )
+
+
+def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[str, float], dict, dict]:
+    """Score the evaluation split (and held-out val queries after fine-tuning).
+
+    Returns (metrics, details, data meta). The index and precision apply to the
+    evaluation split; the val split gets exact search only (it picks checkpoints).
+    """
+    from dataclasses import replace
+
+    from embedlab.data.retrieval import load_retrieval_set
+    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.eval.retrieval_task import evaluate_retrieval
+
+    d = cfg.data
+    data = load_retrieval_set(d.format, d.root, split=d.split, name=d.name)
+    settings = retrieval_settings(cfg)
     cache = EmbeddingCache(Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None)
-    result = evaluate_retrieval(
-        model, data, settings, cache=cache, model_key=encoder_key(model, cfg.quantization.weights)
-    )
-    prefix = f"{d.metric_split}/{d.name}"
-    metrics = {f"{prefix}/{k}": float(v) for k, v in result.metrics.items()}
+    key = encoder_key(model, cfg.quantization.weights)
+    jobs = [(f"{d.metric_split}/{d.name}", data, settings)]
+    if val_set is not None:
+        jobs.append((f"val/{d.name}", val_set, replace(settings, index=None, precision="float32", dims=())))
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    for prefix, rset, sett in jobs:
+        result = evaluate_retrieval(model, rset, sett, cache=cache, model_key=key)
+        metrics.update({f"{prefix}/{k}": float(v) for k, v in result.metrics.items()})
+        details[prefix] = result.details
+    prefix = jobs[0][0]
     metrics[f"{prefix}/n_texts_encoded"] = float(cache.stats.n_encoded)
     metrics[f"{prefix}/n_texts_from_cache"] = float(cache.stats.n_from_cache)
     log.info(
@@ -233,7 +260,34 @@ def evaluate_retrieval_data(
     )
     data_meta = {"name": data.name, "fingerprint": data.revision, "n_docs": len(data.corpus),
                  "n_queries": len(data.queries), "stats": dict(data.stats)}  # fmt: skip
-    return metrics, {prefix: result.details}, data_meta
+    return metrics, details, data_meta
+
+
+def ranking_datamodule(cfg: DictConfig, model):
+    """(query, positive[, negatives]) training data from the set's training judgements."""
+    from embedlab.data.retrieval import load_retrieval_set
+    from embedlab.data.retrieval_pairs import (
+        RankingDataModule,
+        mine_negatives,
+        ranking_examples,
+        split_queries,
+    )
+
+    d, hn = cfg.data, cfg.objective.hard_negatives
+    full = load_retrieval_set(d.format, d.root, split=d.train_split, name=d.name)
+    train_set, val_set = split_queries(full, float(d.val_fraction), int(cfg.seed))
+    examples = ranking_examples(train_set)
+    if int(hn.num) > 0:
+        examples = mine_negatives(
+            examples, model, list(full.corpus.values()), num_negatives=int(hn.num), range_min=int(hn.range_min),
+            range_max=int(hn.range_max), relative_margin=hn.relative_margin, batch_size=int(d.eval_batch_size),
+        )  # fmt: skip
+    log.info(
+        "Retrieval fine-tuning: %d training pairs, %d held-out val queries",
+        len(examples),
+        len(val_set.queries),
+    )
+    return RankingDataModule(examples, batch_size=int(d.batch_size), seed=int(cfg.seed)), val_set
 
 
 def sts_data_meta(data) -> dict[str, Any]:
@@ -317,6 +371,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         from lightning.pytorch.callbacks import LearningRateMonitor
 
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    val_set = None
+    if not is_sts and cfg.fit:
+        datamodule, val_set = ranking_datamodule(cfg, model)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     exit_code = 1
     try:
@@ -324,9 +381,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             lg.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         extra: dict[str, Any] = {}
         if cfg.fit:
-            assert datamodule is not None and datamodule.data is not None
-            data = datamodule.data
-            train_texts = list(data.splits["train"].sentence1) + list(data.splits["train"].sentence2)
+            assert datamodule is not None
+            if is_sts:
+                train_split = datamodule.data.splits["train"]
+                train_texts = list(train_split.sentence1) + list(train_split.sentence2)
+            else:
+                train_texts = [t for e in datamodule.examples for t in (e.query, e.positive, *e.negatives)]
             lengths = token_lengths(model, list(dict.fromkeys(train_texts)))
             n_long = int((lengths > model.max_seq_length).sum())
             if n_long:
@@ -345,12 +405,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         details: dict[str, Any] = {}
         if trainer.is_global_zero:
             model.eval()
-            if datamodule is not None:
-                assert datamodule.data is not None
+            if is_sts:
+                assert datamodule is not None and datamodule.data is not None
                 metrics, details = evaluate_splits(cfg, model, datamodule.data, loggers)
                 data_meta = sts_data_meta(datamodule.data)
             else:
-                metrics, details, data_meta = evaluate_retrieval_data(cfg, model, loggers)
+                metrics, details, data_meta = evaluate_retrieval_data(cfg, model, val_set)
             if cfg.save_model:
                 model.save(str(out / "model"))
                 extra["saved_model"] = str(out / "model")

@@ -93,3 +93,29 @@ def test_bad_combinations_fail_at_config_time(make_cfg) -> None:
         evaluate(make_cfg("model=tiny_bert", "data=lee", "quantization=int8", "logger=none", task="evaluate"))
     with pytest.raises(ConfigError, match="retrieval set"):
         train(make_cfg("model=tiny_bert", "data=retrieval_mock", "logger=none"))
+
+
+@pytest.mark.parametrize("objective", ["mnrl", "mnrl_hard"])
+def test_retrieval_fine_tuning_runs(make_cfg, tmp_path: Path, objective: str) -> None:
+    from embedlab.run import train
+
+    cfg = make_cfg("model=tiny_bert", "data=retrieval_mock", f"objective={objective}", "logger=none",
+                   "trainer.max_epochs=2", "objective.hard_negatives.range_min=1",
+                   "objective.hard_negatives.relative_margin=null")  # fmt: skip
+    metrics, objects = train(cfg)
+    assert objects["trainer"].global_step == 2  # 4 training pairs, batch 16: one step per epoch
+    assert {"val/mock/ndcg@10", "test/mock/ndcg@10"} <= metrics.keys()
+    if objective == "mnrl_hard":
+        assert all(len(e.negatives) == 1 for e in objects["datamodule"].examples)
+    assert (tmp_path / "model" / "modules.json").exists()
+
+
+def test_no_duplicate_batches() -> None:
+    from embedlab.data.retrieval_pairs import NoDuplicateBatches, RankingExample
+
+    examples = [RankingExample(f"q{i}", f"doc{i % 5}") for i in range(20)]  # 4 queries share each doc
+    batches = list(NoDuplicateBatches(examples, batch_size=4, seed=0))
+    assert sorted(i for b in batches for i in b) == list(range(20))
+    for b in batches:
+        docs = [examples[i].positive for i in b]
+        assert len(docs) == len(set(docs))

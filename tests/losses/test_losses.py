@@ -50,3 +50,17 @@ def test_losses_have_gradients_and_unknown_name_fails() -> None:
 
     with pytest.raises(ConfigError, match="Unknown pair loss"):
         pair_loss("triplet")
+
+
+@pytest.mark.parametrize("n_neg", [0, 1, 2])
+def test_mnrl_matches_sentence_transformers(n_neg: int) -> None:
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    from embedlab.losses.multiple_negatives_ranking import multiple_negatives_ranking_loss
+
+    g = torch.Generator().manual_seed(n_neg)
+    a, p = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    negs = [torch.randn(8, 16, generator=g) for _ in range(n_neg)]
+    reference = MultipleNegativesRankingLoss(_FixedEmbeddings(a, p, *negs), scale=20.0)([{}] * (2 + n_neg), None)
+    ours = multiple_negatives_ranking_loss(a, torch.cat([p, *negs]), scale=20.0)
+    torch.testing.assert_close(ours, reference)

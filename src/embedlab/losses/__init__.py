@@ -10,9 +10,11 @@ import torch
 from embedlab.errors import ConfigError
 from embedlab.losses.cosent import cosent_loss
 from embedlab.losses.cosine_similarity import cosine_similarity_loss
+from embedlab.losses.multiple_negatives_ranking import multiple_negatives_ranking_loss
 
 PairLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 PAIR_LOSSES = ("cosine", "cosent")
+RANKING_LOSSES = ("mnrl",)
 
 
 def pair_loss(name: str, scale: float = 20.0) -> PairLoss:
@@ -22,3 +24,10 @@ def pair_loss(name: str, scale: float = 20.0) -> PairLoss:
     if name == "cosent":
         return partial(cosent_loss, scale=scale)
     raise ConfigError(f"Unknown pair loss '{name}'. Choose one of {PAIR_LOSSES}.")
+
+
+def ranking_loss(name: str, scale: float = 20.0) -> PairLoss:
+    """The (query, positive[, negatives]) loss called ``name`` (``mnrl``)."""
+    if name == "mnrl":
+        return partial(multiple_negatives_ranking_loss, scale=scale)
+    raise ConfigError(f"Unknown ranking loss '{name}'. Choose one of {RANKING_LOSSES}.")

@@ -1,8 +1,9 @@
-"""SBERT-style siamese fine-tuning on scored pairs as a LightningModule.
+"""SBERT-style siamese fine-tuning as a LightningModule.
 
-Both sentences of a pair go through the same encoder; the loss compares the two
-embeddings with the gold score. Validation logs cosine Spearman under
-``val/<dataset>/spearman_cosine`` (the metric train.yaml monitors).
+Both sides of a pair go through the same encoder. Scored pairs (STS) train with a pair
+loss against the gold score, and validation logs cosine Spearman under
+``val/<dataset>/spearman_cosine``. (query, positive[, negatives]) batches train with
+MultipleNegativesRankingLoss; their validation is a retrieval evaluation run after fit.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 
-from embedlab.losses import pair_loss
+from embedlab.losses import RANKING_LOSSES, pair_loss, ranking_loss
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -33,7 +34,10 @@ class SiameseModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.encoder = encoder
-        self.loss_fn = pair_loss(loss, scale=cosent_scale)
+        self.ranking = loss in RANKING_LOSSES
+        self.loss_fn = (
+            ranking_loss(loss, cosent_scale) if self.ranking else pair_loss(loss, scale=cosent_scale)
+        )
         self._val_cos: list[torch.Tensor] = []
         self._val_gold: list[torch.Tensor] = []
 
@@ -47,9 +51,24 @@ class SiameseModule(L.LightningModule):
         return self.embed(texts)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        emb_a, emb_b = self.embed(batch["sentence1"]), self.embed(batch["sentence2"])
-        loss = self.loss_fn(emb_a, emb_b, batch["label"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
+        if self.ranking:
+            if "anchor" not in batch:
+                raise ValueError("A ranking loss (mnrl) needs (query, positive) batches: use retrieval data.")
+            anchors = self.embed(batch["anchor"])  # (B, D)
+            candidates = self.embed(
+                batch["positive"] + [t for neg in batch["negatives"] for t in neg]
+            )  # (B*(1+n), D)
+            loss = self.loss_fn(anchors, candidates)
+            size = len(batch["anchor"])
+        else:
+            if "label" not in batch:
+                raise ValueError(
+                    f"The pair loss '{self.hparams['loss']}' needs scored pairs: use STS data or objective=mnrl."
+                )
+            emb_a, emb_b = self.embed(batch["sentence1"]), self.embed(batch["sentence2"])
+            loss = self.loss_fn(emb_a, emb_b, batch["label"])
+            size = len(batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
