@@ -67,13 +67,15 @@ def sts_spec(cfg: DictConfig) -> STSSpec:
 def check_config(cfg: DictConfig) -> None:
     """Reject combinations that cannot work, before anything heavy is loaded."""
     q, task = cfg.quantization, cfg.data.task
-    if task not in {"sts", "retrieval"}:
-        raise ConfigError(f"Unknown data.task '{task}'. Choose sts or retrieval.")
+    if task not in {"sts", "retrieval", "bitext"}:
+        raise ConfigError(f"Unknown data.task '{task}'. Choose sts, retrieval or bitext.")
+    if task == "bitext" and cfg.fit:
+        raise ConfigError(f"data={cfg.data.name} is a bitext evaluation set: run it with evaluate.py (or fit=false).")
     if q.weights != "fp32":
         raise ConfigError(
             f"quantization={q.name}: weight precision {q.weights} is not supported yet; use fp32."
         )
-    if q.embeddings != "float32" and task != "retrieval":
+    if q.embeddings != "float32" and task != "retrieval":  # precision is scored by retrieval
         raise ConfigError(
             f"quantization={q.name} (embedding precision {q.embeddings}) applies to retrieval data; "
             f"data={cfg.data.name} is an STS set. Use quantization=none or a retrieval data config."
@@ -263,6 +265,22 @@ def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[
     return metrics, details, data_meta
 
 
+def evaluate_bitext_data(cfg: DictConfig, model) -> tuple[dict[str, float], dict, dict]:
+    from embedlab.eval.bitext_task import evaluate_bitext
+    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+
+    d = cfg.data
+    cache = EmbeddingCache(Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None)
+    raw, revisions = evaluate_bitext(
+        model, list(d.langs), d.root, cache=cache, model_key=encoder_key(model), batch_size=int(d.eval_batch_size)
+    )
+    prefix = f"{d.metric_split}/{d.name}"
+    metrics = {f"{prefix}/{k}": v for k, v in raw.items()}
+    metrics[f"{prefix}/n_texts_encoded"] = float(cache.stats.n_encoded)
+    metrics[f"{prefix}/n_texts_from_cache"] = float(cache.stats.n_from_cache)
+    return metrics, {}, {"name": d.name, "fingerprint": revisions}
+
+
 def ranking_datamodule(cfg: DictConfig, model):
     """(query, positive[, negatives]) training data from the set's training judgements."""
     from embedlab.data.retrieval import load_retrieval_set
@@ -409,6 +427,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 assert datamodule is not None and datamodule.data is not None
                 metrics, details = evaluate_splits(cfg, model, datamodule.data, loggers)
                 data_meta = sts_data_meta(datamodule.data)
+            elif cfg.data.task == "bitext":
+                metrics, details, data_meta = evaluate_bitext_data(cfg, model)
             else:
                 metrics, details, data_meta = evaluate_retrieval_data(cfg, model, val_set)
             if cfg.save_model:

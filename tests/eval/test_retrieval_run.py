@@ -119,3 +119,15 @@ def test_no_duplicate_batches() -> None:
     for b in batches:
         docs = [examples[i].positive for i in b]
         assert len(docs) == len(set(docs))
+
+
+def test_tatoeba_bitext_through_the_runner(make_cfg, tmp_path: Path, data_dir: Path, minilm) -> None:
+    from embedlab.run import evaluate
+
+    metrics, _ = evaluate(make_cfg("model=minilm", "data=tatoeba", "data.langs=[deu]", "logger=none", task="evaluate"))
+    acc = metrics["test/tatoeba/accuracy@deu"]
+    assert 0.05 < acc < 0.5  # English-only MiniLM: far above chance (0.001), far below multilingual models
+    assert acc == pytest.approx(
+        (metrics["test/tatoeba/src2eng_accuracy@deu"] + metrics["test/tatoeba/eng2src_accuracy@deu"]) / 2
+    )
+    assert metrics["test/tatoeba/accuracy"] == acc
