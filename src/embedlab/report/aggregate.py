@@ -491,9 +491,6 @@ class CellRow:
         parts = [f"{a}={self.axes[a]}" for a in AXES if a in self.axes]
         return ", ".join(parts + list(self.extras))
 
-    def better(self, a: float, b: float) -> bool:
-        return a > b if self.mode == "max" else a < b
-
 
 def pareto_front(points: Sequence[tuple[float, float]], *, maximize: tuple[bool, bool] = (True, True)) -> list[bool]:
     """Flags the points that no other point dominates.

@@ -1,0 +1,151 @@
+"""Hydra callback: write the decision report into every multirun folder when the sweep ends.
+
+Wired in configs/hydra (``hydra.callbacks.report._target_``). Two details matter:
+
+- Hydra's basic sweeper raises after the batch when any job failed, and then never calls
+  ``on_multirun_end``. The callback therefore also registers an exit hook at sweep start
+  that writes the files-only report if the normal path did not run, so a sweep with a
+  failed job still gets its report (with that job listed as failed).
+- A failed job's exception goes to the launcher's stderr, not to the job's log file.
+  ``on_job_end`` writes it to ``<job dir>/error.txt``, which the report reads as the reason.
+
+A report failure is logged and swallowed: it must never turn a finished sweep into a
+failed one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class ReportCallback(Callback):
+    """Runs :func:`embedlab.report.render.generate_report` on ``hydra.sweep.dir``.
+
+    ``wandb``: ``"auto"`` logs the summary run when the sweep's config has a
+    ``logger.wandb`` entry whose mode is not ``disabled``; ``True`` / ``False`` force it.
+    Budget arguments mirror report.py's options.
+    """
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        metric: str | None = None,
+        max_latency_ms: float | None = None,
+        min_throughput: float | None = None,
+        max_memory_mb: float | None = None,
+        out_dir: str | None = None,
+        wandb: bool | str = "auto",
+        publish_wandb_report: bool = False,
+        write_job_errors: bool = True,
+    ) -> None:
+        self.enabled = enabled
+        self.metric = metric
+        self.budget_args = (max_latency_ms, min_throughput, max_memory_mb)
+        self.out_dir = out_dir
+        self.wandb = wandb
+        self.publish_wandb_report = publish_wandb_report
+        self.write_job_errors = write_job_errors
+        self._sweep_dir: str | None = None
+        self._done = False
+
+    # --- sweep level -----------------------------------------------------------------
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        self._sweep_dir = str(config.hydra.sweep.dir)
+        self._done = False
+        atexit.register(self._report_at_exit)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        self._done = True
+        self.run_report(str(config.hydra.sweep.dir), use_wandb=self._wandb_wanted(config), config=config)
+
+    def _report_at_exit(self) -> None:
+        """The sweep stopped without on_multirun_end (a job failed): files only, no W&B,
+        since W&B's own exit hooks may already be tearing down."""
+        if self._done or self._sweep_dir is None:
+            return
+        self._done = True
+        log.info("Sweep ended early (a job failed?): writing the report anyway.")
+        self.run_report(self._sweep_dir, use_wandb=False)
+
+    def run_report(self, sweep_dir: str, *, use_wandb: bool, config: DictConfig | None = None) -> Path | None:
+        """Generate the report; any error is logged, never raised. Returns report.md's path."""
+        try:
+            from embedlab.report.aggregate import Budget
+            from embedlab.report.render import generate_report
+
+            wandb_cfg = _wandb_section(config) if config is not None else {}
+            outcome = generate_report(
+                sweep_dir,
+                metric=self.metric,
+                budget=Budget(*self.budget_args),
+                out_dir=self.out_dir,
+                wandb=use_wandb,
+                wandb_project=wandb_cfg.get("project"),
+                wandb_entity=wandb_cfg.get("entity"),
+                wandb_mode=wandb_cfg.get("mode"),
+                publish_wandb=self.publish_wandb_report and use_wandb,
+                running_window_s=0.0,  # the sweep is over: nothing is still running
+            )
+        except Exception as exc:
+            log.error("Sweep report for %s failed (the sweep itself is unaffected): %s", sweep_dir, exc)
+            log.debug("Report traceback:\n%s", traceback.format_exc())
+            return None
+        for rec in outcome.report.recommendations:
+            log.info("Report: %s", rec.text)
+        log.info("Sweep report written to %s", outcome.files.markdown)
+        return outcome.files.markdown
+
+    def _wandb_wanted(self, config: DictConfig) -> bool:
+        if isinstance(self.wandb, bool):
+            return self.wandb
+        section = _wandb_section(config)
+        return bool(section) and section.get("mode") != "disabled"
+
+    # --- job level -------------------------------------------------------------------
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """Record a failed job's exception in ``<job dir>/error.txt`` for the report."""
+        if not (self.enabled and self.write_job_errors):
+            return
+        try:
+            from hydra.core.utils import JobStatus
+
+            if getattr(job_return, "status", None) != JobStatus.FAILED:
+                return
+            exc = job_return._return_value  # the exception; `.return_value` would re-raise it
+            out = Path(str(OmegaConf.select(config, "hydra.runtime.output_dir") or job_return.working_dir))
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            (out / "error.txt").write_text(text + f"\n{type(exc).__name__}: {exc}\n", encoding="utf-8")
+        except Exception as err:  # never mask the job's own failure
+            log.warning("Could not record the failed job's error: %s", err)
+
+
+def _wandb_section(config: DictConfig | None) -> dict[str, Any]:
+    """The sweep config's ``logger.wandb`` node as a dict ({} when W&B is not configured)."""
+    if config is None:
+        return {}
+    try:
+        node = OmegaConf.select(config, "logger.wandb", default=None)
+        if node is None:
+            return {}
+        out = OmegaConf.to_container(node, resolve=False)
+    except Exception:
+        return {}
+    if not isinstance(out, dict):
+        return {}
+    # Interpolations (${...}) cannot be resolved outside a job: keep plain values only.
+    return {k: v for k, v in out.items() if not (isinstance(v, str) and "${" in v)}
