@@ -70,7 +70,9 @@ def check_config(cfg: DictConfig) -> None:
     if task not in {"sts", "retrieval", "bitext"}:
         raise ConfigError(f"Unknown data.task '{task}'. Choose sts, retrieval or bitext.")
     if task == "bitext" and cfg.fit:
-        raise ConfigError(f"data={cfg.data.name} is a bitext evaluation set: run it with evaluate.py (or fit=false).")
+        raise ConfigError(
+            f"data={cfg.data.name} is a bitext evaluation set: run it with evaluate.py (or fit=false)."
+        )
     if q.weights != "fp32":
         raise ConfigError(
             f"quantization={q.name}: weight precision {q.weights} is not supported yet; use fp32."
@@ -103,6 +105,21 @@ def check_config(cfg: DictConfig) -> None:
     for split in cfg.eval_splits if task == "sts" else ():
         if split not in SPLIT_KEY:
             raise ConfigError(f"eval_splits holds unknown split '{split}'; use train, validation or test.")
+
+
+def sweep_id() -> str | None:
+    """A multirun's id (its sweep folder, relative to outputs/), or None for a single run."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN:
+            return None
+        parts = Path(hc.sweep.dir).parts
+        return "sweep-" + "_".join(parts[-2:])  # e.g. sweep-2026-11-24_22-15-00
+    except Exception:
+        return None
 
 
 def run_name() -> str:
@@ -163,6 +180,7 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     for conf in section.values():  # type: ignore[union-attr]
         if isinstance(conf, dict) and "make_wandb_logger" in str(conf.get("_target_")):
             conf["name"] = conf.get("name") or run_name()
+            conf["group"] = conf.get("group") or sweep_id()
     return instantiate_list(OmegaConf.create(section))
 
 
@@ -272,7 +290,12 @@ def evaluate_bitext_data(cfg: DictConfig, model) -> tuple[dict[str, float], dict
     d = cfg.data
     cache = EmbeddingCache(Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None)
     raw, revisions = evaluate_bitext(
-        model, list(d.langs), d.root, cache=cache, model_key=encoder_key(model), batch_size=int(d.eval_batch_size)
+        model,
+        list(d.langs),
+        d.root,
+        cache=cache,
+        model_key=encoder_key(model),
+        batch_size=int(d.eval_batch_size),
     )
     prefix = f"{d.metric_split}/{d.name}"
     metrics = {f"{prefix}/{k}": v for k, v in raw.items()}
@@ -384,17 +407,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         dataset_name=cfg.data.name,
     )
     loggers = build_loggers(cfg)
-    callbacks = instantiate_list(cfg.get("callbacks")) if cfg.fit else []
-    if not loggers:  # Lightning refuses a LearningRateMonitor without a logger
-        from lightning.pytorch.callbacks import LearningRateMonitor
-
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    val_set = None
-    if not is_sts and cfg.fit:
-        datamodule, val_set = ranking_datamodule(cfg, model)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     exit_code = 1
-    try:
+    try:  # from here on the W&B run exists: the finally block must finish it
+        callbacks = instantiate_list(cfg.get("callbacks")) if cfg.fit else []
+        if not loggers:  # Lightning refuses a LearningRateMonitor without a logger
+            from lightning.pytorch.callbacks import LearningRateMonitor
+
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        val_set = None
+        if not is_sts and cfg.fit:
+            datamodule, val_set = ranking_datamodule(cfg, model)
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
         for lg in loggers:
             lg.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         extra: dict[str, Any] = {}

@@ -148,9 +148,10 @@ def diagnose(job_dir: Path, *, now: float | None = None, running_window_s: float
     """
     now = time.time() if now is None else now
     logs = [p for g in _LOG_GLOBS for p in sorted(job_dir.glob(g)) if p.is_file()]
-    lines = [line for p in logs for line in _tail(p)]
-    for pattern in (_FATAL, _ERROR):
-        hit = next((line for line in reversed(lines) if pattern.search(line)), None)
+    error_file = _tail(job_dir / "error.txt")  # written by ReportCallback.on_job_end
+    lines = [line for p in logs if p.name != "error.txt" for line in _tail(p)]
+    for source, pattern in ((error_file, _ERROR), (lines, _FATAL), (lines, _ERROR)):
+        hit = next((line for line in reversed(source) if pattern.search(line)), None)
         if hit is not None:
             return "failed", _clean(hit)
     stamps = [p.stat().st_mtime for p in [job_dir, *logs] if p.exists()]

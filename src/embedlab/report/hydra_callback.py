@@ -129,7 +129,7 @@ class ReportCallback(Callback):
             exc = job_return._return_value  # the exception; `.return_value` would re-raise it
             out = Path(str(OmegaConf.select(config, "hydra.runtime.output_dir") or job_return.working_dir))
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            (out / "error.txt").write_text(text + f"\n{type(exc).__name__}: {exc}\n", encoding="utf-8")
+            (out / "error.txt").write_text(text, encoding="utf-8")
         except Exception as err:  # never mask the job's own failure
             log.warning("Could not record the failed job's error: %s", err)
 
