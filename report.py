@@ -20,15 +20,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-latency-ms 1.0 --min-throughput 200 --max-memory-mb 50",
     )
     p.add_argument("dirs", nargs="+", help="multirun folder(s), run folder(s), or a folder holding sweeps")
-    p.add_argument("--metric", help="quality key to rank by, e.g. test/scifact/ndcg@10 (default: each job's monitor)")
-    p.add_argument("--mode", choices=["max", "min"], help="whether larger quality is better (default: monitor_mode)")
+    p.add_argument(
+        "--metric", help="quality key to rank by, e.g. test/scifact/ndcg@10 (default: each job's monitor)"
+    )
+    p.add_argument(
+        "--mode", choices=["max", "min"], help="whether larger quality is better (default: monitor_mode)"
+    )
     p.add_argument(
         "--exact-metric",
         action="store_true",
         help="rank by the key as given; by default the @dim/@precision/@index variant each job configured is used",
     )
     p.add_argument("--max-latency-ms", type=float, help="budget: p50 query latency of the ANN index")
-    p.add_argument("--min-throughput", type=float, help="budget: encode throughput, texts (or documents) per second")
+    p.add_argument(
+        "--min-throughput", type=float, help="budget: encode throughput, texts (or documents) per second"
+    )
     p.add_argument("--max-memory-mb", type=float, help="budget: total index memory")
     p.add_argument("--out", help="output folder (default: <first dir>/report)")
     p.add_argument(
@@ -38,9 +44,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a job without results.json whose log changed this recently counts as running, not failed",
     )
     p.add_argument("--wandb", action="store_true", help="also log a summary run in the sweep's W&B group")
-    p.add_argument("--wandb-project", help="W&B project (default: the jobs' logger.wandb.project or embedlab)")
+    p.add_argument(
+        "--wandb-project", help="W&B project (default: the jobs' logger.wandb.project or embedlab)"
+    )
     p.add_argument("--wandb-entity", help="W&B entity (default: the jobs' logger.wandb.entity)")
-    p.add_argument("--wandb-mode", choices=["auto", "online", "offline", "disabled"], help="default: the jobs' mode or auto")
+    p.add_argument(
+        "--wandb-mode",
+        choices=["auto", "online", "offline", "disabled"],
+        help="default: the jobs' mode or auto",
+    )
     p.add_argument(
         "--publish-wandb-report",
         action="store_true",
@@ -52,7 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     from embedlab.report.aggregate import Budget
     from embedlab.report.render import generate_report
 
@@ -84,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {job.status:11s} {job.name}: {job.reason}")
     print(f"Report: {files.markdown}  (also {files.html.name}, {files.csv.name}, {files.jobs_csv.name})")
     if outcome.wandb_run:
-        print(f"W&B summary run {outcome.wandb_run.run_id} ({outcome.wandb_run.mode}) in group {outcome.wandb_run.group}")
+        print(
+            f"W&B summary run {outcome.wandb_run.run_id} ({outcome.wandb_run.mode}) in group {outcome.wandb_run.group}"
+        )
     if outcome.wandb_report_url:
         print(f"W&B Report: {outcome.wandb_report_url}")
     return 0

@@ -116,8 +116,9 @@ def sweep_id() -> str | None:
         hc = HydraConfig.get()
         if hc.mode != RunMode.MULTIRUN:
             return None
-        parts = Path(hc.sweep.dir).parts
-        return "sweep-" + "_".join(parts[-2:])  # e.g. sweep-2026-11-24_22-15-00
+        from embedlab.report.aggregate import sweep_group_for_dir
+
+        return sweep_group_for_dir(hc.sweep.dir)  # the report's summary run uses the same group
     except Exception:
         return None
 

@@ -80,7 +80,11 @@ def launcher_schema(target: str) -> type:
     from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
     from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 
-    by_class = {"SlurmLauncher": SlurmQueueConf, "LocalLauncher": LocalQueueConf, "JoblibLauncher": JobLibLauncherConf}
+    by_class = {
+        "SlurmLauncher": SlurmQueueConf,
+        "LocalLauncher": LocalQueueConf,
+        "JoblibLauncher": JobLibLauncherConf,
+    }
     return by_class[target.rsplit(".", 1)[-1]]
 
 

@@ -139,7 +139,9 @@ def _clean(line: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def diagnose(job_dir: Path, *, now: float | None = None, running_window_s: float = RUNNING_WINDOW_S) -> tuple[Status, str]:
+def diagnose(
+    job_dir: Path, *, now: float | None = None, running_window_s: float = RUNNING_WINDOW_S
+) -> tuple[Status, str]:
     """Why a job folder has no results.json: ``failed`` with the telling log line, or ``running``.
 
     A line naming a kill, an OOM, a scheduler limit or an exception marks the job failed.
@@ -222,7 +224,9 @@ def read_job(
         axes=_axes_from(config, overrides),
         seed=int(seed) if seed is not None and str(seed).lstrip("-").isdigit() else None,
         weights=str(_get(config, "quantization", "weights", default="fp32")),
-        extras=tuple(sorted(o for o in overrides if _key_of(o) not in AXES and not _NOT_A_CELL_KEY.match(_key_of(o)))),
+        extras=tuple(
+            sorted(o for o in overrides if _key_of(o) not in AXES and not _NOT_A_CELL_KEY.match(_key_of(o)))
+        ),
         metrics={str(k): _as_float(v) for k, v in (payload.get("metrics") or {}).items()},
         monitor=str(monitor) if monitor is not None and "${" not in str(monitor) else None,
         monitor_mode="min" if _get(config, "monitor_mode") == "min" else "max",
@@ -246,7 +250,9 @@ def find_job_dirs(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    if not (root / "multirun.yaml").exists() and ((root / "results.json").is_file() or (root / ".hydra").is_dir()):
+    if not (root / "multirun.yaml").exists() and (
+        (root / "results.json").is_file() or (root / ".hydra").is_dir()
+    ):
         return [root]
     jobs = sorted((p for p in root.iterdir() if p.is_dir() and _is_job_dir(p)), key=_job_sort_key)
     if jobs:
@@ -317,13 +323,41 @@ def scan(
                             overrides=tuple(ovs),
                             axes=_axes_from({}, ovs),
                             extras=tuple(
-                                sorted(o for o in ovs if _key_of(o) not in AXES and not _NOT_A_CELL_KEY.match(_key_of(o)))
+                                sorted(
+                                    o
+                                    for o in ovs
+                                    if _key_of(o) not in AXES and not _NOT_A_CELL_KEY.match(_key_of(o))
+                                )
                             ),
                         )
                     )
             root_jobs.sort(key=lambda j: (j.num if j.num is not None else 1 << 30, j.name))
         jobs += root_jobs
+    _fill_unknown_axes(jobs)
     return jobs
+
+
+def _fill_unknown_axes(jobs: list[JobRecord]) -> None:
+    """Give a job that died before Hydra saved its config the axis values its siblings had.
+
+    Its overrides say what it changed, but as option names (``index=exact``), while
+    configured jobs record config values (``index.kind=flat``): translate through the
+    siblings that used the same override, and take axes nobody overrode from the siblings
+    that agree on them. Without this the dead job would sit in a cell of its own.
+    """
+    configured = [j for j in jobs if j.config]
+    given = {id(j): {_key_of(o): _value_of(o) for o in j.overrides} for j in jobs}
+    for job in jobs:
+        if job.config:
+            continue
+        mine = given[id(job)]
+        for a in AXES:
+            if a in mine:
+                seen = {c.axes[a] for c in configured if given[id(c)].get(a) == mine[a]}
+            else:
+                seen = {c.axes[a] for c in configured if a not in given[id(c)]}
+            if len(seen) == 1:
+                job.axes[a] = seen.pop()
 
 
 # --- per-job quality and cost ------------------------------------------------------------
@@ -364,7 +398,9 @@ def variant_tags(job: JobRecord) -> list[str]:
     return [t for t in (_dim_tag(job), _precision_tag(job), str(kind) if kind else None) if t]
 
 
-def quality_of(job: JobRecord, metric: str | None = None, *, variant_aware: bool = True) -> tuple[str | None, float]:
+def quality_of(
+    job: JobRecord, metric: str | None = None, *, variant_aware: bool = True
+) -> tuple[str | None, float]:
     """The job's quality: ``(key used, value)``.
 
     ``metric`` (default: the job's ``monitor``) names the base key, e.g.
@@ -412,7 +448,9 @@ def throughput_of(job: JobRecord) -> float:
 def _index_cost(job: JobRecord, stem: str) -> float:
     """``<stem>@<kind>`` for the job's own index kind, else the largest one reported."""
     kind = _get(job.config, "index", "kind")
-    hits = {_name_of(k).split("@", 1)[1]: v for k, v in job.metrics.items() if _name_of(k).startswith(stem + "@")}
+    hits = {
+        _name_of(k).split("@", 1)[1]: v for k, v in job.metrics.items() if _name_of(k).startswith(stem + "@")
+    }
     if kind in hits:
         return hits[kind]
     vals = _finite(hits.values())
@@ -460,6 +498,7 @@ class CellRow:
     latency_ms: float = math.nan
     bytes_per_vector: float = math.nan
     label: str = ""
+    shown_extras: tuple[str, ...] = ()
     rank: int | None = None
     pareto_throughput: bool | None = None
     pareto_memory: bool | None = None
@@ -489,11 +528,14 @@ class CellRow:
         return self.axes.get("data", "?")
 
     def describe(self) -> str:
+        """Every axis, plus the extra overrides that differ between cells (not e.g. debug=fast)."""
         parts = [f"{a}={self.axes[a]}" for a in AXES if a in self.axes]
-        return ", ".join(parts + list(self.extras))
+        return ", ".join(parts + list(self.shown_extras))
 
 
-def pareto_front(points: Sequence[tuple[float, float]], *, maximize: tuple[bool, bool] = (True, True)) -> list[bool]:
+def pareto_front(
+    points: Sequence[tuple[float, float]], *, maximize: tuple[bool, bool] = (True, True)
+) -> list[bool]:
     """Flags the points that no other point dominates.
 
     ``q`` dominates ``p`` when it is at least as good on both coordinates and strictly
@@ -534,12 +576,10 @@ def _mark_pareto(rows: list[CellRow]) -> None:
 def _labels(rows: list[CellRow]) -> None:
     """Short labels naming only what varies across the table (full text in describe())."""
     varying = [a for a in AXES if len({r.axes.get(a) for r in rows}) > 1]
-    extra_sets = {r.extras for r in rows}
+    common = set.intersection(*(set(r.extras) for r in rows)) if rows else set()
     for r in rows:
-        parts = [f"{a}={r.axes.get(a)}" for a in varying]
-        if len(extra_sets) > 1:
-            common = set.intersection(*(set(e) for e in extra_sets))
-            parts += [e for e in r.extras if e not in common]
+        r.shown_extras = tuple(e for e in r.extras if e not in common)
+        parts = [f"{a}={r.axes.get(a)}" for a in varying] + list(r.shown_extras)
         r.label = ", ".join(parts) or r.describe()
 
 
@@ -587,7 +627,11 @@ def build_table(
             row.throughput = statistics.fmean(own)
         elif ok and (shared := _finite(v for j in ok for v in encoder_speed.get(_encoder_key(j), []))):
             row.throughput, row.throughput_shared = statistics.fmean(shared), True
-        for attr, fn in (("memory_mb", memory_mb_of), ("latency_ms", latency_ms_of), ("bytes_per_vector", bytes_per_vector_of)):
+        for attr, fn in (
+            ("memory_mb", memory_mb_of),
+            ("latency_ms", latency_ms_of),
+            ("bytes_per_vector", bytes_per_vector_of),
+        ):
             vals = _finite(fn(j) for j in ok)
             setattr(row, attr, statistics.fmean(vals) if vals else math.nan)
         rows.append(row)
@@ -701,7 +745,10 @@ def _quality_text(r: CellRow) -> str:
 def _cost_text(r: CellRow) -> str:
     parts = []
     if math.isfinite(r.throughput):
-        parts.append(f"encodes {r.throughput:.0f} texts/s" + (" (measured by a sibling job)" if r.throughput_shared else ""))
+        parts.append(
+            f"encodes {r.throughput:.0f} texts/s"
+            + (" (measured by a sibling job)" if r.throughput_shared else "")
+        )
     if math.isfinite(r.memory_mb):
         parts.append(f"index {r.memory_mb:.1f} MB")
     if math.isfinite(r.latency_ms):
@@ -725,7 +772,17 @@ def recommend(rows: Sequence[CellRow], budget: Budget | None = None) -> list[Rec
             (r for r in rows if r.data == data and r.rank is not None), key=lambda r: r.rank or 0
         )
         if not candidates:
-            out.append(Recommendation(data, budget, None, False, 0, 0, f"No completed job reported a quality metric for {data}; nothing to recommend."))
+            out.append(
+                Recommendation(
+                    data,
+                    budget,
+                    None,
+                    False,
+                    0,
+                    0,
+                    f"No completed job reported a quality metric for {data}; nothing to recommend.",
+                )
+            )
             continue
         meeting = [r for r in candidates if not budget.violations(r)]
         best = candidates[0]
@@ -750,10 +807,15 @@ def recommend(rows: Sequence[CellRow], budget: Budget | None = None) -> list[Rec
                         f"the two, so choose between them on cost."
                     )
             if pick.pareto_throughput is False and pick.pareto_memory is False:
-                text += " Note: another configuration is at least as good and cheaper on each measured cost axis."
+                text += (
+                    " Note: another configuration is at least as good and cheaper on each measured cost axis."
+                )
             out.append(Recommendation(data, budget, pick, True, len(candidates), len(meeting), text))
             continue
-        closest = min(candidates, key=lambda r: (budget.shortfall(r), -r.quality_mean if r.mode == "max" else r.quality_mean))
+        closest = min(
+            candidates,
+            key=lambda r: (budget.shortfall(r), -r.quality_mean if r.mode == "max" else r.quality_mean),
+        )
         text = (
             f"Nothing meets the budget ({budget.describe()}) for {data}: none of the {len(candidates)} "
             f"configurations satisfies every limit. Closest is {closest.describe()} ({_quality_text(closest)}; "
@@ -857,32 +919,31 @@ class SweepReport:
         return f"{how}; keys used: {', '.join(keys) if keys else 'none'}"
 
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+def sweep_group_for_dir(sweep_dir: str | Path) -> str:
+    """The W&B group a multirun's job runs log to: ``sweep-<date>_<time>`` from the last two
+    parts of the sweep folder (the rule of ``embedlab.run.sweep_id``; keep the two equal)."""
+    return "sweep-" + "_".join(Path(sweep_dir).resolve().parts[-2:])
 
 
 def sweep_id_for(jobs: Sequence[JobRecord], sources: Sequence[Path]) -> str:
-    """The W&B group of the sweep: the jobs' ``logger.wandb.group`` when they agree on one,
-    else a name made from the multirun folder (``<task>_<date>_<time>``)."""
+    """The sweep's W&B group: the jobs' ``logger.wandb.group`` when they set one and agree,
+    else the group the runner derives from the sweep folder (sweep_group_for_dir)."""
     groups = {_get(j.config, "logger", "wandb", "group") for j in jobs if j.config}
     groups.discard(None)
     if len(groups) == 1:
         return str(groups.pop())
-    if not sources:
-        return "sweep"
-    src = sources[0].resolve()
-    if _DATE.match(src.parent.name):
-        parts = [src.parent.name, src.name]
-        if src.parent.parent.name == "multiruns":
-            parts.insert(0, src.parent.parent.parent.name)
-        return "_".join(parts)
-    return src.name
+    return sweep_group_for_dir(sources[0]) if sources else "sweep"
 
 
 def _wandb_target(jobs: Sequence[JobRecord]) -> dict[str, Any]:
     for j in jobs:
         w = _get(j.config, "logger", "wandb")
         if isinstance(w, dict):
-            return {"project": w.get("project") or "embedlab", "entity": w.get("entity"), "mode": w.get("mode") or "auto"}
+            return {
+                "project": w.get("project") or "embedlab",
+                "entity": w.get("entity"),
+                "mode": w.get("mode") or "auto",
+            }
     return {"project": "embedlab", "entity": None, "mode": "auto"}
 
 
@@ -899,7 +960,9 @@ def build_report(
     sources = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     jobs = scan(sources, running_window_s=running_window_s)
     if not jobs:
-        raise FileNotFoundError(f"no job folders (results.json or .hydra/) under {', '.join(map(str, sources))}")
+        raise FileNotFoundError(
+            f"no job folders (results.json or .hydra/) under {', '.join(map(str, sources))}"
+        )
     budget = budget or Budget()
     rows = build_table(jobs, metric, mode=mode, variant_aware=variant_aware)
     report = SweepReport(

@@ -120,7 +120,9 @@ def _flag(v: bool | None) -> str:
 def _cells(report: SweepReport) -> tuple[list[str], list[list[str]]]:
     """The ranked table as header + string cells, shared by Markdown and HTML."""
     rows = report.rows
-    varying = [a for a in AXES if len({r.axes.get(a) for r in rows}) > 1] or list(AXES)  # the rest: one line above
+    varying = [a for a in AXES if len({r.axes.get(a) for r in rows}) > 1] or list(
+        AXES
+    )  # the rest: one line above
     show_other = len({r.extras for r in rows}) > 1
     costs = _shown_costs(rows)
     header = ["rank", *varying, *(["other"] if show_other else []), "quality", "± std", "seeds", "failed"]
@@ -130,10 +132,19 @@ def _cells(report: SweepReport) -> tuple[list[str], list[list[str]]]:
         cells = [str(r.rank) if r.rank is not None else "-", *(r.axes.get(a, "?") for a in varying)]
         if show_other:
             cells.append(" ".join(r.extras))
-        q = format(r.quality_mean, ".4f") if math.isfinite(r.quality_mean) else "NaN"
+        q = (
+            format(r.quality_mean, ".4f")
+            if math.isfinite(r.quality_mean)
+            else ("NaN" if r.n_seeds else "failed")
+        )
         if r.n_nan:
             q += f" ({r.n_nan} NaN)"
-        cells += [q, format(r.quality_std, ".4f") if math.isfinite(r.quality_std) else "", str(r.n_seeds), str(r.n_failed or "")]
+        cells += [
+            q,
+            format(r.quality_std, ".4f") if math.isfinite(r.quality_std) else "",
+            str(r.n_seeds),
+            str(r.n_failed or ""),
+        ]
         for attr, _, spec in costs:
             v = getattr(r, attr)
             text = format(v, spec) if math.isfinite(v) else ""
@@ -214,9 +225,21 @@ def plot_pareto(rows: Sequence[CellRow], cost: Cost, path: str | Path) -> Path |
                 )  # fmt: skip
         front = sorted((r for r in pts if getattr(r, flag)), key=lambda r: getattr(r, attr))
         if len(front) > 1:
-            ax.plot([getattr(r, attr) for r in front], [r.quality_mean for r in front], color="tab:red", lw=1, alpha=0.6)
+            ax.plot(
+                [getattr(r, attr) for r in front],
+                [r.quality_mean for r in front],
+                color="tab:red",
+                lw=1,
+                alpha=0.6,
+            )
         for r in pts if len(pts) <= 12 else front:
-            ax.annotate(r.label, (getattr(r, attr), r.quality_mean), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            ax.annotate(
+                r.label,
+                (getattr(r, attr), r.quality_mean),
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
         xs = [getattr(r, attr) for r in pts]
         if min(xs) > 0 and max(xs) / min(xs) > 20:
             ax.set_xscale("log")
@@ -244,12 +267,20 @@ def render_markdown(report: SweepReport, plots: dict[str, Path] | None = None) -
     out += ["## Ranked configurations", "", markdown_table(header, body), ""]
     notes = ["Quality is the mean over seeds; ± is the sample standard deviation (n-1)."]
     if any(r.throughput_shared for r in report.rows):
-        notes.append("`*` throughput measured by a job with the same model and pooling (this one read cached embeddings).")
-    notes.append("front: on the Pareto front of quality vs that cost (no cell is at least as good and cheaper).")
+        notes.append(
+            "`*` throughput measured by a job with the same model and pooling (this one read cached embeddings)."
+        )
+    notes.append(
+        "front: on the Pareto front of quality vs that cost (no cell is at least as good and cheaper)."
+    )
     out += [f"_{n}_" for n in notes] + [""]
     out += ["## Pareto fronts", ""]
     for cost in _COSTS:
-        out.append(f"![quality vs {cost}]({plots[cost].name})" if cost in plots else f"_quality vs {cost}: not measured by any job._")
+        out.append(
+            f"![quality vs {cost}]({plots[cost].name})"
+            if cost in plots
+            else f"_quality vs {cost}: not measured by any job._"
+        )
         out.append("")
     out += ["## Encode once, score many", "", report.encode.summary(), ""]
     out += ["## Failed and unfinished jobs", ""]
@@ -260,7 +291,9 @@ def render_markdown(report: SweepReport, plots: dict[str, Path] | None = None) -
     return "\n".join(out)
 
 
-def _html_table(header: Sequence[str], body: Sequence[Sequence[str]], *, highlight_first: bool = False) -> str:
+def _html_table(
+    header: Sequence[str], body: Sequence[Sequence[str]], *, highlight_first: bool = False
+) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     rows = []
     for i, cells in enumerate(body):
@@ -305,7 +338,9 @@ def render_html(report: SweepReport, plots: dict[str, Path] | None = None) -> st
             parts.append(f"<p class='note'>quality vs {cost}: not measured by any job.</p>")
     parts += ["<h2>Encode once, score many</h2>", f"<p>{e(report.encode.summary())}</p>"]
     parts.append("<h2>Failed and unfinished jobs</h2>")
-    parts.append(_html_table(*_problem_table(report)) if report.problem_jobs else "<p>None: every job completed.</p>")
+    parts.append(
+        _html_table(*_problem_table(report)) if report.problem_jobs else "<p>None: every job completed.</p>"
+    )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -324,17 +359,31 @@ def report_summary(report: SweepReport) -> dict[str, Any]:
         "sweep_id": report.sweep_id,
         "sources": [str(s) for s in report.sources],
         "metric": report.metric,
-        "budget": {"max_latency_ms": report.budget.max_latency_ms, "min_throughput": report.budget.min_throughput,
-                   "max_memory_mb": report.budget.max_memory_mb},  # fmt: skip
+        "budget": {
+            "max_latency_ms": report.budget.max_latency_ms,
+            "min_throughput": report.budget.min_throughput,
+            "max_memory_mb": report.budget.max_memory_mb,
+        },  # fmt: skip
         "counts": report.counts,
         "recommendations": [
-            {"data": r.data, "met_budget": r.met_budget, "choice": r.choice.describe() if r.choice else None,
-             "n_candidates": r.n_candidates, "n_meeting": r.n_meeting, "text": r.text}  # fmt: skip
+            {
+                "data": r.data,
+                "met_budget": r.met_budget,
+                "choice": r.choice.describe() if r.choice else None,
+                "n_candidates": r.n_candidates,
+                "n_meeting": r.n_meeting,
+                "text": r.text,
+            }  # fmt: skip
             for r in report.recommendations
         ],
-        "encode": {"passes": report.encode.passes, "encoder_combos": report.encode.encoder_combos,
-                   "needed": report.encode.needed, "per_dataset": report.encode.per_dataset,
-                   "measured": report.encode.measured, "held": report.encode.held},  # fmt: skip
+        "encode": {
+            "passes": report.encode.passes,
+            "encoder_combos": report.encode.encoder_combos,
+            "needed": report.encode.needed,
+            "per_dataset": report.encode.per_dataset,
+            "measured": report.encode.measured,
+            "held": report.encode.held,
+        },  # fmt: skip
         "rows": [row_record(r) for r in report.rows],
         "jobs": job_records(report),
     }
@@ -428,7 +477,9 @@ def log_to_wandb(
         rows = summary["rows"]
         jobs = summary["jobs"]
         payload: dict[str, Any] = {
-            "report/ranked": wandb.Table(columns=list(CSV_COLUMNS), data=[[r[c] for c in CSV_COLUMNS] for r in rows]),
+            "report/ranked": wandb.Table(
+                columns=list(CSV_COLUMNS), data=[[r[c] for c in CSV_COLUMNS] for r in rows]
+            ),
             "report/jobs": wandb.Table(
                 columns=list(jobs[0]) if jobs else ["name"], data=[list(j.values()) for j in jobs]
             ),
@@ -453,7 +504,9 @@ def log_to_wandb(
         run.finish(exit_code=exit_code)
     finished = bool(getattr(run, "_is_finished", True))
     log.info("W&B summary run %s (%s) in group %s", run_id, resolved, report.sweep_id)
-    return WandbSummary(run_id, run_dir, resolved, report.sweep_id, url if resolved == "online" else None, finished)
+    return WandbSummary(
+        run_id, run_dir, resolved, report.sweep_id, url if resolved == "online" else None, finished
+    )
 
 
 def _key_counts(report: SweepReport, predicate) -> list[str]:
@@ -467,7 +520,11 @@ def _key_counts(report: SweepReport, predicate) -> list[str]:
 
 
 def wandb_report_spec(
-    report: SweepReport, *, project: str | None = None, entity: str | None = None, max_panels_per_cost: int = 3
+    report: SweepReport,
+    *,
+    project: str | None = None,
+    entity: str | None = None,
+    max_panels_per_cost: int = 3,
 ) -> dict[str, Any]:
     """The W&B Report of the sweep as plain data: title, the run sets, and block by block
     the text and panels. build_wandb_report turns it into wandb-workspaces objects; it is
@@ -476,20 +533,39 @@ def wandb_report_spec(
     Metric panels read run summaries (the per-job runs log every results.json key);
     config panels read the resolved Hydra config the job runs logged as hyperparameters.
     """
-    quality = [k for k in dict.fromkeys(r.quality_key for r in report.rows) if k and not k.startswith("worst of")]
+    quality = [
+        k for k in dict.fromkeys(r.quality_key for r in report.rows) if k and not k.startswith("worst of")
+    ]
     quality = quality or [k for k in {j.monitor for j in report.jobs if j.monitor} if k]
     q = quality[0] if quality else None
     costs = {
-        "encode throughput": _key_counts(report, lambda k: k.endswith(("encode_texts_per_s", "encode_documents_per_s"))),
+        "encode throughput": _key_counts(
+            report, lambda k: k.endswith(("encode_texts_per_s", "encode_documents_per_s"))
+        ),
         "index memory": _key_counts(report, lambda k: "/index_total_mb@" in k),
         "p50 latency": _key_counts(report, lambda k: "/index_latency_p50_ms@" in k),
     }
-    config_cols = ["model.name", "pooling.mode", "dimension.name", "quantization.name", "index.kind", "data.name", "seed"]
+    config_cols = [
+        "model.name",
+        "pooling.mode",
+        "dimension.name",
+        "quantization.name",
+        "index.kind",
+        "data.name",
+        "seed",
+    ]
     panels: list[dict[str, Any]] = []
     if q:
         for name, keys in costs.items():
             for key in keys[:max_panels_per_cost]:
-                panels.append({"type": "ScatterPlot", "title": f"{q} vs {name} ({key})", "x": {"summary": key}, "y": {"summary": q}})
+                panels.append(
+                    {
+                        "type": "ScatterPlot",
+                        "title": f"{q} vs {name} ({key})",
+                        "x": {"summary": key},
+                        "y": {"summary": q},
+                    }
+                )
         panels.append(
             {
                 "type": "ParallelCoordinatesPlot",
@@ -507,8 +583,14 @@ def wandb_report_spec(
         "description": report.recommendations[0].text[:500] if report.recommendations else "",
         "group": report.sweep_id,
         "runsets": {
-            "jobs": {"name": f"{report.sweep_id} jobs", "filters": f"Group = '{report.sweep_id}' and JobType != 'report'"},
-            "report": {"name": f"{report.sweep_id} report", "filters": f"Group = '{report.sweep_id}' and JobType = 'report'"},
+            "jobs": {
+                "name": f"{report.sweep_id} jobs",
+                "filters": f"Group = '{report.sweep_id}' and JobType != 'report'",
+            },
+            "report": {
+                "name": f"{report.sweep_id} report",
+                "filters": f"Group = '{report.sweep_id}' and JobType = 'report'",
+            },
         },
         "blocks": [
             {"type": "H1", "text": f"Sweep {report.sweep_id}"},
@@ -527,7 +609,11 @@ def wandb_report_spec(
                 "panels": [
                     {"type": "WeavePanelSummaryTable", "table_name": "report/ranked"},
                     {"type": "WeavePanelSummaryTable", "table_name": "report/jobs"},
-                    {"type": "MediaBrowser", "title": "Pareto fronts", "media_keys": [f"report/pareto_{c}" for c in _COSTS]},
+                    {
+                        "type": "MediaBrowser",
+                        "title": "Pareto fronts",
+                        "media_keys": [f"report/pareto_{c}" for c in _COSTS],
+                    },
                 ],
             },
         ],
@@ -562,7 +648,9 @@ def build_wandb_report(spec: dict[str, Any]) -> WandbReport:
         raise ValueError(f"unknown panel type {kind!r}")
 
     runsets = {
-        key: wr.Runset(entity=spec["entity"] or "", project=spec["project"], name=rs["name"], filters=rs["filters"])
+        key: wr.Runset(
+            entity=spec["entity"] or "", project=spec["project"], name=rs["name"], filters=rs["filters"]
+        )
         for key, rs in spec["runsets"].items()
     }
     blocks: list[Any] = []
@@ -573,10 +661,17 @@ def build_wandb_report(spec: dict[str, Any]) -> WandbReport:
         elif kind == "MarkdownBlock":
             blocks.append(wr.MarkdownBlock(text=b["text"]))
         elif kind == "PanelGrid":
-            blocks.append(wr.PanelGrid(runsets=[runsets[b["runset"]]], panels=[panel(p) for p in b["panels"]]))
+            blocks.append(
+                wr.PanelGrid(runsets=[runsets[b["runset"]]], panels=[panel(p) for p in b["panels"]])
+            )
         else:
             raise ValueError(f"unknown block type {kind!r}")
-    kwargs: dict[str, Any] = {"project": spec["project"], "title": spec["title"], "description": spec["description"], "blocks": blocks}
+    kwargs: dict[str, Any] = {
+        "project": spec["project"],
+        "title": spec["title"],
+        "description": spec["description"],
+        "blocks": blocks,
+    }
     # Report's default entity asks the W&B API for the user's entity: give one so that
     # building stays offline (the server resolves "" to the key's default entity on save).
     kwargs["entity"] = spec["entity"] or os.environ.get("WANDB_ENTITY") or ""
@@ -588,7 +683,9 @@ def publish_wandb_report(report_obj: WandbReport, *, mode: str = "auto") -> str 
     from embedlab.tracking.wandb_logger import choose_mode
 
     if choose_mode(mode) != "online":  # type: ignore[arg-type]
-        log.warning("W&B Report not published: no API key or server unreachable (the spec is in wandb_report.json).")
+        log.warning(
+            "W&B Report not published: no API key or server unreachable (the spec is in wandb_report.json)."
+        )
         return None
     report_obj.save()
     return str(report_obj.url)
@@ -636,7 +733,12 @@ def generate_report(
     object is built when wandb-workspaces is installed and published only if
     ``publish_wandb`` and W&B is online.
     """
-    kwargs: dict[str, Any] = {"metric": metric, "mode": mode, "budget": budget, "variant_aware": variant_aware}
+    kwargs: dict[str, Any] = {
+        "metric": metric,
+        "mode": mode,
+        "budget": budget,
+        "variant_aware": variant_aware,
+    }
     if running_window_s is not None:
         kwargs["running_window_s"] = running_window_s
     report = build_report(paths, **kwargs)
@@ -647,10 +749,15 @@ def generate_report(
     outcome.wandb_report_spec.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     resolved_mode = wandb_mode or report.wandb.get("mode") or "auto"
     if wandb:
-        outcome.wandb_run = log_to_wandb(report, files, project=wandb_project, entity=wandb_entity, mode=resolved_mode)
+        outcome.wandb_run = log_to_wandb(
+            report, files, project=wandb_project, entity=wandb_entity, mode=resolved_mode
+        )
     if publish_wandb:
         if wandb_workspaces_available():
             outcome.wandb_report_url = publish_wandb_report(build_wandb_report(spec), mode=resolved_mode)
         else:
-            log.warning("wandb-workspaces is not installed: W&B Report not published (spec in %s).", outcome.wandb_report_spec)
+            log.warning(
+                "wandb-workspaces is not installed: W&B Report not published (spec in %s).",
+                outcome.wandb_report_spec,
+            )
     return outcome
