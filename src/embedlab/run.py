@@ -9,6 +9,7 @@ function ``evaluate.py`` uses, saves the model, and writes ``results.json``. A
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -443,6 +444,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
             extra["train"]["seconds"] = time.perf_counter() - fit_start
             extra["train"]["steps"] = int(trainer.global_step)
+            extra["distributed"] = {
+                "world_size": int(trainer.world_size),
+                "num_nodes": int(trainer.num_nodes),
+                "strategy": type(trainer.strategy).__name__,
+                "cluster_environment": type(getattr(trainer.strategy, "cluster_environment", None)).__name__,
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            }
         metrics: dict[str, float] = {}
         details: dict[str, Any] = {}
         if trainer.is_global_zero:
