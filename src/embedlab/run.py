@@ -144,7 +144,7 @@ def output_dir(cfg: DictConfig) -> Path:
 
 def build_model(cfg: DictConfig):
     """The encoder for this config; checks the requested dimension against the model."""
-    from embedlab.models.encoder import build_encoder, embedding_dimension, locate
+    from embedlab.models.encoder import build_encoder, drop_unused_pooler, embedding_dimension, locate
 
     spec = encoder_spec(cfg)
     if cfg.model.from_saved_modules:
@@ -154,6 +154,7 @@ def build_model(cfg: DictConfig):
         model = SentenceTransformer(
             str(resolved.path), device="cpu", trust_remote_code=spec.trust_remote_code
         )
+        drop_unused_pooler(model[0].auto_model)
     else:
         model, resolved = build_encoder(spec)
     full = embedding_dimension(model)

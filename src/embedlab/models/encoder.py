@@ -52,7 +52,7 @@ def locate(spec: EncoderSpec) -> ResolvedModel:
     return resolve_model(spec.name_or_path, packaged=spec.packaged, revision=spec.revision)
 
 
-def _drop_unused_pooler(auto_model) -> None:
+def drop_unused_pooler(auto_model) -> None:
     """BERT-style models carry a pooler that sentence embeddings never use.
 
     Its parameters get no gradient, which makes Lightning DDP fail ("parameters that
@@ -96,7 +96,7 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
             f"model.max_seq_length={spec.max_seq_length} exceeds the {positions} positions of "
             f"{spec.name}. Fix: set model.max_seq_length <= {positions}."
         )
-    _drop_unused_pooler(transformer.auto_model)
+    drop_unused_pooler(transformer.auto_model)
     hidden = transformer.get_embedding_dimension()
     modules: list = [transformer, Pooling(hidden, pooling_mode=spec.pooling)]
     if spec.projection_dim:

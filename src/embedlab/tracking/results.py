@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,8 @@ TRACKED_PACKAGES = (
     "scikit-learn",
     "tokenizers",
 )
-SECRET_HINTS = ("api_key", "apikey", "token", "secret", "password")
+# A key is secret when its last word is one of these (so "hf_token" is, "max_tokens" is not).
+SECRET_KEY = re.compile(r"(^|[_\-.])(api_?key|token|secret|password|passwd)$", re.IGNORECASE)
 
 
 def package_versions() -> dict[str, str]:
@@ -62,7 +64,7 @@ def redact(obj: Any) -> Any:
     """Drop values whose key looks like a secret (API keys, tokens) from nested dicts."""
     if isinstance(obj, dict):
         return {
-            k: ("<redacted>" if any(h in str(k).lower() for h in SECRET_HINTS) and v else redact(v))
+            k: ("<redacted>" if SECRET_KEY.search(str(k)) and v else redact(v))
             for k, v in obj.items()
         }
     if isinstance(obj, list):

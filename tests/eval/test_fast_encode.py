@@ -1,0 +1,140 @@
+"""The fast encode path gives what sentence-transformers' ``encode`` gives (correctness only)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedlab.errors import DataError
+from embedlab.eval.encode import encode
+from embedlab.eval.fast_encode import EncodeOptions, fast_encode, plan_batches
+from embedlab.models.encoder import EncoderSpec, build_encoder
+
+FP32 = EncodeOptions(precision="fp32")
+WORDS = "the minister said on tuesday that the government would review its policy on refugees".split()
+
+
+def varied_texts(n: int = 40, seed: int = 0) -> list[str]:
+    """Sentences of 1 to ~90 words: some over a 64-token limit, some repeated."""
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(WORDS, size=int(k))) for k in rng.integers(1, 90, size=n)]
+    return texts + texts[:5]  # duplicates
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert", "xlm-roberta", "mpnet"])
+def test_fp32_equals_sentence_transformers_on_tiny_models(
+    tiny_model_dirs: dict[str, Path], arch: str
+) -> None:
+    model, _ = build_encoder(
+        EncoderSpec(name=arch, name_or_path=str(tiny_model_dirs[arch]), max_seq_length=64)
+    )
+    texts = varied_texts()
+    ref = model.encode(texts, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
+    for opts in (FP32, EncodeOptions(precision="fp32", token_budget=None, sort_by_length=False)):
+        ours, stats = fast_encode(model, texts, batch_size=8, options=opts)
+        assert ours.dtype == np.float32 and ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, atol=1e-5)
+    _, ref_stats = encode(model, texts, batch_size=8)
+    assert stats.n_truncated == ref_stats.n_truncated > 0
+    assert (stats.n_texts, stats.n_encoded, stats.max_tokens) == (
+        ref_stats.n_texts,
+        ref_stats.n_encoded,
+        ref_stats.max_tokens,
+    )
+
+
+def test_minilm_fp32_equal_and_bf16_close(minilm) -> None:
+    texts = varied_texts(60, seed=1) + [
+        "A man is playing a guitar.",
+        "Short.",
+        "Two dogs run through a field.",
+    ]
+    ref = minilm.encode(texts, batch_size=16, convert_to_numpy=True, show_progress_bar=False)
+    fp32, _ = fast_encode(minilm, texts, batch_size=16, options=FP32)
+    np.testing.assert_allclose(fp32, ref, atol=1e-5)
+    bf16, _ = fast_encode(minilm, texts, batch_size=16)  # default options: bf16 autocast
+    assert EncodeOptions().precision == "bf16"
+    assert bf16.dtype == np.float32
+    assert cosine(bf16, fp32).min() > 0.999
+
+
+def test_order_and_duplicates(minilm) -> None:
+    texts = ["b second text", "a first", "b second text", "c a rather longer third text here", "a first"]
+    emb, stats = fast_encode(minilm, texts, batch_size=2, options=FP32)
+    assert (stats.n_texts, stats.n_encoded) == (5, 3)
+    np.testing.assert_array_equal(emb[0], emb[2])
+    np.testing.assert_array_equal(emb[1], emb[4])
+    singles = np.stack([fast_encode(minilm, [t], options=FP32)[0][0] for t in texts])
+    np.testing.assert_allclose(emb, singles, atol=1e-5)
+
+
+def test_truncation_counted_and_logged(minilm, caplog: pytest.LogCaptureFixture) -> None:
+    long_text = " ".join(WORDS * 30)  # ~450 tokens > 256
+    texts = ["short one", long_text, "another " + long_text]
+    with caplog.at_level(logging.WARNING, logger="embedlab.eval.fast_encode"):
+        emb, stats = fast_encode(minilm, texts, options=FP32)
+    assert stats.n_truncated == 2 and stats.max_tokens > stats.max_seq_length == 256
+    assert "2 of 3 distinct texts exceed" in caplog.text
+    ref = minilm.encode(texts, convert_to_numpy=True, show_progress_bar=False)  # truncates at 256
+    np.testing.assert_allclose(emb, ref, atol=1e-5)
+
+
+def test_100k_character_text(minilm) -> None:
+    huge = ("word " * 20_000)[:100_000]
+    emb, stats = fast_encode(minilm, [huge, "tiny"], what="documents")
+    assert emb.shape == (2, 384) and np.isfinite(emb).all()
+    assert stats.n_truncated == 1 and stats.max_tokens > 10_000
+
+
+@pytest.mark.parametrize("bad", [["fine", ""], ["   ", "fine"], ["\n\t"]])
+def test_empty_and_whitespace_rejected_like_encode(minilm, bad: list[str]) -> None:
+    with pytest.raises(DataError) as ours:
+        fast_encode(minilm, bad, what="sentences")
+    with pytest.raises(DataError) as theirs:
+        encode(minilm, bad, what="sentences")
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_threads_and_training_mode_restored(minilm) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    minilm.train()
+    try:
+        fast_encode(minilm, ["one", "two"], options=EncodeOptions(threads=1))
+        assert minilm.training
+        assert torch.get_num_threads() == before
+    finally:
+        minilm.eval()
+
+
+def test_prompted_model_falls_back_to_encode(tiny_model_dirs: dict[str, Path]) -> None:
+    model, _ = build_encoder(
+        EncoderSpec(name="bert", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
+    )
+    model.prompts = {"query": "query: "}
+    model.default_prompt_name = "query"
+    texts = ["what is a refugee", "the minister said"]
+    ours, _ = fast_encode(model, texts, options=FP32)
+    ref = model.encode(texts, convert_to_numpy=True, show_progress_bar=False)
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+    plain = model.encode(texts, prompt="", convert_to_numpy=True, show_progress_bar=False)
+    assert not np.allclose(ours, plain, atol=1e-3)  # the prompt was applied
+
+
+@pytest.mark.parametrize("budget", [None, 1, 50, 1000])
+def test_batch_plan_covers_every_text_once(budget: int | None) -> None:
+    lengths = np.random.default_rng(0).integers(1, 300, size=257)
+    batches = plan_batches(lengths, 16, budget, sort_by_length=True)
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(257))
+    for b in batches[:-1]:  # every batch but the last is full
+        assert max(16, (budget or 0) // int(lengths[b].max())) == len(b)
+    unsorted = plan_batches(lengths, 16, budget, sort_by_length=False)
+    assert all(len(b) <= 16 for b in unsorted)
