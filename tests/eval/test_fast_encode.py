@@ -102,14 +102,15 @@ def test_empty_and_whitespace_rejected_like_encode(minilm, bad: list[str]) -> No
     assert str(ours.value) == str(theirs.value)
 
 
-def test_threads_and_training_mode_restored(minilm) -> None:
+def test_threads_and_module_modes_restored(minilm) -> None:
     import torch
 
     before = torch.get_num_threads()
     minilm.train()
+    minilm[0].auto_model.eval()  # mixed modes, as build_encoder leaves them
     try:
         fast_encode(minilm, ["one", "two"], options=EncodeOptions(threads=1))
-        assert minilm.training
+        assert minilm.training and minilm[1].training and not minilm[0].auto_model.training
         assert torch.get_num_threads() == before
     finally:
         minilm.eval()

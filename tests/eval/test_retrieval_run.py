@@ -131,3 +131,11 @@ def test_tatoeba_bitext_through_the_runner(make_cfg, tmp_path: Path, data_dir: P
         (metrics["test/tatoeba/src2eng_accuracy@deu"] + metrics["test/tatoeba/eng2src_accuracy@deu"]) / 2
     )
     assert metrics["test/tatoeba/accuracy"] == acc
+
+
+def test_dimension_precision_and_index_combine(make_cfg, tmp_path: Path) -> None:
+    metrics = _run(make_cfg, tmp_path, "dimension=d64", "dimension.size=16", "quantization=int8", "index=hnsw")
+    for key in ("ndcg@10@16", "ndcg@10@int8", "ndcg@10@16@int8", "ndcg@10@hnsw", "ndcg@10@16@hnsw"):
+        assert 0.0 <= metrics[f"test/mock/{key}"] <= 1.0, key
+    assert metrics["test/mock/bytes_per_vector@16@int8"] == 16
+    assert metrics["test/mock/bytes_per_vector@16"] == 64

@@ -188,12 +188,15 @@ def _threads(n: int | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _eval_mode(model: SentenceTransformer) -> Iterator[None]:
-    was_training = model.training
+    """Eval mode for the call; each submodule's own mode is put back (they can differ: a
+    freshly built SentenceTransformer is in train mode around a transformer in eval mode)."""
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         yield
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
 
 
 @contextlib.contextmanager
