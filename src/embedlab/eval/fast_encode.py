@@ -100,22 +100,33 @@ def plan_batches(
 ) -> list[np.ndarray]:
     """Indices of each batch, longest texts first (the first batch shows peak memory).
 
-    Sorted, with a budget, a batch holds ``max(batch_size, token_budget // longest)`` texts:
-    short texts go in larger batches, long ones keep the caller's batch size. Unsorted (or
-    without a budget), every batch holds ``batch_size`` texts.
+    Sorted, a batch holds texts of one token length where at least ``batch_size // 2`` share
+    it: no padding, so no attention mask either (SDPA then takes its unmasked kernel). Rarer
+    lengths are pooled with their neighbours, up to ``batch_size // 2`` texts or the next
+    common length.
+    A batch holds at most ``max(batch_size, token_budget // longest)`` texts, so short texts
+    go in larger batches and long ones keep the caller's batch size. Unsorted, every batch
+    holds ``batch_size`` texts.
     """
     n = len(lengths)
     if not sort_by_length:
         return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
     order = np.argsort(-lengths, kind="stable")
+    desc = -lengths[order]  # ascending, for searchsorted
+    min_fill = max(1, batch_size // 2)
     batches: list[np.ndarray] = []
     start = 0
     while start < n:
-        size = batch_size
-        if token_budget:
-            size = max(batch_size, token_budget // max(int(lengths[order[start]]), 1))
-        batches.append(order[start : start + size])
-        start += size
+        longest = int(-desc[start])
+        cap = max(batch_size, token_budget // max(longest, 1)) if token_budget else batch_size
+        end = start
+        while end < n and end - start < min_fill:  # whole runs of one length, up to the cap
+            run_end = int(np.searchsorted(desc, desc[end], side="right"))
+            if end > start and run_end - end >= min_fill:
+                break  # a common length comes next: leave it its own unpadded batches
+            end = min(run_end, start + cap)
+        batches.append(order[start:end])
+        start = end
     return batches
 
 
