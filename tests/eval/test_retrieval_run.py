@@ -139,3 +139,36 @@ def test_dimension_precision_and_index_combine(make_cfg, tmp_path: Path) -> None
         assert 0.0 <= metrics[f"test/mock/{key}"] <= 1.0, key
     assert metrics["test/mock/bytes_per_vector@16@int8"] == 16
     assert metrics["test/mock/bytes_per_vector@16"] == 64
+
+
+@pytest.mark.slow
+def test_scifact_metrics_equal_sentence_transformers_ir_evaluator(data_dir: Path, tiny_model_dirs) -> None:
+    """Real data, real model: embedlab's retrieval evaluation equals sentence-transformers'
+    InformationRetrievalEvaluator on SciFact (a 1,000-document slice holding every judged doc)."""
+    from dataclasses import replace
+
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    from embedlab.data.retrieval import load_scifact
+    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
+    from embedlab.models.encoder import EncoderSpec, build_encoder
+
+    full = load_scifact(data_dir)
+    judged = {d for rel in full.qrels.values() for d in rel}
+    keep = [d for d in full.corpus if d in judged] + [d for d in full.corpus if d not in judged][:1000 - len(judged)]
+    data = replace(full, corpus={d: full.corpus[d] for d in keep})
+    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    settings = RetrievalEvalSettings(ks=(1, 3, 5, 10), ndcg_gain="binary", batch_size=64)
+    ours = evaluate_retrieval(model, data, settings, cache=EmbeddingCache(None), model_key=encoder_key(model)).metrics
+    st = InformationRetrievalEvaluator(
+        data.queries, data.corpus, {q: set(r) for q, r in data.qrels.items()},
+        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 3, 5, 10], precision_recall_at_k=[1, 3, 5, 10],
+        map_at_k=[10], write_csv=False, batch_size=64,
+    )(model)  # fmt: skip
+    compared = 0
+    for key, value in st.items():
+        name = key.removeprefix("cosine_")
+        assert ours[name] == pytest.approx(value, abs=2e-3), key  # float noise between two encode calls
+        compared += 1
+    assert compared == 4 + 8 + 3
