@@ -11,15 +11,14 @@ import hashlib
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from embedlab.errors import ModelUnavailableError
+from embedlab.net import reachable
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +100,7 @@ def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> tuple[bool, str]:
     """Probe the hub endpoint with one TCP connect; returns (reachable, reason)."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
         return False, "HF_HUB_OFFLINE is set"
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-            return True, ""
-    except OSError as exc:
-        return False, f"{endpoint} cannot be reached ({exc.__class__.__name__}: {exc})"
+    return reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
 
 
 def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:

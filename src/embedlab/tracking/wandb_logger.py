@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
+
+from embedlab.net import PROBE_TIMEOUT_S, reachable
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "online", "offline", "disabled"]
-PROBE_TIMEOUT_S = 3.0
 
 
 def _has_api_key() -> bool:
@@ -31,14 +30,7 @@ def _has_api_key() -> bool:
 
 
 def _server_reachable(timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
-    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-    url = urlparse(base)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
-            return True, ""
-    except OSError as exc:
-        return False, f"{base} unreachable ({exc.__class__.__name__})"
+    return reachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"), timeout)
 
 
 def choose_mode(requested: Mode) -> Literal["online", "offline", "disabled"]:

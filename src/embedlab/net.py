@@ -1,0 +1,23 @@
+"""One quick reachability probe, shared by the hub and W&B code paths.
+
+Both clients retry an unreachable server for a long time (the hub ~25 s, W&B ~90 s);
+a single TCP connect with a short timeout tells us within seconds whether to try at all.
+"""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlparse
+
+PROBE_TIMEOUT_S = 3.0
+
+
+def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    """(True, "") when a TCP connection to ``url``'s host and port opens within ``timeout``."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
+            return True, ""
+    except OSError as exc:
+        return False, f"{url} cannot be reached ({exc.__class__.__name__}: {exc})"
