@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -87,16 +88,60 @@ def text_flops(model, lengths: np.ndarray) -> float:
     return float((2 * linear * t + layers * 4 * t**2 * hidden).sum())
 
 
-def interleaved(variants: dict[str, Embed], texts: list[str], repeats: int) -> dict[str, list[float]]:
-    """Sentences/s of each variant per round; the order flips every round (ABBA)."""
-    rates: dict[str, list[float]] = {name: [] for name in variants}
+def busy_cores() -> Callable[[], float]:
+    """A stopwatch of the CPU that *other* processes use: cores busy since it started, less
+    this process's own CPU time (from /proc/stat; 0.0 where that is unavailable)."""
+
+    def total_busy() -> float:
+        try:
+            with open("/proc/stat") as fh:
+                fields = [float(x) for x in fh.readline().split()[1:]]
+        except OSError:
+            return float("nan")
+        return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+    start_busy, start_own, start_wall = total_busy(), sum(os.times()[:2]), time.perf_counter()
+
+    def others() -> float:
+        busy = total_busy() - start_busy
+        own = sum(os.times()[:2]) - start_own
+        value = (busy - own) / max(time.perf_counter() - start_wall, 1e-9)
+        return max(value, 0.0) if value == value else 0.0
+
+    return others
+
+
+@dataclass
+class Rounds:
+    """Per-round measurements of the interleaved runs."""
+
+    rates: dict[str, list[float]]  # variant -> texts/s, one per round
+    others: list[float]  # cores other processes kept busy during the round
+    peaks: dict[str, list[float]]  # "fp32" / "bf16" -> matmul GFLOP/s at the start of the round
+
+    def quiet(self, threshold: float) -> list[int]:
+        return [i for i, load in enumerate(self.others) if load < threshold]
+
+
+def interleaved(
+    variants: dict[str, Embed], texts: list[str], want_quiet: int, max_rounds: int, threshold: float
+) -> Rounds:
+    """Rounds of every variant (the order flips each round: ABBA) until ``want_quiet`` rounds
+    ran while other processes used under ``threshold`` cores, or ``max_rounds`` ran."""
+    rounds = Rounds({name: [] for name in variants}, [], {"fp32": [], "bf16": []})
     names = list(variants)
-    for r in range(repeats):
+    for r in range(max_rounds):
+        others = busy_cores()
+        rounds.peaks["fp32"].append(matmul_peak(torch.float32, repeats=3))
+        rounds.peaks["bf16"].append(matmul_peak(torch.bfloat16, repeats=3))
         for name in names if r % 2 == 0 else names[::-1]:
             start = time.perf_counter()
             variants[name](texts)
-            rates[name].append(len(texts) / (time.perf_counter() - start))
-    return rates
+            rounds.rates[name].append(len(texts) / (time.perf_counter() - start))
+        rounds.others.append(others())
+        if len(rounds.quiet(threshold)) >= want_quiet:
+            break
+    return rounds
 
 
 def peer(model, batch_size: int, bf16: bool = False) -> Embed:
@@ -210,7 +255,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="distinct texts (default: all; scifact 500)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--repeats", type=int, default=5, help="quiet interleaved rounds wanted")
+    parser.add_argument("--max-rounds", type=int, default=8, help="stop after this many rounds, quiet or not")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=0.3,
+        help="a round is quiet when other processes used < this many cores",
+    )
     parser.add_argument("--levers", action="store_true", help="also time each lever on its own")
     parser.add_argument(
         "--compile", action="store_true", help="with --levers: add torch.compile (slow start)"
@@ -230,7 +282,7 @@ def main() -> None:
     print(
         f"texts: {args.texts}, {len(texts)} distinct, {int(lengths.sum()):,} tokens after truncation at "
         f"{limit_tokens} (mean {lengths.mean():.1f}, max {lengths.max()}); batch {args.batch_size}, "
-        f"{args.threads} threads, {args.repeats} interleaved rounds"
+        f"{args.threads} threads; interleaved rounds until {args.repeats} quiet ones (at most {args.max_rounds})"
     )
     variants = build_variants(model, args)
     import logging
@@ -242,15 +294,23 @@ def main() -> None:
         if "compile" in name:
             print(f"  ({name}: warm-up incl. compilation {time.perf_counter() - start:.0f} s)")
 
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    rates = interleaved(variants, texts, args.repeats)
-    peaks = {
-        k: (v + matmul_peak(torch.float32 if k == "fp32" else torch.bfloat16)) / 2 for k, v in peaks.items()
-    }
+    rounds = interleaved(variants, texts, args.repeats, args.max_rounds, args.quiet)
+    quiet = rounds.quiet(args.quiet)
+    use = quiet if len(quiet) >= 2 else list(range(len(rounds.others)))
+    print(
+        f"{len(rounds.others)} rounds; cores kept busy by other processes: "
+        f"{', '.join(f'{x:.2f}' for x in rounds.others)}; "
+        + (
+            f"the {len(quiet)} rounds under {args.quiet} count below"
+            if len(quiet) >= 2
+            else f"fewer than 2 rounds under {args.quiet}: ALL rounds count below (a loaded machine)"
+        )
+    )
+    peaks = {k: statistics.median(v[i] for i in use) for k, v in rounds.peaks.items()}
     flops = text_flops(model, lengths)
     floor = {k: len(texts) / (flops / (v * 1e9)) for k, v in peaks.items()}
     print(
-        f"matmul peak (2048^2, this run): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
+        f"matmul peak (2048^2, same rounds): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
         f"{flops / len(texts) / 1e9:.2f} GFLOP/text -> FLOP floor fp32 {floor['fp32']:.0f}/s, "
         f"bf16 {floor['bf16']:.0f}/s"
     )
@@ -265,6 +325,7 @@ def main() -> None:
             100 * sts_metrics(emb[: len(split)], emb[len(split) :], split.scores)["spearman_cosine"]
         )
 
+    rates = {name: [r[i] for i in use] for name, r in rounds.rates.items()}
     peer_rates = rates[PEER]
     print(
         f"\n{'variant':40s} {'median/s':>9s} {'min-max':>11s} {'vs peer':>8s} {'fp32 fl':>8s} {'bf16 fl':>8s} {'STS-B':>6s}"

@@ -1,0 +1,270 @@
+"""Tokenized, masked batches for continued masked-LM training.
+
+Texts are tokenized once, truncated at ``max_length`` (how many were cut is counted and
+logged, never silent), and masked by transformers' ``DataCollatorForLanguageModeling``
+(token or whole-word masking). Training masks come from a seeded generator; the
+held-out batches are masked once, up front, so every validation pass -- and the
+``perplexity`` function with the same seed -- scores exactly the same masked tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+Features = dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class TokenizedTexts:
+    """Per-text token features, plus how many texts lost tokens to truncation."""
+
+    features: tuple[Features, ...]
+    n_truncated: int
+    max_tokens: int  # longest text before truncation, special tokens included
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def tokenize_texts(
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    max_length: int,
+    whole_word_mask: bool = False,
+    what: str = "texts",
+) -> TokenizedTexts:
+    """Tokenize with truncation at ``max_length`` and count the texts that were cut.
+
+    Whole-word masking also keeps word boundaries, from the tokenizer's word ids
+    (see ``word_offsets``).
+    """
+    if max_length < 4:
+        raise ValueError(f"max_length must be >= 4 tokens, got {max_length}.")
+    if not texts:
+        raise ValueError(f"No {what} to tokenize.")
+    full_lengths = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
+        "input_ids"
+    ]
+    lengths = [len(ids) for ids in full_lengths]
+    n_truncated = sum(n > max_length for n in lengths)
+    if whole_word_mask and not getattr(tokenizer, "is_fast", False):
+        raise ValueError("Whole-word masking needs a fast tokenizer (word ids); this one is not.")
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, return_special_tokens_mask=True)
+    keys = [k for k in enc.keys() if k in {"input_ids", "attention_mask", "token_type_ids"}]
+    keys.append("special_tokens_mask")
+    features = tuple({k: list(enc[k][i]) for k in keys} for i in range(len(texts)))
+    if whole_word_mask:
+        for i, feats in enumerate(features):
+            feats["offset_mapping"] = word_offsets(enc.word_ids(i))
+    if n_truncated:
+        log.warning(
+            "%d of %d %s exceed %d tokens and are truncated (longest: %d tokens).",
+            n_truncated, len(texts), what, max_length, max(lengths),
+        )  # fmt: skip
+    else:
+        log.info(
+            "%d %s tokenized; none exceeds %d tokens (longest %d).",
+            len(texts),
+            what,
+            max_length,
+            max(lengths),
+        )
+    return TokenizedTexts(features, n_truncated, max(lengths))
+
+
+def word_offsets(word_ids: Sequence[int | None]) -> list[tuple[int, int]]:
+    """Offsets that encode the tokenizer's own word boundaries, for whole-word masking.
+
+    transformers groups a token with the previous one when its start offset equals the
+    previous end offset. Real character offsets break that for byte-level BPE
+    tokenizers that keep the leading space inside the token (every token then "touches"
+    the previous one, and a whole text becomes one word). The pre-tokenizer's word ids
+    are the reliable boundary, so we write offsets that touch exactly within a word.
+    """
+    offsets: list[tuple[int, int]] = []
+    end, previous = 0, None
+    for word in word_ids:
+        if word is None:  # special token: never masked
+            offsets.append((0, 0))
+            previous = None
+            continue
+        start = end if word == previous else end + 1
+        end = start + 1
+        offsets.append((start, end))
+        previous = word
+    return offsets
+
+
+class MLMCollator:
+    """Pad a list of token features and mask them with the transformers MLM collator.
+
+    We pad ourselves because ``tokenizer.pad`` does not pad ``offset_mapping``, which
+    whole-word masking needs; the transformers collator then only masks.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        mlm_probability: float = 0.15,
+        whole_word_mask: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        import warnings
+
+        from transformers import DataCollatorForLanguageModeling
+
+        if tokenizer.mask_token is None:
+            raise ValueError("This tokenizer has no mask token, so it cannot be trained with masked LM.")
+        with warnings.catch_warnings():  # whole-word masking always replaces with [MASK]; said in the docs
+            warnings.simplefilter("ignore", UserWarning)
+            self.collator = DataCollatorForLanguageModeling(
+                tokenizer,
+                mlm=True,
+                mlm_probability=mlm_probability,
+                whole_word_mask=whole_word_mask,
+                seed=seed,
+            )
+        self.pad_id = int(tokenizer.pad_token_id)
+
+    def pad(self, features: Sequence[Features]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        fill = {"input_ids": self.pad_id, "attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
+        out: dict[str, list] = {k: [] for k in features[0]}
+        for f in features:
+            gap = longest - len(f["input_ids"])
+            for key, values in f.items():
+                pad_value = (0, 0) if key == "offset_mapping" else fill[key]
+                out[key].append(list(values) + [pad_value] * gap)
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}  # (B, T) or (B, T, 2)
+
+    def __call__(self, features: Sequence[Features]) -> dict[str, torch.Tensor]:
+        if self.collator.seed is not None and self.collator.generator is None:
+            self.collator.create_rng()  # torch_call would do this; we call torch_mask_tokens directly
+        batch = self.pad(features)
+        specials = batch.pop("special_tokens_mask")
+        offsets = batch.pop("offset_mapping", None)
+        batch["input_ids"], batch["labels"] = self.collator.torch_mask_tokens(
+            batch["input_ids"], special_tokens_mask=specials, offset_mapping=offsets
+        )
+        return batch
+
+
+def masked_batches(
+    tokenizer: Any,
+    tokenized: TokenizedTexts,
+    *,
+    mlm_probability: float,
+    whole_word_mask: bool,
+    seed: int,
+    batch_size: int,
+) -> list[dict[str, torch.Tensor]]:
+    """Mask the texts once, in order, with a fresh seeded generator: fixed evaluation batches."""
+    collate = MLMCollator(
+        tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask, seed=seed
+    )
+    feats = tokenized.features
+    return [collate(feats[i : i + batch_size]) for i in range(0, len(feats), batch_size)]
+
+
+class _Features(Dataset):
+    def __init__(self, features: Sequence[Features]) -> None:
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> Features:
+        return self.features[i]
+
+
+class _Batches(Dataset):
+    def __init__(self, batches: list[dict[str, torch.Tensor]]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.batches[i]
+
+
+class MLMDataModule(L.LightningDataModule):
+    """Train texts masked afresh each step (seeded); held-out texts masked once (fixed)."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        train_texts: Sequence[str],
+        val_texts: Sequence[str],
+        *,
+        max_length: int = 128,
+        batch_size: int = 16,
+        eval_batch_size: int = 32,
+        mlm_probability: float = 0.15,
+        whole_word_mask: bool = False,
+        seed: int = 42,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}.")
+        if not 0.0 < mlm_probability < 1.0:
+            raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}.")
+        self.tokenizer = tokenizer
+        self.train_texts, self.val_texts = list(train_texts), list(val_texts)
+        self.max_length, self.batch_size, self.eval_batch_size = max_length, batch_size, eval_batch_size
+        self.mlm_probability, self.whole_word_mask = mlm_probability, whole_word_mask
+        self.seed, self.num_workers = seed, num_workers
+        self.train_tokens: TokenizedTexts | None = None
+        self.val_tokens: TokenizedTexts | None = None
+        self._val_batches: list[dict[str, torch.Tensor]] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_tokens is None:
+            self.train_tokens = tokenize_texts(
+                self.tokenizer, self.train_texts, max_length=self.max_length,
+                whole_word_mask=self.whole_word_mask, what="training texts",
+            )  # fmt: skip
+        if self.val_tokens is None and self.val_texts:
+            self.val_tokens = tokenize_texts(
+                self.tokenizer, self.val_texts, max_length=self.max_length,
+                whole_word_mask=self.whole_word_mask, what="held-out texts",
+            )  # fmt: skip
+            self._val_batches = masked_batches(
+                self.tokenizer, self.val_tokens, mlm_probability=self.mlm_probability,
+                whole_word_mask=self.whole_word_mask, seed=self.seed, batch_size=self.eval_batch_size,
+            )  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        assert self.train_tokens is not None
+        return DataLoader(
+            _Features(self.train_tokens.features),
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(self.seed),
+            collate_fn=MLMCollator(
+                self.tokenizer,
+                mlm_probability=self.mlm_probability,
+                whole_word_mask=self.whole_word_mask,
+                seed=self.seed,
+            ),
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        if not self._val_batches:
+            return DataLoader(_Batches([]), batch_size=None)
+        return DataLoader(_Batches(self._val_batches), batch_size=None)  # already batched and masked

@@ -1,0 +1,335 @@
+"""Plain-text corpora for continued masked-LM training, with optional labels.
+
+A ``CorpusSpec`` says where the texts come from; ``load_corpus`` turns it into a frozen
+``TextCorpus`` with a seeded train / held-out split and a content fingerprint. Sources:
+
+- ``table``: a CSV / TSV / JSONL file and the column holding the text (and optionally a
+  label column), e.g. the medical abstracts (``medical_tc_test.csv``: 2,888 abstracts in
+  5 condition classes).
+- ``lines``: a text file with one document per line.
+- ``lee``: the embedded default, gensim's ``lee_background.cor`` (300 Australian news
+  documents, Latin-1), so MLM runs offline with no data folder.
+- ``wiki``: gensim's shortened English Wikipedia dump (about 200 pages), cleaned of
+  markup and cut into paragraphs, because whole articles are far longer than any
+  encoder's window.
+
+Empty texts are skipped and counted (``on_empty="skip"``) or rejected (``"error"``); a
+silently shrinking corpus would make before/after numbers incomparable.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import random
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from embedlab.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CorpusFormat = Literal["table", "lines", "lee", "wiki"]
+CORPUS_FORMATS: tuple[str, ...] = ("table", "lines", "lee", "wiki")
+WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """Where a text corpus lives and how to read it (a Hydra `data/` config maps onto this)."""
+
+    name: str
+    format: CorpusFormat = "lee"
+    root: str | None = None  # folder that a relative `file` resolves against
+    file: str | None = None
+    text_column: str | int = "text"  # header name, or a 0-based index for has_header=False
+    label_column: str | int | None = None
+    label_names_file: str | None = None  # CSV "id,name": maps label ids to readable names
+    delimiter: str | None = None  # None: by extension (.tsv tab, else comma)
+    has_header: bool = True
+    encoding: str = "utf-8"
+    on_empty: Literal["skip", "error"] = "skip"
+    val_fraction: float = 0.1
+    split_seed: int = 42
+    max_texts: int | None = None  # a seeded subsample, for quick runs
+    min_words: int = 20  # wiki only: shorter paragraphs (headings, captions) are dropped
+
+
+@dataclass(frozen=True)
+class TextCorpus:
+    """Texts (and labels when the source has them) with a seeded train / held-out split."""
+
+    name: str
+    texts: tuple[str, ...]
+    labels: tuple[str, ...] | None
+    train_idx: tuple[int, ...]
+    heldout_idx: tuple[int, ...]
+    n_skipped_empty: int
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def train_texts(self) -> list[str]:
+        return [self.texts[i] for i in self.train_idx]
+
+    @property
+    def heldout_texts(self) -> list[str]:
+        return [self.texts[i] for i in self.heldout_idx]
+
+    @property
+    def train_labels(self) -> list[str] | None:
+        return None if self.labels is None else [self.labels[i] for i in self.train_idx]
+
+    @property
+    def heldout_labels(self) -> list[str] | None:
+        return None if self.labels is None else [self.labels[i] for i in self.heldout_idx]
+
+    @property
+    def label_set(self) -> list[str]:
+        return sorted(set(self.labels)) if self.labels is not None else []
+
+    def fingerprint(self) -> str:
+        """sha256 over texts, labels and held-out membership: changes if any of them does."""
+        digest = hashlib.sha256()
+        held = set(self.heldout_idx)
+        labels = self.labels or ("",) * len(self.texts)
+        for i, (text, label) in enumerate(zip(self.texts, labels, strict=True)):
+            digest.update(f"{int(i in held)}\t{label}\t{text}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def meta(self) -> dict[str, object]:
+        """What results.json records about the data."""
+        counts: dict[str, int] = defaultdict(int)
+        for label in self.labels or ():
+            counts[label] += 1
+        return {
+            "name": self.name,
+            "source": self.source,
+            "fingerprint": self.fingerprint(),
+            "n_texts": len(self.texts),
+            "n_train": len(self.train_idx),
+            "n_heldout": len(self.heldout_idx),
+            "n_skipped_empty": self.n_skipped_empty,
+            "labels": dict(sorted(counts.items())),
+        }
+
+
+# --- readers --------------------------------------------------------------------------
+
+Record = tuple[str, str | None, str]  # text, label, where (file:line)
+
+
+def _resolve(spec: CorpusSpec, name: str | None) -> Path:
+    if not name:
+        raise DataError(f"data '{spec.name}' (format={spec.format}) names no file. Set data.file=...")
+    path = Path(name).expanduser()
+    if not path.is_absolute() and spec.root:
+        path = Path(spec.root).expanduser() / path
+    if not path.is_file():
+        raise DataError(
+            f"Text corpus file for '{spec.name}' not found: {path}\n"
+            f"Fix: set EMBEDLAB_DATA or paths.data_dir=... to the folder holding it, give data.file as "
+            f"an absolute path, or use data.format=lee for the corpus that ships with gensim."
+        )
+    return path
+
+
+def _field(record: Mapping | Sequence, key: str | int, where: str, available: object) -> object:
+    try:
+        return record[key]  # type: ignore[index]
+    except (KeyError, IndexError, TypeError):
+        raise DataError(
+            f"{where}: column {key!r} not found. Available columns: {available}. "
+            f"Fix: set data.text_column / data.label_column to one of them."
+        ) from None
+
+
+def _read_table(spec: CorpusSpec, path: Path) -> list[Record]:
+    records: list[Record] = []
+    text_col, label_col = spec.text_column, spec.label_column
+
+    def add(rec: Mapping | Sequence, where: str, available: object) -> None:
+        text = _field(rec, text_col, where, available)
+        label = None if label_col is None else _field(rec, label_col, where, available)
+        records.append(("" if text is None else str(text), None if label is None else str(label), where))
+
+    try:
+        if path.suffix in {".jsonl", ".json"}:
+            with path.open(encoding=spec.encoding) as fh:
+                for i, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path}:{i}: not a JSON object ({exc.msg}).") from None
+                    if not isinstance(rec, dict):
+                        raise DataError(
+                            f"{path}:{i}: expected a JSON object per line, got {type(rec).__name__}."
+                        )
+                    add(rec, f"{path.name}:{i}", sorted(rec))
+            return records
+        delimiter = spec.delimiter or ("\t" if path.suffix in {".tsv", ".tab"} else ",")
+        with path.open(encoding=spec.encoding, newline="") as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            header = next(reader, None) if spec.has_header else None
+            if spec.has_header and header is None:
+                raise DataError(f"{path} is empty (expected a header line).")
+            if header is not None:
+                for key in (text_col, label_col):
+                    if key is not None and key not in header:
+                        raise DataError(
+                            f"{path}: column {key!r} not in the header {header}. "
+                            f"Fix: set data.text_column / data.label_column to one of them."
+                        )
+            for i, row in enumerate(reader, 2 if header is not None else 1):
+                if not row:
+                    continue
+                if header is not None:
+                    if len(row) != len(header):
+                        raise DataError(f"{path}:{i}: {len(row)} fields but the header has {len(header)}.")
+                    add(dict(zip(header, row, strict=True)), f"{path.name}:{i}", header)
+                else:
+                    add(row, f"{path.name}:{i}", f"indices 0..{len(row) - 1}")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} is not valid {spec.encoding} (byte {exc.start}). "
+            f"Fix: set data.encoding (e.g. latin-1) or re-save the file as UTF-8."
+        ) from None
+    return records
+
+
+def _read_lines(path: Path, encoding: str) -> list[Record]:
+    try:
+        lines = path.read_text(encoding=encoding).splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} is not valid {encoding} (byte {exc.start}). Fix: set data.encoding."
+        ) from None
+    return [(line, None, f"{path.name}:{i}") for i, line in enumerate(lines, 1)]
+
+
+def _read_wiki(min_words: int) -> list[Record]:
+    """Paragraphs of the Wikipedia pages that gensim ships, without markup or redirects."""
+    import bz2
+
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    from embedlab.data.embedded import gensim_test_file
+
+    records: list[Record] = []
+    with bz2.open(gensim_test_file(WIKI_FILE), "rb") as fh:
+        for title, raw, _ in extract_pages(fh, filter_namespaces=("0",)):
+            if raw.lstrip().upper().startswith("#REDIRECT"):
+                continue
+            clean = filter_wiki(raw).replace("'''", "").replace("''", "")
+            for j, para in enumerate(re.split(r"\n\s*\n", clean)):
+                para = " ".join(para.split())
+                if len(para.split()) >= min_words and not para.startswith(("=", "*", "|", "!")):
+                    records.append((para, None, f"wiki:{title}#{j}"))
+    return records
+
+
+def _read(spec: CorpusSpec) -> tuple[list[Record], str]:
+    if spec.format == "lee":
+        from embedlab.data.embedded import gensim_test_file
+
+        path = gensim_test_file("lee_background.cor")
+        return _read_lines(path, "latin-1"), "gensim:lee_background.cor"
+    if spec.format == "wiki":
+        return _read_wiki(spec.min_words), f"gensim:{WIKI_FILE}"
+    if spec.format not in CORPUS_FORMATS:
+        raise DataError(f"Unknown corpus format '{spec.format}'. Choose one of {CORPUS_FORMATS}.")
+    path = _resolve(spec, spec.file)
+    if spec.format == "lines":
+        return _read_lines(path, spec.encoding), str(path)
+    return _read_table(spec, path), str(path)
+
+
+def _label_names(spec: CorpusSpec) -> dict[str, str]:
+    if not spec.label_names_file:
+        return {}
+    path = _resolve(spec, spec.label_names_file)
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r]
+    if rows and not rows[0][0].strip().lstrip("-").isdigit():
+        rows = rows[1:]  # a header line
+    if any(len(r) < 2 for r in rows):
+        raise DataError(f"{path}: expected two columns (label id, label name) on every line.")
+    return {r[0].strip(): r[1].strip() for r in rows}
+
+
+# --- splitting ------------------------------------------------------------------------
+
+
+def _split(
+    labels: Sequence[str] | None, n: int, val_fraction: float, seed: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Seeded held-out split, stratified by label when there are labels.
+
+    Stratifying keeps every class in the held-out set, which the t-SNE plot and a k-NN
+    probe of the held-out embeddings need.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"data.val_fraction must be in (0, 1), got {val_fraction}.")
+    if n < 2:
+        raise DataError(f"A corpus needs at least 2 texts to split off a held-out set, got {n}.")
+    rng = random.Random(seed)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i in range(n):
+        groups[labels[i] if labels is not None else ""].append(i)
+    held: list[int] = []
+    for key in sorted(groups):
+        members = groups[key]
+        rng.shuffle(members)
+        k = round(val_fraction * len(members))
+        held.extend(members[: max(1, k) if len(members) > 1 else 0])
+    held_set = set(held)
+    if len(held_set) == n:  # tiny corpora: keep something to train on
+        held_set.discard(max(held_set))
+    train = tuple(i for i in range(n) if i not in held_set)
+    return train, tuple(sorted(held_set))
+
+
+def load_corpus(spec: CorpusSpec) -> TextCorpus:
+    """Read, clean, subsample and split a corpus as ``spec`` says."""
+    records, source = _read(spec)
+    empty = [where for text, _, where in records if not text.strip()]
+    if empty and spec.on_empty == "error":
+        raise DataError(
+            f"'{spec.name}': {len(empty)} of {len(records)} texts are empty (first: {', '.join(empty[:5])}). "
+            f"Fix the file or set data.on_empty=skip to drop them (they are counted)."
+        )
+    if empty:
+        log.warning("'%s': skipped %d empty texts (first: %s)", spec.name, len(empty), empty[0])
+    records = [r for r in records if r[0].strip()]
+    if not records:
+        raise DataError(f"'{spec.name}' ({source}) holds no non-empty texts.")
+    if spec.max_texts is not None and len(records) > spec.max_texts:
+        if spec.max_texts < 2:
+            raise DataError(f"data.max_texts must be >= 2, got {spec.max_texts}.")
+        keep = sorted(random.Random(spec.split_seed).sample(range(len(records)), spec.max_texts))
+        records = [records[i] for i in keep]
+    texts = tuple(" ".join(r[0].split()) for r in records)  # one line per text, as tokenizers see it
+    labels: tuple[str, ...] | None = None
+    if spec.label_column is not None:
+        names = _label_names(spec)
+        missing = [r[2] for r in records if r[1] is None or not str(r[1]).strip()]
+        if missing:
+            raise DataError(f"'{spec.name}': {len(missing)} rows have no label (first: {missing[0]}).")
+        labels = tuple(names.get(str(r[1]).strip(), str(r[1]).strip()) for r in records)
+    train, held = _split(labels, len(texts), spec.val_fraction, spec.split_seed)
+    corpus = TextCorpus(spec.name, texts, labels, train, held, len(empty), source)
+    log.info(
+        "Corpus '%s' (%s): %d texts, %d train / %d held-out, %d labels, fingerprint %s",
+        spec.name, source, len(texts), len(train), len(held), len(corpus.label_set), corpus.fingerprint(),
+    )  # fmt: skip
+    return corpus

@@ -1,0 +1,227 @@
+"""Continued masked-LM training of a sentence encoder's backbone, as a LightningModule.
+
+Domain-adaptive pre-training: the encoder's transformer keeps learning the language
+of a domain corpus by predicting masked tokens, then goes back into the sentence
+encoder (``copy_backbone_to_encoder``) for evaluation or siamese fine-tuning.
+
+Sentence-transformers checkpoints such as all-MiniLM-L6-v2 ship the bare encoder
+without its MLM head. ``AutoModelForMaskedLM`` then initialises the head at random; we
+detect that from the loading report and say so, because the first steps mostly train
+the head, and the perplexity before training measures a random head, not the encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+import torch
+
+from embedlab.data.mlm_datamodule import masked_batches, tokenize_texts
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeadReport:
+    """What the checkpoint lacked when loaded as a masked-LM model."""
+
+    new_head_keys: tuple[str, ...]  # MLM head tensors initialised at random
+    missing_backbone_keys: tuple[str, ...]  # encoder tensors initialised at random: a broken checkpoint
+    unexpected_keys: tuple[str, ...]  # e.g. the pooler of an AutoModel checkpoint, unused by MLM
+
+    @property
+    def head_is_new(self) -> bool:
+        return bool(self.new_head_keys)
+
+
+def load_mlm_model(path: str | Path) -> tuple[Any, Any, HeadReport]:
+    """Load ``AutoModelForMaskedLM`` and its tokenizer from a model folder; report a fresh head."""
+    import transformers
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # its load table is replaced by the HeadReport log below
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(str(path), output_loading_info=True)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    prefix = f"{model.base_model_prefix}."
+    backbone = set(model.base_model.state_dict())
+    head, missing_backbone = [], []
+    for key in sorted(info.get("missing_keys", [])):
+        bare = key[len(prefix) :] if key.startswith(prefix) else key
+        (missing_backbone if bare in backbone else head).append(key)
+    report = HeadReport(tuple(head), tuple(missing_backbone), tuple(sorted(info.get("unexpected_keys", []))))
+    if report.head_is_new:
+        log.warning(
+            "MLM head newly initialised: %s ships no masked-LM head, so %d head tensors (%s) start at "
+            "random. Early MLM loss and the perplexity before training measure this random head, not "
+            "the encoder.",
+            path, len(head), ", ".join(head),
+        )  # fmt: skip
+    else:
+        log.info("MLM head loaded from the checkpoint at %s.", path)
+    if missing_backbone:
+        log.error(
+            "%d encoder tensors are missing from %s and were initialised at random (%s ...): "
+            "the checkpoint does not match %s.",
+            len(missing_backbone), path, ", ".join(missing_backbone[:5]), type(model).__name__,
+        )  # fmt: skip
+    return model, tokenizer, report
+
+
+def masked_nll(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Summed negative log-likelihood of the masked tokens of a batch, and their count."""
+    n = int((batch["labels"] != -100).sum())
+    out = model(**batch)
+    # HF's MLM loss is the mean over masked tokens; back to a sum so batches weigh by tokens.
+    return out.loss * n if n else out.loss * 0.0, n
+
+
+@torch.no_grad()
+def perplexity(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    mlm_probability: float = 0.15,
+    seed: int = 0,
+    batch_size: int = 32,
+    max_length: int = 128,
+    whole_word_mask: bool = False,
+) -> float:
+    """Masked-LM perplexity, exp(mean NLL of the masked tokens), over ``texts``.
+
+    The masks come from a fresh generator seeded with ``seed``, so the same texts, seed
+    and settings mask the same tokens before and after training: comparable numbers.
+    """
+    tokens = tokenize_texts(
+        tokenizer, texts, max_length=max_length, whole_word_mask=whole_word_mask, what="perplexity texts"
+    )
+    batches = masked_batches(
+        tokenizer, tokens, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask,
+        seed=seed, batch_size=batch_size,
+    )  # fmt: skip
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    try:
+        for batch in batches:
+            nll, n = masked_nll(model, {k: v.to(device) for k, v in batch.items()})
+            total += float(nll)
+            count += n
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("No token was masked: give more or longer texts, or a higher mlm_probability.")
+    return math.exp(total / count)
+
+
+@dataclass(frozen=True)
+class BackboneCopy:
+    """Which tensors went from the MLM backbone into the sentence encoder."""
+
+    n_tensors: int
+    skipped_encoder_keys: tuple[str, ...]  # in the encoder only (its pooler): left as they were
+
+
+def copy_backbone_to_encoder(mlm_model: Any, encoder: SentenceTransformer) -> BackboneCopy:
+    """Write the MLM-trained backbone (e.g. BertModel) into the encoder's transformer.
+
+    Key names must match one to one; only pooler tensors (which the masked-LM backbone
+    lacks and sentence embeddings never use) may stay behind. Anything else means the two
+    models are different architectures, and we refuse rather than copy half a model.
+    """
+    target = encoder[0].auto_model
+    source = mlm_model.base_model.state_dict()
+    result = target.load_state_dict(source, strict=False)
+    unexpected = tuple(result.unexpected_keys)
+    missing = tuple(result.missing_keys)
+    bad_missing = [k for k in missing if not k.startswith("pooler.")]
+    if unexpected or bad_missing:
+        raise ValueError(
+            f"The MLM backbone ({type(mlm_model.base_model).__name__}) does not match the encoder's "
+            f"transformer ({type(target).__name__}): {len(unexpected)} unexpected keys "
+            f"{list(unexpected[:5])}, {len(bad_missing)} missing keys {bad_missing[:5]}."
+        )
+    log.info("Copied %d backbone tensors into the sentence encoder.", len(source))
+    return BackboneCopy(len(source), missing)
+
+
+class MLMModule(L.LightningModule):
+    """Masked-LM training of a model folder's backbone; logs held-out perplexity."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        lr: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.06,
+        dataset_name: str = "corpus",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model, self.tokenizer, self.head_report = load_mlm_model(model_path)
+        self.model.train()  # from_pretrained returns eval mode, and Lightning keeps it: no dropout
+        self._val_nll = 0.0
+        self._val_count = 0
+
+    def forward(self, **batch: torch.Tensor) -> Any:
+        return self.model(**batch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        self.log("train/mlm_loss", loss, prog_bar=True, batch_size=int(batch["input_ids"].shape[0]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        nll, n = masked_nll(self.model, batch)
+        self._val_nll += float(nll)
+        self._val_count += n
+
+    def on_validation_epoch_end(self) -> None:
+        total = torch.tensor([self._val_nll, float(self._val_count)], device=self.device)
+        self._val_nll, self._val_count = 0.0, 0
+        if self.trainer.world_size > 1:  # a perplexity of shard perplexities is wrong: sum first
+            total = self.all_gather(total).reshape(-1, 2).sum(0)
+        if total[1] == 0:
+            return
+        mean_nll = float(total[0] / total[1])
+        name = self.hparams["dataset_name"]
+        self.log(f"val/{name}/mlm_loss", mean_nll, rank_zero_only=False)
+        self.log(f"val/{name}/perplexity", math.exp(mean_nll), prog_bar=True, rank_zero_only=False)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        from transformers import get_linear_schedule_with_warmup
+
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            # As in BERT: no weight decay on biases and LayerNorm weights.
+            is_norm = "LayerNorm" in name or "layer_norm" in name or "layernorm" in name
+            (no_decay if name.endswith("bias") or is_norm else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.hparams["weight_decay"]},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams["lr"],
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(self.hparams["warmup_ratio"] * total), total
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,1 @@
+"""Plots of embeddings (t-SNE maps) and helpers to log them to experiment trackers."""
