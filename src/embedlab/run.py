@@ -68,8 +68,13 @@ def sts_spec(cfg: DictConfig) -> STSSpec:
 def check_config(cfg: DictConfig) -> None:
     """Reject combinations that cannot work, before anything heavy is loaded."""
     q, task = cfg.quantization, cfg.data.task
-    if task not in {"sts", "retrieval", "bitext"}:
-        raise ConfigError(f"Unknown data.task '{task}'. Choose sts, retrieval or bitext.")
+    if task not in {"sts", "retrieval", "bitext", "mlm"}:
+        raise ConfigError(f"Unknown data.task '{task}'. Choose sts, retrieval, bitext or mlm.")
+    if (cfg.objective.loss == "mlm") != (task == "mlm"):
+        raise ConfigError(
+            f"objective={cfg.objective.name} with data={cfg.data.name} (task {task}): continued MLM needs "
+            f"objective=mlm with a text corpus (data=medical, mlm_lee), and MLM corpora train only with objective=mlm."
+        )
     if task == "bitext" and cfg.fit:
         raise ConfigError(
             f"data={cfg.data.name} is a bitext evaluation set: run it with evaluate.py (or fit=false)."
@@ -383,6 +388,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     start = time.perf_counter()
     check_config(cfg)
+    if cfg.data.task == "mlm":
+        from embedlab.mlm_task import run_mlm
+
+        return run_mlm(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)

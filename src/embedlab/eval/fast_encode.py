@@ -2,22 +2,24 @@
 
 Same contract as :func:`embedlab.eval.encode.encode` (empty texts rejected, duplicates
 encoded once, truncation at ``max_seq_length`` counted and logged, (N, D) float32 in input
-order), but the work is arranged for a CPU:
+order), with the work arranged for a CPU:
 
-- every distinct text is tokenized once, up front, with the fast tokenizer; the same pass
+- every distinct text is tokenized once, up front, with the fast tokenizer; that pass also
   gives the token counts for the truncation check (``encode`` tokenizes twice), and only
-  the texts over the limit are tokenized again with truncation;
-- texts are sorted by exact token length and cut into batches of at most ``token_budget``
-  padded tokens, so short texts run in large batches and almost no batch carries padding
-  (sentence-transformers sorts by characters and uses a fixed batch size);
-- the model runs under ``torch.inference_mode`` and, by default, bf16 autocast: matrix
-  products in bfloat16, softmax / layer norm / pooling inputs in float32;
+  the texts over the limit are tokenized again, with truncation;
+- texts are sorted by exact token length and batched so that a batch holds one length
+  wherever enough texts share it: no padding and hence no attention mask (SDPA takes its
+  unmasked kernel). sentence-transformers sorts by characters, which leaves ~40% padded
+  tokens on STS-B sentences at batch 64. Short texts also go in larger batches
+  (``token_budget``);
+- the model runs under ``torch.inference_mode`` with its weights cast to bfloat16 for the
+  call (float32 masters restored afterwards), ~2x float32 on AVX512-BF16;
 - the forward is the SentenceTransformer's own (transformer, pooling, dense, normalize
-  modules), so any pooling or projection configuration gives the embeddings that
-  ``model.encode`` would.
+  modules), so any pooling or projection configuration gives what ``model.encode`` gives.
 
 Models that need more than a plain tokenizer call (prompts, per-call processing kwargs,
-non-text modules) fall back to ``model.encode`` with a log line, never to a guess.
+non-text modules, ``truncate_dim``) run ``model.encode`` instead, with a log line. Measured
+levers and ratios: benchmarks/NOTES.md.
 """
 
 from __future__ import annotations
@@ -49,14 +51,15 @@ class EncodeOptions:
     """How :func:`fast_encode` runs the model; the defaults are the fastest setting that keeps
     STS-B Spearman of all-MiniLM-L6-v2 within 0.1 point of float32 (see benchmarks/NOTES.md)."""
 
-    # bf16 runs a bfloat16 copy of the weights; ~2x float32 on AVX512-BF16, same STS-B Spearman
+    # bf16: weights cast for the call; ~2x fp32 on AVX512-BF16, STS-B Spearman +0.01 point
     precision: Precision = "bf16"
-    # sort by exact token length so batches carry (almost) no padding
+    # batch texts of one exact token length together (no padding); False: input order
     sort_by_length: bool = True
-    # most padded tokens (batch x longest) per batch: short texts run in batches larger than
-    # batch_size, long ones in smaller; None: exactly batch_size texts per batch
+    # a batch of short texts grows past batch_size up to this many tokens (fewer, larger
+    # matrix products); long texts keep batch_size. None: at most batch_size texts a batch
     token_budget: int | None = 8192
-    # torch intra-op threads for the call (restored afterwards); None: leave as set
+    # torch intra-op threads for the call (restored afterwards); None: leave as set. On a
+    # machine that other jobs keep busy, 1 thread can be >10x faster than 2 (NOTES.md)
     threads: int | None = None
 
 
@@ -267,12 +270,6 @@ def fast_encode(
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     check_texts(texts, what)
-    reason = unsupported_reason(model)
-    if reason is not None:
-        from embedlab.eval.encode import encode
-
-        log.info("fast_encode falls back to model.encode for %s: %s.", what, reason)
-        return encode(model, texts, batch_size=batch_size, what=what)
     unique = list(dict.fromkeys(texts))
     limit = int(model.max_seq_length or 512)
     start = time.perf_counter()
@@ -288,11 +285,16 @@ def fast_encode(
             limit,
             int(tokens.lengths.max()),
         )
-    batches = plan_batches(
-        np.minimum(tokens.lengths, limit), batch_size, opts.token_budget, opts.sort_by_length
-    )
-    with _threads(opts.threads), _eval_mode(model):
-        emb = embed_unique(model, tokens, batches, opts.precision)
+    reason = unsupported_reason(model)
+    if reason is not None:  # the reference path, in float32, as encode() runs it
+        log.info("fast_encode runs model.encode for %s: %s.", what, reason)
+        emb = model.encode(unique, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+        emb = np.asarray(emb, dtype=np.float32)
+    else:
+        lengths = np.minimum(tokens.lengths, limit)
+        batches = plan_batches(lengths, batch_size, opts.token_budget, opts.sort_by_length)
+        with _threads(opts.threads), _eval_mode(model):
+            emb = embed_unique(model, tokens, batches, opts.precision)
     seconds = time.perf_counter() - start
     index = {t: i for i, t in enumerate(unique)}
     out = emb[[index[t] for t in texts]]
