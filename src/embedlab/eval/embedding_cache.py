@@ -144,7 +144,10 @@ def encode_cached(
     totals = dict(n_texts=0, n_encoded=0, n_truncated=0, max_tokens=0, seconds=0.0)
     limit = int(model.max_seq_length or 512)
     n_chunks = (len(texts) + chunk_size - 1) // chunk_size
-    for i, start in enumerate(range(0, len(texts), chunk_size)):
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(texts), chunk_size)
+    for i, start in enumerate(tqdm(starts, desc=f"encode {what}", unit="chunk", disable=n_chunks < 2)):
         emb, st = encode(model, texts[start : start + chunk_size], batch_size=batch_size, what=what)
         parts.append(emb)
         for name in ("n_texts", "n_encoded", "n_truncated", "seconds"):
