@@ -172,3 +172,15 @@ def test_scifact_metrics_equal_sentence_transformers_ir_evaluator(data_dir: Path
         assert ours[name] == pytest.approx(value, abs=2e-3), key  # float noise between two encode calls
         compared += 1
     assert compared == 4 + 8 + 3
+
+
+def test_chunked_encoding_equals_one_pass(tiny_model_dirs) -> None:
+    from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
+    from embedlab.models.encoder import EncoderSpec, build_encoder
+
+    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    texts = [f"text number {i} " * (i % 7 + 1) for i in range(50)]
+    chunked, stats = encode_cached(model, texts, cache=EmbeddingCache(None), model_key="k", chunk_size=16)
+    whole, _ = encode_cached(model, texts, cache=EmbeddingCache(None), model_key="k", chunk_size=4096)
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
+    assert stats is not None and stats.n_texts == 50
