@@ -53,23 +53,44 @@ def fresh_model():
     return model
 
 
-def fit_ours(spec: STSSpec, batch_size: int, epochs: int, seed: int) -> tuple[float, object]:
+def fit_ours(
+    spec: STSSpec,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    fused_adamw: bool = False,
+    precision: str = "32-true",
+) -> tuple[float, object]:
+    """``fused_adamw`` / ``precision``: levers to try before changing SiameseModule or the
+    trainer config (--levers), not what embedlab runs by default."""
+    import functools
+
     import lightning as L
 
     from embedlab.modules.siamese import SiameseModule
+
+    class FusedAdamW(SiameseModule):
+        def configure_optimizers(self):  # type: ignore[override]
+            real = torch.optim.AdamW
+            torch.optim.AdamW = functools.partial(real, fused=True)  # type: ignore[misc]
+            try:
+                return super().configure_optimizers()
+            finally:
+                torch.optim.AdamW = real  # type: ignore[misc]
 
     L.seed_everything(seed, workers=True, verbose=False)
     model = fresh_model()
     data = PairDataModule(spec, batch_size=batch_size, seed=seed)
     data.setup()
     model.train()  # built in eval mode; Lightning keeps submodule modes (as run.train does)
-    module = SiameseModule(model, loss="cosine", lr=LR, weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP)
+    module_class = FusedAdamW if fused_adamw else SiameseModule
+    module = module_class(model, loss="cosine", lr=LR, weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
             accelerator="cpu",
             devices=1,
             max_epochs=epochs,
-            precision="32-true",
+            precision=precision,
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=False,
@@ -138,6 +159,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--levers", action="store_true", help="also: fused AdamW; fused AdamW + bf16-mixed")
     parser.add_argument(
         "--full", action="store_true", help="all train pairs, 4 epochs, one round, + STS-B test"
     )
@@ -161,6 +183,11 @@ def main() -> None:
         PEER: lambda: fit_peer(train, args.batch_size, args.epochs, args.seed),
         OURS: lambda: fit_ours(spec, args.batch_size, args.epochs, args.seed),
     }
+    if args.levers:
+        runs[f"{OURS}, fused AdamW"] = lambda: fit_ours(spec, args.batch_size, args.epochs, args.seed, True)
+        runs[f"{OURS}, fused AdamW, bf16-mixed"] = lambda: fit_ours(
+            spec, args.batch_size, args.epochs, args.seed, True, "bf16-mixed"
+        )
     rates: dict[str, list[float]] = {name: [] for name in runs}
     models: dict[str, object] = {}
     names = list(runs)
@@ -170,7 +197,11 @@ def main() -> None:
             rates[name].append(len(train) * args.epochs / seconds)
             print(f"  round {r + 1}: {name}: {seconds:.1f} s ({rates[name][-1]:.1f} pairs/s)")
     for name, r in rates.items():
-        print(f"{name:50s} median {statistics.median(r):7.1f} pairs/s  (min {min(r):.1f}, max {max(r):.1f})")
+        ratio = statistics.median(a / b for a, b in zip(r, rates[PEER], strict=True))
+        print(
+            f"{name:62s} median {statistics.median(r):6.1f} pairs/s (min {min(r):.1f}, max {max(r):.1f}) "
+            f"{ratio:5.2f}x"
+        )
     ratio = statistics.median(a / b for a, b in zip(rates[OURS], rates[PEER], strict=True))
     line = f"train speedup vs sentence-transformers: {ratio:.2f}x"
     if args.full:
@@ -178,6 +209,8 @@ def main() -> None:
 
         test = load_sts(stsb_spec(None), ["test"]).splits["test"]
         score = {n: 100 * evaluate_sts(m, test).metrics["spearman_cosine"] for n, m in models.items()}
+        for name, value in score.items():
+            print(f"STS-B test Spearman, {name}: {value:.2f}")
         line += f" (STS-B test Spearman: embedlab {score[OURS]:.2f}, sentence-transformers {score[PEER]:.2f})"
     print(line)
 

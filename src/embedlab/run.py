@@ -262,13 +262,14 @@ def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[
 
     from embedlab.data.retrieval import load_retrieval_set
     from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.eval.encode import encoding_tag
     from embedlab.eval.retrieval_task import evaluate_retrieval
 
     d = cfg.data
     data = load_retrieval_set(d.format, d.root, split=d.split, name=d.name)
     settings = retrieval_settings(cfg)
     cache = EmbeddingCache(Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None)
-    key = encoder_key(model, cfg.quantization.weights)
+    key = f"{encoder_key(model, cfg.quantization.weights)}:{encoding_tag()}"
     jobs = [(f"{d.metric_split}/{d.name}", data, settings)]
     if val_set is not None:
         jobs.append((f"val/{d.name}", val_set, replace(settings, index=None, precision="float32", dims=())))
@@ -294,6 +295,7 @@ def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[
 def evaluate_bitext_data(cfg: DictConfig, model) -> tuple[dict[str, float], dict, dict]:
     from embedlab.eval.bitext_task import evaluate_bitext
     from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.eval.encode import encoding_tag
 
     d = cfg.data
     cache = EmbeddingCache(Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None)
@@ -302,7 +304,7 @@ def evaluate_bitext_data(cfg: DictConfig, model) -> tuple[dict[str, float], dict
         list(d.langs),
         d.root,
         cache=cache,
-        model_key=encoder_key(model),
+        model_key=f"{encoder_key(model)}:{encoding_tag()}",
         batch_size=int(d.eval_batch_size),
     )
     prefix = f"{d.metric_split}/{d.name}"
@@ -376,6 +378,20 @@ def collect_meta(
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fine-tune (unless ``fit=false``) and evaluate; returns (metrics, objects)."""
+    from embedlab.eval.encode import encoding
+    from embedlab.eval.fast_encode import EncodeOptions
+
+    enc = cfg.get("encode") or {}
+    options = EncodeOptions(
+        precision=enc.get("precision", "bf16"),
+        token_budget=enc.get("token_budget", 8192),
+        threads=enc.get("threads"),
+    )
+    with encoding(enc.get("backend", "fast"), options):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     import lightning as L
     from hydra.utils import instantiate
 

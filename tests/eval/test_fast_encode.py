@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from embedlab.errors import DataError
 from embedlab.eval.encode import encode
@@ -50,6 +51,26 @@ def test_fp32_equals_sentence_transformers_on_tiny_models(
     )
 
 
+@pytest.mark.parametrize("pooling", ["cls", "max", "weightedmean"])
+def test_pooling_and_projection_follow_the_model(tiny_model_dirs: dict[str, Path], pooling: str) -> None:
+    spec = EncoderSpec(
+        name="bert",
+        name_or_path=str(tiny_model_dirs["bert"]),
+        max_seq_length=64,
+        pooling=pooling,
+        projection_dim=24,
+    )
+    model, _ = build_encoder(spec)
+    texts = varied_texts(20, seed=2)
+    ref = model.encode(texts, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
+    ours, _ = fast_encode(model, texts, batch_size=8, options=FP32)
+    assert ours.shape == (len(texts), 24)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    bf16, _ = fast_encode(model, texts, batch_size=8)  # transformer in bf16, dense in fp32
+    assert cosine(bf16, ref).min() > 0.99
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # float32 weights put back
+
+
 def test_minilm_fp32_equal_and_bf16_close(minilm) -> None:
     texts = varied_texts(60, seed=1) + [
         "A man is playing a guitar.",
@@ -86,6 +107,11 @@ def test_truncation_counted_and_logged(minilm, caplog: pytest.LogCaptureFixture)
     np.testing.assert_allclose(emb, ref, atol=1e-5)
 
 
+def test_no_texts(minilm) -> None:
+    emb, stats = fast_encode(minilm, [])
+    assert emb.shape == (0, 384) and stats.n_texts == 0
+
+
 def test_100k_character_text(minilm) -> None:
     huge = ("word " * 20_000)[:100_000]
     emb, stats = fast_encode(minilm, [huge, "tiny"], what="documents")
@@ -103,8 +129,6 @@ def test_empty_and_whitespace_rejected_like_encode(minilm, bad: list[str]) -> No
 
 
 def test_threads_and_module_modes_restored(minilm) -> None:
-    import torch
-
     before = torch.get_num_threads()
     minilm.train()
     minilm[0].auto_model.eval()  # mixed modes, as build_encoder leaves them

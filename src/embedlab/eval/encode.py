@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -48,6 +49,36 @@ def check_texts(texts: Sequence[str], what: str = "texts") -> None:
         )
 
 
+Backend = Literal["fast", "sentence-transformers"]
+# The backend encode() uses. Library calls get the reference path (sentence-transformers'
+# own encode(), float32); run.py switches a run to the configured one (`encode:` in
+# train.yaml, by default the fast bf16 path) with `encoding(...)`.
+_ACTIVE: dict[str, Any] = {"backend": "sentence-transformers", "options": None}
+
+
+@contextlib.contextmanager
+def encoding(backend: Backend, options: Any = None) -> Iterator[None]:
+    """Use ``backend`` (with fast_encode ``options``) for every encode() inside the block."""
+    if backend not in ("fast", "sentence-transformers"):
+        from embedlab.errors import ConfigError
+
+        raise ConfigError(f"Unknown encode.backend '{backend}'. Choose fast or sentence-transformers.")
+    saved = dict(_ACTIVE)
+    _ACTIVE.update(backend=backend, options=options)
+    try:
+        yield
+    finally:
+        _ACTIVE.update(saved)
+
+
+def encoding_tag() -> str:
+    """Names the active backend and precision (part of embedding cache keys)."""
+    if _ACTIVE["backend"] == "fast":
+        opts = _ACTIVE["options"]
+        return f"fast-{getattr(opts, 'precision', 'bf16')}"
+    return "st-fp32"
+
+
 def encode(
     model: SentenceTransformer,
     texts: Sequence[str],
@@ -56,6 +87,10 @@ def encode(
     what: str = "texts",
 ) -> tuple[np.ndarray, EncodeStats]:
     """Embed ``texts`` (duplicates are encoded once); returns (N, D) float32 and stats."""
+    if _ACTIVE["backend"] == "fast":
+        from embedlab.eval.fast_encode import fast_encode
+
+        return fast_encode(model, texts, batch_size=batch_size, what=what, options=_ACTIVE["options"])
     check_texts(texts, what)
     unique = list(dict.fromkeys(texts))
     limit = int(model.max_seq_length or 512)
