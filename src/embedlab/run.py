@@ -387,7 +387,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         token_budget=enc.get("token_budget", 8192),
         threads=enc.get("threads"),
     )
-    with encoding(enc.get("backend", "fast"), options):
+    with encoding(enc.get("backend", "sentence-transformers"), options):
         return _train(cfg)
 
 
