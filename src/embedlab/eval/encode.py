@@ -37,6 +37,18 @@ def token_lengths(model: SentenceTransformer, texts: Sequence[str]) -> np.ndarra
     return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
 
 
+def count_truncated(lengths: np.ndarray, limit: int, what: str) -> int:
+    """How many texts exceed ``limit`` tokens; logs a warning naming the fix when any do."""
+    n_trunc = int((lengths > limit).sum())
+    if n_trunc:
+        log.warning(
+            "%d of %d distinct %s exceed the model's limit of %d tokens (longest: %d) and are "
+            "truncated to it; raise model.max_seq_length (up to the model's positions) to keep more.",
+            n_trunc, len(lengths), what, limit, int(lengths.max()),
+        )  # fmt: skip
+    return n_trunc
+
+
 def check_texts(texts: Sequence[str], what: str = "texts") -> None:
     """Reject texts that cannot be embedded meaningfully, naming the first offenders."""
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
@@ -95,17 +107,7 @@ def encode(
     unique = list(dict.fromkeys(texts))
     limit = int(model.max_seq_length or 512)
     lengths = token_lengths(model, unique)
-    n_trunc = int((lengths > limit).sum())
-    if n_trunc:
-        log.warning(
-            "%d of %d distinct %s exceed the model's limit of %d tokens (longest: %d) and are "
-            "truncated to it; raise model.max_seq_length (up to the model's positions) to keep more.",
-            n_trunc,
-            len(unique),
-            what,
-            limit,
-            int(lengths.max()),
-        )
+    n_trunc = count_truncated(lengths, limit, what)
     start = time.perf_counter()
     emb = model.encode(unique, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
     seconds = time.perf_counter() - start

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from embedlab.eval.encode import EncodeStats, check_texts
+from embedlab.eval.encode import EncodeStats, check_texts, count_truncated
 
 if TYPE_CHECKING:
     import torch
@@ -296,17 +296,7 @@ def fast_encode(
         )
     start = time.perf_counter()
     tokens = tokenize_once(model, unique, limit)
-    n_trunc = int((tokens.lengths > limit).sum())
-    if n_trunc:
-        log.warning(
-            "%d of %d distinct %s exceed the model's limit of %d tokens (longest: %d) and are "
-            "truncated to it; raise model.max_seq_length (up to the model's positions) to keep more.",
-            n_trunc,
-            len(unique),
-            what,
-            limit,
-            int(tokens.lengths.max()),
-        )
+    n_trunc = count_truncated(tokens.lengths, limit, what)
     reason = unsupported_reason(model)
     if reason is not None:  # the reference path, in float32, as encode() runs it
         log.info("fast_encode runs model.encode for %s: %s.", what, reason)
