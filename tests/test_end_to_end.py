@@ -36,14 +36,18 @@ def test_short_finetune_improves_and_saved_model_reproduces_score(make_cfg, tmp_
 
 
 @pytest.mark.replication
-def test_minilm_stsb_test_matches_mteb(make_cfg, data_dir: Path, tmp_path: Path) -> None:
-    """MTEB publishes 82.03 cosine Spearman for all-MiniLM-L6-v2 on STS-B test."""
+@pytest.mark.parametrize(("encoder", "tolerance"), [("reference", 0.0005), ("fast", 0.003)])
+def test_minilm_stsb_test_matches_mteb(make_cfg, data_dir: Path, encoder: str, tolerance: float) -> None:
+    """MTEB publishes 82.03 cosine Spearman for all-MiniLM-L6-v2 on STS-B test, in float32.
+    The reference path reproduces it; the default fast bf16 path may lose at most 0.3 points
+    (issue #6's bound; measured 82.04)."""
     from embedlab.run import evaluate
 
     metrics, _ = evaluate(
-        make_cfg("model=minilm", "data=stsb", "logger=none", f"paths.data_dir={data_dir}", task="evaluate")
+        make_cfg("model=minilm", "data=stsb", f"encode={encoder}", "logger=none", f"paths.data_dir={data_dir}",
+                 task="evaluate")  # fmt: skip
     )
-    assert metrics["test/stsb/spearman_cosine"] == pytest.approx(0.8203, abs=0.0005)
+    assert metrics["test/stsb/spearman_cosine"] == pytest.approx(0.8203, abs=tolerance)
 
 
 @pytest.mark.replication
@@ -65,11 +69,11 @@ def test_sbert_recipe_on_stsb(make_cfg, data_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.replication
 def test_minilm_scifact_ndcg_matches_mteb(make_cfg, data_dir: Path, tmp_path: Path) -> None:
     """MTEB publishes nDCG@10 64.51 for all-MiniLM-L6-v2 on SciFact (test), in float32: checked
-    with the reference encode path (the default bf16 path gives 0.6442, see benchmarks/NOTES.md)."""
+    with the reference encode path (the default fast bf16 path gives 0.6442, see benchmarks/NOTES.md)."""
     from embedlab.run import evaluate
 
     cfg = make_cfg("model=minilm", "data=scifact", "index=hnsw", "logger=none", f"paths.data_dir={data_dir}",
-                   "encode.backend=sentence-transformers",
+                   "encode=reference",
                    f"paths.cache_dir={tmp_path / 'cache'}", task="evaluate")  # fmt: skip
     metrics, _ = evaluate(cfg)
     assert metrics["test/scifact/ndcg@10"] == pytest.approx(0.6451, abs=0.001)

@@ -154,6 +154,27 @@ def test_prompted_model_falls_back_to_encode(tiny_model_dirs: dict[str, Path]) -
     assert not np.allclose(ours, plain, atol=1e-3)  # the prompt was applied
 
 
+def test_saved_and_reloaded_model_takes_the_fast_path(minilm, tmp_path: Path) -> None:
+    """A model saved by a run and loaded back (model=saved) encodes exactly as in the run.
+
+    sentence-transformers fills ``module_kwargs`` with empty lists on load; treating that as
+    "has kwargs" once sent reloaded models to the float32 fallback, so a saved model scored
+    differently from the run that saved it.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    from embedlab.eval.fast_encode import unsupported_reason
+
+    minilm.save(str(tmp_path / "saved"))
+    reloaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    assert unsupported_reason(reloaded) is None
+    texts = varied_texts(12)
+    bf16 = EncodeOptions(precision="bf16")
+    np.testing.assert_array_equal(
+        fast_encode(reloaded, texts, options=bf16)[0], fast_encode(minilm, texts, options=bf16)[0]
+    )
+
+
 @pytest.mark.parametrize("budget", [None, 1, 50, 1000])
 def test_batch_plan_covers_every_text_once(budget: int | None) -> None:
     lengths = np.random.default_rng(0).integers(1, 300, size=257)

@@ -184,7 +184,8 @@ def unsupported_reason(model: SentenceTransformer) -> str | None:
         return "its Transformer sets processing_kwargs"
     if getattr(model, "truncate_dim", None):
         return "it truncates embeddings (truncate_dim)"
-    if getattr(model, "module_kwargs", None):
+    # a model loaded from disk carries {module index: []} here: only real kwargs count
+    if any((getattr(model, "module_kwargs", None) or {}).values()):
         return "it passes keyword arguments to its modules"
     if any(type(m).__name__ == "Router" for m in model):
         return "it routes inputs between modules (Router)"
