@@ -81,8 +81,8 @@ def launcher_schema(target: str) -> type:
     from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 
     by_class = {
-        "SlurmLauncher": SlurmQueueConf,
-        "LocalLauncher": LocalQueueConf,
+        "TolerantSlurmLauncher": SlurmQueueConf,
+        "TolerantLocalLauncher": LocalQueueConf,
         "JoblibLauncher": JobLibLauncherConf,
     }
     return by_class[target.rsplit(".", 1)[-1]]

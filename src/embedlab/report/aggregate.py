@@ -265,6 +265,22 @@ def find_job_dirs(root: str | Path) -> list[Path]:
     return found
 
 
+LOST_JOBS_FILE = "lost_jobs.json"  # written by embedlab's submitit launchers
+
+
+def lost_jobs(multirun_dir: str | Path) -> dict[int, str]:
+    """{job number: why} for jobs the launcher saw die without returning (killed, OOM, time limit)."""
+    path = Path(multirun_dir) / LOST_JOBS_FILE
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("Ignoring unreadable %s: %s", path, exc)
+        return {}
+    return {int(num): f"lost (submitit job {v.get('job_id')}): {v.get('reason')}" for num, v in raw.items()}
+
+
 def planned_overrides(multirun_dir: str | Path) -> list[list[str]] | None:
     """Every job a basic-sweeper multirun planned, in job-number order (None if unknown).
 
@@ -307,6 +323,10 @@ def scan(
                 continue
             seen.add(job_dir.resolve())
             root_jobs.append(read_job(job_dir, now=now, running_window_s=running_window_s))
+        lost = lost_jobs(root)
+        for job in root_jobs:  # a folder the killed job left: the launcher knows why better than its log
+            if job.num in lost and job.status != "ok":
+                job.status, job.reason = "failed", lost[job.num]
         plan = planned_overrides(root) if (root / "multirun.yaml").exists() else None
         if plan is not None:
             present = {j.num for j in root_jobs if j.num is not None}
@@ -317,8 +337,8 @@ def scan(
                         JobRecord(
                             path=root / f"{num}_{','.join(sorted(ovs))}",
                             name=f"{num}_{','.join(sorted(ovs))}",
-                            status="not_started",
-                            reason="planned in multirun.yaml but no job folder (sweep stopped before it)",
+                            status="failed" if num in lost else "not_started",
+                            reason=lost.get(num, "planned in multirun.yaml but no job folder (sweep stopped before it)"),
                             num=num,
                             overrides=tuple(ovs),
                             axes=_axes_from({}, ovs),
@@ -377,24 +397,31 @@ def _finite(values: Iterable[float]) -> list[float]:
     return [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
 
 
+def _is_sts(job: JobRecord) -> bool:
+    """STS jobs score pairs: no candidates to rescore, no index to search."""
+    return _get(job.config, "data", "task") == "sts"
+
+
 def _precision_tag(job: JobRecord) -> str | None:
     q = job.config.get("quantization") or {}
     emb = q.get("embeddings")
     if not emb or emb == "float32":
         return None
     mult = int(q.get("rescore_multiplier") or 0)
-    return f"{emb}+rescore{mult}" if mult else str(emb)
+    return f"{emb}+rescore{mult}" if mult and not _is_sts(job) else str(emb)
 
 
 def _dim_tag(job: JobRecord) -> str | None:
     d = job.config.get("dimension") or {}
-    return str(int(d["size"])) if d.get("method") == "truncate" and d.get("size") else None
+    if not d.get("size") or d.get("method") not in ("truncate", "pca"):
+        return None
+    return f"pca{int(d['size'])}" if d["method"] == "pca" else str(int(d["size"]))
 
 
 def variant_tags(job: JobRecord) -> list[str]:
-    """The ``@`` suffixes this job's configuration selects: truncated dimension, embedding
-    precision, ANN index kind (in the order the evaluation code would combine them)."""
-    kind = _get(job.config, "index", "kind")
+    """The ``@`` suffixes this job's configuration selects: truncated or PCA dimension,
+    embedding precision, ANN index kind (in the order the evaluation code would combine them)."""
+    kind = None if _is_sts(job) else _get(job.config, "index", "kind")
     return [t for t in (_dim_tag(job), _precision_tag(job), str(kind) if kind else None) if t]
 
 
@@ -472,8 +499,9 @@ def bytes_per_vector_of(job: JobRecord) -> float:
     tag = _precision_tag(job)
     value = names.get(f"bytes_per_vector@{tag}", math.nan) if tag else full
     dim = _dim_tag(job)
-    if dim and math.isfinite(full) and full > 0 and int(dim) < full / 4:
-        value *= int(dim) / (full / 4)  # the pipeline reports full-width sizes; truncation scales them
+    size = int(dim.removeprefix("pca")) if dim else 0
+    if dim and math.isfinite(full) and full > 0 and size < full / 4:
+        value *= size / (full / 4)  # the pipeline reports full-width sizes; truncation / PCA scales them
     return value
 
 

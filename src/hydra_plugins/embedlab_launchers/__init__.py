@@ -1,0 +1,1 @@
+"""embedlab's Hydra launcher plugins (Hydra loads launchers only from ``hydra_plugins``)."""
