@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from embedlab.eval.encode import EncodeStats, check_texts, count_truncated
+from embedlab.models.weight_precision import detect_weight_precision
 
 if TYPE_CHECKING:
     import torch
@@ -306,8 +307,13 @@ def fast_encode(
     else:
         lengths = np.minimum(tokens.lengths, limit)
         batches = plan_batches(lengths, batch_size, opts.token_budget, opts.sort_by_length)
+        precision = opts.precision
+        if precision != "fp32" and detect_weight_precision(model) == "int8":
+            # dynamic int8 Linear layers take float32 activations only: no bf16 cast or autocast
+            log.info("fast_encode runs %s in float32 activations: the model has int8 weights.", what)
+            precision = "fp32"
         with _threads(opts.threads), _eval_mode(model):
-            emb = embed_unique(model, tokens, batches, opts.precision)
+            emb = embed_unique(model, tokens, batches, precision)
     seconds = time.perf_counter() - start
     index = {t: i for i, t in enumerate(unique)}
     out = emb[[index[t] for t in texts]]
