@@ -89,8 +89,8 @@ def test_bad_combinations_fail_at_config_time(make_cfg) -> None:
     from embedlab.errors import ConfigError
     from embedlab.run import evaluate, train
 
-    with pytest.raises(ConfigError, match="applies to retrieval data"):
-        evaluate(make_cfg("model=tiny_bert", "data=lee", "quantization=int8", "logger=none", task="evaluate"))
+    with pytest.raises(ConfigError, match="applies to retrieval and STS data"):
+        evaluate(make_cfg("model=tiny_bert", "data=tatoeba", "quantization=int8", "logger=none", task="evaluate"))
     with pytest.raises(ConfigError, match="retrieval set"):
         train(make_cfg("model=tiny_bert", "data=retrieval_mock", "logger=none"))
 
@@ -103,7 +103,12 @@ def test_retrieval_fine_tuning_runs(make_cfg, tmp_path: Path, objective: str) ->
                    "trainer.max_epochs=2", "objective.hard_negatives.range_min=1",
                    "objective.hard_negatives.relative_margin=null")  # fmt: skip
     metrics, objects = train(cfg)
-    assert objects["trainer"].global_step == 2  # 4 training pairs, batch 16: one step per epoch
+    # 4 training pairs, two of them for one query (and mined negatives may repeat positives):
+    # one step per duplicate-free batch, and every pair trains in every epoch
+    batches = objects["datamodule"].train_dataloader().batch_sampler
+    per_epoch = [batches.batches(epoch) for epoch in (0, 1)]
+    assert objects["trainer"].global_step == sum(len(b) for b in per_epoch) >= 2 * 2
+    assert all(sorted(i for b in epoch for i in b) == [0, 1, 2, 3] for epoch in per_epoch)
     assert {"val/mock/ndcg@10", "test/mock/ndcg@10"} <= metrics.keys()
     if objective == "mnrl_hard":
         assert all(len(e.negatives) == 1 for e in objects["datamodule"].examples)
@@ -184,3 +189,18 @@ def test_chunked_encoding_equals_one_pass(tiny_model_dirs) -> None:
     whole, _ = encode_cached(model, texts, cache=EmbeddingCache(None), model_key="k", chunk_size=4096)
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
     assert stats is not None and stats.n_texts == 50
+
+
+def test_cache_hit_reports_the_stats_recorded_when_encoded(tiny_model_dirs, tmp_path) -> None:
+    """Cells that reuse cached embeddings still know the encoder's throughput (the report's
+    Pareto front needs it), while the cache's own counters show nothing was encoded."""
+    from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
+    from embedlab.models.encoder import EncoderSpec, build_encoder
+
+    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    texts = [f"sentence {i}" for i in range(20)]
+    _, first = encode_cached(model, texts, cache=EmbeddingCache(tmp_path), model_key="k")
+    cache = EmbeddingCache(tmp_path)
+    _, again = encode_cached(model, texts, cache=cache, model_key="k")
+    assert first is not None and again == first
+    assert cache.stats.n_encoded == 0 and cache.stats.n_from_cache == 20

@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,18 +30,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Texts per encode() call in encode_cached (bounds memory). Sharded encoding cuts at these
+# boundaries too, so each chunk is batched exactly as in one process.
+CHUNK_SIZE = 4096
+
 
 def encoder_key(model: SentenceTransformer, weight_precision: str = "fp32") -> str:
     """Content hash of an encoder: every parameter and buffer, plus module settings."""
     import torch
 
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+
+    def update(value) -> None:  # a tensor, or what int8 Linear layers keep: dtypes, tuples
+        if isinstance(value, (tuple, list)):
+            for v in value:
+                update(v)
+        elif not isinstance(value, torch.Tensor):
+            digest.update(repr(value).encode())
+        elif value.is_quantized:  # int8 values plus their scales and zero points
+            update(value.int_repr())
+            q = value.qscheme()
+            per_channel = q in (torch.per_channel_affine, torch.per_channel_symmetric)
+            update(value.q_per_channel_scales() if per_channel else torch.tensor(value.q_scale()))
+            update(value.q_per_channel_zero_points() if per_channel else torch.tensor(value.q_zero_point()))
+        else:
+            t = value.detach().cpu().contiguous()
+            digest.update(t.float().numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes())
+
+    for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        t = tensor.detach().cpu().contiguous()
-        if t.dtype == torch.bfloat16:
-            t = t.float()
-        digest.update(t.numpy().tobytes())
+        update(value)
     settings = [repr(m) for m in model]  # module configs: pooling mode, dims, normalisation
     digest.update(json.dumps([settings, int(model.max_seq_length or 0), weight_precision]).encode())
     return digest.hexdigest()[:24]
@@ -53,6 +71,11 @@ def texts_key(texts: Sequence[str]) -> str:
         digest.update(t.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
     return digest.hexdigest()[:24]
+
+
+def entry_key(model_key: str, texts: Sequence[str]) -> str:
+    """The cache key of the embeddings of ``texts`` (in this order) under one encoder."""
+    return hashlib.sha256(f"{model_key}:{texts_key(texts)}".encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -73,6 +96,25 @@ class EmbeddingCache:
         assert self.root is not None
         folder = self.root / key[:2]
         return folder / f"{key}.npy", folder / f"{key}.json"
+
+    def has(self, key: str) -> bool:
+        """Whether a complete entry exists (its metadata is written last), without reading it."""
+        return self.root is not None and all(p.exists() for p in self._paths(key))
+
+    def remove(self, key: str) -> None:
+        if self.root is not None:
+            for path in self._paths(key):
+                path.unlink(missing_ok=True)
+
+    def recorded_stats(self, key: str) -> EncodeStats | None:
+        """The encode stats stored with an entry when it was encoded (None if absent)."""
+        if self.root is None:
+            return None
+        try:
+            raw = json.loads(self._paths(key)[1].read_text()).get("encode_stats")
+            return EncodeStats(**raw) if raw else None
+        except (OSError, ValueError, TypeError):
+            return None
 
     def get(self, key: str) -> np.ndarray | None:
         if self.root is None:
@@ -127,19 +169,22 @@ def encode_cached(
     cache: EmbeddingCache,
     model_key: str,
     batch_size: int = 64,
-    chunk_size: int = 4096,
+    chunk_size: int = CHUNK_SIZE,
     what: str = "texts",
 ) -> tuple[np.ndarray, EncodeStats | None]:
     """Embeddings of ``texts`` from the cache, or encoded in chunks (bounded memory) and stored.
 
-    Returns the embeddings and the encode stats (None when read from the cache).
+    Returns the embeddings and the encode stats. On a cache hit the stats are those recorded
+    when the entry was encoded (so throughput stays known for every cell of a sweep that
+    reuses it), or None for an entry stored without them; ``cache.stats`` counts what this
+    process actually encoded.
     """
-    key = hashlib.sha256(f"{model_key}:{texts_key(texts)}".encode()).hexdigest()[:32]
+    key = entry_key(model_key, texts)
     hit = cache.get(key)
     if hit is not None:
         cache.stats.n_from_cache += len(texts)
         log.info("Read %d %s embeddings from the cache (%s)", len(texts), what, key)
-        return hit, None
+        return hit, cache.recorded_stats(key)
     parts: list[np.ndarray] = []
     totals = dict(n_texts=0, n_encoded=0, n_truncated=0, max_tokens=0, seconds=0.0)
     limit = int(model.max_seq_length or 512)
@@ -157,9 +202,9 @@ def encode_cached(
             log.info("Encoded %s chunk %d/%d (%d texts)", what, i + 1, n_chunks, len(emb))
     out = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
     cache.stats.n_encoded += len(texts)
-    cache.put(key, out, {"what": what, "n": len(texts)})
     stats = EncodeStats(
         int(totals["n_texts"]), int(totals["n_encoded"]), int(totals["n_truncated"]),
         int(totals["max_tokens"]), limit, float(totals["seconds"]),
     )  # fmt: skip
+    cache.put(key, out, {"what": what, "n": len(texts), "encode_stats": asdict(stats)})
     return out, stats
