@@ -23,6 +23,7 @@ from embedlab.models.encoder import EncoderSpec
 log = logging.getLogger(__name__)
 
 SPLIT_KEY = {"train": "train", "validation": "val", "test": "test"}
+MAX_BATCH = 65536  # a sanity bound on data.batch_size / eval_batch_size, far above any useful value
 
 
 # --- config -> plain specs -------------------------------------------------------------
@@ -30,8 +31,8 @@ SPLIT_KEY = {"train": "train", "validation": "val", "test": "test"}
 
 def encoder_spec(cfg: DictConfig) -> EncoderSpec:
     m, dim = cfg.model, cfg.dimension
-    if dim.method not in {"truncate", "projection"}:
-        raise ConfigError(f"Unknown dimension.method '{dim.method}'. Choose truncate or projection.")
+    if dim.method not in {"truncate", "projection", "pca"}:
+        raise ConfigError(f"Unknown dimension.method '{dim.method}'. Choose truncate, projection or pca.")
     return EncoderSpec(
         name=m.name,
         name_or_path=m.name_or_path,
@@ -70,6 +71,14 @@ def check_config(cfg: DictConfig) -> None:
     q, task = cfg.quantization, cfg.data.task
     if task not in {"sts", "retrieval", "bitext", "mlm"}:
         raise ConfigError(f"Unknown data.task '{task}'. Choose sts, retrieval, bitext or mlm.")
+    if cfg.model.get("kind", "transformer") == "fasttext":
+        from embedlab.models.fasttext import check_fasttext_settings
+
+        dim = cfg.dimension
+        projection = int(dim.size) if dim.method == "projection" and dim.size else None
+        check_fasttext_settings(
+            pooling=cfg.pooling.mode, fit=bool(cfg.fit), projection_dim=projection, task=task
+        )
     if (cfg.objective.loss == "mlm") != (task == "mlm"):
         raise ConfigError(
             f"objective={cfg.objective.name} with data={cfg.data.name} (task {task}): continued MLM needs "
@@ -79,14 +88,29 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"data={cfg.data.name} is a bitext evaluation set: run it with evaluate.py (or fit=false)."
         )
-    if q.weights != "fp32":
+    if q.weights not in {"fp32", "bf16", "int8"}:
+        raise ConfigError(f"quantization.weights={q.weights} is unknown. Choose fp32, bf16 or int8.")
+    if q.weights != "fp32" and (cfg.fit or task == "mlm"):  # reduced weights are for scoring only
         raise ConfigError(
-            f"quantization={q.name}: weight precision {q.weights} is not supported yet; use fp32."
+            f"quantization.weights={q.weights} is evaluation-only: it cannot be combined with fit=true or "
+            f"data={cfg.data.name} (task {task}). Fine-tune in fp32, then evaluate the saved model: "
+            f"evaluate.py model=saved model.name_or_path=<run>/model quantization.weights={q.weights}."
         )
-    if q.embeddings != "float32" and task != "retrieval":  # precision is scored by retrieval
+    if q.weights != "fp32" and cfg.model.get("kind", "transformer") != "transformer":
         raise ConfigError(
-            f"quantization={q.name} (embedding precision {q.embeddings}) applies to retrieval data; "
-            f"data={cfg.data.name} is an STS set. Use quantization=none or a retrieval data config."
+            f"quantization.weights={q.weights} applies to transformer encoders; model={cfg.model.name} is "
+            f"{cfg.model.kind}. Use quantization.weights=fp32."
+        )
+    from embedlab.eval.precision import PRECISIONS
+
+    if q.embeddings not in PRECISIONS:
+        raise ConfigError(
+            f"quantization={q.name}: embedding precision {q.embeddings} is unknown. Choose one of {PRECISIONS}."
+        )
+    if q.embeddings != "float32" and task not in {"retrieval", "sts"}:  # scored by retrieval and STS
+        raise ConfigError(
+            f"quantization={q.name} (embedding precision {q.embeddings}) applies to retrieval and STS data; "
+            f"data={cfg.data.name} is a {task} set. Use quantization=none."
         )
     ranking = cfg.objective.loss in {"mnrl"}
     if cfg.fit and task == "retrieval" and not ranking:
@@ -106,6 +130,15 @@ def check_config(cfg: DictConfig) -> None:
         )
     if cfg.dimension.size is not None and int(cfg.dimension.size) < 1:
         raise ConfigError(f"dimension.size must be a positive integer, got {cfg.dimension.size}.")
+    for key in ("batch_size", "eval_batch_size"):
+        value = cfg.data.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH
+        ):
+            raise ConfigError(
+                f"data.{key}={value!r}: use an integer from 1 to {MAX_BATCH} (typical: 16-256). One batch is "
+                f"encoded at once, so a huge one needs memory for every text of the split together."
+            )
     if cfg.model.from_saved_modules and cfg.fit:
         log.info("Fine-tuning a saved model: its own pooling/projection modules are kept.")
     for split in cfg.eval_splits if task == "sts" else ():
@@ -152,24 +185,59 @@ def build_model(cfg: DictConfig):
     from embedlab.models.encoder import build_encoder, drop_unused_pooler, embedding_dimension, locate
 
     spec = encoder_spec(cfg)
-    if cfg.model.from_saved_modules:
+    if cfg.model.get("kind", "transformer") == "fasttext":
+        model, resolved = build_fasttext(cfg)
+    elif cfg.model.from_saved_modules:
+        from safetensors import SafetensorError
         from sentence_transformers import SentenceTransformer
 
         resolved = locate(spec)
-        model = SentenceTransformer(
-            str(resolved.path), device="cpu", trust_remote_code=spec.trust_remote_code
-        )
+        try:
+            model = SentenceTransformer(
+                str(resolved.path), device="cpu", trust_remote_code=spec.trust_remote_code
+            )
+        except (OSError, ValueError, KeyError, SafetensorError) as exc:
+            from embedlab.errors import ModelUnavailableError
+
+            raise ModelUnavailableError(
+                f"Saved model '{spec.name}' at {resolved.path} could not be loaded ({type(exc).__name__}: "
+                f"{str(exc)[:300]}). Fix: point model.name_or_path at a folder a run wrote (<run dir>/model); "
+                f"if its files are truncated or corrupt, write it again."
+            ) from exc
         drop_unused_pooler(model[0].auto_model)
     else:
         model, resolved = build_encoder(spec)
+    if cfg.quantization.weights != "fp32":
+        from embedlab.models.weight_precision import apply_weight_precision
+
+        apply_weight_precision(model, cfg.quantization.weights)  # evaluation only (check_config)
     full = embedding_dimension(model)
     size = cfg.dimension.size
-    if size is not None and cfg.dimension.method == "truncate" and int(size) > full:
+    if size is not None and cfg.dimension.method in ("truncate", "pca") and int(size) > full:
         raise ConfigError(
             f"dimension={cfg.dimension.name} asks for {size} dimensions but model={cfg.model.name} "
             f"with this pooling gives {full}. Fix: dimension=full or a size <= {full}."
         )
     return model, resolved
+
+
+def build_fasttext(cfg: DictConfig):
+    """A fastText encoder trained (or read from the cache) on ``model.fasttext.corpus``."""
+    from embedlab.models.fasttext import FastTextParams, build_fasttext_encoder, training_texts
+
+    ft, d = cfg.model.fasttext, cfg.data
+    texts, corpus = training_texts(
+        ft.corpus,
+        task=d.task,
+        sts=sts_spec(cfg) if d.task == "sts" else None,
+        retrieval=(d.format, d.root, d.split, d.name) if d.task == "retrieval" else None,
+        file=ft.corpus_file,
+    )
+    params = FastTextParams.from_mapping(OmegaConf.to_container(ft.params, resolve=True))  # type: ignore[arg-type]
+    return build_fasttext_encoder(
+        texts, params, corpus_name=corpus, pooling=cfg.pooling.mode, max_seq_length=int(cfg.model.max_seq_length),
+        cache_dir=Path(cfg.paths.cache_dir) if ft.cache else None,
+    )  # fmt: skip
 
 
 def instantiate_list(section: DictConfig | None) -> list[Any]:
@@ -193,28 +261,43 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
 
 
 def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[dict[str, float], dict]:
-    """Score every split in ``eval_splits``; returns flat metrics and per-split details."""
-    from embedlab.eval.sts import evaluate_sts
+    """Score every split in ``eval_splits``; returns flat metrics and per-split details.
 
-    dims = [int(cfg.dimension.size)] if cfg.dimension.method == "truncate" and cfg.dimension.size else []
+    Embeddings go through the embedding cache (retrieval's key scheme), so cells that
+    differ only in dimension or embedding precision encode nothing after the first;
+    ``n_texts_encoded`` / ``n_texts_from_cache`` (once per job, under the monitored
+    split) say what happened. PCA is fitted on the train split's sentences.
+    """
+    from embedlab.eval.sts import evaluate_sts, fit_sts_pca
+
+    dim, emb_precision = cfg.dimension, cfg.quantization.embeddings
+    dims = [int(dim.size)] if dim.method == "truncate" and dim.size else []
+    batch_size = int(cfg.data.eval_batch_size)
+    cache, model_key = embedding_cache(cfg, model)
+    pca, fit_cache = None, type(cache)(cache.root)  # counted apart: the fit texts are not the scored ones
+    from embedlab.eval.sts import split_texts
+
+    prefetch_poolings_from_cfg(cfg, model, cache, [("sentences", split_texts(data.splits[s])) for s in cfg.eval_splits])
+    if dim.method == "pca" and dim.size:
+        prefetch_poolings_from_cfg(cfg, model, fit_cache, [("sentences", split_texts(data.splits["train"]))])
+        pca = fit_sts_pca(model, data.splits["train"], int(dim.size), cache=fit_cache, model_key=model_key,
+                          batch_size=batch_size, dataset=cfg.data.name)  # fmt: skip
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     for split in cfg.eval_splits:
         key = f"{SPLIT_KEY[split]}/{cfg.data.name}"
         result = evaluate_sts(
-            model,
-            data.splits[split],
-            dims=dims,
-            batch_size=int(cfg.data.eval_batch_size),
-            n_worst=cfg.n_worst_pairs,
-        )
+            model, data.splits[split], dims=dims, precisions=[emb_precision], pca=pca, batch_size=batch_size,
+            n_worst=cfg.n_worst_pairs, cache=cache, model_key=model_key,
+        )  # fmt: skip
         for name, value in result.metrics.items():
             metrics[f"{key}/{name}"] = value
         stats = result.encode_stats
-        metrics[f"{key}/encode_texts_per_s"] = stats.n_encoded / max(stats.seconds, 1e-9)
         metrics[f"{key}/n_pairs"] = float(len(data.splits[split]))
-        metrics[f"{key}/n_truncated_texts"] = float(stats.n_truncated)
-        details[key] = {"encode": stats.as_dict(), "worst_pairs": result.worst_pairs}
+        if stats is not None:  # None: a cache entry stored without its encode stats
+            metrics[f"{key}/encode_texts_per_s"] = stats.n_encoded / max(stats.seconds, 1e-9)
+            metrics[f"{key}/n_truncated_texts"] = float(stats.n_truncated)
+        details[key] = {"encode": stats.as_dict() if stats else "cached", "worst_pairs": result.worst_pairs}
         for lg in loggers:
             if hasattr(lg, "log_table"):
                 cols = list(result.worst_pairs[0]) if result.worst_pairs else []
@@ -223,6 +306,13 @@ def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[d
                     columns=cols,
                     data=[list(r.values()) for r in result.worst_pairs],
                 )
+    keys = [f"{SPLIT_KEY[s]}/{cfg.data.name}" for s in cfg.eval_splits]
+    prefix = next((k for k in keys if str(cfg.monitor).startswith(f"{k}/")), keys[0] if keys else None)
+    if prefix is not None:  # once per job: the report counts encode passes from it
+        metrics[f"{prefix}/n_texts_encoded"] = float(cache.stats.n_encoded)
+        metrics[f"{prefix}/n_texts_from_cache"] = float(cache.stats.n_from_cache)
+        if pca is not None:
+            metrics[f"{prefix}/n_pca_fit_texts_encoded"] = float(fit_cache.stats.n_encoded)
     return metrics, details
 
 
@@ -242,6 +332,7 @@ def retrieval_settings(cfg: DictConfig):
     return RetrievalEvalSettings(
         ks=parse_ks(d.ks),
         dims=(int(cfg.dimension.size),) if cfg.dimension.method == "truncate" and cfg.dimension.size else (),
+        pca_dims=(int(cfg.dimension.size),) if cfg.dimension.method == "pca" and cfg.dimension.size else (),
         precision=cfg.quantization.embeddings,
         rescore_multiplier=int(cfg.quantization.rescore_multiplier),
         index=index,
@@ -250,6 +341,29 @@ def retrieval_settings(cfg: DictConfig):
         answer_ks=parse_ks(d.answer_ks),
         batch_size=int(d.eval_batch_size),
     )
+
+
+def embedding_cache(cfg: DictConfig, model):
+    """The run's embedding cache and this encoder's key in it under the active encode backend
+    (call inside ``encoding_from_cfg``). embedlab.encode_corpus fills the same entries."""
+    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.eval.encode import encoding_tag
+
+    cache = EmbeddingCache(Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None)
+    return cache, f"{encoder_key(model, cfg.quantization.weights)}:{encoding_tag()}"
+
+
+def prefetch_poolings_from_cfg(cfg: DictConfig, model, cache, text_sets) -> None:
+    """With ``encode.share_poolings`` (a sweep's poolings), one transformer pass fills the
+    cache for all of them, so the other poolings' jobs encode nothing (eval/shared_pooling.py)."""
+    modes = list((cfg.get("encode") or {}).get("share_poolings") or [])
+    if not modes or cfg.fit or cfg.model.get("kind", "transformer") != "transformer":
+        return
+    from embedlab.eval.encode import encoding_tag
+    from embedlab.eval.shared_pooling import prefetch_poolings
+
+    prefetch_poolings(model, text_sets, modes, cache=cache, weight_precision=cfg.quantization.weights,
+                      encoding_tag=encoding_tag(), batch_size=int(cfg.data.eval_batch_size))  # fmt: skip
 
 
 def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[str, float], dict, dict]:
@@ -261,15 +375,15 @@ def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[
     from dataclasses import replace
 
     from embedlab.data.retrieval import load_retrieval_set
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
-    from embedlab.eval.encode import encoding_tag
     from embedlab.eval.retrieval_task import evaluate_retrieval
 
     d = cfg.data
     data = load_retrieval_set(d.format, d.root, split=d.split, name=d.name)
     settings = retrieval_settings(cfg)
-    cache = EmbeddingCache(Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None)
-    key = f"{encoder_key(model, cfg.quantization.weights)}:{encoding_tag()}"
+    cache, key = embedding_cache(cfg, model)
+    prefetch_poolings_from_cfg(cfg, model, cache, [
+        ("documents", [data.corpus[i] for i in data.doc_ids]), ("queries", [data.queries[q] for q in data.query_ids]),
+    ])  # fmt: skip
     jobs = [(f"{d.metric_split}/{d.name}", data, settings)]
     if val_set is not None:
         jobs.append((f"val/{d.name}", val_set, replace(settings, index=None, precision="float32", dims=())))
@@ -304,7 +418,7 @@ def evaluate_bitext_data(cfg: DictConfig, model) -> tuple[dict[str, float], dict
         list(d.langs),
         d.root,
         cache=cache,
-        model_key=f"{encoder_key(model)}:{encoding_tag()}",
+        model_key=f"{encoder_key(model, cfg.quantization.weights)}:{encoding_tag()}",
         batch_size=int(d.eval_batch_size),
     )
     prefix = f"{d.metric_split}/{d.name}"
@@ -339,6 +453,38 @@ def ranking_datamodule(cfg: DictConfig, model):
         len(val_set.queries),
     )
     return RankingDataModule(examples, batch_size=int(d.batch_size), seed=int(cfg.seed)), val_set
+
+
+def fit_resumable(trainer, module, datamodule, ckpt_path: str | None, out: Path) -> None:
+    """``trainer.fit`` that resumes from ``ckpt_path`` ("last": ``<out>/checkpoints/last.ckpt``,
+    the run's own mid-epoch checkpoint) and loads it with ``weights_only=True``: a checkpoint
+    holding pickled Python objects is refused, since unpickling it could run any code."""
+    import pickle
+
+    if ckpt_path == "last":
+        last = out / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            log.info("Resuming from %s", last)
+        else:
+            log.warning(
+                "ckpt_path=last but %s does not exist: training from scratch. To resume a run, "
+                "point hydra.run.dir (or hydra.sweep.dir for a sweep) at that run's folder.",
+                last,
+            )
+    elif ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: no such checkpoint file. Use a .ckpt path or ckpt_path=last."
+        )
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        culprit = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")
+        raise ConfigError(
+            f"Refusing checkpoint ckpt_path={ckpt_path}: it holds pickled Python objects, not only tensors "
+            f"and plain values, and embedlab loads checkpoints with torch.load(weights_only=True). Resume only "
+            f"from checkpoints that embedlab wrote (<run dir>/checkpoints/last.ckpt). torch: {culprit}"
+        ) from exc
 
 
 def sts_data_meta(data) -> dict[str, Any]:
@@ -376,8 +522,8 @@ def collect_meta(
 # --- entry points ----------------------------------------------------------------------
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Fine-tune (unless ``fit=false``) and evaluate; returns (metrics, objects)."""
+def encoding_from_cfg(cfg: DictConfig):
+    """The encode backend of ``cfg.encode`` as a context manager (see ``eval.encode.encoding``)."""
     from embedlab.eval.encode import encoding
     from embedlab.eval.fast_encode import EncodeOptions
 
@@ -387,7 +533,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         token_budget=enc.get("token_budget", 8192),
         threads=enc.get("threads"),
     )
-    with encoding(enc.get("backend", "sentence-transformers"), options):
+    return encoding(enc.get("backend", "sentence-transformers"), options)
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fine-tune (unless ``fit=false``) and evaluate; returns (metrics, objects)."""
+    with encoding_from_cfg(cfg):
         return _train(cfg)
 
 
@@ -433,6 +584,8 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         warmup_ratio=float(obj.warmup_ratio),
         cosent_scale=float(obj.scale),
         dataset_name=cfg.data.name,
+        matryoshka_dims=None if obj.get("matryoshka_dims") is None else list(obj.matryoshka_dims),
+        matryoshka_weights=None if obj.get("matryoshka_weights") is None else list(obj.matryoshka_weights),
     )
     loggers = build_loggers(cfg)
     exit_code = 1
@@ -449,6 +602,10 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         for lg in loggers:
             lg.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         extra: dict[str, Any] = {}
+        if cfg.quantization.weights != "fp32":  # what the weights really are, read from the model
+            from embedlab.models.weight_precision import weight_precision_summary
+
+            extra["weights"] = weight_precision_summary(model)
         if cfg.fit:
             assert datamodule is not None
             if is_sts:
@@ -467,7 +624,7 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             extra["train"] = {"n_truncated_texts": n_long, "max_tokens": int(lengths.max())}
             fit_start = time.perf_counter()
             model.train()  # built in eval mode; Lightning keeps submodule modes, so dropout needs this
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            fit_resumable(trainer, module, datamodule, cfg.ckpt_path, out)
             extra["train"]["seconds"] = time.perf_counter() - fit_start
             extra["train"]["steps"] = int(trainer.global_step)
             extra["distributed"] = {
@@ -489,7 +646,9 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 metrics, details, data_meta = evaluate_bitext_data(cfg, model)
             else:
                 metrics, details, data_meta = evaluate_retrieval_data(cfg, model, val_set)
-            if cfg.save_model:
+            if cfg.save_model and cfg.quantization.weights != "fp32":
+                log.info("Model not saved: its %s weights are for evaluation only.", cfg.quantization.weights)
+            elif cfg.save_model:
                 model.save(str(out / "model"))
                 extra["saved_model"] = str(out / "model")
             for lg in loggers:

@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 4096
 
 
-def encoder_key(model: SentenceTransformer, weight_precision: str = "fp32") -> str:
-    """Content hash of an encoder: every parameter and buffer, plus module settings."""
+def weights_digest(model: SentenceTransformer) -> hashlib._Hash:
+    """sha256 over every parameter and buffer (int8 layers: values, scales, zero points)."""
     import torch
 
     digest = hashlib.sha256()
@@ -60,6 +60,18 @@ def encoder_key(model: SentenceTransformer, weight_precision: str = "fp32") -> s
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
         update(value)
+    return digest
+
+
+def encoder_key(
+    model: SentenceTransformer, weight_precision: str = "fp32", *, weights: hashlib._Hash | None = None
+) -> str:
+    """Content hash of an encoder: every parameter and buffer, plus module settings.
+
+    ``weights``: a :func:`weights_digest` computed before for a model with the same
+    parameters (encoders that differ only in pooling share it; hashing MPNet takes seconds).
+    """
+    digest = (weights or weights_digest(model)).copy()
     settings = [repr(m) for m in model]  # module configs: pooling mode, dims, normalisation
     digest.update(json.dumps([settings, int(model.max_seq_length or 0), weight_precision]).encode())
     return digest.hexdigest()[:24]
