@@ -7,21 +7,35 @@ trained backbone back into the sentence encoder, saves it as a sentence-transfor
 folder under ``<output_dir>/model``, and plots t-SNE maps before and after. When the
 corpus has labels, a k-NN probe of the held-out embeddings says whether the domain
 structure of the embeddings improved.
+
+Continual updates can forget. A general-quality probe (STS-B validation and test
+Spearman; the embedded Lee ratings when STS-B is absent) runs before and after, and a
+guard keeps the previous encoder when the validation score drops by more than
+``objective.guard.tolerance``: the saved model is then the pre-update one, results.json
+says ``guard_triggered: true`` with both scores, and the log says so. Replay
+(``objective.replay``) mixes general sentences into the MLM training texts.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from embedlab.data.text_corpus import CorpusSpec
+from embedlab.errors import ConfigError
 from embedlab.models.encoder import EncoderSpec
 
+if TYPE_CHECKING:
+    from embedlab.data.sts import STSData
+
 log = logging.getLogger(__name__)
+
+GUARD_METRICS: tuple[str, ...] = ("spearman_cosine", "pearson_cosine")
 
 
 def corpus_spec(cfg: DictConfig) -> CorpusSpec:
@@ -80,6 +94,85 @@ def knn_accuracy(embeddings: Any, labels: list[str], *, k: int = 5, seed: int = 
     return float(cross_val_score(clf, np.asarray(embeddings), labels, cv=cv, n_jobs=1).mean())
 
 
+# --- forgetting: general-quality probe and guard -------------------------------------
+
+
+def general_probe_data(root: str | Path | None, *, max_pairs: int | None = None, seed: int = 42) -> STSData:
+    """STS-B validation + test from the release under ``root``; the Lee ratings when it is absent.
+
+    The Lee set ships with gensim, so the probe (and the guard) still work offline; the
+    fallback is logged as a warning because its scores are not comparable with STS-B's.
+    """
+    from embedlab.data.sts import STSSpec, load_sts
+    from embedlab.data.text_corpus import stsb_spec
+
+    path = Path(root).expanduser() if root else None
+    if path is not None and all((path / f).is_file() for f in ("sts-dev.csv", "sts-test.csv")):
+        return load_sts(stsb_spec(path, max_pairs=max_pairs, seed=seed), splits=("validation", "test"))
+    log.warning(
+        "General-quality probe: STS-B not found at %s (sts-dev.csv, sts-test.csv); using the embedded "
+        "Lee document-similarity ratings (gensim) instead. Set EMBEDLAB_DATA to the folder holding stsb/ "
+        "to probe on STS-B.",
+        path,
+    )
+    spec = STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15),
+                   split_seed=42, max_pairs_per_split=max_pairs)  # fmt: skip
+    return load_sts(spec, splits=("validation", "test"))
+
+
+def probe_general(encoder: Any, data: STSData, *, batch_size: int = 64) -> dict[str, float]:
+    """Cosine Spearman / Pearson on the probe's validation and test splits, keyed split/name/metric."""
+    from embedlab.eval.sts import evaluate_sts
+
+    out: dict[str, float] = {}
+    for split, prefix in (("validation", "val"), ("test", "test")):
+        result = evaluate_sts(encoder, data.splits[split], batch_size=batch_size, n_worst=0)
+        for name in GUARD_METRICS:
+            out[f"{prefix}/{data.name}/{name}"] = float(result.metrics[name])
+    return out
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    """Whether a continual update lost too much general quality (and so is rejected)."""
+
+    metric: str  # e.g. "val/stsb/spearman_cosine"
+    before: float
+    after: float
+    tolerance: float  # the largest allowed drop (before - after)
+
+    @property
+    def drop(self) -> float:
+        return self.before - self.after
+
+    @property
+    def triggered(self) -> bool:
+        # NaN after the update (e.g. collapsed, constant embeddings) counts as a failure too
+        return not self.after == self.after or self.drop > self.tolerance
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "drop": self.drop, "guard_triggered": self.triggered}
+
+
+def guard_settings(cfg: DictConfig) -> tuple[DictConfig | None, DictConfig | None, DictConfig | None]:
+    """(general_probe, guard, replay) from ``cfg.objective``; absent or null sections are off."""
+    obj = cfg.objective
+    probe, guard, replay = obj.get("general_probe"), obj.get("guard"), obj.get("replay")
+    if guard is not None and guard.get("tolerance") is None:
+        guard = None
+    if guard is not None:
+        if probe is None:
+            raise ConfigError(
+                "objective.guard needs the general-quality probe it decides on: set objective.general_probe "
+                "(e.g. root=${paths.data_dir}/stsb) or turn the guard off with objective.guard.tolerance=null."
+            )
+        if guard.get("metric", "spearman_cosine") not in GUARD_METRICS:
+            raise ConfigError(f"objective.guard.metric must be one of {GUARD_METRICS}, got {guard.metric!r}.")
+    if replay is not None and not float(replay.get("fraction") or 0.0):
+        replay = None
+    return probe, guard, replay
+
+
 def _embed_and_plot(
     encoder: Any, corpus: Any, out: Path, stage: str, *, batch_size: int, seed: int, loggers: list[Any]
 ) -> tuple[dict[str, float], str | None]:
@@ -101,6 +194,34 @@ def _embed_and_plot(
     return metrics, str(path)
 
 
+def _apply_guard(
+    guard_cfg: DictConfig,
+    probe_name: str,
+    before: dict[str, float],
+    after: dict[str, float],
+    encoder: Any,
+    previous: dict[str, Any],
+    saved_to: Path,
+) -> GuardDecision:
+    """Decide on the validation probe; on a too-large drop put the pre-update weights back."""
+    metric = f"val/{probe_name}/{guard_cfg.get('metric', 'spearman_cosine')}"
+    decision = GuardDecision(metric, before[metric], after[metric], float(guard_cfg.tolerance))
+    if decision.triggered:
+        encoder.load_state_dict(previous)
+        log.warning(
+            "FORGETTING GUARD TRIGGERED: %s fell from %.4f to %.4f (drop %.4f > tolerance %.4f). "
+            "The update is rejected: %s holds the PREVIOUS (pre-update) encoder; the after-metrics in "
+            "results.json describe the rejected update.",
+            metric, decision.before, decision.after, decision.drop, decision.tolerance, saved_to,
+        )  # fmt: skip
+    else:
+        log.info(
+            "Forgetting guard passed: %s %.4f -> %.4f (drop %.4f <= tolerance %.4f); the updated encoder is saved.",
+            metric, decision.before, decision.after, decision.drop, decision.tolerance,
+        )  # fmt: skip
+    return decision
+
+
 def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Continued MLM on ``cfg.data``; returns (metrics, objects) as ``run.train`` does."""
     import lightning as L
@@ -109,7 +230,7 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from embedlab.data.mlm_datamodule import MLMDataModule
-    from embedlab.data.text_corpus import load_corpus
+    from embedlab.data.text_corpus import general_sentences, load_corpus, mix_replay
     from embedlab.models.encoder import build_encoder, model_fingerprint
     from embedlab.modules.mlm import MLMModule, copy_backbone_to_encoder, perplexity
     from embedlab.run import build_loggers, collect_meta
@@ -125,7 +246,27 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     max_length = int(cfg.model.max_seq_length)
     eval_batch_size = int(d.get("eval_batch_size", 32))
 
+    probe_cfg, guard_cfg, replay_cfg = guard_settings(cfg)
     corpus = load_corpus(corpus_spec(cfg))
+    train_texts, replay_meta = corpus.train_texts, None
+    if replay_cfg is not None:
+        general, where = general_sentences(
+            replay_cfg.source, stsb_root=probe_cfg.get("root") if probe_cfg is not None else None
+        )
+        mix = mix_replay(train_texts, general, float(replay_cfg.fraction), seed=seed, source=where)
+        train_texts = list(mix.texts)
+        replay_meta = {
+            "source": where,
+            "fraction": mix.fraction,
+            "n_domain": mix.n_domain,
+            "n_replay": mix.n_replay,
+        }
+    probe_data = None
+    if probe_cfg is not None:
+        max_pairs = probe_cfg.get("max_pairs")
+        probe_data = general_probe_data(
+            probe_cfg.get("root"), max_pairs=None if max_pairs is None else int(max_pairs), seed=seed
+        )
     encoder, resolved = build_encoder(mlm_encoder_spec(cfg))
     model_fp = model_fingerprint(resolved)
     module = MLMModule(
@@ -158,9 +299,15 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         metrics.update(probe)
         if png:
             plots["before"] = png
+        previous: dict[str, torch.Tensor] | None = None
+        if probe_data is not None:
+            general_before = probe_general(encoder, probe_data, batch_size=eval_batch_size)
+            metrics.update({f"{k}_before": v for k, v in general_before.items()})
+            # the guard may have to put the pre-update encoder back: keep a copy of its weights
+            previous = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
         datamodule = MLMDataModule(
             module.tokenizer,
-            corpus.train_texts,
+            train_texts,
             corpus.heldout_texts,
             max_length=max_length,
             batch_size=int(d.batch_size),
@@ -188,13 +335,26 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             copy = copy_backbone_to_encoder(module.model, encoder)
             encoder.to(torch.device("cpu"))
             encoder.eval()
-            encoder.save(str(out / "model"))
             probe, png = _embed_and_plot(
                 encoder, corpus, out, "after", batch_size=eval_batch_size, seed=seed, loggers=loggers
             )
             metrics.update(probe)
             if png:
                 plots["after"] = png
+            guard_meta: dict[str, object] | None = None
+            if probe_data is not None:
+                general_after = probe_general(encoder, probe_data, batch_size=eval_batch_size)
+                metrics.update({f"{k}_after": v for k, v in general_after.items()})
+                if guard_cfg is not None:
+                    assert previous is not None
+                    decision = _apply_guard(guard_cfg, probe_data.name, general_before, general_after,
+                                            encoder, previous, out / "model")  # fmt: skip
+                    metrics[f"val/{probe_data.name}/guard_triggered"] = float(decision.triggered)
+                    guard_meta = decision.as_dict()
+                    guard_meta["saved"] = "previous encoder" if decision.triggered else "updated encoder"
+            encoder.save(str(out / "model"))
+            if replay_meta is not None:
+                metrics[f"{key}/n_replay_texts"] = float(replay_meta["n_replay"])
             assert datamodule.train_tokens is not None and datamodule.val_tokens is not None
             metrics[f"{key}/n_train_texts"] = float(len(corpus.train_idx))
             metrics[f"{key}/n_heldout_texts"] = float(len(corpus.heldout_idx))
@@ -212,7 +372,13 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 },
                 "saved_model": str(out / "model"),
                 "plots": plots,
-            }
+                "general_probe": None if probe_data is None else {
+                    "name": probe_data.name, "fingerprint": probe_data.fingerprint(),
+                    "pairs": {k: len(v) for k, v in probe_data.splits.items()},
+                },
+                "guard": guard_meta,
+                "replay": replay_meta,
+            }  # fmt: skip
             meta = collect_meta(cfg, resolved, model_fp, corpus.meta(), time.perf_counter() - start, extra)
             write_results(out / "results.json", metrics, meta)
             log.info(
@@ -221,6 +387,14 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 metrics[f"{key}/perplexity_after"], trainer.global_step,
                 " (the MLM head started at random)" if module.head_report.head_is_new else "",
             )  # fmt: skip
+            if probe_data is not None:
+                log.info(
+                    "General quality (%s cosine Spearman): validation %.4f -> %.4f, test %.4f -> %.4f",
+                    probe_data.name, general_before[f"val/{probe_data.name}/spearman_cosine"],
+                    general_after[f"val/{probe_data.name}/spearman_cosine"],
+                    general_before[f"test/{probe_data.name}/spearman_cosine"],
+                    general_after[f"test/{probe_data.name}/spearman_cosine"],
+                )  # fmt: skip
         exit_code = 0
         return metrics, {
             "encoder": encoder,

@@ -13,6 +13,10 @@ A ``CorpusSpec`` says where the texts come from; ``load_corpus`` turns it into a
   markup and cut into paragraphs, because whole articles are far longer than any
   encoder's window.
 
+``mix_replay`` adds general-domain texts (STS-B train sentences or the Wikipedia
+excerpt, ``general_sentences``) to the training texts, so continued training rehearses
+general language while it learns the domain.
+
 Empty texts are skipped and counted (``on_empty="skip"``) or rejected (``"error"``); a
 silently shrinking corpus would make before/after numbers incomparable.
 """
@@ -333,3 +337,92 @@ def load_corpus(spec: CorpusSpec) -> TextCorpus:
         spec.name, source, len(texts), len(train), len(held), len(corpus.label_set), corpus.fingerprint(),
     )  # fmt: skip
     return corpus
+
+
+# --- replay of general-domain text ----------------------------------------------------
+
+ReplaySource = Literal["stsb", "wiki"]
+REPLAY_SOURCES: tuple[str, ...] = ("stsb", "wiki")
+
+
+@dataclass(frozen=True)
+class ReplayMix:
+    """Domain training texts with general-domain texts mixed in (rehearsal against forgetting)."""
+
+    texts: tuple[str, ...]  # domain texts first, then the replayed ones (the loader shuffles)
+    n_domain: int
+    n_replay: int
+    source: str
+
+    @property
+    def fraction(self) -> float:
+        """The share of training texts that are replayed general text."""
+        return self.n_replay / max(len(self.texts), 1)
+
+
+def general_sentences(source: ReplaySource, *, stsb_root: str | Path | None = None) -> tuple[list[str], str]:
+    """General-domain texts to replay: STS-B train sentences or gensim's Wikipedia excerpt.
+
+    Returns (distinct texts in file order, a description of where they came from).
+    """
+    if source == "stsb":
+        from embedlab.data.sts import load_sts
+
+        root = Path(stsb_root).expanduser() if stsb_root else None
+        if root is None or not (root / "sts-train.csv").is_file():
+            raise DataError(
+                f"replay.source=stsb needs the STS Benchmark train file, but {root}/sts-train.csv does "
+                f"not exist. Fix: set EMBEDLAB_DATA (or paths.data_dir=...) to the folder holding stsb/, "
+                f"or use objective.replay.source=wiki (ships with gensim, works offline)."
+            )
+        train = load_sts(stsb_spec(root), splits=("train",)).splits["train"]
+        texts = list(dict.fromkeys(list(train.sentence1) + list(train.sentence2)))
+        return texts, f"{root / 'sts-train.csv'} (sentences of {len(train)} pairs)"
+    if source == "wiki":
+        return [r[0] for r in _read_wiki(20)], f"gensim:{WIKI_FILE} (paragraphs of >= 20 words)"
+    raise DataError(f"Unknown replay source '{source}'. Choose one of {REPLAY_SOURCES}.")
+
+
+def stsb_spec(root: str | Path, *, max_pairs: int | None = None, seed: int = 42):
+    """The STS Benchmark release under ``root`` (the same reading as `configs/data/stsb.yaml`)."""
+    from embedlab.data.sts import STSSpec
+
+    return STSSpec(
+        name="stsb",
+        format="stsb_tsv",
+        score_range=(0.0, 5.0),
+        root=str(root),
+        files={"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"},
+        columns={"sentence1": 5, "sentence2": 6, "score": 4},
+        delimiter="\t",
+        has_header=False,
+        split_seed=seed,
+        max_pairs_per_split=max_pairs,
+    )
+
+
+def mix_replay(
+    domain: Sequence[str], general: Sequence[str], fraction: float, *, seed: int, source: str = "general"
+) -> ReplayMix:
+    """Add general texts so that they make up ``fraction`` of the training texts.
+
+    With n domain texts, round(fraction * n / (1 - fraction)) general texts are drawn
+    without replacement (seeded). The fraction counts texts, not tokens: STS-B sentences
+    are much shorter than abstracts, so their share of masked tokens is smaller.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"replay.fraction must be in [0, 1), got {fraction}.")
+    n_replay = round(fraction * len(domain) / (1.0 - fraction))
+    pool = [t for t in dict.fromkeys(" ".join(t.split()) for t in general) if t]
+    if n_replay > len(pool):
+        raise DataError(
+            f"replay.fraction={fraction} with {len(domain)} domain texts needs {n_replay} general texts, "
+            f"but {source} has only {len(pool)}. Fix: lower replay.fraction or use a larger source."
+        )
+    replay = random.Random(seed).sample(pool, n_replay)
+    mix = ReplayMix(tuple(domain) + tuple(replay), len(domain), n_replay, source)
+    log.info(
+        "Replay: %d general texts from %s mixed into %d domain texts (%.1f%% of training texts)",
+        n_replay, source, len(domain), 100 * mix.fraction,
+    )  # fmt: skip
+    return mix

@@ -1,0 +1,202 @@
+"""Concentration of distances: how pairwise distances spread at each embedding dimension.
+
+In high dimensions the distances between random points concentrate: their spread
+shrinks relative to their mean, and the nearest and farthest neighbour of a point end
+up almost equally far (Beyer et al. 1999, "When is nearest neighbor meaningful?";
+Aggarwal, Hinneburg & Keim 2001). Real sentence embeddings live near a much lower
+dimensional manifold, so they should keep more contrast than Gaussian vectors of the
+same dimension. This module measures both, for full and truncated (Matryoshka-style
+prefix) embeddings:
+
+- ``pairwise_distances``: all N (N - 1) / 2 cosine or euclidean distances (scipy's
+  ``pdist`` layout);
+- ``distance_stats``: mean, standard deviation, coefficient of variation (std / mean)
+  and relative contrast, the mean over points of (D_max - D_min) / D_min;
+- ``dimension_study``: those numbers for every (source, dimension, metric) cell, next to
+  Gaussian vectors of the same shape; ``plot_distance_histograms`` draws them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+Metric = Literal["cosine", "euclidean"]
+METRICS: tuple[Metric, ...] = ("cosine", "euclidean")
+RANDOM_SOURCE = "gaussian"
+
+
+def _check(x: Any) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] < 3:
+        raise ValueError(f"points must be a 2-D (N, D) array with N >= 3, got shape {arr.shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError("points hold NaN or infinite values.")
+    return arr
+
+
+def distance_matrix(x: Any, metric: Metric) -> np.ndarray:
+    """(N, N) distances: 1 - cosine similarity, or euclidean distance."""
+    arr = _check(x)
+    if metric == "cosine":
+        unit = arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
+        d = 1.0 - unit @ unit.T
+    elif metric == "euclidean":
+        sq = (arr * arr).sum(axis=1)
+        d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * arr @ arr.T, 0.0))
+    else:
+        raise ValueError(f"Unknown metric '{metric}'. Choose one of {METRICS}.")
+    d = np.maximum((d + d.T) / 2, 0.0)  # symmetric; rounding can dip just below 0
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+def pairwise_distances(x: Any, metric: Metric) -> np.ndarray:
+    """The N (N - 1) / 2 distances between distinct points, in ``scipy.spatial.distance.pdist`` order."""
+    d = distance_matrix(x, metric)
+    return d[np.triu_indices(d.shape[0], k=1)]
+
+
+def relative_contrast(d: np.ndarray) -> float:
+    """Mean over points of (farthest - nearest) / nearest distance, from an (N, N) matrix.
+
+    Points with a duplicate (nearest distance 0) are skipped: their contrast is infinite.
+    """
+    n = d.shape[0]
+    off = d[~np.eye(n, dtype=bool)].reshape(n, n - 1)  # (N, N-1): each point's distances to the others
+    nearest, farthest = off.min(axis=1), off.max(axis=1)
+    keep = nearest > 1e-12
+    if not keep.any():
+        raise ValueError("Every point has a duplicate: relative contrast is undefined.")
+    return float(((farthest[keep] - nearest[keep]) / nearest[keep]).mean())
+
+
+@dataclass(frozen=True)
+class DistanceStats:
+    source: str  # e.g. "minilm", "gaussian"
+    dim: int
+    metric: str
+    n_points: int
+    mean: float
+    std: float
+    cv: float  # std / mean: how concentrated the distances are (smaller: more)
+    relative_contrast: float  # mean (D_max - D_min) / D_min per point (smaller: more concentrated)
+
+
+def distance_stats(x: Any, metric: Metric, *, source: str = "") -> tuple[DistanceStats, np.ndarray]:
+    """Summary statistics of the pairwise distances of ``x`` and the distances themselves."""
+    arr = _check(x)
+    d = distance_matrix(arr, metric)
+    pairs = d[np.triu_indices(d.shape[0], k=1)]
+    mean, std = float(pairs.mean()), float(pairs.std())
+    cv = std / mean if mean > 0 else float("nan")
+    stats = DistanceStats(source, arr.shape[1], metric, arr.shape[0], mean, std, cv, relative_contrast(d))
+    return stats, pairs
+
+
+def gaussian_points(n: int, dim: int, *, seed: int = 0) -> np.ndarray:
+    """(n, dim) i.i.d. standard normal vectors: the no-structure reference."""
+    return np.random.default_rng(seed).standard_normal((n, dim))
+
+
+@dataclass(frozen=True)
+class DimensionStudy:
+    stats: list[DistanceStats]
+    distances: dict[tuple[str, int, str], np.ndarray]  # (source, dim, metric) -> pairwise distances
+
+    def rows(self) -> list[dict[str, object]]:
+        return [asdict(s) for s in self.stats]
+
+
+def dimension_study(
+    embeddings: Mapping[str, Any],
+    dims: Sequence[int | None] = (None, 256, 128, 64),
+    *,
+    metrics: Sequence[Metric] = METRICS,
+    seed: int = 0,
+) -> DimensionStudy:
+    """Distance statistics per source and dimension, with Gaussian vectors of every size measured.
+
+    ``dims`` are prefix lengths (None: the full embedding); a dimension larger than a
+    source's is skipped for that source. Truncated prefixes are not renormalised:
+    cosine does not care, euclidean sees what an index storing the prefix would.
+    """
+    stats: list[DistanceStats] = []
+    distances: dict[tuple[str, int, str], np.ndarray] = {}
+    random_dims: dict[int, int] = {}  # dim -> number of points to draw
+    for source, emb in embeddings.items():
+        if source == RANDOM_SOURCE:
+            raise ValueError(f"'{RANDOM_SOURCE}' is reserved for the random reference; rename that source.")
+        x = _check(emb)
+        for dim in dims:
+            d = x.shape[1] if dim is None else int(dim)
+            if d > x.shape[1]:
+                log.info("%s has %d dimensions: skipping %d.", source, x.shape[1], d)
+                continue
+            if d < 1:
+                raise ValueError(f"dimensions must be >= 1, got {d}.")
+            random_dims[d] = max(random_dims.get(d, 0), x.shape[0])
+            for metric in metrics:
+                s, pairs = distance_stats(x[:, :d], metric, source=source)
+                stats.append(s)
+                distances[(source, d, metric)] = pairs
+    for d, n in sorted(random_dims.items(), reverse=True):
+        g = gaussian_points(n, d, seed=seed)
+        for metric in metrics:
+            s, pairs = distance_stats(g, metric, source=RANDOM_SOURCE)
+            stats.append(s)
+            distances[(RANDOM_SOURCE, d, metric)] = pairs
+    return DimensionStudy(stats, distances)
+
+
+def plot_distance_histograms(study: DimensionStudy, path: str | Path, *, title: str = "") -> Path:
+    """One panel per (dimension, metric): histograms of every source's distances, normalised.
+
+    Distances are divided by their mean so that spreads compare across sources whose
+    scales differ (a Gaussian's euclidean distances grow like sqrt(2 dim)).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = sorted({k[1] for k in study.distances}, reverse=True)
+    metrics = sorted({k[2] for k in study.distances})
+    sources = list(dict.fromkeys(k[0] for k in study.distances))
+    fig, axes = plt.subplots(len(dims), len(metrics), figsize=(4.2 * len(metrics), 2.3 * len(dims)),
+                             dpi=110, squeeze=False, sharex=True)  # fmt: skip
+    top = max(float(np.quantile(p / p.mean(), 0.999)) for p in study.distances.values())
+    bins = np.linspace(0.0, max(1.5, top), 81)
+    colors = {s: plt.get_cmap("tab10")(i) for i, s in enumerate(sources)}
+    for r, dim in enumerate(dims):
+        for c, metric in enumerate(metrics):
+            ax = axes[r][c]
+            for source in sources:
+                pairs = study.distances.get((source, dim, metric))
+                if pairs is None:
+                    continue
+                ax.hist(pairs / pairs.mean(), bins=bins, density=True, histtype="step", lw=1.2,
+                        color=colors[source], label=source)  # fmt: skip
+            ax.set_title(f"{metric}, dim {dim}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if r == len(dims) - 1:
+                ax.set_xlabel("distance / mean distance", fontsize=8)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[s], lw=1.5, label=s) for s in sources]
+    fig.legend(handles=handles, loc="upper right", fontsize=8, frameon=False, ncol=len(sources))
+    if title:
+        fig.suptitle(title, fontsize=9, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    plt.close(fig)
+    return out

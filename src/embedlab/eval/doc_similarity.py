@@ -1,0 +1,223 @@
+"""Document similarity with sentence embeddings: similarity matrices, nearest neighbours,
+the most similar pair, a heatmap, and the four similarity functions of STS evaluation.
+
+Pure functions on (N, D) embeddings plus one ``doc_similarity_report`` that encodes a
+set of documents (truncation counted, as every embedlab encode) and puts them together.
+``experiments/document_similarity/doc_similarity.py`` drives it from our Hydra config.
+
+The similarity functions are the ones sentence-transformers' ``EmbeddingSimilarityEvaluator``
+scores (cosine, dot, negative euclidean and manhattan distance), so their STS Spearman
+can be compared one to one with its numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from embedlab.eval.encode import EncodeStats
+
+log = logging.getLogger(__name__)
+
+SimilarityFn = Literal["cosine", "dot", "euclidean", "manhattan"]
+SIMILARITY_FUNCTIONS: tuple[SimilarityFn, ...] = ("cosine", "dot", "euclidean", "manhattan")
+
+
+def _as_matrix(x: Any, what: str = "embeddings") -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise ValueError(f"{what} must be a non-empty 2-D (N, D) array, got shape {arr.shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} hold NaN or infinite values.")
+    return arr
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def paired_similarity(a: Any, b: Any, fn: SimilarityFn) -> np.ndarray:
+    """Row-wise similarity of two (N, D) arrays; higher means more similar for every ``fn``.
+
+    Distances are negated (as sentence-transformers does) so that rankings agree in sign.
+    """
+    x, y = _as_matrix(a, "a"), _as_matrix(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}.")
+    if fn == "cosine":
+        return np.einsum("nd,nd->n", _unit(x), _unit(y))
+    if fn == "dot":
+        return np.einsum("nd,nd->n", x, y)
+    if fn == "euclidean":
+        return -np.linalg.norm(x - y, axis=1)
+    if fn == "manhattan":
+        return -np.abs(x - y).sum(axis=1)
+    raise ValueError(f"Unknown similarity function '{fn}'. Choose one of {SIMILARITY_FUNCTIONS}.")
+
+
+def similarity_spearman(
+    a: Any, b: Any, gold: Sequence[float], fns: Sequence[SimilarityFn] = SIMILARITY_FUNCTIONS
+) -> dict[str, float]:
+    """Spearman correlation between gold scores and each similarity function, keyed ``spearman_<fn>``."""
+    from scipy.stats import spearmanr
+
+    if len(gold) != len(np.asarray(a)):
+        raise ValueError(f"{len(gold)} gold scores for {len(np.asarray(a))} pairs.")
+    return {f"spearman_{fn}": float(spearmanr(gold, paired_similarity(a, b, fn)).statistic) for fn in fns}
+
+
+def similarity_matrix(embeddings: Any) -> np.ndarray:
+    """(N, N) cosine similarity: symmetric, 1 on the diagonal (float rounding removed)."""
+    x = _unit(_as_matrix(embeddings))
+    sim = x @ x.T  # (N, N)
+    sim = (sim + sim.T) / 2  # BLAS may round the two triangles differently
+    np.fill_diagonal(sim, 1.0)
+    return np.clip(sim, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    index: int
+    score: float
+
+
+def nearest_neighbours(sim: np.ndarray, query: int, k: int = 5) -> list[Neighbour]:
+    """The ``k`` documents most similar to ``query`` (itself excluded), best first; ties by index."""
+    n = sim.shape[0]
+    if sim.ndim != 2 or sim.shape[1] != n:
+        raise ValueError(f"sim must be a square (N, N) matrix, got shape {sim.shape}.")
+    if not 0 <= query < n:
+        raise ValueError(f"query index {query} is outside the {n} documents (0..{n - 1}).")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    row = sim[query].astype(np.float64).copy()
+    row[query] = -np.inf
+    order = np.lexsort((np.arange(n), -row))[: min(k, n - 1)]
+    return [Neighbour(int(j), float(sim[query, j])) for j in order]
+
+
+def most_similar_pair(sim: np.ndarray) -> tuple[int, int, float]:
+    """(i, j, similarity) of the most similar pair of distinct documents, i < j."""
+    n = sim.shape[0]
+    if n < 2:
+        raise ValueError("A most similar pair needs at least 2 documents.")
+    upper = np.where(np.triu(np.ones((n, n), dtype=bool), k=1), sim, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(upper)), upper.shape)
+    return int(i), int(j), float(sim[i, j])
+
+
+def neighbour_label_agreement(sim: np.ndarray, labels: Sequence[str], k: int = 1) -> float:
+    """Share of each document's ``k`` nearest neighbours that carry its label, over all documents."""
+    if len(labels) != sim.shape[0]:
+        raise ValueError(f"{len(labels)} labels for {sim.shape[0]} documents.")
+    hits = [labels[nb.index] == labels[i] for i in range(len(labels)) for nb in nearest_neighbours(sim, i, k)]
+    return float(np.mean(hits))
+
+
+def plot_similarity_heatmap(
+    sim: np.ndarray, path: str | Path, *, labels: Sequence[str] | None = None, title: str = ""
+) -> Path:
+    """Heatmap PNG of a similarity matrix; with labels, documents are grouped by label."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and SLURM nodes
+    import matplotlib.pyplot as plt
+
+    n = sim.shape[0]
+    order = np.arange(n)
+    if labels is not None:
+        if len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for {n} documents.")
+        order = np.array(sorted(range(n), key=lambda i: (str(labels[i]), i)))
+    fig, ax = plt.subplots(figsize=(8.5, 7), dpi=120)
+    image = ax.imshow(sim[np.ix_(order, order)], cmap="viridis", interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="cosine similarity")
+    if labels is not None:  # one tick per label group, at its middle, and lines between groups
+        ordered = [str(labels[i]) for i in order]
+        starts = [i for i in range(n) if i == 0 or ordered[i] != ordered[i - 1]]
+        ends = starts[1:] + [n]
+        mids = [(s + e - 1) / 2 for s, e in zip(starts, ends, strict=True)]
+        names = [ordered[s] for s in starts]
+        import textwrap
+
+        ax.set_yticks(mids, [textwrap.fill(n, 18) for n in names], fontsize=7)
+        ax.set_xticks(mids, [n[:12] for n in names], fontsize=7)
+        for s in starts[1:]:
+            ax.axhline(s - 0.5, color="white", lw=0.6)
+            ax.axvline(s - 0.5, color="white", lw=0.6)
+    ax.set_title(title, fontsize=9)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", bbox_inches="tight")  # keeps the long label names inside
+    plt.close(fig)
+    log.info("Wrote a %dx%d similarity heatmap to %s", n, n, out)
+    return out
+
+
+@dataclass(frozen=True)
+class DocSimilarityReport:
+    """What ``doc_similarity_report`` found; ``as_dict`` is what the experiment records."""
+
+    matrix: np.ndarray  # (N, N) cosine
+    query: int
+    neighbours: list[Neighbour]
+    pair: tuple[int, int, float]
+    encode_stats: EncodeStats
+    texts: Sequence[str] = field(repr=False)
+    labels: Sequence[str] | None = field(default=None, repr=False)
+
+    def as_dict(self, snippet: int = 160) -> dict[str, object]:
+        def doc(i: int) -> dict[str, object]:
+            label = None if self.labels is None else self.labels[i]
+            return {"index": i, "label": label, "text": self.texts[i][:snippet]}
+
+        off_diag = self.matrix[~np.eye(len(self.matrix), dtype=bool)]
+        agreement = {}
+        if self.labels is not None:  # how often the nearest documents share a label (a domain check)
+            agreement = {
+                f"top{k}_same_label": neighbour_label_agreement(self.matrix, self.labels, k) for k in (1, 5)
+            }
+        return {
+            "n_docs": len(self.texts),
+            "query": doc(self.query),
+            "neighbours": [{**doc(nb.index), "cosine": nb.score} for nb in self.neighbours],
+            "most_similar_pair": {"a": doc(self.pair[0]), "b": doc(self.pair[1]), "cosine": self.pair[2]},
+            "off_diagonal_cosine": {
+                "mean": float(off_diag.mean()),
+                "std": float(off_diag.std()),
+                "min": float(off_diag.min()),
+                "max": float(off_diag.max()),
+            },  # fmt: skip
+            **agreement,
+            "encode": self.encode_stats.as_dict(),
+        }
+
+
+def doc_similarity_report(
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    *,
+    labels: Sequence[str] | None = None,
+    query: int = 0,
+    k: int = 5,
+    batch_size: int = 32,
+) -> DocSimilarityReport:
+    """Encode ``texts`` and report the neighbours of ``texts[query]`` and the most similar pair."""
+    from embedlab.eval.encode import encode
+
+    if len(texts) < 2:
+        raise ValueError(f"Document similarity needs at least 2 documents, got {len(texts)}.")
+    emb, stats = encode(model, list(texts), batch_size=batch_size, what="documents")  # (N, D)
+    sim = similarity_matrix(emb)
+    return DocSimilarityReport(
+        sim, query, nearest_neighbours(sim, query, k), most_similar_pair(sim), stats, list(texts),
+        None if labels is None else list(labels),
+    )  # fmt: skip

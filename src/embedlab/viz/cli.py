@@ -1,0 +1,223 @@
+"""t-SNE map of any run: ``python -m embedlab.viz <run output dir>``.
+
+It reads the run's config (``.hydra/config.yaml``, else the resolved copy in
+``results.json``), loads the model the run saved (``<run>/model``; the config's model
+when the run saved none), embeds the run's evaluation texts and plots them coloured by
+label with ``viz.tsne.tsne_plot``, the same plot ``run_mlm`` draws before and after MLM:
+
+- corpus runs (data=medical, mlm_lee): the held-out texts, coloured by their label
+  (medical abstracts: the condition);
+- STS runs (data=stsb, lee, ...): the sentences of an evaluation split, coloured by the
+  gold score of their pair, in ``--bins`` equal-width bins of the score range.
+
+The PNG goes to ``<run>/plots/`` and into a W&B run (``job_type=viz``) in the run
+folder, offline when W&B is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from embedlab.errors import ConfigError, DataError
+
+log = logging.getLogger("embedlab.viz")
+
+
+@dataclass(frozen=True)
+class LabelledTexts:
+    texts: list[str]
+    labels: list[str] | None
+    what: str  # for the plot title, e.g. "medical held-out abstracts"
+
+
+def load_run_config(run_dir: Path, data_dir: str | None = None) -> DictConfig:
+    """The run's composed config with ``paths.output_dir`` set to ``run_dir``."""
+    hydra_cfg = run_dir / ".hydra" / "config.yaml"
+    results = run_dir / "results.json"
+    if hydra_cfg.is_file():
+        cfg = OmegaConf.load(hydra_cfg)
+    elif results.is_file():
+        from embedlab.tracking.results import read_results
+
+        cfg = OmegaConf.create(read_results(results)["meta"]["config"])
+    else:
+        raise ConfigError(
+            f"{run_dir} is not a run folder: it holds neither .hydra/config.yaml nor results.json. "
+            f"Fix: pass the folder a train.py / evaluate.py run wrote (outputs/<task>/runs/<date>/<time>)."
+        )
+    assert isinstance(cfg, DictConfig)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)  # replaces ${hydra:runtime.output_dir}
+        if data_dir is not None:
+            cfg.paths.data_dir = str(data_dir)
+    return cfg
+
+
+def score_bins(scores: Sequence[float], score_range: Sequence[float], n_bins: int = 5) -> list[str]:
+    """Label each score with its equal-width bin of ``score_range``, e.g. "[2, 3)"; the top bin is closed."""
+    lo, hi = float(score_range[0]), float(score_range[1])
+    if n_bins < 1 or not lo < hi:
+        raise ValueError(f"need n_bins >= 1 and a score range low < high, got {n_bins} and {score_range}.")
+    width = (hi - lo) / n_bins
+    edges = [lo + i * width for i in range(n_bins + 1)]
+
+    def name(i: int) -> str:
+        return f"[{edges[i]:g}, {edges[i + 1]:g}{']' if i == n_bins - 1 else ')'}"
+
+    return [name(min(max(int((s - lo) // width), 0), n_bins - 1)) for s in scores]
+
+
+def evaluation_texts(cfg: DictConfig, *, split: str | None = None, n_bins: int = 5) -> LabelledTexts:
+    """The texts a run evaluated on, with the labels that colour them."""
+    task = cfg.data.get("task")
+    if task == "mlm":
+        from embedlab.data.text_corpus import load_corpus
+        from embedlab.mlm_task import corpus_spec
+
+        corpus = load_corpus(corpus_spec(cfg))
+        n = len(corpus.heldout_idx)
+        return LabelledTexts(corpus.heldout_texts, corpus.heldout_labels, f"{n} {corpus.name} held-out texts")
+    if task == "sts":
+        from embedlab.data.sts import load_sts
+        from embedlab.run import sts_spec
+
+        split = split or str(list(cfg.eval_splits)[-1])
+        pairs = load_sts(sts_spec(cfg), splits=(split,)).splits[split]
+        bins = score_bins(pairs.scores, pairs.score_range, n_bins)
+        first: dict[str, str] = {}  # a sentence in several pairs keeps its first pair's bin
+        for a, b, label in zip(pairs.sentence1, pairs.sentence2, bins, strict=True):
+            first.setdefault(a, label)
+            first.setdefault(b, label)
+        return LabelledTexts(
+            list(first),
+            list(first.values()),
+            f"{len(first)} {cfg.data.name} {split} sentences by gold-score bin",
+        )
+    raise ConfigError(
+        f"The run used data={cfg.data.name} (task {task}); a t-SNE map needs labelled texts: corpus runs "
+        f"(data=medical, mlm_lee) or STS runs (data=stsb, lee, sts_file)."
+    )
+
+
+def run_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, str]:
+    """The model the run saved, else the one its config names; returns (model, where from)."""
+    saved = run_dir / "model"
+    if (saved / "modules.json").is_file():
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(saved), device="cpu"), str(saved)
+    log.info("%s holds no saved model: using the config's model %s.", run_dir, cfg.model.name)
+    if cfg.data.get("task") == "mlm":
+        from embedlab.mlm_task import mlm_encoder_spec
+        from embedlab.models.encoder import build_encoder
+
+        model, resolved = build_encoder(mlm_encoder_spec(cfg))
+    else:
+        from embedlab.run import build_model
+
+        model, resolved = build_model(cfg)
+    return model, f"model={cfg.model.name} ({resolved.source})"
+
+
+def subsample(texts: LabelledTexts, max_points: int | None, seed: int) -> LabelledTexts:
+    if max_points is None or len(texts.texts) <= max_points:
+        return texts
+    keep = sorted(random.Random(seed).sample(range(len(texts.texts)), max_points))
+    labels = None if texts.labels is None else [texts.labels[i] for i in keep]
+    return LabelledTexts([texts.texts[i] for i in keep], labels, f"{texts.what}, {max_points} sampled")
+
+
+def visualise_run(
+    run_dir: str | Path,
+    *,
+    split: str | None = None,
+    max_points: int | None = 1000,
+    n_bins: int = 5,
+    data_dir: str | None = None,
+    wandb_mode: str = "auto",
+    out: str | Path | None = None,
+    seed: int = 0,
+) -> Path:
+    """Embed a run's evaluation texts with its model, plot t-SNE, log to W&B; returns the PNG."""
+    from embedlab.eval.encode import encode
+    from embedlab.viz.tsne import log_image_to_loggers, tsne_plot
+
+    run = Path(run_dir).expanduser().resolve()
+    if not run.is_dir():
+        raise ConfigError(f"Run folder {run} does not exist.")
+    cfg = load_run_config(run, data_dir)
+    try:
+        texts = subsample(evaluation_texts(cfg, split=split, n_bins=n_bins), max_points, seed)
+    except DataError as exc:
+        raise DataError(
+            f"{exc}\n(The run's data could not be read: pass --data-dir to point at it.)"
+        ) from None
+    if texts.labels is None:
+        log.warning("The run's texts carry no labels: the map is drawn in one colour.")
+    model, source = run_model(cfg, run)
+    model.eval()
+    emb, stats = encode(model, texts.texts, batch_size=int(cfg.data.get("eval_batch_size", 32)), what="texts")
+    name = "saved_model" if source.endswith("model") else str(cfg.model.name)
+    path = Path(out) if out else run / "plots" / f"tsne_{split or 'eval'}_{name}.png"
+    path = tsne_plot(emb, texts.labels, path, title=f"{run.name}: {texts.what}, {name}",
+                     seed=seed)  # fmt: skip
+    log.info(
+        "Embedded %d texts with %s (%d truncated); wrote %s",
+        len(texts.texts),
+        source,
+        stats.n_truncated,
+        path,
+    )
+    if wandb_mode != "disabled":
+        from embedlab.tracking.wandb_logger import finish_wandb, make_wandb_logger
+
+        logger = make_wandb_logger(save_dir=str(run), name=f"viz:{run.name}", job_type="viz", mode=wandb_mode,
+                                   tags=["viz"])  # type: ignore[arg-type]  # fmt: skip
+        exit_code = 1
+        try:
+            logger.experiment.config.update(
+                {"run_dir": str(run), "model": source, "n_points": len(texts.texts)}
+            )
+            log_image_to_loggers([logger], f"viz/{cfg.data.name}/tsne", path)
+            exit_code = 0
+        finally:
+            finish_wandb([logger], exit_code)
+        log.info("Logged the plot to W&B (%s run in %s/wandb).", logger.experiment.settings.mode, run)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m embedlab.viz",
+        description="t-SNE map of a run's evaluation texts, embedded with the run's model, coloured by label.",
+    )
+    parser.add_argument("run_dir", help="a run output folder (outputs/<task>/runs/<date>/<time>)")
+    parser.add_argument(
+        "--split", default=None, help="STS runs: the split to plot (default: the last eval split)"
+    )
+    parser.add_argument("--max-points", type=int, default=1000, help="seeded subsample size (default 1000)")
+    parser.add_argument("--bins", type=int, default=5, help="STS runs: gold-score bins (default 5)")
+    parser.add_argument("--data-dir", default=None, help="where the run's data lives now (paths.data_dir)")
+    parser.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "disabled"])
+    parser.add_argument(
+        "--out", default=None, help="PNG path (default: <run>/plots/tsne_<split>_<model>.png)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    try:
+        path = visualise_run(args.run_dir, split=args.split, max_points=args.max_points, n_bins=args.bins,
+                             data_dir=args.data_dir, wandb_mode=args.wandb, out=args.out, seed=args.seed)  # fmt: skip
+    except (ConfigError, DataError) as exc:
+        log.error("%s", exc)
+        return 2
+    print(path)
+    return 0
