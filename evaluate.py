@@ -6,10 +6,10 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
+    from embedlab.jobs import run_job
     from embedlab.run import evaluate
 
-    metrics, _ = evaluate(cfg)
-    return metrics.get(cfg.monitor)
+    return run_job(cfg, evaluate)
 
 
 if __name__ == "__main__":

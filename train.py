@@ -6,10 +6,10 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from embedlab.run import train  # heavy imports stay out of `--help`
+    from embedlab.jobs import run_job  # heavy imports stay out of `--help`
+    from embedlab.run import train
 
-    metrics, _ = train(cfg)
-    return metrics.get(cfg.monitor)  # what Optuna / sweepers optimise
+    return run_job(cfg, train)  # the monitored metric: what Optuna / sweepers optimise
 
 
 if __name__ == "__main__":

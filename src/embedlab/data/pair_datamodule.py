@@ -1,7 +1,8 @@
 """A LightningDataModule over scored sentence pairs (any STS spec).
 
 Batches carry raw texts; the module tokenizes them with its own encoder, so one
-datamodule serves every model. Shuffling uses a generator seeded from ``seed``.
+datamodule serves every model. The training order is a function of (``seed``, epoch)
+and survives a mid-epoch resume (embedlab.data.resumable).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from embedlab.data.resumable import resumable_loader
 from embedlab.data.sts import SPLITS, PairSplit, STSData, STSSpec, load_sts
 
 
@@ -61,18 +63,35 @@ class PairDataModule(L.LightningDataModule):
         return self.data.splits[name]
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        # Every loader has its own generator: iterating one never draws from the global
+        # torch RNG, so dropout masks do not depend on how often loaders were iterated.
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             _Pairs(self.split(name)),
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
-            generator=generator if shuffle else None,
+            generator=generator,
             collate_fn=collate_pairs,
             num_workers=self.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """Shuffled batches that resume mid-epoch (same order as a seeded shuffle=True loader).
+
+        Under DDP Lightning swaps in a DistributedSampler (seeded, per-epoch); the loader
+        is then a plain one, and a mid-epoch resume restarts that epoch's data order.
+        """
+        if self.trainer is not None and self.trainer.world_size > 1:
+            return self._loader("train", shuffle=True)
+        pairs = _Pairs(self.split("train"))
+        return resumable_loader(
+            pairs,
+            len(pairs),
+            self.batch_size,
+            self.seed,
+            collate_fn=collate_pairs,
+            num_workers=self.num_workers,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", shuffle=False)

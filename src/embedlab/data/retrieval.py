@@ -113,14 +113,32 @@ def _open_text(path: Path) -> Any:
     return path.open(encoding="utf-8")
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with _open_text(path) as fh:
-        for n, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
+def _read_jsonl(path: Path, fields: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """JSON objects, one a line; each must hold ``fields``. Errors name the file and line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:  # bytes: a decoding error can name its line
+        for n, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path}:{n} is not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+                    f"re-save the file as UTF-8."
+                ) from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n} is a JSON {type(row).__name__}, expected an object per line.")
+            missing = [f for f in fields if f not in row]
+            if missing:
+                raise DataError(
+                    f"{path}:{n} has no {', '.join(repr(f) for f in missing)} field (has {sorted(row)})."
+                )
+            yield row
 
 
 def _first_existing(folder: Path, names: list[str], what: str) -> Path:
@@ -151,20 +169,25 @@ def load_beir(
     qrels_path = _require(root / "qrels" / f"{split}.tsv", f"BEIR qrels for split {split!r}")
 
     corpus: dict[str, str] = {}
-    for row in _read_jsonl(corpus_path):
+    for row in _read_jsonl(corpus_path, ("_id",)):
         text = (str(row.get("title") or "") + " " + str(row.get("text") or "")).strip()
         _unique_put(corpus, str(row["_id"]), text, "document", corpus_path)
     if not corpus:
         raise DataError(f"Empty corpus: {corpus_path} holds no documents.")
 
     all_queries: dict[str, str] = {}
-    for row in _read_jsonl(queries_path):
+    for row in _read_jsonl(queries_path, ("_id", "text")):
+        if not str(row["text"]).strip():
+            raise DataError(f"Query {row['_id']!r} in {queries_path} is empty or whitespace only.")
         _unique_put(all_queries, str(row["_id"]), str(row["text"]).strip(), "query", queries_path)
 
     qrels: dict[str, dict[str, int]] = {}
     n_dup = 0
-    with qrels_path.open(encoding="utf-8") as fh:
-        lines = [ln.rstrip("\r\n") for ln in fh]
+    try:
+        with qrels_path.open(encoding="utf-8") as fh:
+            lines = [ln.rstrip("\r\n") for ln in fh]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{qrels_path} is not valid UTF-8 ({exc.reason} at byte {exc.start}).") from None
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -174,7 +197,12 @@ def load_beir(
         qid, did, score = cols
         if n == 1 and not score.strip().lstrip("-").isdigit():
             continue  # header "query-id corpus-id score"
-        rel = int(score)
+        try:
+            rel = int(score)
+        except ValueError:
+            raise DataError(
+                f"{qrels_path}:{n}: relevance {score!r} is not an integer (BEIR qrels grade 0, 1, 2, ...)."
+            ) from None
         prev = qrels.setdefault(qid, {}).get(did)
         if prev is not None:
             if prev != rel:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
+from embedlab.data.resumable import ResumableBatches, ResumableDataLoader, SeededPermutation
 from embedlab.data.retrieval import RetrievalSet
 from embedlab.errors import DataError
 
@@ -107,16 +108,24 @@ def mine_negatives(
     return out
 
 
-class NoDuplicateBatches(Sampler[list[int]]):
-    """Shuffled batches in which no text appears twice (seeded, a new order each epoch)."""
+class NoDuplicateBatches(ResumableBatches):
+    """Shuffled batches in which no text appears twice.
+
+    The order is ``random.Random(seed + epoch)``'s shuffle, packed greedily: a function of
+    (seed, epoch) only, so a run resumed mid-epoch (ResumableDataLoader) picks up exactly
+    where the killed one stopped. Lightning sets the epoch through ``.sampler.set_epoch``.
+    """
 
     def __init__(self, examples: Sequence[RankingExample], batch_size: int, seed: int) -> None:
-        self.examples, self.batch_size, self.seed, self.epoch = examples, batch_size, seed, 0
+        self.examples = examples
+        super().__init__(SeededPermutation(len(examples), seed, style="python"), batch_size, self._pack)
 
-    def __iter__(self) -> Iterator[list[int]]:
-        order = list(range(len(self.examples)))
-        random.Random(self.seed + self.epoch).shuffle(order)
-        self.epoch += 1
+    @property
+    def seed(self) -> int:
+        return self.sampler.seed
+
+    def _pack(self, order: list[int]) -> list[list[int]]:
+        out = []
         while order:
             batch, seen, rest = [], set(), []
             for i in order:
@@ -127,11 +136,12 @@ class NoDuplicateBatches(Sampler[list[int]]):
                     seen |= texts
                 else:
                     rest.append(i)
-            yield batch
+            out.append(batch)
             order = rest
+        return out
 
     def __len__(self) -> int:
-        return (len(self.examples) + self.batch_size - 1) // self.batch_size
+        return len(self.batches())  # duplicates can force more than ceil(n / batch_size) batches
 
 
 def collate_ranking(items: Sequence[RankingExample]) -> dict[str, Any]:
@@ -153,8 +163,8 @@ class RankingDataModule(L.LightningDataModule):
         self.examples, self.batch_size, self.seed = list(examples), batch_size, seed
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.examples,  # type: ignore[arg-type]
+        return ResumableDataLoader(
+            self.examples,
             batch_sampler=NoDuplicateBatches(self.examples, self.batch_size, self.seed),
             collate_fn=collate_ranking,
         )

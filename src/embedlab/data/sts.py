@@ -107,7 +107,17 @@ def _resolve_file(spec: STSSpec, name: str) -> Path:
             "paths.data_dir=... (it must hold the folder named in the data config), "
             "or use data=lee for the embedded offline set."
         )
+        if path.parent.is_dir():  # the folder is there: a wrong file name (split, data.lang) is likelier
+            present = sorted(p.name for p in path.parent.iterdir() if p.is_file())
+            hint = (
+                f"The folder exists and holds {len(present)} files ({', '.join(present[:12])}"
+                f"{', ...' if len(present) > 12 else ''}): data.files (or data.lang) must name one of them.\n{hint}"
+            )
         raise DataError(f"Data file for '{spec.name}' not found: {path}\n{hint}")
+    if not path.is_file():
+        raise DataError(
+            f"Data file for '{spec.name}' is not a file: {path}. data.files must name CSV, TSV or JSONL files."
+        )
     return path
 
 
@@ -230,7 +240,10 @@ def validate_rows(rows: list[Row], spec: STSSpec, split: str) -> tuple[list[Row]
     """Check every row; raise listing the bad ones, or drop and count them."""
     bad = [(row[3], reason) for row in rows if (reason := _invalid_reason(row, spec.score_range))]
     if not rows:
-        raise DataError(f"'{spec.name}' split '{split}' holds no pairs.")
+        raise DataError(
+            f"'{spec.name}' split '{split}' holds no pairs: its file has no data rows (after the header, if "
+            f"data.has_header), or data.split_fractions / data.max_pairs_per_split leave it none."
+        )
     if bad and spec.on_invalid == "error":
         shown = "; ".join(f"{where}: {why}" for where, why in bad[:5])
         raise DataError(

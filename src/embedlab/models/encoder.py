@@ -65,6 +65,7 @@ def drop_unused_pooler(auto_model) -> None:
 
 def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[SentenceTransformer, ResolvedModel]:
     """Assemble a SentenceTransformer for ``spec``; returns it and where it came from."""
+    from safetensors import SafetensorError  # a truncated or corrupt weights file
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
 
@@ -81,7 +82,7 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
             processor_kwargs={"trust_remote_code": spec.trust_remote_code},
             config_kwargs={"trust_remote_code": spec.trust_remote_code},
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
         raise ModelUnavailableError(
             f"Model '{spec.name}' at {resolved.path} could not be loaded ({exc.__class__.__name__}: "
             f"{str(exc)[:300]}). Fix: check that the folder holds config.json, the weights "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 
-from embedlab.losses import RANKING_LOSSES, pair_loss, ranking_loss
+from embedlab.losses import RANKING_LOSSES, MatryoshkaLoss, pair_loss, ranking_loss, with_matryoshka
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -30,14 +30,20 @@ class SiameseModule(L.LightningModule):
         warmup_ratio: float = 0.1,
         cosent_scale: float = 20.0,
         dataset_name: str = "sts",
+        matryoshka_dims: list[int] | None = None,
+        matryoshka_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.encoder = encoder
         self.ranking = loss in RANKING_LOSSES
-        self.loss_fn = (
-            ranking_loss(loss, cosent_scale) if self.ranking else pair_loss(loss, scale=cosent_scale)
+        self.loss_fn = with_matryoshka(  # matryoshka_dims: the loss at every truncation, summed
+            ranking_loss(loss, cosent_scale) if self.ranking else pair_loss(loss, scale=cosent_scale),
+            matryoshka_dims,
+            matryoshka_weights,
         )
+        if isinstance(self.loss_fn, MatryoshkaLoss):
+            self.loss_fn.check_dimension(int(encoder.get_embedding_dimension()))
         self._val_cos: list[torch.Tensor] = []
         self._val_gold: list[torch.Tensor] = []
 
@@ -94,6 +100,37 @@ class SiameseModule(L.LightningModule):
         )
         self.log(f"val/{name}/spearman_cosine", rho, prog_bar=True, rank_zero_only=False)
 
+    # --- exact resume: the global RNG (dropout masks) travels with the checkpoint --------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from embedlab.data.resumable import checkpoint_rng_state
+
+        checkpoint["embedlab_rng"] = checkpoint_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Applied just before the first resumed training step, so nothing Lightning does
+        # while restoring (building loaders, moving the model) can draw from it first.
+        from embedlab.data.resumable import saved_loader_states
+
+        self._pending_rng = checkpoint.get("embedlab_rng")
+        self._pending_loader_states = saved_loader_states(checkpoint)
+
+    def on_train_start(self) -> None:
+        states = getattr(self, "_pending_loader_states", None)
+        if states:
+            from embedlab.data.resumable import restore_loader_positions
+
+            restore_loader_positions(self.trainer, states)  # Lightning drops them: see there
+        self._pending_loader_states = None
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        state = getattr(self, "_pending_rng", None)
+        if state is not None:
+            from embedlab.data.resumable import restore_rng_state
+
+            restore_rng_state(state)
+            self._pending_rng = None
+
     def configure_optimizers(self) -> dict[str, Any]:
         from transformers import get_linear_schedule_with_warmup
 
@@ -105,13 +142,21 @@ class SiameseModule(L.LightningModule):
             (
                 no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay
             ).append(param)
-        optimizer = torch.optim.AdamW(
-            [
+
+        # fused=True: one kernel over all tensors instead of a Python loop per tensor. On
+        # CPU (torch 2.13) a MiniLM step takes 13 ms instead of 100 ms (foreach: 84 ms);
+        # the update is the same AdamW (benchmarks/NOTES.md). Where torch has no fused
+        # kernel for the parameters' device or dtype, torch's default implementation runs.
+        def groups() -> list[dict[str, Any]]:  # fresh dicts: the optimizer writes its defaults into them
+            return [
                 {"params": decay, "weight_decay": self.hparams["weight_decay"]},
                 {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.hparams["lr"],
-        )
+            ]
+
+        try:
+            optimizer = torch.optim.AdamW(groups(), lr=self.hparams["lr"], fused=True)
+        except RuntimeError:
+            optimizer = torch.optim.AdamW(groups(), lr=self.hparams["lr"])
         total = int(self.trainer.estimated_stepping_batches)
         warmup = int(self.hparams["warmup_ratio"] * total)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, max(total, 1))

@@ -11,6 +11,7 @@ runs wherever the output folders were copied to.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -30,13 +31,16 @@ Mode = Literal["max", "min"]
 
 # The configuration axes a sweep varies; a "cell" is one value of each (seeds aside).
 AXES: tuple[str, ...] = ("model", "pooling", "dimension", "quantization", "index", "data")
-# Override keys that say where outputs go or which seed ran, never what was measured.
-_NOT_A_CELL_KEY = re.compile(r"^(hydra\.|paths\.|seed$)")
+# Override keys that say where outputs go, which seed ran or how a job was (re)started,
+# never what was measured.
+_NOT_A_CELL_KEY = re.compile(r"^(hydra\.|paths\.|seed$|redo$|ckpt_path$)")
 THROUGHPUT_SUFFIXES: tuple[str, ...] = ("encode_texts_per_s", "encode_documents_per_s")
 # A job folder without results.json whose log changed this recently is still running.
 RUNNING_WINDOW_S = 600.0
 # Files in a job folder that may say why it died: Hydra's job log (train.log /
 # evaluate.log), launcher stdout/stderr, and error.txt written by ReportCallback.on_job_end.
+# A job that raised inside train.py / evaluate.py says so itself: a results.json with
+# "status": "failed" and its error (embedlab.jobs), read before any of these.
 _LOG_GLOBS: tuple[str, ...] = ("error.txt", "*.log", "*.err", "*.out")
 _TAIL_BYTES = 8192
 # Most specific first: an OOM kill or a scheduler limit explains more than a later warning.
@@ -200,6 +204,10 @@ def read_job(
         try:
             payload = json.loads(results.read_text(encoding="utf-8"))
             status, reason = "ok", ""
+            if payload.get("status") == "failed":  # written by embedlab.jobs when the job raised
+                err = payload.get("error") or {}
+                status = "failed"
+                reason = _clean(f"{err.get('type', 'Error')}: {err.get('message', '')}".splitlines()[0])
         except (OSError, ValueError) as exc:
             status, reason = "failed", f"unreadable results.json ({exc.__class__.__name__}: {exc})"
     else:
@@ -451,6 +459,16 @@ def quality_of(
     combined = base + "".join(f"@{t}" for t in tags)
     if len(tags) > 1 and combined in job.metrics:
         return combined, job.metrics[combined]
+    for size in range(len(tags) - 1, 1, -1):  # the largest combination measured together (dim + precision)
+        for combo in itertools.combinations(tags, size):
+            key = base + "".join(f"@{t}" for t in combo)
+            if key in job.metrics:
+                rest = [t for t in tags if t not in combo]
+                tags = [key.removeprefix(f"{base}@")] + rest  # scored as one variant with the rest
+                break
+        else:
+            continue
+        break
     singles = [(f"{base}@{t}", job.metrics[f"{base}@{t}"]) for t in tags if f"{base}@{t}" in job.metrics]
     if not singles:
         return base, value

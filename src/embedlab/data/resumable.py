@@ -1,0 +1,236 @@
+"""Training batches that a run killed mid-epoch can resume exactly.
+
+Lightning 2.x restores the fit loop's batch counter from a mid-epoch checkpoint, but a
+plain DataLoader starts its epoch again from the first batch: the resumed run sees the
+first batches twice and never the last ones. Lightning saves and restores a loader's
+position only when the loader itself has ``state_dict``/``load_state_dict``
+(``CombinedLoader._state_dicts``), so:
+
+- the batch order of an epoch depends only on (seed, epoch): the batch sampler holds an
+  epoch-aware index sampler in ``.sampler``, where Lightning's ``_set_sampler_epoch``
+  finds it and calls ``set_epoch`` before every epoch;
+- :class:`ResumableDataLoader` counts the batches it has handed out this epoch and puts
+  ``{epoch, batches_done}`` into the checkpoint; loaded back, the next iteration of that
+  epoch skips the batches already trained on.
+
+Lightning does not prefetch from a loader whose length is known, so the count is exactly
+the number of batches trained on when ModelCheckpoint writes at a batch end.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+
+class SeededPermutation(Sampler[int]):
+    """A fresh shuffle of ``range(n)`` per epoch, a function of (seed, epoch) only.
+
+    ``style="torch"`` gives exactly the order that ``DataLoader(shuffle=True,
+    generator=torch.Generator().manual_seed(seed))`` produced epoch after epoch over
+    complete epochs (each iteration draws the loader's base seed, then RandomSampler's
+    permutation and its empty remainder permutation, from that one generator), so runs
+    recorded before resumable loaders keep their data order.
+    ``style="python"`` is ``random.Random(seed + epoch).shuffle``.
+    """
+
+    def __init__(self, n: int, seed: int, style: str = "torch") -> None:
+        if style not in {"torch", "python"}:
+            raise ValueError(f"style must be torch or python, got {style!r}")
+        self.n, self.seed, self.style, self.epoch = int(n), int(seed), style, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def order(self, epoch: int | None = None) -> list[int]:
+        epoch = self.epoch if epoch is None else int(epoch)
+        if self.style == "python":
+            out = list(range(self.n))
+            random.Random(self.seed + epoch).shuffle(out)
+            return out
+        gen = torch.Generator().manual_seed(self.seed)
+        for _ in range(epoch):  # replay the draws each earlier (complete) epoch made
+            torch.empty((), dtype=torch.int64).random_(generator=gen)  # the loader's base seed
+            torch.randperm(self.n, generator=gen)  # that epoch's order
+            torch.randperm(self.n, generator=gen)  # RandomSampler's (empty) remainder permutation
+        torch.empty((), dtype=torch.int64).random_(generator=gen)
+        return torch.randperm(self.n, generator=gen).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class ResumableBatches(Sampler[list[int]]):
+    """Batches of indices in an order set by ``sampler`` (a :class:`SeededPermutation`).
+
+    ``pack`` turns one epoch's index order into batches; the default cuts it into
+    ``batch_size`` chunks (the last one may be short, as DataLoader's ``drop_last=False``).
+    ``start`` batches are skipped by the next iteration only (set by the loader on resume).
+    """
+
+    def __init__(
+        self,
+        sampler: SeededPermutation,
+        batch_size: int,
+        pack: Callable[[list[int]], list[list[int]]] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.sampler, self.batch_size = sampler, int(batch_size)
+        self.pack = pack or self._chunks
+        self.start = 0
+
+    def _chunks(self, order: list[int]) -> list[list[int]]:
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        return self.pack(self.sampler.order(epoch))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        start, self.start = self.start, 0
+        yield from self.batches()[start:]
+
+    def __len__(self) -> int:
+        return (len(self.sampler) + self.batch_size - 1) // self.batch_size
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a :class:`ResumableBatches` whose position goes into checkpoints.
+
+    ``state_dict()`` -> ``{"epoch", "batches_done", "seed", "n_items", "batch_size"}``; after
+    ``load_state_dict`` the next iteration of that same epoch starts at ``batches_done``
+    (another epoch ignores it: the checkpoint was written at the end of its epoch).
+    The loader draws its workers' base seed from its own generator, so iterating it
+    never consumes the global torch RNG that dropout uses.
+    """
+
+    def __init__(self, dataset: Any, batch_sampler: ResumableBatches, **kwargs: Any) -> None:
+        kwargs.setdefault("generator", torch.Generator().manual_seed(batch_sampler.sampler.seed))
+        super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+        self._epoch = 0
+        self._done = 0
+        self._resume: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        # A generator: the body runs at the first next(), after Lightning's set_epoch.
+        batches: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
+        epoch, skip = batches.epoch, 0
+        if self._resume is not None and self._resume[0] == epoch:
+            skip = min(self._resume[1], len(batches))
+        self._resume = None
+        batches.start = skip
+        self._epoch, self._done = epoch, skip
+        for batch in super().__iter__():
+            self._done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        batches: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
+        return {
+            "epoch": self._epoch,
+            "batches_done": self._done,
+            "seed": batches.sampler.seed,
+            "n_items": len(batches.sampler),
+            "batch_size": batches.batch_size,
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        batches: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
+        now = {
+            "seed": batches.sampler.seed,
+            "n_items": len(batches.sampler),
+            "batch_size": batches.batch_size,
+        }
+        what = {"seed": "seed", "n_items": "training examples", "batch_size": "data.batch_size"}
+        for key, value in now.items():
+            if key in state and int(state[key]) != value:
+                raise ValueError(
+                    f"Cannot resume mid-epoch: the checkpoint's run had {what[key]} = {state[key]}, this run "
+                    f"has {value}. Resume with the same seed, data and data.batch_size as the interrupted run."
+                )
+        self._resume = (int(state["epoch"]), int(state["batches_done"]))
+
+
+def saved_loader_states(checkpoint: dict[str, Any]) -> list[dict[str, int]]:
+    """The training loaders' positions that Lightning stored in a checkpoint ([] if none)."""
+    fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    return list((fit_loop.get("state_dict") or {}).get("combined_loader") or [])
+
+
+def restore_loader_positions(trainer: Any, states: list[dict[str, int]]) -> int:
+    """Load saved loader positions (:func:`saved_loader_states`) into the trainer's training loaders.
+
+    Lightning should do this itself, but when ``configure_optimizers`` reads
+    ``trainer.estimated_stepping_batches`` (as ours does, for the warm-up schedule) the
+    training loader is built before the loop state is restored and the saved positions
+    are silently dropped (Lightning-AI/pytorch-lightning#20550). Call it after the restore
+    and before the first batch (``on_train_start``); loading twice is harmless. Returns
+    how many loaders were positioned.
+    """
+    if not states:
+        return 0
+    loaders = trainer.train_dataloader
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    elif not isinstance(loaders, list | tuple):
+        loaders = [loaders]
+    stateful = [dl for dl in loaders if isinstance(dl, ResumableDataLoader)]
+    if len(stateful) != len(states):
+        raise ValueError(
+            f"The checkpoint holds the position of {len(states)} training loader(s), this run has "
+            f"{len(stateful)} resumable one(s): resume with the same data configuration."
+        )
+    for dl, state in zip(stateful, states, strict=True):
+        dl.load_state_dict(state)
+    return len(stateful)
+
+
+def resumable_loader(
+    dataset: Any, n: int, batch_size: int, seed: int, *, style: str = "torch", **kwargs: Any
+) -> ResumableDataLoader:
+    """Shuffled training batches of ``dataset`` (``n`` items) that resume mid-epoch."""
+    return ResumableDataLoader(
+        dataset, ResumableBatches(SeededPermutation(n, seed, style), batch_size), **kwargs
+    )
+
+
+def checkpoint_rng_state() -> dict[str, Any]:
+    """Global RNG states (torch, CUDA, numpy, random) as tensors and plain Python values,
+    so a checkpoint holding them still loads with ``torch.load(weights_only=True)``."""
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [str(kind), [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,198 @@
+"""Exact resume: a run SIGKILLed mid-epoch and restarted with ckpt_path=last ends where an
+uninterrupted run ends; checkpoints load with weights_only=True and pickles are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from embedlab.data.resumable import ResumableDataLoader, SeededPermutation, resumable_loader
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _batches(loader) -> list[list[int]]:
+    return [b.tolist() if isinstance(b, torch.Tensor) else list(b) for b in loader]
+
+
+def test_order_matches_a_seeded_shuffling_dataloader() -> None:
+    """Epoch after epoch, the same batches as DataLoader(shuffle=True, seeded generator),
+    so runs recorded before the resumable loader keep their data order."""
+    data = list(range(37))
+    reference = DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(7))
+    ours = resumable_loader(data, len(data), 5, seed=7)
+    for epoch in range(4):
+        ours.batch_sampler.set_epoch(epoch)
+        assert _batches(ours) == _batches(reference)
+
+
+def test_order_depends_only_on_seed_and_epoch() -> None:
+    a, b = SeededPermutation(50, seed=3), SeededPermutation(50, seed=3)
+    b.set_epoch(2)
+    assert a.order(2) == list(b) and a.order(1) != a.order(2)
+    assert SeededPermutation(50, seed=4).order(2) != a.order(2)
+    assert sorted(a.order(5)) == list(range(50))
+
+
+def test_loader_state_skips_consumed_batches_of_that_epoch_only() -> None:
+    data = list(range(23))
+    first = resumable_loader(data, len(data), 4, seed=1)
+    first.batch_sampler.set_epoch(1)
+    it = iter(first)
+    seen = [next(it).tolist() for _ in range(3)]
+    state = first.state_dict()
+    assert state["epoch"] == 1 and state["batches_done"] == 3
+
+    resumed = resumable_loader(data, len(data), 4, seed=1)
+    resumed.load_state_dict(state)
+    resumed.batch_sampler.set_epoch(1)
+    rest = _batches(resumed)
+    reference = resumable_loader(data, len(data), 4, seed=1)
+    reference.batch_sampler.set_epoch(1)
+    assert seen + rest == _batches(reference)
+    assert resumed.state_dict()["batches_done"] == len(reference)  # a second kill counts from the start
+    # The saved position belongs to epoch 1: a resume that lands in epoch 2 starts it whole.
+    other = resumable_loader(data, len(data), 4, seed=1)
+    other.load_state_dict(state)
+    other.batch_sampler.set_epoch(2)
+    assert len(_batches(other)) == len(reference)
+
+
+def test_loader_state_from_another_setup_is_refused() -> None:
+    state = resumable_loader(list(range(20)), 20, 4, seed=1).state_dict()
+    with pytest.raises(ValueError, match="data.batch_size = 4"):
+        resumable_loader(list(range(20)), 20, 5, seed=1).load_state_dict(state)
+    with pytest.raises(ValueError, match="seed = 1"):
+        resumable_loader(list(range(20)), 20, 4, seed=2).load_state_dict(state)
+
+
+def test_no_duplicate_batches_resume_and_keep_their_invariant() -> None:
+    from embedlab.data.retrieval_pairs import NoDuplicateBatches, RankingExample, collate_ranking
+
+    examples = [RankingExample(f"q{i % 7}", f"d{i}") for i in range(30)]  # queries repeat
+    sampler = NoDuplicateBatches(examples, batch_size=4, seed=0)
+    sampler.sampler.set_epoch(3)  # what Lightning's _set_sampler_epoch reaches
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(30))
+    assert all(len({examples[i].query for i in b}) == len(b) for b in batches)
+    loader = ResumableDataLoader(examples, NoDuplicateBatches(examples, 4, 0), collate_fn=collate_ranking)
+    loader.batch_sampler.set_epoch(3)
+    it = iter(loader)
+    next(it), next(it)
+    resumed = ResumableDataLoader(examples, NoDuplicateBatches(examples, 4, 0), collate_fn=collate_ranking)
+    resumed.load_state_dict(loader.state_dict())
+    resumed.batch_sampler.set_epoch(3)
+    assert [b["positive"] for b in resumed] == [[examples[i].positive for i in b] for b in batches[2:]]
+
+
+# --- the real thing: train.py killed with SIGKILL, restarted with ckpt_path=last ------------
+
+# 200 training pairs in batches of 8: 25 steps an epoch, a checkpoint every 5 steps.
+RUN_ARGS = (
+    "model=tiny_bert", "data=lee", "logger=none", "trainer.max_epochs=2", "data.max_pairs_per_split=200",
+    "data.batch_size=8", "callbacks.resume_checkpoint.every_n_train_steps=5", "save_model=false",
+    "embedding_cache=false",
+)  # fmt: skip
+STEPS_PER_EPOCH = 25
+
+
+def _train_cmd(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), *RUN_ARGS, f"hydra.run.dir={run_dir}", *extra]
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+
+
+def _metrics(run_dir: Path) -> dict[str, float]:
+    metrics = json.loads((run_dir / "results.json").read_text())["metrics"]
+    return {k: v for k, v in metrics.items() if not k.endswith("encode_texts_per_s")}  # timings differ
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    from embedlab.models.tiny import build_tiny_model
+
+    build_tiny_model("bert", max_seq_length=64)  # into the shared cache before two processes want it
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    log = (tmp_path / "straight.log").open("w")
+    reference = subprocess.Popen(
+        _train_cmd(straight), cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT
+    )
+
+    victim = subprocess.Popen(
+        _train_cmd(killed), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "results.json").exists()
+
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)  # our checkpoints hold no pickles
+    (position,) = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert position["epoch"] == 0 and 0 < position["batches_done"] < STEPS_PER_EPOCH, position
+    assert ckpt["global_step"] == position["batches_done"]
+    assert {"torch", "numpy", "python"} <= set(ckpt["embedlab_rng"])
+
+    resumed = subprocess.run(
+        _train_cmd(killed, "ckpt_path=last"),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from {last}" in resumed.stderr + resumed.stdout
+    assert reference.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+
+    a, b = _metrics(straight), _metrics(killed)
+    assert a.keys() == b.keys() and "test/lee/spearman_cosine" in a
+    for key in a:
+        assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    meta = [
+        json.loads((d / "results.json").read_text())["meta"]["train"]["steps"] for d in (straight, killed)
+    ]
+    assert meta == [2 * STEPS_PER_EPOCH] * 2
+
+
+class NotATensor:
+    """Any picklable object: unpickling a checkpoint may run code, so embedlab refuses it."""
+
+    def __init__(self) -> None:
+        self.payload = "would run on load"
+
+
+def test_checkpoint_with_a_pickled_object_is_refused(make_cfg, tmp_path: Path) -> None:
+    from embedlab.errors import ConfigError
+    from embedlab.run import train
+
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {}, "extra": NotATensor()}, bad)
+    cfg = make_cfg("model=tiny_bert", "data=lee", "logger=none", "debug=fast", f"ckpt_path={bad}")
+    with pytest.raises(ConfigError, match="pickled Python objects") as info:
+        train(cfg)
+    assert "weights_only=True" in str(info.value) and "NotATensor" in str(info.value)
+
+
+def test_missing_checkpoint_path_is_a_clear_error(make_cfg, tmp_path: Path) -> None:
+    from embedlab.errors import ConfigError
+    from embedlab.run import train
+
+    cfg = make_cfg(
+        "model=tiny_bert", "data=lee", "logger=none", "debug=fast", f"ckpt_path={tmp_path / 'no.ckpt'}"
+    )
+    with pytest.raises(ConfigError, match="no such checkpoint file"):
+        train(cfg)
