@@ -11,7 +11,6 @@ each carries a sha256 of its bytes, so a corrupt entry is detected, removed and 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -136,10 +135,9 @@ class EmbeddingCache:
             return None
         try:
             meta = json.loads(meta_path.read_text())
-            raw = data_path.read_bytes()
-            if hashlib.sha256(raw).hexdigest() != meta["sha256"]:
+            if _file_sha256(data_path) != meta["sha256"]:  # streamed: no second copy in memory
                 raise ValueError("checksum mismatch")
-            arr = np.load(io.BytesIO(raw), allow_pickle=False)
+            arr = np.load(data_path, allow_pickle=False)
             if list(arr.shape) != meta["shape"]:
                 raise ValueError("shape mismatch")
             return arr
@@ -155,12 +153,25 @@ class EmbeddingCache:
             return
         data_path, meta_path = self._paths(key)
         data_path.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(emb, dtype=np.float32), allow_pickle=False)
-        raw = buf.getvalue()
-        meta = {"sha256": hashlib.sha256(raw).hexdigest(), "shape": list(emb.shape), **(info or {})}
-        _atomic_write(data_path, raw)
+        arr = np.ascontiguousarray(emb, dtype=np.float32)  # no copy when it already is
+        fd, tmp = tempfile.mkstemp(dir=data_path.parent, prefix=f".{data_path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:  # straight to disk: no in-memory .npy copy
+                np.save(fh, arr, allow_pickle=False)
+            meta = {"sha256": _file_sha256(Path(tmp)), "shape": list(arr.shape), **(info or {})}
+            os.replace(tmp, data_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         _atomic_write(meta_path, json.dumps(meta).encode())  # written last: marks the entry complete
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -197,7 +208,7 @@ def encode_cached(
         cache.stats.n_from_cache += len(texts)
         log.info("Read %d %s embeddings from the cache (%s)", len(texts), what, key)
         return hit, cache.recorded_stats(key)
-    parts: list[np.ndarray] = []
+    out: np.ndarray | None = None  # filled chunk by chunk: no list of parts to concatenate
     totals = dict(n_texts=0, n_encoded=0, n_truncated=0, max_tokens=0, seconds=0.0)
     limit = int(model.max_seq_length or 512)
     n_chunks = (len(texts) + chunk_size - 1) // chunk_size
@@ -206,13 +217,16 @@ def encode_cached(
     starts = range(0, len(texts), chunk_size)
     for i, start in enumerate(tqdm(starts, desc=f"encode {what}", unit="chunk", disable=n_chunks < 2)):
         emb, st = encode(model, texts[start : start + chunk_size], batch_size=batch_size, what=what)
-        parts.append(emb)
+        if out is None:
+            out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+        out[start : start + len(emb)] = emb
         for name in ("n_texts", "n_encoded", "n_truncated", "seconds"):
             totals[name] += getattr(st, name)
         totals["max_tokens"] = max(totals["max_tokens"], st.max_tokens)
         if n_chunks > 1:
             log.info("Encoded %s chunk %d/%d (%d texts)", what, i + 1, n_chunks, len(emb))
-    out = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    if out is None:
+        out = np.zeros((0, 0), np.float32)
     cache.stats.n_encoded += len(texts)
     stats = EncodeStats(
         int(totals["n_texts"]), int(totals["n_encoded"]), int(totals["n_truncated"]),

@@ -1,0 +1,117 @@
+"""Example SQuAD questions with what a model retrieves for them, both ways.
+
+    python experiments/qa_matching/examples.py model=minilm data=squad encode.threads=1 \
+        +qa.n=5 +qa.seed=0 +qa.out=experiments/qa_matching/examples_minilm.md
+
+Composes configs/evaluate.yaml like evaluate.py (model, pooling, encode backend; data must
+be a SQuAD question -> paragraph config). Draws ``qa.n`` questions (seeded) among those
+with at least one other question on their paragraph, encodes every paragraph and every
+question with embedlab's encode() (exact dot-product search, as index=none), and writes a
+Markdown table: the top paragraph and whether it holds a gold answer (the answer_hit@1
+test: case- and whitespace-insensitive containment), and the nearest *other* question,
+whether it is about the same paragraph (squad_qq's relevance) and whether its gold answer
+is one of the query's (what a FAQ bot would reply).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+log = logging.getLogger("qa_examples")
+
+
+def _cell(text: str, limit: int = 220) -> str:
+    """One Markdown table cell: no pipes or line breaks, long texts shortened with '...'."""
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _snippet(passage: str, answers: list[str], width: int = 90) -> str:
+    """The passage around the first gold answer it contains (else its start), answer in bold."""
+    from embedlab.eval.retrieval import normalise_answer_text
+
+    flat = " ".join(passage.split())
+    low = normalise_answer_text(flat)
+    for a in answers:
+        at = low.find(normalise_answer_text(a))
+        if a.strip() and at >= 0:
+            end = at + len(normalise_answer_text(a))
+            start, stop = max(0, at - width), min(len(flat), end + width)
+            pre = "..." if start else ""
+            post = "..." if stop < len(flat) else ""
+            return _cell(f"{pre}{flat[start:at]}**{flat[at:end]}**{flat[end:stop]}{post}", 10_000)
+    return _cell(flat, 2 * width + 20)
+
+
+@hydra.main(version_base="1.3", config_path="../../configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    import numpy as np
+
+    from embedlab.data.retrieval import load_retrieval_set
+    from embedlab.errors import ConfigError
+    from embedlab.eval.encode import encode
+    from embedlab.eval.retrieval import normalise_answer_text, topk_dot
+    from embedlab.run import build_model, encoding_from_cfg
+
+    opts = cfg.get("qa") or {}
+    d = cfg.data
+    if d.get("format") != "squad_paragraphs":
+        raise ConfigError(f"data={d.name} is not SQuAD question -> paragraph: use data=squad.")
+    q2p = load_retrieval_set(d.format, d.root, split=d.split, name=d.name)
+    q2q = load_retrieval_set("squad_questions", d.root)  # same file; ids = SQuAD question ids
+    assert q2p.answers is not None
+    pool = [q for q in q2p.queries if q in q2q.queries]  # questions with a sibling on their paragraph
+    picked = random.Random(int(opts.get("seed", 0))).sample(pool, int(opts.get("n", 5)))
+
+    para_ids, paras = q2p.doc_ids, list(q2p.corpus.values())
+    question_ids, questions = q2q.doc_ids, list(q2q.corpus.values())
+    row_of = {q: i for i, q in enumerate(question_ids)}
+    with encoding_from_cfg(cfg):
+        model, resolved = build_model(cfg)
+        p_emb, p_stats = encode(model, paras, batch_size=int(d.eval_batch_size), what="paragraphs")
+        q_emb, q_stats = encode(model, questions, batch_size=int(d.eval_batch_size), what="questions")
+    log.info("encoded %d paragraphs in %.1fs, %d questions in %.1fs", len(paras), p_stats.seconds,
+             len(questions), q_stats.seconds)  # fmt: skip
+    rows = np.array([row_of[q] for q in picked])
+    _, top_para = topk_dot(q_emb[rows], p_emb, 1)  # (n, 1)
+    _, top_q = topk_dot(q_emb[rows], q_emb, 1, exclude=rows)  # never the question itself
+
+    lines = [
+        f"Model `{cfg.model.name}` ({resolved.source}), encode backend `{cfg.encode.backend}`; "
+        f"{len(picked)} questions drawn with seed {opts.get('seed', 0)}. Bold: the gold answer "
+        f"where the text contains it.",
+        "",
+        "| question | gold answer | top paragraph (question -> paragraph) | gold paragraph? | holds answer? "
+        "| nearest other question (question -> question) | same paragraph? | its answer matches? |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, qid in enumerate(picked):
+        answers = q2p.answers[qid]
+        gold = {normalise_answer_text(a) for a in answers}
+        pid = para_ids[int(top_para[i, 0])]
+        passage = q2p.corpus[pid]
+        holds = any(g and g in normalise_answer_text(passage) for g in gold)
+        nid = question_ids[int(top_q[i, 0])]
+        same = nid in q2q.qrels[qid]
+        match = bool(gold & {normalise_answer_text(a) for a in q2p.answers[nid]})
+        yes = {True: "yes", False: "**no**"}
+        lines.append(
+            f"| {_cell(q2p.queries[qid])} | {_cell(' / '.join(answers), 80)} | {_snippet(passage, answers)} "
+            f"| {yes[pid in q2p.qrels[qid]]} | {yes[holds]} | {_cell(q2q.corpus[nid])} "
+            f"(answer: {_cell(' / '.join(q2p.answers[nid]), 60)}) | {yes[same]} | {yes[match]} |"
+        )
+    text = "\n".join(lines) + "\n"
+    out = Path(opts.get("out") or Path(cfg.paths.output_dir) / f"examples_{cfg.model.name}.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(text)
+    log.info("wrote %s", out)
+
+
+if __name__ == "__main__":
+    main()
