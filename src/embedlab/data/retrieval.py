@@ -29,11 +29,11 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embedlab.data.jsonl import read_jsonl
 from embedlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -113,34 +113,6 @@ def _open_text(path: Path) -> Any:
     return path.open(encoding="utf-8")
 
 
-def _read_jsonl(path: Path, fields: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-    """JSON objects, one a line; each must hold ``fields``. Errors name the file and line."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:  # bytes: a decoding error can name its line
-        for n, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"{path}:{n} is not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
-                    f"re-save the file as UTF-8."
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{n} is a JSON {type(row).__name__}, expected an object per line.")
-            missing = [f for f in fields if f not in row]
-            if missing:
-                raise DataError(
-                    f"{path}:{n} has no {', '.join(repr(f) for f in missing)} field (has {sorted(row)})."
-                )
-            yield row
-
-
 def _first_existing(folder: Path, names: list[str], what: str) -> Path:
     for name in names:
         if (folder / name).is_file():
@@ -169,14 +141,14 @@ def load_beir(
     qrels_path = _require(root / "qrels" / f"{split}.tsv", f"BEIR qrels for split {split!r}")
 
     corpus: dict[str, str] = {}
-    for row in _read_jsonl(corpus_path, ("_id",)):
+    for _, row in read_jsonl(corpus_path, ("_id",)):
         text = (str(row.get("title") or "") + " " + str(row.get("text") or "")).strip()
         _unique_put(corpus, str(row["_id"]), text, "document", corpus_path)
     if not corpus:
         raise DataError(f"Empty corpus: {corpus_path} holds no documents.")
 
     all_queries: dict[str, str] = {}
-    for row in _read_jsonl(queries_path, ("_id", "text")):
+    for _, row in read_jsonl(queries_path, ("_id", "text")):
         if not str(row["text"]).strip():
             raise DataError(f"Query {row['_id']!r} in {queries_path} is empty or whitespace only.")
         _unique_put(all_queries, str(row["_id"]), str(row["text"]).strip(), "query", queries_path)

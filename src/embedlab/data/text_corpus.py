@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import random
 import re
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from embedlab.data.jsonl import read_jsonl
 from embedlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -167,19 +167,8 @@ def _read_table(spec: CorpusSpec, path: Path) -> list[Record]:
 
     try:
         if path.suffix in {".jsonl", ".json"}:
-            with path.open(encoding=spec.encoding) as fh:
-                for i, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}:{i}: not a JSON object ({exc.msg}).") from None
-                    if not isinstance(rec, dict):
-                        raise DataError(
-                            f"{path}:{i}: expected a JSON object per line, got {type(rec).__name__}."
-                        )
-                    add(rec, f"{path.name}:{i}", sorted(rec))
+            for i, rec in read_jsonl(path, encoding=spec.encoding):
+                add(rec, f"{path.name}:{i}", sorted(rec))
             return records
         delimiter = spec.delimiter or ("\t" if path.suffix in {".tsv", ".tab"} else ",")
         with path.open(encoding=spec.encoding, newline="") as fh:
