@@ -279,3 +279,42 @@ def evaluate_precision(
         dim=res.dim,
         metrics=metrics,
     )
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """L2-normalised rows, computed as ST's ``encode(normalize_embeddings=True)`` does
+    (torch ``F.normalize``), so int8 codes at bucket edges come out the same."""
+    import torch
+
+    return torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(x)), p=2, dim=1).numpy()
+
+
+def pair_similarity_inputs(emb1: Any, emb2: Any, precision: Precision) -> tuple[np.ndarray, np.ndarray, int]:
+    """Both sides of scored pairs as sentence-transformers' ``EmbeddingSimilarityEvaluator``
+    scores them at ``precision``: (floats of side 1, floats of side 2, bytes per vector).
+
+    As ST does: L2-normalise (``normalize_embeddings=True``), quantize with
+    ``quantize_embeddings``, int8/uint8 ranges calibrated on *both* sides together (so a
+    sentence gets the same code on either side), binary codes unpacked to {0, 1}; then the
+    codes are compared as float32 vectors by the caller's cosine. There is no rescoring:
+    a pair has no candidates to re-rank.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; known: {PRECISIONS}")
+    a = _as_numpy(emb1, np.float32)
+    b = _as_numpy(emb2, np.float32)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(
+            f"Pair embeddings must be two (N, D) arrays of one shape, got {a.shape} and {b.shape}"
+        )
+    dim = a.shape[1]
+    if precision == "float32":
+        return a, b, bytes_per_vector(precision, dim)
+    a, b = _unit_rows(a), _unit_rows(b)
+    if precision in ("int8", "uint8"):
+        ranges = quantization_ranges(np.concatenate([a, b]))
+        qa, qb = quantize(a, precision, ranges=ranges), quantize(b, precision, ranges=ranges)
+        return qa.astype(np.float32), qb.astype(np.float32), bytes_per_vector(precision, dim)
+    # unpackbits pads to whole bytes with zeros: trimmed, though zeros change no cosine
+    bits = [np.unpackbits(_ubinary(quantize(x, precision), precision), axis=1)[:, :dim] for x in (a, b)]
+    return bits[0].astype(np.float32), bits[1].astype(np.float32), bytes_per_vector(precision, dim)

@@ -3,9 +3,11 @@ truncated dimensions, an embedding precision and a FAISS index from the same emb
 
 Metric names (without the ``split/dataset/`` prefix that run.py adds):
 ``ndcg@10`` exact float32 search at full dimension; ``ndcg@10@128`` truncated to 128
-dims; ``ndcg@10@int8`` at another embedding precision; ``ndcg@10@hnsw`` through the
-index; ``index_latency_p50_ms@hnsw``, ``index_recall@10@hnsw`` ...; ``answer_hit@5``
-(a retrieved paragraph contains a gold answer) for sets with answers.
+dims; ``ndcg@10@pca128`` projected on 128 principal components fitted on the corpus
+documents (``eval/pca.py``; never on the queries); ``ndcg@10@int8`` at another
+embedding precision; ``ndcg@10@hnsw`` through the index; ``index_latency_p50_ms@hnsw``,
+``index_recall@10@hnsw`` ...; ``answer_hit@5`` (a retrieved paragraph contains a gold
+answer) for sets with answers.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 class RetrievalEvalSettings:
     ks: tuple[int, ...] = (1, 3, 5, 10, 100)
     dims: tuple[int, ...] = ()
+    pca_dims: tuple[int, ...] = ()  # PCA fitted on the corpus documents (what the index holds)
     precision: str = "float32"
     rescore_multiplier: int = 0
     index: IndexSpec | None = None
@@ -66,8 +69,9 @@ def evaluate_retrieval(
     )
 
     doc_ids, query_ids = data.doc_ids, data.query_ids
+    doc_texts = [data.corpus[d] for d in doc_ids]
     docs, stats_d = encode_cached(
-        model, [data.corpus[d] for d in doc_ids], cache=cache, model_key=model_key,
+        model, doc_texts, cache=cache, model_key=model_key,
         batch_size=settings.batch_size, what="documents",
     )  # fmt: skip
     queries, stats_q = encode_cached(
@@ -102,6 +106,18 @@ def evaluate_retrieval(
             metrics.update({f"{k}@{dim}": v for k, v in sub.metrics.items()})
             metrics[f"bytes_per_vector@{dim}"] = float(4 * dim)
             bases.append((f"@{dim}", d_dim, q_dim))
+    for n_comp in settings.pca_dims:
+        from embedlab.eval.pca import fitted_pca, pca_key
+
+        pca = fitted_pca(lambda: docs, n_comp, cache=cache, key=pca_key(model_key, doc_texts, n_comp))
+        d_pca, q_pca = pca.transform(docs), pca.transform(queries)
+        sub = retrieval_metrics_from_embeddings(
+            query_ids, doc_ids, data.qrels, q_pca, d_pca, settings.ks, **common
+        )
+        metrics.update({f"{k}@{pca.tag}": v for k, v in sub.metrics.items()})
+        metrics[f"bytes_per_vector@{pca.tag}"] = float(4 * n_comp)
+        metrics[f"pca_explained_variance@{pca.tag}"] = float(pca.explained_variance_ratio.sum())
+        bases.append((f"@{pca.tag}", d_pca, q_pca))
     metrics["bytes_per_vector@float32"] = float(4 * docs.shape[1])
 
     for suffix, d_emb, q_emb in bases:

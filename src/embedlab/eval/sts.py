@@ -1,5 +1,14 @@
 """STS evaluation: cosine Spearman / Pearson, as sentence-transformers'
-``EmbeddingSimilarityEvaluator`` computes them, at full and reduced dimensions."""
+``EmbeddingSimilarityEvaluator`` computes them, at full and reduced dimensions and at
+lower embedding precisions, all scored from one float32 encode.
+
+Metric keys follow the retrieval convention (``eval/retrieval_task.py``):
+``spearman_cosine`` (float32, full dimension), ``spearman_cosine@128`` (truncated),
+``spearman_cosine@pca128`` (PCA, see ``eval/pca.py``), ``spearman_cosine@int8``
+(embedding precision, ST's ``precision=`` semantics), and combined
+``spearman_cosine@128@int8`` for a job that sets both: the deployed system pays both.
+``bytes_per_vector@...`` gives the storage of each variant.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +18,28 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embedlab.eval.encode import EncodeStats, encode
+from embedlab.eval.encode import EncodeStats
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from embedlab.data.sts import PairSplit
+    from embedlab.eval.embedding_cache import EmbeddingCache
+    from embedlab.eval.pca import PCAProjection
 
 
 def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two (N, D) arrays."""
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.einsum("nd,nd->n", a, b)
+    """Row-wise cosine similarity of two (N, D) arrays, in float32.
+
+    It is sentence-transformers' ``pairwise_cos_sim``, the function
+    ``EmbeddingSimilarityEvaluator`` scores with, so the rounding (and with it the order
+    of near-tied pairs, common with binary codes) is identical to ST's.
+    """
+    from sentence_transformers.util import pairwise_cos_sim
+
+    a32 = np.ascontiguousarray(a, dtype=np.float32)
+    b32 = np.ascontiguousarray(b, dtype=np.float32)
+    return pairwise_cos_sim(a32, b32).detach().cpu().numpy()
 
 
 def sts_metrics(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float]) -> dict[str, float]:
@@ -36,11 +54,51 @@ def sts_metrics(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float]) -> di
     }
 
 
+def sts_variant_metrics(
+    emb1: np.ndarray,
+    emb2: np.ndarray,
+    gold: Sequence[float],
+    *,
+    dims: Sequence[int] = (),
+    pca: PCAProjection | None = None,
+    precisions: Sequence[str] = (),
+) -> dict[str, float]:
+    """Every (dimension x precision) cell from one pair of float32 (N, D) embeddings.
+
+    Dimensions: the full one (no suffix), each truncated ``dims`` below the full size
+    (``@128``) and the ``pca`` projection (``@pca128``). Each is also scored at every
+    precision in ``precisions`` other than float32 (``@int8``, ``@128@int8``).
+    """
+    from embedlab.eval.precision import bytes_per_vector, pair_similarity_inputs
+
+    full = emb1.shape[1]
+    bases = [("", emb1, emb2)]
+    for d in dims:
+        if d < full:  # Matryoshka-style truncation; renormalised inside the cosine
+            bases.append((f"@{d}", emb1[:, :d], emb2[:, :d]))
+    if pca is not None:
+        bases.append((f"@{pca.tag}", pca.transform(emb1), pca.transform(emb2)))
+    metrics: dict[str, float] = {}
+    for suffix, a, b in bases:
+        metrics.update({f"{k}{suffix}": v for k, v in sts_metrics(a, b, gold).items()})
+        metrics[f"bytes_per_vector{suffix or '@float32'}"] = float(bytes_per_vector("float32", a.shape[1]))
+        for precision in precisions:
+            if precision == "float32":
+                continue
+            qa, qb, size = pair_similarity_inputs(a, b, precision)  # type: ignore[arg-type]
+            tag = f"{suffix}@{precision}"
+            metrics.update({f"{k}{tag}": v for k, v in sts_metrics(qa, qb, gold).items()})
+            metrics[f"bytes_per_vector{tag}"] = float(size)
+    if pca is not None:
+        metrics[f"pca_explained_variance@{pca.tag}"] = float(pca.explained_variance_ratio.sum())
+    return metrics
+
+
 @dataclass(frozen=True)
 class STSResult:
-    metrics: dict[str, float]  # "spearman_cosine", "pearson_cosine", and "...@<dim>" variants
+    metrics: dict[str, float]  # "spearman_cosine", "pearson_cosine", and "...@<variant>" keys
     worst_pairs: list[dict[str, object]]
-    encode_stats: EncodeStats
+    encode_stats: EncodeStats | None  # on a cache hit: as recorded when encoded (None if not stored)
 
 
 def worst_pairs(split: PairSplit, predicted: np.ndarray, n: int = 20) -> list[dict[str, object]]:
@@ -63,24 +121,87 @@ def worst_pairs(split: PairSplit, predicted: np.ndarray, n: int = 20) -> list[di
     return rows
 
 
+def split_texts(split: PairSplit) -> list[str]:
+    """Both sides of a split in one list (sentence1 then sentence2): one encode, one cache entry."""
+    return list(split.sentence1) + list(split.sentence2)
+
+
+def sts_embeddings(
+    model: SentenceTransformer,
+    split: PairSplit,
+    *,
+    batch_size: int = 64,
+    cache: EmbeddingCache | None = None,
+    model_key: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, EncodeStats | None]:
+    """(sentence1, sentence2) float32 embeddings of a split, through the embedding cache.
+
+    ``cache=None`` encodes without caching. With a cache, ``model_key`` should be
+    ``f"{encoder_key(model, weights)}:{encoding_tag()}"`` (run.py's scheme), computed here
+    when not given.
+    """
+    from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
+
+    if cache is None:
+        cache, model_key = EmbeddingCache(None), model_key or "uncached"
+    elif model_key is None:
+        from embedlab.eval.embedding_cache import encoder_key
+        from embedlab.eval.encode import encoding_tag
+
+        model_key = f"{encoder_key(model)}:{encoding_tag()}"
+    emb, stats = encode_cached(
+        model, split_texts(split), cache=cache, model_key=model_key, batch_size=batch_size, what="sentences"
+    )
+    n = len(split)
+    return emb[:n], emb[n:], stats
+
+
 def evaluate_sts(
     model: SentenceTransformer,
     split: PairSplit,
     *,
     dims: Sequence[int] = (),
+    precisions: Sequence[str] = (),
+    pca: PCAProjection | None = None,
     batch_size: int = 64,
     n_worst: int = 20,
+    cache: EmbeddingCache | None = None,
+    model_key: str | None = None,
 ) -> STSResult:
-    """Encode both sides once and score the full embedding and each truncated ``dim``."""
-    n = len(split)
-    emb, stats = encode(
-        model, list(split.sentence1) + list(split.sentence2), batch_size=batch_size, what="sentences"
-    )
-    a, b = emb[:n], emb[n:]
-    metrics = sts_metrics(a, b, split.scores)
-    full = a.shape[1]
-    for d in dims:
-        if d < full:  # Matryoshka-style truncation; renormalised inside the cosine
-            for key, value in sts_metrics(a[:, :d], b[:, :d], split.scores).items():
-                metrics[f"{key}@{d}"] = value
+    """Encode both sides once (or read them from ``cache``) and score every variant."""
+    a, b, stats = sts_embeddings(model, split, batch_size=batch_size, cache=cache, model_key=model_key)
+    metrics = sts_variant_metrics(a, b, split.scores, dims=dims, pca=pca, precisions=precisions)
     return STSResult(metrics, worst_pairs(split, paired_cosine(a, b), n_worst), stats)
+
+
+def fit_sts_pca(
+    model: SentenceTransformer,
+    train: PairSplit,
+    n_components: int,
+    *,
+    cache: EmbeddingCache,
+    model_key: str,
+    batch_size: int = 64,
+    dataset: str = "sts",
+) -> PCAProjection:
+    """PCA fitted on the distinct sentences of an STS train split (never the scored splits).
+
+    Cached under (encoder, train sentences, k): a later job with the same model reads the
+    projection and encodes nothing; otherwise the train sentences go through ``cache`` too.
+    """
+    from embedlab.eval.pca import fitted_pca, pca_key
+
+    texts = split_texts(train)
+    first = list({t: i for i, t in reversed(list(enumerate(texts)))}.values())  # one row per distinct text
+    if len(first) < n_components:
+        raise ValueError(
+            f"PCA to {n_components} dimensions is fitted on the train split of data={dataset}, which holds "
+            f"{len(first)} distinct sentences; it needs at least {n_components}. Use a smaller PCA dimension "
+            f"(dimension.size) or more training pairs (data.max_pairs_per_split)."
+        )
+
+    def embeddings() -> np.ndarray:
+        a, b, _ = sts_embeddings(model, train, batch_size=batch_size, cache=cache, model_key=model_key)
+        return np.concatenate([a, b])[sorted(first)]
+
+    return fitted_pca(embeddings, n_components, cache=cache, key=pca_key(model_key, texts, n_components))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
@@ -10,6 +10,7 @@ import torch
 from embedlab.errors import ConfigError
 from embedlab.losses.cosent import cosent_loss
 from embedlab.losses.cosine_similarity import cosine_similarity_loss
+from embedlab.losses.matryoshka import MatryoshkaLoss
 from embedlab.losses.multiple_negatives_ranking import multiple_negatives_ranking_loss
 
 PairLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -31,3 +32,12 @@ def ranking_loss(name: str, scale: float = 20.0) -> PairLoss:
     if name == "mnrl":
         return partial(multiple_negatives_ranking_loss, scale=scale)
     raise ConfigError(f"Unknown ranking loss '{name}'. Choose one of {RANKING_LOSSES}.")
+
+
+def with_matryoshka(
+    loss: Callable[..., torch.Tensor],
+    dims: Sequence[int] | None,
+    weights: Sequence[float] | None = None,
+) -> Callable[..., torch.Tensor]:
+    """``loss`` wrapped in a :class:`MatryoshkaLoss` over ``dims``; unchanged when ``dims`` is None."""
+    return MatryoshkaLoss(loss, dims, weights) if dims is not None else loss

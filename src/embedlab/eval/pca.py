@@ -1,0 +1,138 @@
+"""PCA as an evaluation-time dimension: fit on training texts, project both sides, renormalise.
+
+Where truncation keeps the first k coordinates (free, but only good for models trained
+with a Matryoshka loss), PCA keeps the k directions of largest variance of the model's
+own embeddings. It is fitted on texts the evaluation never scores: an STS set's
+train-split sentences, a retrieval set's corpus (what an index holds; never the test
+queries). Both the fit and the projection use L2-normalised embeddings, since the
+scores are cosines, and the projected vectors are renormalised before scoring.
+
+The fit is the SVD of the centred (N, D) matrix in float64 with scikit-learn's sign
+convention (``svd_flip``, largest-magnitude loading of each component positive), so it
+equals ``sklearn.decomposition.PCA(svd_solver="full")``. The mean and components are
+rounded to float32 once, and that is what every run applies; a fitted projection is
+stored in the embedding cache under (encoder, fit texts, k), so later jobs neither
+refit it nor re-encode the fit texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedlab.eval.embedding_cache import EmbeddingCache, texts_key
+
+log = logging.getLogger(__name__)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass(frozen=True)
+class PCAProjection:
+    """A fitted projection: ``mean`` (D,), ``components`` (k, D), both float32."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    explained_variance_ratio: np.ndarray  # (k,): share of the fit set's variance per component
+
+    @property
+    def n_components(self) -> int:
+        return int(self.components.shape[0])
+
+    @property
+    def tag(self) -> str:
+        """The metric-key suffix without '@': ``pca128``."""
+        return f"pca{self.n_components}"
+
+    def transform(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, D) embeddings -> (N, k) unit vectors in the PCA basis."""
+        x = np.asarray(embeddings, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
+            raise ValueError(
+                f"PCA was fitted on {self.mean.shape[0]}-dim embeddings; got an array of shape {x.shape}."
+            )
+        return _normalise((_normalise(x) - self.mean) @ self.components.T)
+
+    def to_array(self) -> np.ndarray:
+        """(k + 2, D) float32: mean, components, then the variance ratios (zero-padded)."""
+        k, d = self.components.shape
+        evr = np.zeros((1, d), np.float32)
+        evr[0, :k] = self.explained_variance_ratio
+        return np.vstack([self.mean[None, :], self.components, evr]).astype(np.float32)
+
+    @classmethod
+    def from_array(cls, arr: np.ndarray) -> PCAProjection:
+        k = arr.shape[0] - 2
+        return cls(arr[0].copy(), arr[1 : k + 1].copy(), arr[k + 1, :k].copy())
+
+
+def fit_pca(embeddings: np.ndarray, n_components: int) -> PCAProjection:
+    """PCA of the L2-normalised ``embeddings`` (N, D), keeping ``n_components`` directions."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"PCA needs a 2-D (N, D) array of embeddings, got shape {x.shape}.")
+    n, d = x.shape
+    if not 1 <= n_components <= d:
+        raise ValueError(
+            f"PCA to {n_components} dimensions needs embeddings of at least that size; these have {d}. "
+            f"Pick dimension.size <= {d}."
+        )
+    if n < n_components:
+        raise ValueError(
+            f"PCA to {n_components} dimensions needs at least {n_components} fit texts; got {n}. "
+            f"Use more training data (e.g. a larger data.max_pairs_per_split) or a smaller PCA dimension."
+        )
+    x = _normalise(x)
+    mean = x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)  # vt: (min(n, d), d)
+    # scikit-learn's svd_flip(u_based_decision=False): largest |loading| of each row positive
+    signs = np.sign(vt[np.arange(len(vt)), np.argmax(np.abs(vt), axis=1)])
+    signs[signs == 0] = 1.0
+    vt *= signs[:, None]
+    var = s**2 / max(n - 1, 1)
+    total = var.sum()
+    ratio = var / total if total > 0 else np.zeros_like(var)
+    return PCAProjection(
+        mean.astype(np.float32),
+        np.ascontiguousarray(vt[:n_components], dtype=np.float32),
+        ratio[:n_components].astype(np.float32),
+    )
+
+
+def pca_key(model_key: str, fit_texts: Sequence[str], n_components: int) -> str:
+    """Cache key of a projection: the encoder, the exact fit texts in order, k."""
+    raw = f"pca:{model_key}:{texts_key(fit_texts)}:{n_components}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def fitted_pca(
+    fit_embeddings: Callable[[], np.ndarray],
+    n_components: int,
+    *,
+    cache: EmbeddingCache,
+    key: str,
+) -> PCAProjection:
+    """The projection stored under ``key``, else fit it on ``fit_embeddings()`` and store it.
+
+    ``fit_embeddings`` is only called on a miss, so a cached projection costs no encoding.
+    """
+    hit = cache.get(key)
+    if hit is not None and hit.shape[0] == n_components + 2:
+        log.info("Read the %d-component PCA from the cache (%s)", n_components, key)
+        return PCAProjection.from_array(hit)
+    emb = fit_embeddings()
+    pca = PCAProjection.from_array(fit_pca(emb, n_components).to_array())  # float32 everywhere
+    cache.put(key, pca.to_array(), {"what": "pca", "n_components": n_components, "n_fit": len(emb)})
+    log.info(
+        "Fitted PCA to %d dimensions on %d embeddings: %.1f%% of their variance kept",
+        n_components,
+        len(emb),
+        100 * float(pca.explained_variance_ratio.sum()),
+    )
+    return pca
