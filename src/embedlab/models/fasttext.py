@@ -1,0 +1,466 @@
+"""A fastText sentence encoder: averaged word vectors that also cover unseen words.
+
+fastText (Bojanowski et al., 2017) represents a word by its own vector plus the vectors
+of its character n-grams (3 to 6 characters by default, hashed into ``bucket`` rows), so
+a word never seen in training, a typo, or a rare inflection still gets a vector built
+from the n-grams it shares with known words. This is the classical answer to the
+out-of-vocabulary problem that subword transformers answer with their tokenizers.
+
+The model is trained with gensim on a configured corpus (``training_texts``), cached on
+disk keyed by the corpus and the parameters, and wrapped as a sentence-transformers
+input module (:class:`FastTextEmbedding`, then ``Normalize``), so it runs through the
+same ``encode`` / embedding cache / STS and retrieval evaluation as the transformers.
+A "token" of this model is a word: ``max_seq_length`` counts words, and the truncation
+check in ``encode`` counts texts with more words than that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from sentence_transformers.base.modules import InputModule
+
+from embedlab.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from gensim.models.fasttext import FastTextKeyedVectors
+    from sentence_transformers import SentenceTransformer
+
+    from embedlab.data.sts import STSSpec
+    from embedlab.models.resolve import ResolvedModel
+
+log = logging.getLogger(__name__)
+
+FastTextPooling = Literal["mean", "max"]
+FASTTEXT_POOLING: tuple[str, ...] = ("mean", "max")
+CORPUS_SOURCES: tuple[str, ...] = ("eval", "lee", "wiki", "lines")
+WORD_RE = re.compile(r"\w+")  # Unicode letters, digits and "_": the same split for training and encoding
+
+
+def words(text: str, lowercase: bool = True) -> list[str]:
+    """The words of ``text`` as this model sees them (punctuation dropped)."""
+    return WORD_RE.findall(text.lower() if lowercase else text)
+
+
+def check_fasttext_settings(*, pooling: str, fit: bool, projection_dim: int | None, task: str) -> None:
+    """Reject what a fastText encoder cannot do, before anything is trained or loaded."""
+    if pooling not in FASTTEXT_POOLING:
+        raise ConfigError(
+            f"pooling={pooling} does not apply to model=fasttext: it has no [CLS] token or token "
+            f"positions, only word vectors. Fix: pooling=mean (the fastText sentence vector) or pooling=max."
+        )
+    if fit:
+        raise ConfigError(
+            "model=fasttext cannot be fine-tuned here: its word vectors come from unsupervised gensim "
+            "training on model.fasttext.corpus. Fix: run it with evaluate.py (or fit=false)."
+        )
+    if projection_dim:
+        raise ConfigError(
+            "dimension=proj* adds a learned projection, which needs fine-tuning; model=fasttext is "
+            "evaluate-only. Fix: dimension=full or a truncation (dimension=d64); for fewer dimensions "
+            "train smaller vectors with model.fasttext.vector_size=..."
+        )
+    if task == "mlm":
+        raise ConfigError("model=fasttext has no masked-LM head: use it on STS, retrieval or bitext data.")
+
+
+# --- the tokenizer and the module -----------------------------------------------------
+
+
+class WordTokenizer:
+    """Splits texts into words and maps them to vocabulary ids (unknown words: ``unk_token_id``).
+
+    Callable like a Hugging Face tokenizer (``tok(texts)["input_ids"]``), so the shared
+    encode path can count "tokens" (words) and truncation for this model too. The ids are
+    for counting: the module maps words to vector rows itself, n-grams included.
+    """
+
+    model_input_names = ("input_ids",)
+    pad_token_id = None
+    padding_side = "right"
+
+    def __init__(self, vocab: Sequence[str], lowercase: bool = True) -> None:
+        self.vocab: dict[str, int] = {w: i for i, w in enumerate(vocab)}
+        if len(self.vocab) != len(vocab):
+            raise ValueError("The fastText vocabulary holds duplicate words.")
+        self.lowercase = lowercase
+        self.unk_token_id = len(vocab)
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def tokenize(self, text: str) -> list[str]:
+        return words(text, self.lowercase)
+
+    def __call__(
+        self,
+        texts: str | Sequence[str],
+        *,
+        truncation: bool = False,
+        max_length: int | None = None,
+        **_: Any,  # add_special_tokens, return_attention_mask, verbose ...: nothing to do for words
+    ) -> dict[str, list[list[int]]]:
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        ids = [[self.vocab.get(w, self.unk_token_id) for w in self.tokenize(t)] for t in batch]
+        if truncation and max_length is not None:
+            ids = [row[:max_length] for row in ids]
+        return {"input_ids": ids}
+
+
+class FastTextEmbedding(InputModule):
+    """Sentence vector = mean (or max) over words of their fastText vectors.
+
+    A word's vector is gensim's ``wv[word]``: the trained vector for a vocabulary word, the
+    mean of its hashed character n-gram vectors otherwise. One ``EmbeddingBag`` holds both
+    tables (rows ``[0, V)`` words, ``[V, V + bucket)`` n-grams), so the weights are a
+    ``state_dict`` like any other module (the embedding cache key hashes them).
+    """
+
+    config_keys = ["min_n", "max_n", "bucket", "pooling", "max_seq_length", "lowercase"]
+
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        weights: np.ndarray | torch.Tensor,
+        *,
+        min_n: int = 3,
+        max_n: int = 6,
+        bucket: int = 200_000,
+        pooling: FastTextPooling = "mean",
+        max_seq_length: int = 256,
+        lowercase: bool = True,
+    ) -> None:
+        super().__init__()
+        if pooling not in FASTTEXT_POOLING:
+            raise ConfigError(f"Unknown fastText pooling '{pooling}'. Choose one of {FASTTEXT_POOLING}.")
+        weights = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+        if weights.ndim != 2 or weights.shape[0] != len(vocab) + bucket:
+            raise ValueError(
+                f"fastText weights must have vocabulary + bucket = {len(vocab)} + {bucket} rows, "
+                f"got shape {tuple(weights.shape)}."
+            )
+        self.embedding = torch.nn.EmbeddingBag.from_pretrained(weights, freeze=True, mode="mean")
+        self.tokenizer = WordTokenizer(vocab, lowercase)
+        self.vocab = list(vocab)
+        self.min_n, self.max_n, self.bucket = int(min_n), int(max_n), int(bucket)
+        self.pooling = pooling
+        self.max_seq_length = int(max_seq_length)
+        self.lowercase = lowercase
+        self.vocab_sha = hashlib.sha256("\n".join(self.vocab).encode()).hexdigest()[:16]
+        self._rows: dict[str, list[int]] = {}  # word -> vector rows, memoised (n-gram hashing is Python)
+
+    @classmethod
+    def from_keyed_vectors(
+        cls, kv: FastTextKeyedVectors, *, pooling: FastTextPooling = "mean", max_seq_length: int = 256,
+        lowercase: bool = True,
+    ) -> FastTextEmbedding:  # fmt: skip
+        """Wrap gensim's trained vectors; ``kv.vectors`` are already word + n-gram means."""
+        if not kv.bucket:
+            raise ConfigError(
+                "This fastText model has no n-gram buckets (bucket=0): it cannot embed unseen words."
+            )
+        weights = np.concatenate([kv.vectors, kv.vectors_ngrams]).astype(np.float32)  # (V + bucket, D)
+        return cls(
+            list(kv.index_to_key), weights, min_n=kv.min_n, max_n=kv.max_n, bucket=kv.bucket,
+            pooling=pooling, max_seq_length=max_seq_length, lowercase=lowercase,
+        )  # fmt: skip
+
+    @property
+    def n_vocab(self) -> int:
+        return len(self.vocab)
+
+    def word_rows(self, word: str) -> list[int]:
+        """Rows whose mean is the word's vector: its own, or its n-grams' ([] if it has none)."""
+        rows = self._rows.get(word)
+        if rows is None:
+            idx = self.tokenizer.vocab.get(word)
+            if idx is not None:
+                rows = [idx]
+            else:
+                from gensim.models.fasttext import ft_ngram_hashes
+
+                hashes = ft_ngram_hashes(word, self.min_n, self.max_n, self.bucket)
+                rows = [self.n_vocab + int(h) for h in hashes]
+            self._rows[word] = rows
+        return rows
+
+    def preprocess(
+        self, inputs: Sequence[str], prompt: str | None = None, **kwargs: Any
+    ) -> dict[str, torch.Tensor]:
+        """Flat vector rows per word, word offsets, and the number of words per text."""
+        if prompt:
+            inputs = self._prepend_prompt(list(inputs), prompt)
+        rows: list[int] = []
+        offsets: list[int] = []
+        n_words: list[int] = []
+        for text in inputs:
+            if not isinstance(text, str):
+                raise TypeError(f"FastTextEmbedding embeds text only, got {type(text).__name__}.")
+            n = 0
+            for word in self.tokenizer.tokenize(text)[: self.max_seq_length]:
+                word_rows = self.word_rows(word)
+                if word_rows:  # a word too short for any n-gram and unknown has no vector: skipped
+                    offsets.append(len(rows))
+                    rows.extend(word_rows)
+                    n += 1
+            n_words.append(n)
+        return {
+            "input_ids": torch.tensor(rows, dtype=torch.long),
+            "offsets": torch.tensor(offsets, dtype=torch.long),
+            "text_lengths": torch.tensor(n_words, dtype=torch.long),
+        }
+
+    def forward(self, features: dict[str, torch.Tensor], **kwargs: Any) -> dict[str, torch.Tensor]:
+        lengths = features["text_lengths"]  # (N,) words per text
+        n_texts, dim = lengths.shape[0], self.embedding.embedding_dim
+        weight = self.embedding.weight
+        out = torch.zeros(n_texts, dim, dtype=weight.dtype, device=weight.device)  # (N, D)
+        if features["offsets"].numel():
+            word_vecs = self.embedding(features["input_ids"], features["offsets"])  # (W, D)
+            text_of_word = torch.repeat_interleave(
+                torch.arange(n_texts, device=lengths.device), lengths
+            )  # (W,)
+            if self.pooling == "mean":
+                out.index_add_(0, text_of_word, word_vecs)
+                out /= lengths.clamp(min=1).unsqueeze(1).to(out.dtype)
+            else:
+                index = text_of_word.unsqueeze(1).expand_as(word_vecs)  # (W, D)
+                out.scatter_reduce_(0, index, word_vecs, reduce="amax", include_self=False)
+        # a text without words (only punctuation) keeps the zero vector; Normalize leaves it zero
+        features["sentence_embedding"] = out
+        return features
+
+    def get_embedding_dimension(self) -> int:
+        return int(self.embedding.embedding_dim)
+
+    def __repr__(self) -> str:  # part of the embedding cache key: every setting that changes outputs
+        return (
+            f"FastTextEmbedding({self.get_config_dict()}, vocab={self.n_vocab}, vocab_sha={self.vocab_sha}, "
+            f"dim={self.get_embedding_dimension()})"
+        )
+
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        from safetensors.torch import save_file
+
+        self.save_config(output_path)
+        save_file({"embedding.weight": self.embedding.weight.detach().contiguous()},
+                  os.path.join(output_path, "model.safetensors"))  # fmt: skip
+        with open(os.path.join(output_path, "vocab.json"), "w", encoding="utf-8") as fh:
+            json.dump(self.vocab, fh, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> FastTextEmbedding:
+        hub = {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
+        config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
+        weights = cls.load_torch_weights(model_name_or_path, subfolder=subfolder, **hub)
+        vocab_path = cls.load_file_path(model_name_or_path, filename="vocab.json", subfolder=subfolder, **hub)
+        with open(vocab_path, encoding="utf-8") as fh:
+            vocab = json.load(fh)
+        return cls(vocab, weights["embedding.weight"], **config)
+
+
+# --- training, with an on-disk cache ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FastTextParams:
+    """gensim FastText training parameters (``model.fasttext.params`` in configs/model/fasttext.yaml)."""
+
+    vector_size: int = 100
+    window: int = 5
+    min_count: int = 2
+    epochs: int = 10
+    sg: int = 1  # skip-gram: better than CBOW for rare words on small corpora (Bojanowski et al.)
+    min_n: int = 3
+    max_n: int = 6
+    bucket: int = 200_000  # gensim's default 2M rows would be 800 MB at 100 dims
+    negative: int = 5
+    sample: float = 1e-3
+    seed: int = 42
+    lowercase: bool = True
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> FastTextParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"Unknown fastText parameter(s) {unknown}. Known: {sorted(known)}.")
+        return cls(**values)
+
+    def check(self) -> None:
+        problems = []
+        if self.vector_size < 1 or self.epochs < 1 or self.window < 1 or self.min_count < 1:
+            problems.append("vector_size, epochs, window and min_count must be >= 1")
+        if not 1 <= self.min_n <= self.max_n:
+            problems.append(f"need 1 <= min_n <= max_n, got min_n={self.min_n}, max_n={self.max_n}")
+        if self.bucket < 1:
+            problems.append("bucket must be >= 1: without n-gram buckets unseen words get no vector")
+        if self.sg not in (0, 1):
+            problems.append(f"sg must be 0 (CBOW) or 1 (skip-gram), got {self.sg}")
+        if problems:
+            raise ConfigError("model.fasttext: " + "; ".join(problems) + ".")
+
+
+def training_texts(
+    source: str,
+    *,
+    task: str,
+    sts: STSSpec | None = None,
+    retrieval: tuple[str, str | None, str, str] | None = None,
+    file: str | None = None,
+) -> tuple[list[str], str]:
+    """The texts to train on, and a name for them.
+
+    ``eval``: what the evaluation set offers at training time without its test labels:
+    an STS set's training sentences, a retrieval set's corpus documents (``retrieval`` is
+    (format, root, split, name)). ``lee``: gensim's 300 Lee background news documents.
+    ``wiki``: gensim's shortened English Wikipedia excerpt. ``lines``: ``file``, one text a line.
+    """
+    from embedlab.data.text_corpus import CorpusSpec, load_corpus
+
+    if source == "eval":
+        if task == "sts" and sts is not None:
+            from embedlab.data.sts import load_sts
+
+            split = load_sts(sts, splits=("train",)).splits["train"]
+            return list(dict.fromkeys(split.sentence1 + split.sentence2)), f"{sts.name}:train"
+        if task == "retrieval" and retrieval is not None:
+            from embedlab.data.retrieval import load_retrieval_set
+
+            fmt, root, split_name, name = retrieval
+            rset = load_retrieval_set(fmt, root, split=split_name, name=name)
+            return list(rset.corpus.values()), f"{rset.name}:corpus"
+        raise ConfigError(
+            f"model.fasttext.corpus=eval has no training texts for a {task} set (it uses STS training "
+            f"sentences or a retrieval corpus). Fix: model.fasttext.corpus=wiki, lee, or lines with "
+            f"model.fasttext.corpus_file=<one text a line>."
+        )
+    if source in {"lee", "wiki"}:
+        corpus = load_corpus(
+            CorpusSpec(name=source, format=source, encoding="latin-1" if source == "lee" else "utf-8")
+        )  # type: ignore[arg-type]
+        return list(corpus.texts), source
+    if source == "lines":
+        if not file:
+            raise ConfigError(
+                "model.fasttext.corpus=lines needs model.fasttext.corpus_file=<path, one text a line>."
+            )
+        corpus = load_corpus(CorpusSpec(name=Path(file).stem, format="lines", file=file))
+        return list(corpus.texts), f"lines:{Path(file).name}"
+    raise ConfigError(f"Unknown model.fasttext.corpus '{source}'. Choose one of {CORPUS_SOURCES}.")
+
+
+def corpus_key(texts: Sequence[str], params: FastTextParams) -> str:
+    """Cache key of a trained model: the texts, the parameters and the gensim version."""
+    import gensim
+
+    digest = hashlib.sha256(json.dumps([asdict(params), gensim.__version__]).encode())
+    for t in texts:
+        digest.update(t.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    return digest.hexdigest()[:20]
+
+
+def train_fasttext(
+    texts: Sequence[str], params: FastTextParams, cache_dir: str | Path | None, *, corpus_name: str = "texts"
+) -> tuple[FastTextKeyedVectors, Path, bool]:
+    """Train (or read from ``cache_dir``) fastText vectors on ``texts``.
+
+    Returns (vectors, their folder, whether they came from the cache). ``cache_dir=None``
+    trains into a fresh temporary folder. One worker thread, seeded: the same texts and
+    parameters give the same vectors.
+    """
+    from gensim.models import FastText
+    from gensim.models.fasttext import FastTextKeyedVectors
+
+    params.check()
+    key = corpus_key(texts, params)
+    # without a cache the vectors still go to a folder: it is what the run's model fingerprint hashes
+    root = Path(cache_dir) / "fasttext" if cache_dir else Path(tempfile.mkdtemp(prefix="embedlab-fasttext-"))
+    folder = root / key
+    if (folder / "meta.json").exists():
+        log.info("fastText vectors for %s read from the cache (%s)", corpus_name, folder)
+        return FastTextKeyedVectors.load(str(folder / "vectors.kv")), folder, True
+    sentences = [w for w in (words(t, params.lowercase) for t in texts) if w]
+    n_words = sum(map(len, sentences))
+    if not sentences:
+        raise DataError(f"The fastText training corpus '{corpus_name}' holds no words.")
+    log.info(
+        "Training fastText on %s: %d texts, %d words, %d epochs",
+        corpus_name,
+        len(sentences),
+        n_words,
+        params.epochs,
+    )
+    p = asdict(params)
+    lowercase = p.pop("lowercase")
+    try:
+        model = FastText(sentences=sentences, workers=1, **p)
+    except RuntimeError as exc:  # gensim: "you must first build vocabulary before training the model"
+        raise DataError(
+            f"fastText found no word occurring >= {params.min_count} times in '{corpus_name}' "
+            f"({n_words} words): {exc}. Fix: a larger corpus, or model.fasttext.min_count=1."
+        ) from exc
+    kv = model.wv
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{key}."))
+    try:
+        kv.save(str(tmp / "vectors.kv"))
+        meta = {"key": key, "corpus": corpus_name, "n_texts": len(sentences), "n_words": n_words, "vocab": len(kv),
+                "params": {**p, "lowercase": lowercase}}  # fmt: skip
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        try:
+            tmp.rename(folder)  # atomic: a half-written model is never visible
+        except OSError:
+            if not (folder / "meta.json").exists():  # lost a race to another job: fine
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return kv, folder, False
+
+
+def build_fasttext_encoder(
+    texts: Sequence[str],
+    params: FastTextParams,
+    *,
+    corpus_name: str,
+    pooling: str = "mean",
+    max_seq_length: int = 256,
+    cache_dir: str | Path | None = None,
+) -> tuple[SentenceTransformer, ResolvedModel]:
+    """A SentenceTransformer (FastTextEmbedding, Normalize) trained on ``texts``."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize
+
+    from embedlab.models.resolve import ResolvedModel
+
+    if pooling not in FASTTEXT_POOLING:
+        raise ConfigError(f"pooling={pooling} does not apply to fastText. Choose one of {FASTTEXT_POOLING}.")
+    kv, folder, cached = train_fasttext(texts, params, cache_dir, corpus_name=corpus_name)
+    module = FastTextEmbedding.from_keyed_vectors(
+        kv,
+        pooling=pooling,
+        max_seq_length=max_seq_length,
+        lowercase=params.lowercase,  # type: ignore[arg-type]
+    )
+    model = SentenceTransformer(modules=[module, Normalize()], device="cpu")
+    source = f"fasttext:{corpus_name}" + (":cached" if cached else "")
+    log.info(
+        "fastText encoder: %d words in vocabulary, %d n-gram buckets, %d dims",
+        len(kv),
+        kv.bucket,
+        kv.vector_size,
+    )
+    return model, ResolvedModel(folder, source, "fasttext")
