@@ -503,7 +503,17 @@ def _index_cost(job: JobRecord, stem: str) -> float:
 
 
 def memory_mb_of(job: JobRecord) -> float:
-    return _index_cost(job, "index_total_mb")
+    """Index memory of the cell as deployed. An exact (flat) index stores the vectors alone,
+    so a cell with a smaller dimension or precision needs the measured float32 flat index
+    scaled by its bytes per vector; other index kinds report what they measured."""
+    mb = _index_cost(job, "index_total_mb")
+    if _get(job.config, "index", "kind") != "flat" or not math.isfinite(mb):
+        return mb
+    full = {_name_of(k): v for k, v in job.metrics.items()}.get("bytes_per_vector@float32", math.nan)
+    stored = bytes_per_vector_of(job)
+    if math.isfinite(full) and full > 0 and math.isfinite(stored):
+        return mb * stored / full
+    return mb
 
 
 def latency_ms_of(job: JobRecord) -> float:
