@@ -9,6 +9,7 @@ of each and the median of the per-round ratios.
     python benchmarks/train.py --full            # all 5,749 pairs, 4 epochs, + STS-B test
                                                  # Spearman of both (long: 15+ min each)
     python benchmarks/train.py --full --pairs 32 # the same on 32 pairs: a check that it runs
+    python benchmarks/train.py --levers loop padded --threads 1   # + variants (NOTES.md)
 
 Goal (issue "Performance"): at least the peer's pairs per second, with a final STS-B test
 Spearman within 0.3 points of it. Only ``fit`` is timed (no model loading, no evaluation).
@@ -17,7 +18,9 @@ Spearman within 0.3 points of it. Only ``fit`` is timed (no model loading, no ev
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -34,7 +37,17 @@ PEER = "sentence-transformers SentenceTransformerTrainer"
 OURS = "embedlab SiameseModule (Lightning)"
 LR, WEIGHT_DECAY, WARMUP = 2e-5, 0.01, 0.1  # the SBERT STS-B recipe (configs/objective/cosine.yaml)
 
-Fit = Callable[[], tuple[float, object]]  # -> (seconds of fit, trained SentenceTransformer)
+# --levers: label and fit_ours arguments of each variant
+LEVERS: dict[str, tuple[str, dict[str, object]]] = {
+    "loop": ("for-loop AdamW", {"adamw": {"foreach": False}}),
+    "foreach": ("foreach AdamW", {"adamw": {"foreach": True}}),
+    "padded": ("padded batches (no length groups)", {"padded": True}),
+    "before": ("padded, for-loop AdamW (before issue #6)", {"padded": True, "adamw": {"foreach": False}}),
+    "bf16": ("bf16-mixed", {"precision": "bf16-mixed"}),
+}
+
+# -> (wall seconds of fit, CPU seconds of this process during fit, trained SentenceTransformer)
+Fit = Callable[[], tuple[float, float, object]]
 
 
 def stsb_spec(pairs: int | None) -> STSSpec:
@@ -58,32 +71,52 @@ def fit_ours(
     batch_size: int,
     epochs: int,
     seed: int,
-    fused_adamw: bool = False,
+    adamw: dict[str, bool] | None = None,
     precision: str = "32-true",
-) -> tuple[float, object]:
-    """``fused_adamw`` / ``precision``: levers to try before changing SiameseModule or the
-    trainer config (--levers), not what embedlab runs by default."""
-    import functools
-
+    padded: bool = False,
+) -> tuple[float, float, object]:
+    """``adamw`` / ``precision`` / ``padded``: levers (--levers), not what embedlab runs
+    by default. ``adamw`` replaces SiameseModule's AdamW implementation flags (default:
+    fused), e.g. ``{"foreach": False}`` for torch's per-tensor loop (embedlab's optimizer
+    before fused). ``padded``: SiameseModule's step before length groups, each side of the
+    pairs in one forward pass padded to its longest text (what the peer does)."""
     import lightning as L
 
     from embedlab.modules.siamese import SiameseModule
 
-    class FusedAdamW(SiameseModule):
+    class Variant(SiameseModule):
         def configure_optimizers(self):  # type: ignore[override]
+            if adamw is None:
+                return super().configure_optimizers()
             real = torch.optim.AdamW
-            torch.optim.AdamW = functools.partial(real, fused=True)  # type: ignore[misc]
+
+            def patched(params, **kwargs):
+                kwargs.pop("fused", None)
+                return real(params, **kwargs, **adamw)
+
+            torch.optim.AdamW = patched  # type: ignore[misc,assignment]
             try:
                 return super().configure_optimizers()
             finally:
                 torch.optim.AdamW = real  # type: ignore[misc]
+
+        def _groupable(self, features, mask):  # type: ignore[override]
+            return not padded and super()._groupable(features, mask)
+
+        def training_step(self, batch, batch_idx):  # type: ignore[override]
+            if not padded:
+                return super().training_step(batch, batch_idx)
+            emb_a, emb_b = self.embed(batch["sentence1"]), self.embed(batch["sentence2"])
+            loss = self.loss_fn(emb_a, emb_b, batch["label"])
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
+            return loss
 
     L.seed_everything(seed, workers=True, verbose=False)
     model = fresh_model()
     data = PairDataModule(spec, batch_size=batch_size, seed=seed)
     data.setup()
     model.train()  # built in eval mode; Lightning keeps submodule modes (as run.train does)
-    module_class = FusedAdamW if fused_adamw else SiameseModule
+    module_class = SiameseModule if adamw is None and not padded else Variant
     module = module_class(model, loss="cosine", lr=LR, weight_decay=WEIGHT_DECAY, warmup_ratio=WARMUP)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
@@ -99,13 +132,13 @@ def fit_ours(
             limit_val_batches=0,
             default_root_dir=tmp,
         )
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         trainer.fit(module, train_dataloaders=data.train_dataloader())
-        seconds = time.perf_counter() - start
-    return seconds, model
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return seconds, cpu, model
 
 
-def fit_peer(train: PairSplit, batch_size: int, epochs: int, seed: int) -> tuple[float, object]:
+def fit_peer(train: PairSplit, batch_size: int, epochs: int, seed: int) -> tuple[float, float, object]:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
@@ -138,10 +171,10 @@ def fit_peer(train: PairSplit, batch_size: int, epochs: int, seed: int) -> tuple
         trainer = SentenceTransformerTrainer(
             model=model, args=args, train_dataset=dataset, loss=CosineSimilarityLoss(model)
         )
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         trainer.train()
-        seconds = time.perf_counter() - start
-    return seconds, model
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return seconds, cpu, model
 
 
 def main() -> None:
@@ -159,7 +192,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--levers", action="store_true", help="also: fused AdamW; fused AdamW + bf16-mixed")
+    parser.add_argument(
+        "--levers",
+        nargs="*",
+        choices=list(LEVERS),
+        default=None,
+        help="also run these variants of SiameseModule (bare --levers: all): loop / foreach = AdamW "
+        "without fused (the per-tensor loop was the default before), padded = each side of the "
+        "pairs padded to its longest text in one forward (no length groups), before = padded and "
+        "loop (SiameseModule before issue #6), bf16 = bf16-mixed",
+    )
     parser.add_argument(
         "--full", action="store_true", help="all train pairs, 4 epochs, one round, + STS-B test"
     )
@@ -183,27 +225,44 @@ def main() -> None:
         PEER: lambda: fit_peer(train, args.batch_size, args.epochs, args.seed),
         OURS: lambda: fit_ours(spec, args.batch_size, args.epochs, args.seed),
     }
-    if args.levers:
-        runs[f"{OURS}, fused AdamW"] = lambda: fit_ours(spec, args.batch_size, args.epochs, args.seed, True)
-        runs[f"{OURS}, fused AdamW, bf16-mixed"] = lambda: fit_ours(
-            spec, args.batch_size, args.epochs, args.seed, True, "bf16-mixed"
-        )
-    rates: dict[str, list[float]] = {name: [] for name in runs}
+    if args.levers is not None:
+        for lever in args.levers or list(LEVERS):
+            label, kwargs = LEVERS[lever]
+            runs[f"{OURS}, {label}"] = functools.partial(
+                fit_ours, spec, args.batch_size, args.epochs, args.seed, **kwargs
+            )
+    rates: dict[str, list[float]] = {name: [] for name in runs}  # pairs per wall second
+    cpu_rates: dict[str, list[float]] = {name: [] for name in runs}  # pairs per CPU second
     models: dict[str, object] = {}
     names = list(runs)
+    n_pairs = len(train) * args.epochs
     for r in range(args.repeats):
         for name in names if r % 2 == 0 else names[::-1]:  # ABBA: drift hits both alike
-            seconds, models[name] = runs[name]()
-            rates[name].append(len(train) * args.epochs / seconds)
-            print(f"  round {r + 1}: {name}: {seconds:.1f} s ({rates[name][-1]:.1f} pairs/s)")
+            seconds, cpu, models[name] = runs[name]()
+            rates[name].append(n_pairs / seconds)
+            cpu_rates[name].append(n_pairs / cpu)
+            print(
+                f"  round {r + 1}: {name}: {seconds:.1f} s ({rates[name][-1]:.1f} pairs/s), "
+                f"{cpu:.1f} CPU s ({cpu_rates[name][-1]:.1f} pairs per CPU s), "
+                f"load average {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+
+    def ratio(values: dict[str, list[float]], name: str) -> float:
+        return statistics.median(a / b for a, b in zip(values[name], values[PEER], strict=True))
+
     for name, r in rates.items():
-        ratio = statistics.median(a / b for a, b in zip(r, rates[PEER], strict=True))
         print(
             f"{name:62s} median {statistics.median(r):6.1f} pairs/s (min {min(r):.1f}, max {max(r):.1f}) "
-            f"{ratio:5.2f}x"
+            f"{ratio(rates, name):5.2f}x; per CPU second {statistics.median(cpu_rates[name]):6.1f} "
+            f"{ratio(cpu_rates, name):5.2f}x"
         )
-    ratio = statistics.median(a / b for a, b in zip(rates[OURS], rates[PEER], strict=True))
-    line = f"train speedup vs sentence-transformers: {ratio:.2f}x"
+    # On a machine other jobs share, the wall-time ratio swings with their load from one fit
+    # to the next; with --threads 1 the CPU time a fit uses barely does, so it is printed too.
+    line = (
+        f"train speedup vs sentence-transformers: {ratio(rates, OURS):.2f}x "
+        f"(per CPU second: {ratio(cpu_rates, OURS):.2f}x)"
+    )
     if args.full:
         from embedlab.eval.sts import evaluate_sts
 

@@ -19,6 +19,39 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
+# Padding is most of what a batch of random sentences holds: 16 STS-B train sentences
+# padded to their longest carry 2.24 tokens per real token. A forward + backward of
+# MiniLM on one CPU thread costs ~45 ms per call plus ~0.8 ms per token (benchmarks/
+# NOTES.md), so an extra call is worth ~64 tokens of padding: the price of a group below.
+GROUP_OVERHEAD_TOKENS = 64
+
+
+def length_groups(lengths: torch.Tensor, overhead: int = GROUP_OVERHEAD_TOKENS) -> list[torch.Tensor]:
+    """Split rows into groups of similar length, minimising padded tokens + ``overhead`` per group.
+
+    ``lengths`` (B,) are token counts. Rows are sorted by length and cut into contiguous
+    runs by dynamic programming (a group of rows i..j-1 costs (j - i) * length[j-1] +
+    overhead). Returns the row indices of each group, shortest texts first.
+    """
+    order = torch.argsort(lengths.cpu(), stable=True)
+    ls = lengths.cpu()[order].tolist()
+    n = len(ls)
+    best = [0.0] + [float("inf")] * n  # best[j]: cheapest cover of the j shortest rows
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        width = ls[j - 1]
+        for i in range(j):
+            cost = best[i] + (j - i) * width + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    bounds, j = [], n
+    while j > 0:
+        bounds.append((cut[j], j))
+        j = cut[j]
+    device = lengths.device
+    return [order[i:j].to(device) for i, j in reversed(bounds)]
+
+
 class SiameseModule(L.LightningModule):
     def __init__(
         self,
@@ -48,10 +81,38 @@ class SiameseModule(L.LightningModule):
         self._val_gold: list[torch.Tensor] = []
 
     def embed(self, texts: list[str]) -> torch.Tensor:
-        """(B,) texts -> (B, D) sentence embeddings, with gradients when training."""
+        """(B,) texts -> (B, D) sentence embeddings, with gradients when training.
+
+        On CPU the texts run in groups of similar length (:func:`length_groups`) rather than
+        as one batch padded to its longest text; every pooling mode ignores padding, so the
+        embeddings are the same up to float rounding and the loss sees them in input order.
+        """
         features = self.encoder.preprocess(texts)
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-        return self.encoder(features)["sentence_embedding"]
+        mask = features.get("attention_mask")
+        if not self._groupable(features, mask):
+            return self.encoder(features)["sentence_embedding"]
+        lengths = mask.sum(dim=1)  # (B,)
+        groups = length_groups(lengths)
+        if len(groups) == 1:
+            return self.encoder(features)["sentence_embedding"]
+        parts = []
+        for rows in groups:
+            width = int(lengths[rows].max())
+            sub = {k: v[rows, :width] if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+            parts.append(self.encoder(sub)["sentence_embedding"])  # (b, D)
+        order = torch.cat(groups)
+        return torch.cat(parts)[torch.argsort(order)]  # back to input order
+
+    def _groupable(self, features: dict[str, Any], mask: torch.Tensor | None) -> bool:
+        """Length groups pay off where compute scales with tokens (CPU; on a GPU the extra
+        launches cost more than the padding) and are safe only for right-padded token
+        tensors that all share the attention mask's (B, T) shape."""
+        if self.device.type != "cpu" or mask is None or mask.ndim != 2 or len(mask) < 2:
+            return False
+        if getattr(getattr(self.encoder, "tokenizer", None), "padding_side", "right") != "right":
+            return False
+        return all(v.shape == mask.shape for v in features.values() if isinstance(v, torch.Tensor))
 
     def forward(self, texts: list[str]) -> torch.Tensor:
         return self.embed(texts)
@@ -60,20 +121,20 @@ class SiameseModule(L.LightningModule):
         if self.ranking:
             if "anchor" not in batch:
                 raise ValueError("A ranking loss (mnrl) needs (query, positive) batches: use retrieval data.")
-            anchors = self.embed(batch["anchor"])  # (B, D)
-            candidates = self.embed(
-                batch["positive"] + [t for neg in batch["negatives"] for t in neg]
-            )  # (B*(1+n), D)
-            loss = self.loss_fn(anchors, candidates)
             size = len(batch["anchor"])
+            # one embed call for every text of the batch: fewer, better-filled length groups
+            emb = self.embed(
+                batch["anchor"] + batch["positive"] + [t for neg in batch["negatives"] for t in neg]
+            )  # (B + B*(1+n), D)
+            loss = self.loss_fn(emb[:size], emb[size:])
         else:
             if "label" not in batch:
                 raise ValueError(
                     f"The pair loss '{self.hparams['loss']}' needs scored pairs: use STS data or objective=mnrl."
                 )
-            emb_a, emb_b = self.embed(batch["sentence1"]), self.embed(batch["sentence2"])
-            loss = self.loss_fn(emb_a, emb_b, batch["label"])
             size = len(batch["label"])
+            emb = self.embed(list(batch["sentence1"]) + list(batch["sentence2"]))  # (2B, D)
+            loss = self.loss_fn(emb[:size], emb[size:], batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         return loss
 
