@@ -70,7 +70,7 @@ PILOT_DOCS = 20_000
 HNSW_GROWTH_PER_DECADE = 1.25
 
 # Knob values, cheap to expensive; sweeps stop at the first setting with recall >= 0.99.
-EF_SEARCH = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+EF_SEARCH = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 NPROBE = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 RESCORE = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
@@ -408,7 +408,7 @@ def table(res: SizeResult) -> str:
             cells += fmt_point(row.first(t), res)
         best = max(row.points, key=lambda p: p.recall)
         note = f" ({row.knob_name}={best.knob}, {row.stop})" if row.first(TARGETS[-1]) is None else ""
-        cells.append(f"{best.recall:.4f}{note}")
+        cells.append(f"{best.recall:.5f}{note}")  # 5 places: 0.98999 must not read as 0.9900
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
