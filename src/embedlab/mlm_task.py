@@ -31,11 +31,17 @@ from embedlab.errors import ConfigError
 from embedlab.models.encoder import EncoderSpec
 
 if TYPE_CHECKING:
-    from embedlab.data.sts import STSData
+    from embedlab.data.sts import STSData, STSSpec
 
 log = logging.getLogger(__name__)
 
 GUARD_METRICS: tuple[str, ...] = ("spearman_cosine", "pearson_cosine")
+STAGE_TITLES = {
+    "before": "before MLM",
+    "after": "after MLM",
+    "after_finetune": "after MLM + fine-tuning",
+    "finetuned_without_mlm": "fine-tuned without MLM",
+}
 
 
 def corpus_spec(cfg: DictConfig) -> CorpusSpec:
@@ -97,27 +103,33 @@ def knn_accuracy(embeddings: Any, labels: list[str], *, k: int = 5, seed: int = 
 # --- forgetting: general-quality probe and guard -------------------------------------
 
 
-def general_probe_data(root: str | Path | None, *, max_pairs: int | None = None, seed: int = 42) -> STSData:
-    """STS-B validation + test from the release under ``root``; the Lee ratings when it is absent.
+def general_probe_spec(root: str | Path | None, *, max_pairs: int | None = None, seed: int = 42) -> STSSpec:
+    """STS-B under ``root`` when it is there; otherwise the embedded Lee ratings (logged as a warning).
 
-    The Lee set ships with gensim, so the probe (and the guard) still work offline; the
-    fallback is logged as a warning because its scores are not comparable with STS-B's.
+    The Lee set ships with gensim, so the probe (and the guard, and fine-tuning after the
+    update) still work offline; its scores are not comparable with STS-B's.
     """
-    from embedlab.data.sts import STSSpec, load_sts
+    from embedlab.data.sts import STSSpec
     from embedlab.data.text_corpus import stsb_spec
 
     path = Path(root).expanduser() if root else None
     if path is not None and all((path / f).is_file() for f in ("sts-dev.csv", "sts-test.csv")):
-        return load_sts(stsb_spec(path, max_pairs=max_pairs, seed=seed), splits=("validation", "test"))
+        return stsb_spec(path, max_pairs=max_pairs, seed=seed)
     log.warning(
         "General-quality probe: STS-B not found at %s (sts-dev.csv, sts-test.csv); using the embedded "
         "Lee document-similarity ratings (gensim) instead. Set EMBEDLAB_DATA to the folder holding stsb/ "
         "to probe on STS-B.",
         path,
     )
-    spec = STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15),
+    return STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15),
                    split_seed=42, max_pairs_per_split=max_pairs)  # fmt: skip
-    return load_sts(spec, splits=("validation", "test"))
+
+
+def general_probe_data(root: str | Path | None, *, max_pairs: int | None = None, seed: int = 42) -> STSData:
+    """The probe's validation + test splits (see :func:`general_probe_spec`)."""
+    from embedlab.data.sts import load_sts
+
+    return load_sts(general_probe_spec(root, max_pairs=max_pairs, seed=seed), splits=("validation", "test"))
 
 
 def probe_general(encoder: Any, data: STSData, *, batch_size: int = 64) -> dict[str, float]:
@@ -188,7 +200,8 @@ def _embed_and_plot(
     metrics = {f"val/{corpus.name}/knn_accuracy_{stage}": knn_accuracy(emb, labels, seed=seed)}
     path = tsne_plot(
         emb, labels, out / "plots" / f"tsne_{stage}.png",
-        title=f"{corpus.name}: held-out embeddings {stage} MLM ({len(labels)} texts)", seed=seed,
+        title=f"{corpus.name}: held-out embeddings, {STAGE_TITLES.get(stage, stage)} ({len(labels)} texts)",
+        seed=seed,
     )  # fmt: skip
     log_image_to_loggers(loggers, f"val/{corpus.name}/tsne_{stage}", path)
     return metrics, str(path)
@@ -222,6 +235,61 @@ def _apply_guard(
     return decision
 
 
+def _finetune_stage(
+    cfg: DictConfig,
+    settings: Any,
+    encoder: Any,
+    previous: dict[str, Any],
+    corpus: Any,
+    probe_data: STSData,
+    out: Path,
+    metrics: dict[str, float],
+    plots: dict[str, str],
+    *,
+    kept_previous: bool,
+    batch_size: int,
+    loggers: list[Any],
+) -> dict[str, Any]:
+    """Fine-tune the kept encoder (and, to compare, the pre-update one); add their probes to ``metrics``.
+
+    Keys: ``<probe key>_after_finetune`` / ``knn_accuracy_after_finetune`` for the MLM-updated
+    encoder, ``..._finetuned_without_mlm`` for the baseline fine-tuned from the pre-update weights.
+    """
+    import copy
+
+    from embedlab.mlm_finetune import finetune_on_pairs
+
+    seed = int(cfg.seed)
+    spec = general_probe_spec(
+        cfg.objective.general_probe.get("root"), max_pairs=settings.max_pairs, seed=seed
+    )
+    record: dict[str, Any] = {**asdict(settings), "pairs_from": spec.name}
+    stages = [("after_finetune", encoder, "MLM-updated" if not kept_previous else "kept (pre-update)")]
+    if settings.compare_without_mlm and kept_previous:
+        log.info("The guard kept the pre-update encoder: fine-tuning it IS the without-MLM baseline; run once.")
+        record["without_mlm"] = "same as with_mlm: the guard rejected the MLM update"
+    elif settings.compare_without_mlm:
+        baseline = copy.deepcopy(encoder)
+        baseline.load_state_dict(previous)
+        stages.append(("finetuned_without_mlm", baseline, "pre-update"))
+    for stage, model, label in stages:
+        step = finetune_on_pairs(model, spec, settings, cfg, seed=seed, label=label)
+        record["with_mlm" if stage == "after_finetune" else "without_mlm"] = step
+        probe, png = _embed_and_plot(model, corpus, out, stage, batch_size=batch_size, seed=seed, loggers=loggers)
+        metrics.update(probe)
+        if png:
+            plots[stage] = png
+        general = probe_general(model, probe_data, batch_size=batch_size)
+        metrics.update({f"{k}_{stage}": v for k, v in general.items()})
+        name = f"val/{probe_data.name}/spearman_cosine"
+        log.info(
+            "Fine-tuned %s encoder: %s %.4f, test %.4f, k-NN %s",
+            label, name, general[name], general[f"test/{probe_data.name}/spearman_cosine"],
+            probe.get(f"val/{corpus.name}/knn_accuracy_{stage}", "n/a"),
+        )  # fmt: skip
+    return record
+
+
 def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Continued MLM on ``cfg.data``; returns (metrics, objects) as ``run.train`` does."""
     import lightning as L
@@ -230,6 +298,7 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from embedlab.data.mlm_datamodule import MLMDataModule
+    from embedlab.mlm_finetune import finetune_settings
     from embedlab.data.text_corpus import general_sentences, load_corpus, mix_replay
     from embedlab.models.encoder import build_encoder, model_fingerprint
     from embedlab.modules.mlm import MLMModule, copy_backbone_to_encoder, perplexity
@@ -247,6 +316,7 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     eval_batch_size = int(d.get("eval_batch_size", 32))
 
     probe_cfg, guard_cfg, replay_cfg = guard_settings(cfg)
+    finetune = finetune_settings(cfg)
     corpus = load_corpus(corpus_spec(cfg))
     train_texts, replay_meta = corpus.train_texts, None
     if replay_cfg is not None:
@@ -352,6 +422,16 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                     metrics[f"val/{probe_data.name}/guard_triggered"] = float(decision.triggered)
                     guard_meta = decision.as_dict()
                     guard_meta["saved"] = "previous encoder" if decision.triggered else "updated encoder"
+            finetune_meta = None
+            if finetune is not None:
+                assert probe_data is not None and previous is not None
+                kept_previous = bool(guard_meta and guard_meta["guard_triggered"])
+                finetune_meta = _finetune_stage(
+                    cfg, finetune, encoder, previous, corpus, probe_data, out, metrics, plots,
+                    kept_previous=kept_previous, batch_size=eval_batch_size, loggers=loggers,
+                )  # fmt: skip
+                if guard_meta is not None:
+                    guard_meta["saved"] += ", then fine-tuned"
             encoder.save(str(out / "model"))
             if replay_meta is not None:
                 metrics[f"{key}/n_replay_texts"] = float(replay_meta["n_replay"])
@@ -378,6 +458,7 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 },
                 "guard": guard_meta,
                 "replay": replay_meta,
+                "finetune": finetune_meta,
             }  # fmt: skip
             meta = collect_meta(cfg, resolved, model_fp, corpus.meta(), time.perf_counter() - start, extra)
             write_results(out / "results.json", metrics, meta)
