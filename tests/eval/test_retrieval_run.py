@@ -204,3 +204,48 @@ def test_cache_hit_reports_the_stats_recorded_when_encoded(tiny_model_dirs, tmp_
     _, again = encode_cached(model, texts, cache=cache, model_key="k")
     assert first is not None and again == first
     assert cache.stats.n_encoded == 0 and cache.stats.n_from_cache == 20
+
+
+def test_question_to_question_queries_reuse_the_document_embeddings(data_dir: Path, tiny_model_dirs) -> None:
+    """squad_qq: every query is also a document, so only the documents are encoded, and the
+    metrics equal those from encoding the queries separately (up to batch-padding float noise)."""
+    from dataclasses import replace
+
+    from embedlab.data.retrieval import load_squad_questions
+    from embedlab.eval import retrieval_task
+    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
+    from embedlab.models.encoder import EncoderSpec, build_encoder
+
+    full = load_squad_questions(data_dir / "squad_v1.1" / "dev-v1.1.json.gz")
+    keep = list(full.corpus)[:300]
+    queries = {q: full.queries[q] for q in keep if q in full.queries}
+    data = replace(
+        full, corpus={d: full.corpus[d] for d in keep}, queries=queries,
+        qrels={q: {d: r for d, r in full.qrels[q].items() if d in set(keep)} for q in queries},
+    )  # fmt: skip
+    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    settings = RetrievalEvalSettings(ks=(1, 5, 10), batch_size=32)
+    cache = EmbeddingCache(None)
+    reused = evaluate_retrieval(model, data, settings, cache=cache, model_key=encoder_key(model))
+    assert cache.stats.n_encoded == len(data.corpus)  # the queries were not encoded again
+    assert reused.details["encode_queries"] == {"reused_from_documents": len(queries)}
+    assert "encode_queries_per_s" not in reused.metrics and "encode_documents_per_s" in reused.metrics
+
+    original = retrieval_task.rows_of_known_texts
+    try:
+        retrieval_task.rows_of_known_texts = lambda *a: None  # force a separate query encoding
+        separate = evaluate_retrieval(model, data, settings, cache=EmbeddingCache(None), model_key=encoder_key(model))
+    finally:
+        retrieval_task.rows_of_known_texts = original
+    for key in ("ndcg@10", "mrr@10", "recall@5", "accuracy@1"):
+        assert reused.metrics[key] == pytest.approx(separate.metrics[key], abs=2e-3), key
+
+
+def test_rows_of_known_texts() -> None:
+    from embedlab.eval.retrieval_task import rows_of_known_texts
+
+    known = np.arange(6, dtype=np.float32).reshape(3, 2)
+    np.testing.assert_array_equal(rows_of_known_texts(["c", "a"], ["a", "b", "c"], known), known[[2, 0]])
+    assert rows_of_known_texts(["a", "new"], ["a", "b", "c"], known) is None
+    assert rows_of_known_texts([], ["a"], known[:1]) is None

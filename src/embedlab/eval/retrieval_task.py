@@ -51,6 +51,21 @@ class RetrievalEvalResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def rows_of_known_texts(
+    texts: Sequence[str], known_texts: Sequence[str], known: np.ndarray
+) -> np.ndarray | None:
+    """Rows of ``known`` (embeddings of ``known_texts``) for ``texts``, or None if any text is new.
+
+    Queries and documents go through the same encoder call (no role prompts), so a query
+    that is also a document has the document's embedding; encoding it again is wasted time.
+    """
+    row = {t: i for i, t in enumerate(known_texts)}
+    idx = [row.get(t, -1) for t in texts]
+    if not texts or -1 in idx:
+        return None
+    return known[np.asarray(idx)]
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -74,10 +89,16 @@ def evaluate_retrieval(
         model, doc_texts, cache=cache, model_key=model_key,
         batch_size=settings.batch_size, what="documents",
     )  # fmt: skip
-    queries, stats_q = encode_cached(
-        model, [data.queries[q] for q in query_ids], cache=cache, model_key=model_key,
-        batch_size=settings.batch_size, what="queries",
-    )  # fmt: skip
+    query_texts = [data.queries[q] for q in query_ids]
+    queries = rows_of_known_texts(query_texts, doc_texts, docs)
+    reused, stats_q = queries is not None, None
+    if queries is None:
+        queries, stats_q = encode_cached(
+            model, query_texts, cache=cache, model_key=model_key,
+            batch_size=settings.batch_size, what="queries",
+        )  # fmt: skip
+    else:  # question-to-question sets (squad_qq): every query is also a document
+        log.info("All %d queries are documents too: their embeddings are reused, not re-encoded.", len(queries))
     docs, queries = _normalise(docs), _normalise(queries)
     common = dict(ignore_identical_ids=data.ignore_identical_ids, ndcg_gain=settings.ndcg_gain)
     metrics: dict[str, float] = {}
@@ -147,6 +168,8 @@ def evaluate_retrieval(
         gold = [data.answers.get(q, []) for q in query_ids]
         metrics.update(answer_hit_rate_at_k(retrieved, gold, settings.answer_ks).metrics)
 
+    if reused:
+        details["encode_queries"] = {"reused_from_documents": len(query_ids)}
     for name, st in (("documents", stats_d), ("queries", stats_q)):
         if st is not None:
             metrics[f"encode_{name}_per_s"] = st.n_encoded / max(st.seconds, 1e-9)
