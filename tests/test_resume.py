@@ -168,6 +168,55 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> 
     assert meta == [2 * STEPS_PER_EPOCH] * 2
 
 
+MLM_ARGS = (
+    "model=tiny_bert", "objective=mlm", "data=mlm_lee", "data.max_texts=100", "data.batch_size=6",
+    "trainer.max_epochs=2", "logger=none", "callbacks.resume_checkpoint.every_n_train_steps=5",
+    "objective.general_probe.max_pairs=60",
+)  # fmt: skip
+MLM_STEPS_PER_EPOCH = 15  # 90 training texts (10% held out) in batches of 6
+
+
+@pytest.mark.slow
+def test_mlm_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    """Continued MLM resumes exactly too: data position, masking generator and dropout RNG."""
+    from embedlab.models.tiny import build_tiny_model
+
+    build_tiny_model("bert", max_seq_length=64)
+
+    def cmd(run_dir: Path, *extra: str) -> list[str]:
+        return [sys.executable, str(ROOT / "train.py"), *MLM_ARGS, f"hydra.run.dir={run_dir}", *extra]
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    log = (tmp_path / "straight.log").open("w")
+    reference = subprocess.Popen(cmd(straight), cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    victim = subprocess.Popen(cmd(killed), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    (position,) = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert position["epoch"] == 0 and 0 < position["batches_done"] < MLM_STEPS_PER_EPOCH, position
+    assert "mask_rng" in position["collate"] and "embedlab_rng" in ckpt
+
+    resumed = subprocess.run(cmd(killed, "ckpt_path=last"), cwd=ROOT, env=_env(), capture_output=True,
+                             text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from {last}" in resumed.stderr + resumed.stdout
+    assert reference.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+
+    a, b = (json.loads((d / "results.json").read_text()) for d in (straight, killed))
+    assert a["metrics"].keys() == b["metrics"].keys()
+    assert "val/lee_background/perplexity_after" in a["metrics"]
+    for key, value in a["metrics"].items():
+        assert b["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-6), key
+    assert a["meta"]["mlm"]["steps"] == b["meta"]["mlm"]["steps"] == 2 * MLM_STEPS_PER_EPOCH
+
+
 class NotATensor:
     """Any picklable object: unpickling a checkpoint may run code, so embedlab refuses it."""
 

@@ -116,8 +116,8 @@ def finetune_on_pairs(
         enable_progress_bar=False,
     )
     log.info(
-        "Fine-tuning (%s) the %s encoder on %d %s train pairs: %d epoch(s), batch %d, lr %g, loss %s.",
-        label, label, len(datamodule.split("train")), spec.name, settings.epochs,
+        "Fine-tuning the %s encoder on %d %s train pairs: %d epoch(s), batch %d, lr %g, loss %s.",
+        label, len(datamodule.split("train")), spec.name, settings.epochs,
         settings.batch_size, settings.lr, settings.loss,
     )  # fmt: skip
     start = time.perf_counter()

@@ -302,7 +302,7 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from embedlab.data.text_corpus import general_sentences, load_corpus, mix_replay
     from embedlab.models.encoder import build_encoder, model_fingerprint
     from embedlab.modules.mlm import MLMModule, copy_backbone_to_encoder, perplexity
-    from embedlab.run import build_loggers, collect_meta
+    from embedlab.run import build_loggers, collect_meta, fit_resumable, instantiate_list
     from embedlab.tracking.results import redact, write_results
     from embedlab.tracking.wandb_logger import finish_wandb
 
@@ -387,16 +387,16 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             seed=seed,
         )
         datamodule.setup()
-        callbacks = [LearningRateMonitor(logging_interval="step")] if loggers else []
-        # The config's ModelCheckpoint monitors the siamese metric; the MLM run keeps the final
-        # weights (saved below as a sentence-transformers folder) and no Lightning checkpoints.
-        trainer: L.Trainer = instantiate(
-            cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=False
-        )
+        # The config's callbacks: resume_checkpoint writes <run dir>/checkpoints/last.ckpt mid-epoch
+        # (weights, optimizer, data position, masking and dropout RNG), so ckpt_path=last resumes.
+        callbacks = instantiate_list(cfg.get("callbacks"))
+        if not loggers:  # Lightning refuses a LearningRateMonitor without a logger
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
         for lg in loggers:
             lg.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         fit_start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
+        fit_resumable(trainer, module, datamodule, cfg.get("ckpt_path"), out)
         fit_seconds = time.perf_counter() - fit_start
         if trainer.is_global_zero:
             metrics[f"{key}/perplexity_after"] = perplexity(

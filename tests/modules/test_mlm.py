@@ -160,3 +160,54 @@ def test_run_mlm_on_tiny_model(make_cfg, tmp_path: Path, corpus: TextCorpus) -> 
         objects["encoder"].encode(["a test"], convert_to_tensor=True),
         atol=1e-5,
     )
+
+
+def _tensors(batches) -> list[tuple[list, list]]:
+    return [(b["input_ids"].tolist(), b["labels"].tolist()) for b in batches]
+
+
+@pytest.mark.parametrize("whole_word_mask", [False, True])
+def test_training_batches_resume_mid_epoch_with_the_same_masks(
+    tiny_model_dirs: dict[str, Path], corpus: TextCorpus, whole_word_mask: bool
+) -> None:
+    """The loader's state (position + masking generator) lets a resumed run draw exactly the
+    batches and masks the killed run would have drawn; the order and masks also equal the
+    seeded shuffle=True DataLoader that recorded runs used."""
+    from torch.utils.data import DataLoader
+
+    from embedlab.data.mlm_datamodule import _Features
+
+    _, tok, _ = load_mlm_model(tiny_model_dirs["bert"])
+
+    def datamodule() -> MLMDataModule:
+        dm = MLMDataModule(tok, corpus.train_texts, [], max_length=48, batch_size=5, seed=3,
+                           whole_word_mask=whole_word_mask)  # fmt: skip
+        dm.setup()
+        return dm
+
+    dm = datamodule()
+    straight = dm.train_dataloader()
+    epochs = []
+    for epoch in range(2):
+        straight.batch_sampler.set_epoch(epoch)
+        epochs.append(_tensors(straight))
+    old_style = DataLoader(
+        _Features(dm.train_tokens.features), batch_size=5, shuffle=True,
+        generator=torch.Generator().manual_seed(3),
+        collate_fn=MLMCollator(tok, seed=3, whole_word_mask=whole_word_mask),
+    )  # fmt: skip
+    assert [_tensors(old_style) for _ in range(2)] == epochs
+
+    killed = datamodule().train_dataloader()
+    killed.batch_sampler.set_epoch(0)
+    _ = _tensors(killed)  # epoch 0 complete
+    killed.batch_sampler.set_epoch(1)
+    it = iter(killed)
+    seen = [next(it) for _ in range(3)]
+    state = killed.state_dict()  # what the mid-epoch checkpoint holds
+    assert state["batches_done"] == 3 and "mask_rng" in state["collate"]
+
+    resumed = datamodule().train_dataloader()  # a new process: fresh generator, fresh sampler
+    resumed.load_state_dict(state)
+    resumed.batch_sampler.set_epoch(1)
+    assert _tensors(seen) + _tensors(resumed) == epochs[1]

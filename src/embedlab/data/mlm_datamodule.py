@@ -18,6 +18,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from embedlab.data.resumable import resumable_loader
+
 log = logging.getLogger(__name__)
 
 Features = dict[str, list[Any]]
@@ -148,6 +150,18 @@ class MLMCollator:
                 out[key].append(list(values) + [pad_value] * gap)
         return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}  # (B, T) or (B, T, 2)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The masking generator's state: a resumed run draws the masks the killed one would have."""
+        gen = self.collator.generator
+        return {} if gen is None else {"mask_rng": gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "mask_rng" not in state:
+            return
+        if self.collator.generator is None:
+            self.collator.create_rng()
+        self.collator.generator.set_state(state["mask_rng"])
+
     def __call__(self, features: Sequence[Features]) -> dict[str, torch.Tensor]:
         if self.collator.seed is not None and self.collator.generator is None:
             self.collator.create_rng()  # torch_call would do this; we call torch_mask_tokens directly
@@ -249,11 +263,15 @@ class MLMDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         assert self.train_tokens is not None
-        return DataLoader(
-            _Features(self.train_tokens.features),
-            batch_size=self.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(self.seed),
+        # The order of a seeded shuffle=True DataLoader (recorded runs keep theirs), resumable
+        # mid-epoch; the collator's masking generator travels in the loader's state. With
+        # worker processes the masks are drawn in the workers, which a resume cannot replay.
+        features = _Features(self.train_tokens.features)
+        return resumable_loader(
+            features,
+            len(features),
+            self.batch_size,
+            self.seed,
             collate_fn=MLMCollator(
                 self.tokenizer,
                 mlm_probability=self.mlm_probability,

@@ -111,7 +111,8 @@ class ResumableBatches(Sampler[list[int]]):
 class ResumableDataLoader(DataLoader):
     """A DataLoader over a :class:`ResumableBatches` whose position goes into checkpoints.
 
-    ``state_dict()`` -> ``{"epoch", "batches_done", "seed", "n_items", "batch_size"}``; after
+    ``state_dict()`` -> ``{"epoch", "batches_done", "seed", "n_items", "batch_size"}`` (plus
+    ``"collate"``, the collate function's own ``state_dict()`` where it has one); after
     ``load_state_dict`` the next iteration of that same epoch starts at ``batches_done``
     (another epoch ignores it: the checkpoint was written at the end of its epoch).
     The loader draws its workers' base seed from its own generator, so iterating it
@@ -138,17 +139,21 @@ class ResumableDataLoader(DataLoader):
             self._done += 1
             yield batch
 
-    def state_dict(self) -> dict[str, int]:
+    def state_dict(self) -> dict[str, Any]:
         batches: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
-        return {
+        state: dict[str, Any] = {
             "epoch": self._epoch,
             "batches_done": self._done,
             "seed": batches.sampler.seed,
             "n_items": len(batches.sampler),
             "batch_size": batches.batch_size,
         }
+        collate_state = getattr(self.collate_fn, "state_dict", None)
+        if collate_state is not None:  # a collator that draws random numbers (MLM masks) saves its RNG
+            state["collate"] = collate_state()
+        return state
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         batches: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
         now = {
             "seed": batches.sampler.seed,
@@ -163,6 +168,8 @@ class ResumableDataLoader(DataLoader):
                     f"has {value}. Resume with the same seed, data and data.batch_size as the interrupted run."
                 )
         self._resume = (int(state["epoch"]), int(state["batches_done"]))
+        if "collate" in state and hasattr(self.collate_fn, "load_state_dict"):
+            self.collate_fn.load_state_dict(state["collate"])
 
 
 def saved_loader_states(checkpoint: dict[str, Any]) -> list[dict[str, int]]:

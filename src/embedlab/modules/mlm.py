@@ -23,6 +23,7 @@ import lightning as L
 import torch
 
 from embedlab.data.mlm_datamodule import masked_batches, tokenize_texts
+from embedlab.modules.resume_hooks import ResumableTraining
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -159,7 +160,7 @@ def copy_backbone_to_encoder(mlm_model: Any, encoder: SentenceTransformer) -> Ba
     return BackboneCopy(len(source), missing)
 
 
-class MLMModule(L.LightningModule):
+class MLMModule(ResumableTraining, L.LightningModule):
     """Masked-LM training of a model folder's backbone; logs held-out perplexity."""
 
     def __init__(
@@ -172,6 +173,7 @@ class MLMModule(L.LightningModule):
         dataset_name: str = "corpus",
     ) -> None:
         super().__init__()
+        model_path = str(model_path)  # a Path in the hparams would make checkpoints need pickle to load
         self.save_hyperparameters()
         self.model, self.tokenizer, self.head_report = load_mlm_model(model_path)
         self.model.train()  # from_pretrained returns eval mode, and Lightning keeps it: no dropout

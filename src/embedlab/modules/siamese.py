@@ -14,6 +14,7 @@ import lightning as L
 import torch
 
 from embedlab.losses import RANKING_LOSSES, MatryoshkaLoss, pair_loss, ranking_loss, with_matryoshka
+from embedlab.modules.resume_hooks import ResumableTraining
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -52,7 +53,7 @@ def length_groups(lengths: torch.Tensor, overhead: int = GROUP_OVERHEAD_TOKENS) 
     return [order[i:j].to(device) for i, j in reversed(bounds)]
 
 
-class SiameseModule(L.LightningModule):
+class SiameseModule(ResumableTraining, L.LightningModule):
     def __init__(
         self,
         encoder: SentenceTransformer,
@@ -160,37 +161,6 @@ class SiameseModule(L.LightningModule):
             else float("nan")
         )
         self.log(f"val/{name}/spearman_cosine", rho, prog_bar=True, rank_zero_only=False)
-
-    # --- exact resume: the global RNG (dropout masks) travels with the checkpoint --------
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from embedlab.data.resumable import checkpoint_rng_state
-
-        checkpoint["embedlab_rng"] = checkpoint_rng_state()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Applied just before the first resumed training step, so nothing Lightning does
-        # while restoring (building loaders, moving the model) can draw from it first.
-        from embedlab.data.resumable import saved_loader_states
-
-        self._pending_rng = checkpoint.get("embedlab_rng")
-        self._pending_loader_states = saved_loader_states(checkpoint)
-
-    def on_train_start(self) -> None:
-        states = getattr(self, "_pending_loader_states", None)
-        if states:
-            from embedlab.data.resumable import restore_loader_positions
-
-            restore_loader_positions(self.trainer, states)  # Lightning drops them: see there
-        self._pending_loader_states = None
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        state = getattr(self, "_pending_rng", None)
-        if state is not None:
-            from embedlab.data.resumable import restore_rng_state
-
-            restore_rng_state(state)
-            self._pending_rng = None
 
     def configure_optimizers(self) -> dict[str, Any]:
         from transformers import get_linear_schedule_with_warmup
