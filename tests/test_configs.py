@@ -55,7 +55,11 @@ def test_every_option_composes(make_cfg, group: str, option: str, task: str) -> 
 
 def test_monitor_is_named_once() -> None:
     """`monitor:` is defined only in train.yaml / evaluate.yaml; everything else interpolates it."""
-    defined = [p for p in CONFIGS.rglob("*.yaml") if any(line.startswith("monitor:") for line in p.read_text().splitlines())]
+    defined = [
+        p
+        for p in CONFIGS.rglob("*.yaml")
+        if any(line.startswith("monitor:") for line in p.read_text().splitlines())
+    ]
     assert sorted(p.name for p in defined) == ["evaluate.yaml", "train.yaml"]
     for path in CONFIGS.rglob("*.yaml"):
         for line in path.read_text().splitlines():

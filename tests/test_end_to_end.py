@@ -47,8 +47,14 @@ def test_minilm_stsb_test_matches_mteb(make_cfg, data_dir: Path, encoder: str, t
     from embedlab.run import evaluate
 
     metrics, _ = evaluate(
-        make_cfg("model=minilm", "data=stsb", f"encode={encoder}", "logger=none", f"paths.data_dir={data_dir}",
-                 task="evaluate")  # fmt: skip
+        make_cfg(
+            "model=minilm",
+            "data=stsb",
+            f"encode={encoder}",
+            "logger=none",
+            f"paths.data_dir={data_dir}",
+            task="evaluate",
+        )  # fmt: skip
     )
     assert metrics["test/stsb/spearman_cosine"] == pytest.approx(0.8203, abs=tolerance)
 

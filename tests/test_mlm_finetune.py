@@ -36,9 +36,15 @@ def _embed(model) -> np.ndarray:
 def test_finetune_after_mlm_scores_both_encoders_and_saves_the_finetuned_one(
     make_cfg, tmp_path: Path, data_dir: Path
 ) -> None:
-    metrics, objects, results = _run(make_cfg, tmp_path / "ft", "objective.guard.tolerance=100",
-                                     "objective.lr=1e-2", "data=medical", "data.max_texts=60",
-                                     "data.val_fraction=0.5")  # labelled: k-NN probe and t-SNE plots
+    metrics, objects, results = _run(
+        make_cfg,
+        tmp_path / "ft",
+        "objective.guard.tolerance=100",
+        "objective.lr=1e-2",
+        "data=medical",
+        "data.max_texts=60",
+        "data.val_fraction=0.5",
+    )  # labelled: k-NN probe and t-SNE plots
     for stage in ("after", "after_finetune", "finetuned_without_mlm"):
         for split in ("val", "test"):
             assert math.isfinite(metrics[f"{split}/stsb/spearman_cosine_{stage}"]), (split, stage)

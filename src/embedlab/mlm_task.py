@@ -266,7 +266,9 @@ def _finetune_stage(
     record: dict[str, Any] = {**asdict(settings), "pairs_from": spec.name}
     stages = [("after_finetune", encoder, "MLM-updated" if not kept_previous else "kept (pre-update)")]
     if settings.compare_without_mlm and kept_previous:
-        log.info("The guard kept the pre-update encoder: fine-tuning it IS the without-MLM baseline; run once.")
+        log.info(
+            "The guard kept the pre-update encoder: fine-tuning it IS the without-MLM baseline; run once."
+        )
         record["without_mlm"] = "same as with_mlm: the guard rejected the MLM update"
     elif settings.compare_without_mlm:
         baseline = copy.deepcopy(encoder)
@@ -275,7 +277,9 @@ def _finetune_stage(
     for stage, model, label in stages:
         step = finetune_on_pairs(model, spec, settings, cfg, seed=seed, label=label)
         record["with_mlm" if stage == "after_finetune" else "without_mlm"] = step
-        probe, png = _embed_and_plot(model, corpus, out, stage, batch_size=batch_size, seed=seed, loggers=loggers)
+        probe, png = _embed_and_plot(
+            model, corpus, out, stage, batch_size=batch_size, seed=seed, loggers=loggers
+        )
         metrics.update(probe)
         if png:
             plots[stage] = png
@@ -298,8 +302,8 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from embedlab.data.mlm_datamodule import MLMDataModule
-    from embedlab.mlm_finetune import finetune_settings
     from embedlab.data.text_corpus import general_sentences, load_corpus, mix_replay
+    from embedlab.mlm_finetune import finetune_settings
     from embedlab.models.encoder import build_encoder, model_fingerprint
     from embedlab.modules.mlm import MLMModule, copy_backbone_to_encoder, perplexity
     from embedlab.run import build_loggers, collect_meta, fit_resumable, instantiate_list

@@ -277,7 +277,9 @@ def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[d
     pca, fit_cache = None, type(cache)(cache.root)  # counted apart: the fit texts are not the scored ones
     from embedlab.eval.sts import split_texts
 
-    prefetch_poolings_from_cfg(cfg, model, cache, [("sentences", split_texts(data.splits[s])) for s in cfg.eval_splits])
+    prefetch_poolings_from_cfg(
+        cfg, model, cache, [("sentences", split_texts(data.splits[s])) for s in cfg.eval_splits]
+    )
     if dim.method == "pca" and dim.size:
         prefetch_poolings_from_cfg(cfg, model, fit_cache, [("sentences", split_texts(data.splits["train"]))])
         pca = fit_sts_pca(model, data.splits["train"], int(dim.size), cache=fit_cache, model_key=model_key,

@@ -16,7 +16,14 @@ def _run(make_cfg, out: Path, *overrides: str) -> dict[str, float]:
     from embedlab.run import evaluate
 
     metrics, _ = evaluate(
-        make_cfg("model=tiny_bert", "data=retrieval_mock", "logger=none", *overrides, task="evaluate", output_dir=out)
+        make_cfg(
+            "model=tiny_bert",
+            "data=retrieval_mock",
+            "logger=none",
+            *overrides,
+            task="evaluate",
+            output_dir=out,
+        )
     )
     assert json.loads((out / "results.json").read_text())["metrics"].keys() == metrics.keys()
     return metrics
@@ -31,7 +38,9 @@ def test_every_index_config_runs(make_cfg, tmp_path: Path, index: str) -> None:
     metrics = _run(make_cfg, tmp_path, f"index={index}")
     kind = {"exact": "flat"}.get(index, index)
     assert 0.0 <= metrics[f"test/mock/index_recall@10@{kind}"] <= 1.0
-    assert metrics[f"test/mock/index_latency_p50_ms@{kind}"] <= metrics[f"test/mock/index_latency_p99_ms@{kind}"]
+    assert (
+        metrics[f"test/mock/index_latency_p50_ms@{kind}"] <= metrics[f"test/mock/index_latency_p99_ms@{kind}"]
+    )
     assert f"test/mock/ndcg@10@{kind}" in metrics
 
 
@@ -58,7 +67,9 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path, tiny_model_dirs) -> None
     from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached, encoder_key
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
-    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    model, _ = build_encoder(
+        EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
+    )
     cache = EmbeddingCache(tmp_path)
     key = encoder_key(model)
     texts = ["one text", "two texts", "three"]
@@ -76,13 +87,19 @@ def test_fine_tuned_weights_change_the_cache_key(tiny_model_dirs) -> None:
     from embedlab.eval.embedding_cache import encoder_key
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
-    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    model, _ = build_encoder(
+        EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
+    )
     before = encoder_key(model)
     with torch.no_grad():
         next(model.parameters()).add_(1e-3)
     assert encoder_key(model) != before
-    cls, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64, pooling="cls"))
-    assert encoder_key(cls) != encoder_key(build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))[0])
+    cls, _ = build_encoder(
+        EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64, pooling="cls")
+    )
+    assert encoder_key(cls) != encoder_key(
+        build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))[0]
+    )
 
 
 def test_bad_combinations_fail_at_config_time(make_cfg) -> None:
@@ -90,7 +107,9 @@ def test_bad_combinations_fail_at_config_time(make_cfg) -> None:
     from embedlab.run import evaluate, train
 
     with pytest.raises(ConfigError, match="applies to retrieval and STS data"):
-        evaluate(make_cfg("model=tiny_bert", "data=tatoeba", "quantization=int8", "logger=none", task="evaluate"))
+        evaluate(
+            make_cfg("model=tiny_bert", "data=tatoeba", "quantization=int8", "logger=none", task="evaluate")
+        )
     with pytest.raises(ConfigError, match="retrieval set"):
         train(make_cfg("model=tiny_bert", "data=retrieval_mock", "logger=none"))
 
@@ -129,7 +148,9 @@ def test_no_duplicate_batches() -> None:
 def test_tatoeba_bitext_through_the_runner(make_cfg, tmp_path: Path, data_dir: Path, minilm) -> None:
     from embedlab.run import evaluate
 
-    metrics, _ = evaluate(make_cfg("model=minilm", "data=tatoeba", "data.langs=[deu]", "logger=none", task="evaluate"))
+    metrics, _ = evaluate(
+        make_cfg("model=minilm", "data=tatoeba", "data.langs=[deu]", "logger=none", task="evaluate")
+    )
     acc = metrics["test/tatoeba/accuracy@deu"]
     assert 0.05 < acc < 0.5  # English-only MiniLM: far above chance (0.001), far below multilingual models
     assert acc == pytest.approx(
@@ -139,7 +160,9 @@ def test_tatoeba_bitext_through_the_runner(make_cfg, tmp_path: Path, data_dir: P
 
 
 def test_dimension_precision_and_index_combine(make_cfg, tmp_path: Path) -> None:
-    metrics = _run(make_cfg, tmp_path, "dimension=d64", "dimension.size=16", "quantization=int8", "index=hnsw")
+    metrics = _run(
+        make_cfg, tmp_path, "dimension=d64", "dimension.size=16", "quantization=int8", "index=hnsw"
+    )
     for key in ("ndcg@10@16", "ndcg@10@int8", "ndcg@10@16@int8", "ndcg@10@hnsw", "ndcg@10@16@hnsw"):
         assert 0.0 <= metrics[f"test/mock/{key}"] <= 1.0, key
     assert metrics["test/mock/bytes_per_vector@16@int8"] == 16
@@ -161,11 +184,17 @@ def test_scifact_metrics_equal_sentence_transformers_ir_evaluator(data_dir: Path
 
     full = load_scifact(data_dir)
     judged = {d for rel in full.qrels.values() for d in rel}
-    keep = [d for d in full.corpus if d in judged] + [d for d in full.corpus if d not in judged][:1000 - len(judged)]
+    keep = [d for d in full.corpus if d in judged] + [d for d in full.corpus if d not in judged][
+        : 1000 - len(judged)
+    ]
     data = replace(full, corpus={d: full.corpus[d] for d in keep})
-    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    model, _ = build_encoder(
+        EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
+    )
     settings = RetrievalEvalSettings(ks=(1, 3, 5, 10), ndcg_gain="binary", batch_size=64)
-    ours = evaluate_retrieval(model, data, settings, cache=EmbeddingCache(None), model_key=encoder_key(model)).metrics
+    ours = evaluate_retrieval(
+        model, data, settings, cache=EmbeddingCache(None), model_key=encoder_key(model)
+    ).metrics
     st = InformationRetrievalEvaluator(
         data.queries, data.corpus, {q: set(r) for q, r in data.qrels.items()},
         mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 3, 5, 10], precision_recall_at_k=[1, 3, 5, 10],
@@ -183,7 +212,9 @@ def test_chunked_encoding_equals_one_pass(tiny_model_dirs) -> None:
     from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
-    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    model, _ = build_encoder(
+        EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
+    )
     texts = [f"text number {i} " * (i % 7 + 1) for i in range(50)]
     chunked, stats = encode_cached(model, texts, cache=EmbeddingCache(None), model_key="k", chunk_size=16)
     whole, _ = encode_cached(model, texts, cache=EmbeddingCache(None), model_key="k", chunk_size=4096)
@@ -197,7 +228,9 @@ def test_cache_hit_reports_the_stats_recorded_when_encoded(tiny_model_dirs, tmp_
     from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
-    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    model, _ = build_encoder(
+        EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
+    )
     texts = [f"sentence {i}" for i in range(20)]
     _, first = encode_cached(model, texts, cache=EmbeddingCache(tmp_path), model_key="k")
     cache = EmbeddingCache(tmp_path)
@@ -224,7 +257,9 @@ def test_question_to_question_queries_reuse_the_document_embeddings(data_dir: Pa
         full, corpus={d: full.corpus[d] for d in keep}, queries=queries,
         qrels={q: {d: r for d, r in full.qrels[q].items() if d in set(keep)} for q in queries},
     )  # fmt: skip
-    model, _ = build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))
+    model, _ = build_encoder(
+        EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
+    )
     settings = RetrievalEvalSettings(ks=(1, 5, 10), batch_size=32)
     cache = EmbeddingCache(None)
     reused = evaluate_retrieval(model, data, settings, cache=cache, model_key=encoder_key(model))
@@ -235,7 +270,9 @@ def test_question_to_question_queries_reuse_the_document_embeddings(data_dir: Pa
     original = retrieval_task.rows_of_known_texts
     try:
         retrieval_task.rows_of_known_texts = lambda *a: None  # force a separate query encoding
-        separate = evaluate_retrieval(model, data, settings, cache=EmbeddingCache(None), model_key=encoder_key(model))
+        separate = evaluate_retrieval(
+            model, data, settings, cache=EmbeddingCache(None), model_key=encoder_key(model)
+        )
     finally:
         retrieval_task.rows_of_known_texts = original
     for key in ("ndcg@10", "mrr@10", "recall@5", "accuracy@1"):

@@ -61,6 +61,8 @@ def test_mnrl_matches_sentence_transformers(n_neg: int) -> None:
     g = torch.Generator().manual_seed(n_neg)
     a, p = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
     negs = [torch.randn(8, 16, generator=g) for _ in range(n_neg)]
-    reference = MultipleNegativesRankingLoss(_FixedEmbeddings(a, p, *negs), scale=20.0)([{}] * (2 + n_neg), None)
+    reference = MultipleNegativesRankingLoss(_FixedEmbeddings(a, p, *negs), scale=20.0)(
+        [{}] * (2 + n_neg), None
+    )
     ours = multiple_negatives_ranking_loss(a, torch.cat([p, *negs]), scale=20.0)
     torch.testing.assert_close(ours, reference)

@@ -30,8 +30,12 @@ def evaluate_bitext(
     revisions: dict[str, str] = {}
     for lang in langs:
         bt = load_tatoeba(lang, root)
-        src, _ = encode_cached(model, bt.sentences, cache=cache, model_key=model_key, batch_size=batch_size, what=lang)
-        eng, _ = encode_cached(model, bt.english, cache=cache, model_key=model_key, batch_size=batch_size, what="eng")
+        src, _ = encode_cached(
+            model, bt.sentences, cache=cache, model_key=model_key, batch_size=batch_size, what=lang
+        )
+        eng, _ = encode_cached(
+            model, bt.english, cache=cache, model_key=model_key, batch_size=batch_size, what="eng"
+        )
         acc = bitext_retrieval_accuracy(src, eng)
         metrics[f"src2eng_accuracy@{lang}"] = acc.src2tgt
         metrics[f"eng2src_accuracy@{lang}"] = acc.tgt2src

@@ -98,7 +98,9 @@ def evaluate_retrieval(
             batch_size=settings.batch_size, what="queries",
         )  # fmt: skip
     else:  # question-to-question sets (squad_qq): every query is also a document
-        log.info("All %d queries are documents too: their embeddings are reused, not re-encoded.", len(queries))
+        log.info(
+            "All %d queries are documents too: their embeddings are reused, not re-encoded.", len(queries)
+        )
     docs, queries = _normalise(docs), _normalise(queries)
     common = dict(ignore_identical_ids=data.ignore_identical_ids, ndcg_gain=settings.ndcg_gain)
     metrics: dict[str, float] = {}

@@ -346,7 +346,9 @@ def scan(
                             path=root / f"{num}_{','.join(sorted(ovs))}",
                             name=f"{num}_{','.join(sorted(ovs))}",
                             status="failed" if num in lost else "not_started",
-                            reason=lost.get(num, "planned in multirun.yaml but no job folder (sweep stopped before it)"),
+                            reason=lost.get(
+                                num, "planned in multirun.yaml but no job folder (sweep stopped before it)"
+                            ),
                             num=num,
                             overrides=tuple(ovs),
                             axes=_axes_from({}, ovs),

@@ -63,10 +63,7 @@ def git_state(repo_dir: str | Path) -> dict[str, Any]:
 def redact(obj: Any) -> Any:
     """Drop values whose key looks like a secret (API keys, tokens) from nested dicts."""
     if isinstance(obj, dict):
-        return {
-            k: ("<redacted>" if SECRET_KEY.search(str(k)) and v else redact(v))
-            for k, v in obj.items()
-        }
+        return {k: ("<redacted>" if SECRET_KEY.search(str(k)) and v else redact(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     return obj
