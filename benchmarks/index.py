@@ -73,6 +73,7 @@ HNSW_GROWTH_PER_DECADE = 1.25
 EF_SEARCH = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 NPROBE = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 RESCORE = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+PQ_RESCORE = (8, 32)  # IVF-PQ re-ranking depths (k * this PQ candidates) the benchmark adds for the first --pq-m
 
 # Timing clock. Everything runs on one thread, so the CPU time of this process is what the
 # search costs that thread: on an idle core, CPU time = wall time. On a machine other jobs
@@ -298,6 +299,8 @@ def specs(kinds: list[str], pq_ms: list[int]) -> list[tuple[str, IndexSpec]]:
     for kind in kinds:
         if kind == "ivf_pq":
             out += [(f"ivf_pq m={m}", IVFPQSpec(m=m)) for m in pq_ms]
+            out += [(f"ivf_pq m={m} +rescore{r}", IVFPQSpec(m=m, rescore_multiplier=r)) for m in pq_ms[:1]
+                    for r in PQ_RESCORE]  # fmt: skip
         else:
             spec = {"flat": FlatSpec(), "hnsw": HNSWSpec(), "ivf_flat": IVFFlatSpec(), "sq8": SQ8Spec(),
                     "binary": BinarySpec()}[kind]  # fmt: skip
@@ -355,8 +358,7 @@ def run_size(
                 continue
         built, row.build_s = timed_build(spec, docs)
         past_builds[label] = (n, row.build_s)
-        rescore = built.rescore_vectors.nbytes if built.rescore_vectors is not None else 0
-        row.bytes = index_bytes(built) + int(rescore)
+        row.bytes = index_bytes(built) + built.rescore_bytes
         sweep(row, built, queries, exact_ids, args)
         del built
         p = row.points[-1]
