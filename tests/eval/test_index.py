@@ -160,7 +160,9 @@ def test_ivf_pq_rescoring_returns_exact_scores_and_lifts_recall(data) -> None:
     docs, queries, exact_ids = data
     kw = dict(n_latency_queries=5, min_batch_seconds=0, exact_ids=exact_ids)
     plain = benchmark_index(IVFPQSpec(nlist=64, m=16, nprobe=32), docs, queries, K, **kw)
-    deep = benchmark_index(IVFPQSpec(nlist=64, m=16, nprobe=32, rescore_multiplier=16), docs, queries, K, **kw)
+    deep = benchmark_index(
+        IVFPQSpec(nlist=64, m=16, nprobe=32, rescore_multiplier=16), docs, queries, K, **kw
+    )
     assert plain.recall_at_k < 0.7 < deep.recall_at_k, (plain.recall_at_k, deep.recall_at_k)
     assert plain.rescore_bytes == 0 and deep.rescore_bytes == docs.nbytes
     assert deep.index_bytes == plain.index_bytes  # the codes: the same PQ index underneath
