@@ -73,8 +73,8 @@ HNSW_GROWTH_PER_DECADE = 1.25
 EF_SEARCH = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 NPROBE = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 RESCORE = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-# IVF-PQ re-ranking depths (k * this many PQ candidates) the benchmark adds for the first --pq-m
-PQ_RESCORE = (8, 32)
+# IVF-PQ re-ranking depths (k * this many PQ candidates) the benchmark adds for every --pq-m
+PQ_RESCORE = (8, 32, 128)
 
 # Timing clock. Everything runs on one thread, so the CPU time of this process is what the
 # search costs that thread: on an idle core, CPU time = wall time. On a machine other jobs
@@ -300,7 +300,7 @@ def specs(kinds: list[str], pq_ms: list[int]) -> list[tuple[str, IndexSpec]]:
     for kind in kinds:
         if kind == "ivf_pq":
             out += [(f"ivf_pq m={m}", IVFPQSpec(m=m)) for m in pq_ms]
-            out += [(f"ivf_pq m={m} +rescore{r}", IVFPQSpec(m=m, rescore_multiplier=r)) for m in pq_ms[:1]
+            out += [(f"ivf_pq m={m} +rescore{r}", IVFPQSpec(m=m, rescore_multiplier=r)) for m in pq_ms
                     for r in PQ_RESCORE]  # fmt: skip
         else:
             spec = {"flat": FlatSpec(), "hnsw": HNSWSpec(), "ivf_flat": IVFFlatSpec(), "sq8": SQ8Spec(),

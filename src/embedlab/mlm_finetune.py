@@ -35,7 +35,7 @@ PAIR_LOSSES: tuple[str, ...] = ("cosine", "cosent")
 class FinetuneSettings:
     """``objective.finetune``: how the encoder is fine-tuned after the MLM update."""
 
-    loss: str = "cosent"
+    loss: str = "cosine"
     epochs: int = 1
     batch_size: int = 16
     lr: float = 2e-5
