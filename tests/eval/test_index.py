@@ -224,3 +224,12 @@ def test_warns_when_not_normalised(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     build_index(FlatSpec(), 3 * _unit(np.random.default_rng(4), 20))
     assert "not unit-norm" in caplog.text
+
+
+def test_index_tag_names_reranked_ivf_pq_apart() -> None:
+    from embedlab.eval.index import index_tag
+
+    assert index_tag("ivf_pq", {"nprobe": 16, "rescore_multiplier": 0}) == "ivf_pq"
+    assert index_tag("ivf_pq", {"rescore_multiplier": 32}) == "ivf_pq+rescore32"
+    assert index_tag("binary", {"rescore_multiplier": 4}) == "binary"  # binary always rescores
+    assert index_tag("hnsw") == "hnsw"

@@ -36,7 +36,7 @@ PRECISIONS = sorted(p.stem for p in (CONFIGS / "quantization").glob("*.yaml"))
 @pytest.mark.parametrize("index", INDEXES)
 def test_every_index_config_runs(make_cfg, tmp_path: Path, index: str) -> None:
     metrics = _run(make_cfg, tmp_path, f"index={index}")
-    kind = {"exact": "flat"}.get(index, index)
+    kind = {"exact": "flat", "ivf_pq_rescore": "ivf_pq+rescore32"}.get(index, index)
     assert 0.0 <= metrics[f"test/mock/index_recall@10@{kind}"] <= 1.0
     assert (
         metrics[f"test/mock/index_latency_p50_ms@{kind}"] <= metrics[f"test/mock/index_latency_p99_ms@{kind}"]

@@ -376,6 +376,25 @@ def test_variant_aware_quality_and_borrowed_throughput(tmp_path: Path) -> None:
     assert rows["d128/int8/hnsw"].bytes_per_vector == pytest.approx(128.0)
 
 
+def test_reranked_ivf_pq_is_its_own_cell_with_its_own_numbers(tmp_path: Path) -> None:
+    sweep = tmp_path / "pq"
+    plain = job_config(
+        "m", "mean", 1, index={"kind": "ivf_pq", "params": {"nprobe": 16, "rescore_multiplier": 0}}
+    )
+    deep = job_config(
+        "m", "mean", 1, index={"kind": "ivf_pq", "params": {"nprobe": 16, "rescore_multiplier": 32}}
+    )
+    metrics = {MONITOR: 0.645, f"{MONITOR}@ivf_pq": 0.49, f"{MONITOR}@ivf_pq+rescore32": 0.60,
+               "test/scifact/index_total_mb@ivf_pq": 0.7, "test/scifact/index_total_mb@ivf_pq+rescore32": 8.3}  # fmt: skip
+    write_job(sweep, 0, ["index=ivf_pq"], metrics, plain)
+    write_job(sweep, 1, ["index=ivf_pq_rescore"], metrics, deep)
+    rows = {r.axes["index"]: r for r in build_table(scan(sweep))}
+    assert set(rows) == {"ivf_pq", "ivf_pq+rescore32"}
+    assert rows["ivf_pq"].qualities == [pytest.approx(0.49)]
+    assert rows["ivf_pq+rescore32"].qualities == [pytest.approx(0.60)]
+    assert rows["ivf_pq+rescore32"].memory_mb == pytest.approx(8.3)
+
+
 # --- encode passes ------------------------------------------------------------------------------
 
 

@@ -184,13 +184,13 @@ def _index_metrics(
     settings, data, docs, queries, suffix: str, common: dict, details: dict
 ) -> dict[str, float]:
     """Benchmark the configured index on these embeddings and score retrieval through it."""
-    from embedlab.eval.index import benchmark_index, build_index, search
+    from embedlab.eval.index import benchmark_index, build_index, index_tag, search
     from embedlab.eval.retrieval import retrieval_metrics_from_ranked
 
     bench = benchmark_index(
         settings.index, docs, queries, k=settings.index_k, n_latency_queries=settings.n_latency_queries
     )
-    tag = f"{suffix}@{bench.kind}"
+    tag = f"{suffix}@{index_tag(bench.kind, bench.params)}"
     out = {
         f"index_build_s{tag}": bench.build_s,
         f"index_bytes_per_vector{tag}": bench.bytes_per_vector,

@@ -105,6 +105,14 @@ def _value_of(override: str) -> str:
     return override.split("=", 1)[1] if "=" in override else ""
 
 
+def _index_tag(config: dict[str, Any]) -> str | None:
+    """The index's name in results keys (``ivf_pq+rescore32`` for re-ranked IVF-PQ), or None."""
+    from embedlab.eval.index import index_tag
+
+    kind = _get(config, "index", "kind")
+    return None if kind is None else index_tag(str(kind), _get(config, "index", "params") or {})
+
+
 def _axes_from(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, str]:
     """Axis values from the resolved config, falling back to the override strings."""
     from_config = {
@@ -112,7 +120,7 @@ def _axes_from(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, st
         "pooling": _get(config, "pooling", "mode"),
         "dimension": _get(config, "dimension", "name"),
         "quantization": _get(config, "quantization", "name"),
-        "index": _get(config, "index", "kind") or ("none" if "index" in config else None),
+        "index": _index_tag(config) or ("none" if "index" in config else None),
         "data": _get(config, "data", "name"),
     }
     given = {_key_of(o): _value_of(o) for o in overrides}
@@ -431,8 +439,8 @@ def _dim_tag(job: JobRecord) -> str | None:
 def variant_tags(job: JobRecord) -> list[str]:
     """The ``@`` suffixes this job's configuration selects: truncated or PCA dimension,
     embedding precision, ANN index kind (in the order the evaluation code would combine them)."""
-    kind = None if _is_sts(job) else _get(job.config, "index", "kind")
-    return [t for t in (_dim_tag(job), _precision_tag(job), str(kind) if kind else None) if t]
+    kind = None if _is_sts(job) else _index_tag(job.config)
+    return [t for t in (_dim_tag(job), _precision_tag(job), kind) if t]
 
 
 def quality_of(
@@ -494,7 +502,7 @@ def throughput_of(job: JobRecord) -> float:
 
 def _index_cost(job: JobRecord, stem: str) -> float:
     """``<stem>@<kind>`` for the job's own index kind, else the largest one reported."""
-    kind = _get(job.config, "index", "kind")
+    kind = _index_tag(job.config)
     hits = {
         _name_of(k).split("@", 1)[1]: v for k, v in job.metrics.items() if _name_of(k).startswith(stem + "@")
     }
