@@ -118,26 +118,29 @@ def _metrics(run_dir: Path) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not k.endswith("encode_texts_per_s")}  # timings differ
 
 
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
-    from embedlab.models.tiny import build_tiny_model
-
-    build_tiny_model("bert", max_seq_length=64)  # into the shared cache before two processes want it
+def _straight_and_killed(cmd, tmp_path: Path) -> tuple[Path, Path, subprocess.Popen, Path]:
+    """Start an uninterrupted run and a victim run; SIGKILL the victim as soon as its first
+    mid-epoch checkpoint exists. Returns (straight dir, killed dir, straight process, last.ckpt)."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     log = (tmp_path / "straight.log").open("w")
-    reference = subprocess.Popen(
-        _train_cmd(straight), cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT
-    )
-
-    victim = subprocess.Popen(
-        _train_cmd(killed), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    reference = subprocess.Popen(cmd(straight), cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    victim = subprocess.Popen(cmd(killed), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    return straight, killed, reference, last
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    from embedlab.models.tiny import build_tiny_model
+
+    build_tiny_model("bert", max_seq_length=64)  # into the shared cache before two processes want it
+    straight, killed, reference, last = _straight_and_killed(_train_cmd, tmp_path)
     assert not (killed / "results.json").exists()
 
     ckpt = torch.load(last, map_location="cpu", weights_only=True)  # our checkpoints hold no pickles
@@ -186,17 +189,7 @@ def test_mlm_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path)
     def cmd(run_dir: Path, *extra: str) -> list[str]:
         return [sys.executable, str(ROOT / "train.py"), *MLM_ARGS, f"hydra.run.dir={run_dir}", *extra]
 
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    log = (tmp_path / "straight.log").open("w")
-    reference = subprocess.Popen(cmd(straight), cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
-    victim = subprocess.Popen(cmd(killed), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
-    last = killed / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    straight, killed, reference, last = _straight_and_killed(cmd, tmp_path)
 
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     (position,) = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
