@@ -276,6 +276,7 @@ def _finetune_stage(
         stages.append(("finetuned_without_mlm", baseline, "pre-update"))
     for stage, model, label in stages:
         step = finetune_on_pairs(model, spec, settings, cfg, seed=seed, label=label)
+        step["encoder"] = label  # "with_mlm" holds the encoder the guard kept: pre-update if it rejected
         record["with_mlm" if stage == "after_finetune" else "without_mlm"] = step
         probe, png = _embed_and_plot(
             model, corpus, out, stage, batch_size=batch_size, seed=seed, loggers=loggers
