@@ -74,6 +74,17 @@ def test_rejected_update_is_finetuned_once(make_cfg, tmp_path: Path, data_dir: P
     assert results["meta"]["guard"]["saved"] == "previous encoder, then fine-tuned"
 
 
+def test_offline_finetune_uses_the_embedded_lee_pairs(make_cfg, tmp_path: Path) -> None:
+    """Without STS-B the probe and the fine-tuning both fall back to gensim's Lee ratings."""
+    missing = tmp_path / "no-data" / "stsb"
+    metrics, _, results = _run(make_cfg, tmp_path / "offline", f"objective.general_probe.root={missing}",
+                               "objective.guard.tolerance=null")  # fmt: skip
+    ft = results["meta"]["finetune"]
+    assert ft["pairs_from"] == "lee" and 0 < ft["with_mlm"]["pairs"] <= 32
+    assert math.isfinite(metrics["test/lee/spearman_cosine_after_finetune"])
+    assert "test/lee/spearman_cosine_finetuned_without_mlm" in metrics
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

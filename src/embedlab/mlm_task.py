@@ -252,8 +252,9 @@ def _finetune_stage(
 ) -> dict[str, Any]:
     """Fine-tune the kept encoder (and, to compare, the pre-update one); add their probes to ``metrics``.
 
-    Keys: ``<probe key>_after_finetune`` / ``knn_accuracy_after_finetune`` for the MLM-updated
-    encoder, ``..._finetuned_without_mlm`` for the baseline fine-tuned from the pre-update weights.
+    Keys: ``<probe key>_after_finetune`` / ``knn_accuracy_after_finetune`` for the encoder the
+    guard kept (the MLM update, or the pre-update encoder when the guard rejected it),
+    ``..._finetuned_without_mlm`` for the baseline fine-tuned from the pre-update weights.
     """
     import copy
 
