@@ -1,9 +1,10 @@
 """Document similarity with sentence embeddings: similarity matrices, nearest neighbours,
-the most similar pair, a heatmap, and the four similarity functions of STS evaluation.
+the most similar pair, and the four similarity functions of STS evaluation.
 
 Pure functions on (N, D) embeddings plus one ``doc_similarity_report`` that encodes a
 set of documents (truncation counted, as every embedlab encode) and puts them together.
-``experiments/document_similarity/doc_similarity.py`` drives it from our Hydra config.
+``experiments/document_similarity/doc_similarity.py`` drives it; its heatmap is
+``embedlab.viz.study_plots.plot_similarity_heatmap``.
 
 The similarity functions are the ones sentence-transformers' ``EmbeddingSimilarityEvaluator``
 scores (cosine, dot, negative euclidean and manhattan distance), so their STS Spearman
@@ -12,36 +13,21 @@ can be compared one to one with its numbers.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from embedlab.eval.arrays import as_matrix, unit_rows
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from embedlab.eval.encode import EncodeStats
 
-log = logging.getLogger(__name__)
-
 SimilarityFn = Literal["cosine", "dot", "euclidean", "manhattan"]
 SIMILARITY_FUNCTIONS: tuple[SimilarityFn, ...] = ("cosine", "dot", "euclidean", "manhattan")
-
-
-def _as_matrix(x: Any, what: str = "embeddings") -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[0] == 0:
-        raise ValueError(f"{what} must be a non-empty 2-D (N, D) array, got shape {arr.shape}.")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what} hold NaN or infinite values.")
-    return arr
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def paired_similarity(a: Any, b: Any, fn: SimilarityFn) -> np.ndarray:
@@ -49,11 +35,11 @@ def paired_similarity(a: Any, b: Any, fn: SimilarityFn) -> np.ndarray:
 
     Distances are negated (as sentence-transformers does) so that rankings agree in sign.
     """
-    x, y = _as_matrix(a, "a"), _as_matrix(b, "b")
+    x, y = as_matrix(a, "a"), as_matrix(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}.")
     if fn == "cosine":
-        return np.einsum("nd,nd->n", _unit(x), _unit(y))
+        return np.einsum("nd,nd->n", unit_rows(x), unit_rows(y))
     if fn == "dot":
         return np.einsum("nd,nd->n", x, y)
     if fn == "euclidean":
@@ -76,7 +62,7 @@ def similarity_spearman(
 
 def similarity_matrix(embeddings: Any) -> np.ndarray:
     """(N, N) cosine similarity: symmetric, 1 on the diagonal (float rounding removed)."""
-    x = _unit(_as_matrix(embeddings))
+    x = unit_rows(as_matrix(embeddings))
     sim = x @ x.T  # (N, N)
     sim = (sim + sim.T) / 2  # BLAS may round the two triangles differently
     np.fill_diagonal(sim, 1.0)
@@ -120,46 +106,6 @@ def neighbour_label_agreement(sim: np.ndarray, labels: Sequence[str], k: int = 1
         raise ValueError(f"{len(labels)} labels for {sim.shape[0]} documents.")
     hits = [labels[nb.index] == labels[i] for i in range(len(labels)) for nb in nearest_neighbours(sim, i, k)]
     return float(np.mean(hits))
-
-
-def plot_similarity_heatmap(
-    sim: np.ndarray, path: str | Path, *, labels: Sequence[str] | None = None, title: str = ""
-) -> Path:
-    """Heatmap PNG of a similarity matrix; with labels, documents are grouped by label."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and SLURM nodes
-    import matplotlib.pyplot as plt
-
-    n = sim.shape[0]
-    order = np.arange(n)
-    if labels is not None:
-        if len(labels) != n:
-            raise ValueError(f"{len(labels)} labels for {n} documents.")
-        order = np.array(sorted(range(n), key=lambda i: (str(labels[i]), i)))
-    fig, ax = plt.subplots(figsize=(8.5, 7), dpi=120)
-    image = ax.imshow(sim[np.ix_(order, order)], cmap="viridis", interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="cosine similarity")
-    if labels is not None:  # one tick per label group, at its middle, and lines between groups
-        ordered = [str(labels[i]) for i in order]
-        starts = [i for i in range(n) if i == 0 or ordered[i] != ordered[i - 1]]
-        ends = starts[1:] + [n]
-        mids = [(s + e - 1) / 2 for s, e in zip(starts, ends, strict=True)]
-        names = [ordered[s] for s in starts]
-        import textwrap
-
-        ax.set_yticks(mids, [textwrap.fill(n, 18) for n in names], fontsize=7)
-        ax.set_xticks(mids, [n[:12] for n in names], fontsize=7)
-        for s in starts[1:]:
-            ax.axhline(s - 0.5, color="white", lw=0.6)
-            ax.axvline(s - 0.5, color="white", lw=0.6)
-    ax.set_title(title, fontsize=9)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", bbox_inches="tight")  # keeps the long label names inside
-    plt.close(fig)
-    log.info("Wrote a %dx%d similarity heatmap to %s", n, n, out)
-    return out
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ folder and measures, on the same texts:
 
 Every variant runs the float32 model's own tokenizer, batching and pooling modules; only the
 transformer changes. ONNX variants run the exported transformer in onnxruntime and hand its
-token embeddings to the same pooling and normalisation modules.
+token embeddings to the same pooling and normalisation modules (``studies/onnx_export.py``).
+The plot is ``embedlab.viz.study_plots.plot_size_quality``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from embedlab.eval.arrays import unit_rows
+from embedlab.studies.onnx_export import OnnxEncoder, export_onnx, quantize_onnx_int8
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -162,104 +166,6 @@ def every_other_layer(n_layers: int, offset: int = 1) -> list[int]:
     return list(range(offset, n_layers, 2))
 
 
-# --- ONNX ------------------------------------------------------------------------------
-
-
-def _input_names(model: SentenceTransformer) -> list[str]:
-    names = ["input_ids", "attention_mask"]
-    if "token_type_ids" in getattr(model.tokenizer, "model_input_names", ()):
-        names.append("token_type_ids")
-    return names
-
-
-def export_onnx(model: SentenceTransformer, path: str | Path, opset: int = 17) -> Path:
-    """The transformer (token ids -> token embeddings) as an ONNX file with dynamic batch and
-    sequence axes. Uses torch's TorchScript exporter (``dynamo=False``): the torch.export one
-    needs onnxscript, which is not installed. Traced on a padded batch, so the attention mask
-    path is the one recorded."""
-    import warnings
-
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = _input_names(model)
-    auto = model[0].auto_model.eval()
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.auto = auto
-
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.auto(**dict(zip(names, inputs, strict=True))).last_hidden_state  # (B, T, H)
-
-    enc = model.tokenizer(["a short one", "a somewhat longer example sentence to pad against"],
-                          padding=True, return_tensors="pt")  # fmt: skip
-    args = tuple(enc[n] for n in names)
-    axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(Wrapper(), args, str(path), input_names=names, output_names=["last_hidden_state"],
-                          dynamic_axes=axes, opset_version=opset, dynamo=False)  # fmt: skip
-    return path
-
-
-def quantize_onnx_int8(src: str | Path, dst: str | Path, per_channel: bool = True) -> Path:
-    """onnxruntime's dynamic int8 quantization: MatMul weights int8 (activations quantized per
-    call, MatMulInteger) and, by ORT's defaults, the embedding tables (Gather) in uint8."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel)
-    return Path(dst)
-
-
-class OnnxEncoder:
-    """An ONNX transformer in onnxruntime behind ``model``'s own tokenizer, batching and
-    pooling modules: what ``model.encode`` does, with the transformer swapped."""
-
-    def __init__(
-        self, model: SentenceTransformer, path: str | Path, *, threads: int = 1, batch_size: int = 64
-    ):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        missing = set(self.inputs) - set(_input_names(model))
-        if missing:
-            raise ValueError(
-                f"{path} wants inputs {sorted(missing)} that the model's tokenizer does not make."
-            )
-        self.model, self.batch_size = model, batch_size
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
-        model = self.model
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # as SentenceTransformer.encode sorts
-        out: np.ndarray | None = None
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            enc = model.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                  max_length=int(model.max_seq_length), return_tensors="np")  # fmt: skip
-            hidden = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0]  # (B, T, H)
-            features: dict[str, Any] = {
-                "token_embeddings": torch.from_numpy(hidden).float(),
-                "attention_mask": torch.from_numpy(enc["attention_mask"].astype(np.int64)),
-            }
-            with torch.inference_mode():
-                for module in list(model)[1:]:  # pooling, dense, normalize
-                    features = module(features)
-            emb = features["sentence_embedding"].float().numpy()  # (B, D)
-            if out is None:
-                out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
-            out[idx] = emb
-        return out if out is not None else np.zeros((0, 0), np.float32)
-
-
 # --- variants --------------------------------------------------------------------------
 
 
@@ -345,9 +251,8 @@ def cosine_agreement(reference: np.ndarray, other: np.ndarray) -> tuple[float, f
     """(mean, min) over rows of the cosine between two (N, D) embeddings of the same texts."""
     if reference.shape != other.shape:
         raise ValueError(f"Embeddings of the same texts differ in shape: {reference.shape} vs {other.shape}.")
-    a = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
-    b = other / np.maximum(np.linalg.norm(other, axis=1, keepdims=True), 1e-12)
-    cos = np.einsum("nd,nd->n", a.astype(np.float64), b.astype(np.float64))
+    a, b = unit_rows(reference.astype(np.float64)), unit_rows(other.astype(np.float64))
+    cos = np.einsum("nd,nd->n", a, b)
     return float(cos.mean()), float(cos.min())
 
 
@@ -459,31 +364,3 @@ def markdown_table(results: Sequence[VariantResult], reference: str = "fp32") ->
             f"| {sp} | {delta} | {r.cosine_mean:.4f} / {r.cosine_min:.4f} |"
         )
     return "\n".join(rows)
-
-
-def plot_size_quality(results: Sequence[VariantResult], path: str | Path, title: str) -> Path:
-    """Two panels against STS-B Spearman: saved folder size, and encode speed vs the first result."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    base = results[0].latency_s
-    for i, r in enumerate(results):
-        y = 100 * r.spearman if r.spearman is not None else np.nan
-        for ax, x in ((axes[0], r.total_bytes / 1e6), (axes[1], base / r.latency_s)):
-            ax.scatter(x, y, s=50, color=f"C{i}")
-            ax.annotate(
-                r.name, (x, y), textcoords="offset points", xytext=(6, 10 if i % 2 else -12), fontsize=8
-            )
-    axes[0].set_xlabel("saved model folder (MB)")
-    axes[1].set_xlabel(f"encode speed vs {results[0].name} (1 thread, median of rounds)")
-    axes[0].set_ylabel("STS-B test Spearman (x100)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from embedlab.eval.dimension_study import (
+from embedlab.studies.dimensions import (
     RANDOM_SOURCE,
     dimension_study,
     distance_stats,
     gaussian_points,
     pairwise_distances,
-    plot_distance_histograms,
     relative_contrast,
 )
+from embedlab.viz.study_plots import plot_distance_histograms
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])

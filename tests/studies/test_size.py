@@ -11,23 +11,23 @@ import numpy as np
 import pytest
 import torch
 
-from embedlab.eval.size import (
+from embedlab.models.encoder import EncoderSpec, build_encoder
+from embedlab.models.weight_precision import apply_weight_precision
+from embedlab.studies.onnx_export import OnnxEncoder, export_onnx
+from embedlab.studies.size import (
     build_variants,
     cosine_agreement,
     drop_layers,
     every_other_layer,
-    export_onnx,
     folder_bytes,
     interleaved_latency,
     load_int8_weights,
     markdown_table,
     measure_variants,
     pair_texts,
-    plot_size_quality,
     save_model,
 )
-from embedlab.models.encoder import EncoderSpec, build_encoder
-from embedlab.models.weight_precision import apply_weight_precision
+from embedlab.viz.study_plots import plot_size_quality
 
 TEXTS = [
     "The government said on Tuesday it would review its refugee policy.",
@@ -83,8 +83,6 @@ def test_drop_layers_keeps_the_chosen_layers_and_reloads(tiny, tmp_path: Path) -
 
 
 def test_onnx_export_matches_torch(tiny, tmp_path: Path) -> None:
-    from embedlab.eval.size import OnnxEncoder
-
     path = export_onnx(tiny, tmp_path / "model.onnx")
     texts = TEXTS + [" ".join(TEXTS * 3)]  # one over the 64-token limit: truncated the same way
     np.testing.assert_allclose(OnnxEncoder(tiny, path, batch_size=3)(texts), tiny.encode(texts), atol=2e-5)

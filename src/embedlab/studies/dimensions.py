@@ -13,7 +13,8 @@ prefix) embeddings:
 - ``distance_stats``: mean, standard deviation, coefficient of variation (std / mean)
   and relative contrast, the mean over points of (D_max - D_min) / D_min;
 - ``dimension_study``: those numbers for every (source, dimension, metric) cell, next to
-  Gaussian vectors of the same shape; ``plot_distance_histograms`` draws them.
+  Gaussian vectors of the same shape; ``embedlab.viz.study_plots.plot_distance_histograms``
+  draws them.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from embedlab.eval.arrays import as_matrix, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +36,14 @@ RANDOM_SOURCE = "gaussian"
 
 
 def _check(x: Any) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[0] < 3:
-        raise ValueError(f"points must be a 2-D (N, D) array with N >= 3, got shape {arr.shape}.")
-    if not np.isfinite(arr).all():
-        raise ValueError("points hold NaN or infinite values.")
-    return arr
+    return as_matrix(x, "points", min_rows=3)
 
 
 def distance_matrix(x: Any, metric: Metric) -> np.ndarray:
     """(N, N) distances: 1 - cosine similarity, or euclidean distance."""
     arr = _check(x)
     if metric == "cosine":
-        unit = arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
+        unit = unit_rows(arr)
         d = 1.0 - unit @ unit.T
     elif metric == "euclidean":
         sq = (arr * arr).sum(axis=1)
@@ -154,49 +151,3 @@ def dimension_study(
             stats.append(s)
             distances[(RANDOM_SOURCE, d, metric)] = pairs
     return DimensionStudy(stats, distances)
-
-
-def plot_distance_histograms(study: DimensionStudy, path: str | Path, *, title: str = "") -> Path:
-    """One panel per (dimension, metric): histograms of every source's distances, normalised.
-
-    Distances are divided by their mean so that spreads compare across sources whose
-    scales differ (a Gaussian's euclidean distances grow like sqrt(2 dim)).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    dims = sorted({k[1] for k in study.distances}, reverse=True)
-    metrics = sorted({k[2] for k in study.distances})
-    sources = list(dict.fromkeys(k[0] for k in study.distances))
-    fig, axes = plt.subplots(len(dims), len(metrics), figsize=(4.2 * len(metrics), 2.3 * len(dims)),
-                             dpi=110, squeeze=False, sharex=True)  # fmt: skip
-    top = max(float(np.quantile(p / p.mean(), 0.999)) for p in study.distances.values())
-    bins = np.linspace(0.0, max(1.5, top), 81)
-    colors = {s: plt.get_cmap("tab10")(i) for i, s in enumerate(sources)}
-    for r, dim in enumerate(dims):
-        for c, metric in enumerate(metrics):
-            ax = axes[r][c]
-            for source in sources:
-                pairs = study.distances.get((source, dim, metric))
-                if pairs is None:
-                    continue
-                ax.hist(pairs / pairs.mean(), bins=bins, density=True, histtype="step", lw=1.2,
-                        color=colors[source], label=source)  # fmt: skip
-            ax.set_title(f"{metric}, dim {dim}", fontsize=8)
-            ax.tick_params(labelsize=7)
-            if r == len(dims) - 1:
-                ax.set_xlabel("distance / mean distance", fontsize=8)
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=colors[s], lw=1.5, label=s) for s in sources]
-    fig.legend(handles=handles, loc="upper right", fontsize=8, frameon=False, ncol=len(sources))
-    if title:
-        fig.suptitle(title, fontsize=9, x=0.02, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
-    plt.close(fig)
-    return out

@@ -1,4 +1,4 @@
-"""Out-of-vocabulary statistics and seeded typo noise (src/embedlab/eval/oov.py)."""
+"""Out-of-vocabulary statistics and seeded typo noise (src/embedlab/studies/oov.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ TEXTS = [
 
 
 def test_tokenizer_stats_on_hand_made_words(minilm) -> None:
-    from embedlab.eval.oov import tokenizer_stats
+    from embedlab.studies.oov import tokenizer_stats
 
     tok = minilm.tokenizer
     assert tok.tokenize("unbelievability") == ["un", "##bel", "##ie", "##va", "##bility"]
@@ -36,14 +36,14 @@ def test_tokenizer_stats_on_hand_made_words(minilm) -> None:
 
 
 def test_tokenizer_stats_reject_texts_without_words(minilm) -> None:
-    from embedlab.eval.oov import tokenizer_stats
+    from embedlab.studies.oov import tokenizer_stats
 
     with pytest.raises(ValueError, match="no words"):
         tokenizer_stats(minilm.tokenizer, ["?!", "..."])
 
 
 def test_vocabulary_stats() -> None:
-    from embedlab.eval.oov import vocabulary_stats
+    from embedlab.studies.oov import vocabulary_stats
 
     stats = vocabulary_stats({"the", "cat", "sat"}, ["The cat sat.", "The dgo sat on the mat"])
     # 9 running words, 2 unknown (dgo, on, mat -> 3): 3 / 9; distinct: the cat sat dgo on mat -> 3 / 6
@@ -81,7 +81,7 @@ def _one_edit(a: str, b: str) -> bool:
 
 @pytest.mark.parametrize("rate", [0.0, 0.05, 0.1, 0.2, 1.0])
 def test_typos_hit_exactly_the_requested_share_of_words(rate: float) -> None:
-    from embedlab.eval.oov import add_typos
+    from embedlab.studies.oov import add_typos
 
     texts = _corpus()
     noisy = add_typos(texts, rate, seed=3)
@@ -97,7 +97,7 @@ def test_typos_hit_exactly_the_requested_share_of_words(rate: float) -> None:
 
 
 def test_typos_are_seeded_and_nested() -> None:
-    from embedlab.eval.oov import add_typos
+    from embedlab.studies.oov import add_typos
 
     texts = _corpus()
     assert add_typos(texts, 0.1, seed=1).texts == add_typos(texts, 0.1, seed=1).texts
@@ -110,7 +110,7 @@ def test_typos_are_seeded_and_nested() -> None:
 
 
 def test_typo_arguments_are_checked() -> None:
-    from embedlab.eval.oov import add_typos
+    from embedlab.studies.oov import add_typos
 
     with pytest.raises(ValueError, match=r"rate must be in \[0, 1\]"):
         add_typos(["a text"], 5, seed=0)
@@ -121,9 +121,9 @@ def test_typo_arguments_are_checked() -> None:
 def test_retrieval_under_typos_encodes_the_corpus_once(tiny_model_dirs, tmp_path) -> None:
     from embedlab.data.retrieval import mock_retrieval_set
     from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
-    from embedlab.eval.oov import retrieval_under_typos
     from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
     from embedlab.models.encoder import EncoderSpec, build_encoder
+    from embedlab.studies.oov import retrieval_under_typos
 
     model, _ = build_encoder(EncoderSpec(name="tiny_bert", tiny_architecture="bert", max_seq_length=64))
     data = mock_retrieval_set()

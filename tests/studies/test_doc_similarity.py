@@ -13,20 +13,20 @@ import pytest
 import torch
 
 from embedlab.data.text_corpus import CorpusSpec, load_corpus
-from embedlab.eval.doc_similarity import (
+from embedlab.models.encoder import EncoderSpec, build_encoder
+from embedlab.studies.doc_similarity import (
     SIMILARITY_FUNCTIONS,
     doc_similarity_report,
     most_similar_pair,
     nearest_neighbours,
     neighbour_label_agreement,
     paired_similarity,
-    plot_similarity_heatmap,
     similarity_matrix,
     similarity_spearman,
 )
-from embedlab.models.encoder import EncoderSpec, build_encoder
+from embedlab.viz.study_plots import plot_similarity_heatmap
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 torch.set_num_threads(1)
 
 

@@ -1,0 +1,113 @@
+"""ONNX variants of an encoder for the size study: export the transformer, quantize it to
+int8 with onnxruntime, and run it behind the model's own tokenizer and pooling modules.
+
+torch's TorchScript exporter and onnxruntime's dynamic quantization do the work; this module
+only fixes the input names, dynamic axes and threading the size study measures under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+def input_names(model: SentenceTransformer) -> list[str]:
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in getattr(model.tokenizer, "model_input_names", ()):
+        names.append("token_type_ids")
+    return names
+
+
+def export_onnx(model: SentenceTransformer, path: str | Path, opset: int = 17) -> Path:
+    """The transformer (token ids -> token embeddings) as an ONNX file with dynamic batch and
+    sequence axes. Uses torch's TorchScript exporter (``dynamo=False``): the torch.export one
+    needs onnxscript, which is not installed. Traced on a padded batch, so the attention mask
+    path is the one recorded."""
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = input_names(model)
+    auto = model[0].auto_model.eval()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.auto = auto
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.auto(**dict(zip(names, inputs, strict=True))).last_hidden_state  # (B, T, H)
+
+    enc = model.tokenizer(["a short one", "a somewhat longer example sentence to pad against"],
+                          padding=True, return_tensors="pt")  # fmt: skip
+    args = tuple(enc[n] for n in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(Wrapper(), args, str(path), input_names=names, output_names=["last_hidden_state"],
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)  # fmt: skip
+    return path
+
+
+def quantize_onnx_int8(src: str | Path, dst: str | Path, per_channel: bool = True) -> Path:
+    """onnxruntime's dynamic int8 quantization: MatMul weights int8 (activations quantized per
+    call, MatMulInteger) and, by ORT's defaults, the embedding tables (Gather) in uint8."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel)
+    return Path(dst)
+
+
+class OnnxEncoder:
+    """An ONNX transformer in onnxruntime behind ``model``'s own tokenizer, batching and
+    pooling modules: what ``model.encode`` does, with the transformer swapped."""
+
+    def __init__(
+        self, model: SentenceTransformer, path: str | Path, *, threads: int = 1, batch_size: int = 64
+    ):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        missing = set(self.inputs) - set(input_names(model))
+        if missing:
+            raise ValueError(
+                f"{path} wants inputs {sorted(missing)} that the model's tokenizer does not make."
+            )
+        self.model, self.batch_size = model, batch_size
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        model = self.model
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # as SentenceTransformer.encode sorts
+        out: np.ndarray | None = None
+        for start in range(0, len(texts), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            enc = model.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                  max_length=int(model.max_seq_length), return_tensors="np")  # fmt: skip
+            hidden = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0]  # (B, T, H)
+            features: dict[str, Any] = {
+                "token_embeddings": torch.from_numpy(hidden).float(),
+                "attention_mask": torch.from_numpy(enc["attention_mask"].astype(np.int64)),
+            }
+            # TODO(coordinator): use encode's module-chain function
+            with torch.inference_mode():
+                for module in list(model)[1:]:  # pooling, dense, normalize
+                    features = module(features)
+            emb = features["sentence_embedding"].float().numpy()  # (B, D)
+            if out is None:
+                out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+            out[idx] = emb
+        return out if out is not None else np.zeros((0, 0), np.float32)
