@@ -1,55 +1,72 @@
-"""Nearest neighbours and a similarity matrix of documents, with any model of our config.
+"""Nearest neighbours and a similarity matrix of documents, with any model of our configs.
 
-    python experiments/document_similarity/doc_similarity.py model=mpnet data=medical data.max_texts=60 \
-        +docsim.query=0 +docsim.k=5
+    python experiments/document_similarity/doc_similarity.py --model mpnet --data medical --max-texts 60 \
+        --query 0 --k 5
 
-Composes configs/evaluate.yaml (model, pooling, dimension, data) like evaluate.py; the
-documents are a corpus config (data=medical, mlm_lee). Writes doc_similarity.json and
-similarity_heatmap.png into the run folder (paths.output_dir, or +docsim.out=...).
+The model is a configs/model name (``--name-or-path`` for model=saved), built as evaluate.py
+builds it; the documents are a corpus config (``--data medical`` or ``mlm_lee``). Writes
+<model>_<corpus>.json and <model>_<corpus>_heatmap.png into ``--out``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+from embedlab.data.text_corpus import load_corpus
+from embedlab.studies.doc_similarity import doc_similarity_report
+from embedlab.studies.inputs import corpus_spec, load_model, read_config
+from embedlab.viz.study_plots import plot_similarity_heatmap
 
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CONFIGS = ROOT / "configs"
 log = logging.getLogger("doc_similarity")
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    from embedlab.data.text_corpus import load_corpus
-    from embedlab.errors import ConfigError
-    from embedlab.eval.doc_similarity import doc_similarity_report, plot_similarity_heatmap
-    from embedlab.mlm_task import corpus_spec
-    from embedlab.run import build_model
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="minilm", help="a configs/model name")
+    parser.add_argument("--name-or-path", default=None, help="model folder for --model saved")
+    parser.add_argument(
+        "--pooling", default="mean", help="a configs/pooling mode: mean, cls, max, weightedmean"
+    )
+    parser.add_argument("--data", default="medical", help="a corpus config: medical or mlm_lee")
+    parser.add_argument("--max-texts", type=int, default=None, help="a seeded sample of the documents")
+    parser.add_argument("--query", type=int, default=0, help="the document whose neighbours are listed")
+    parser.add_argument("--k", type=int, default=5, help="neighbours listed")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default: the data config's eval_batch_size"
+    )
+    parser.add_argument("--data-dir", default=os.environ.get("EMBEDLAB_DATA", str(ROOT / "data")))
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "document_similarity")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    opts = cfg.get("docsim") or {}
-    if cfg.data.get("task") != "mlm":
-        raise ConfigError(f"data={cfg.data.name} is not a document corpus: use data=medical or data=mlm_lee.")
-    model, resolved = build_model(cfg)  # an unreachable hub model fails here, within seconds
-    corpus = load_corpus(corpus_spec(cfg))
+    spec = corpus_spec(args.data, CONFIGS, args.data_dir, max_texts=args.max_texts)
+    batch_size = args.batch_size or int(
+        read_config(CONFIGS / "data" / f"{args.data}.yaml")["eval_batch_size"]
+    )
+    model, resolved = load_model(args.model, CONFIGS, name_or_path=args.name_or_path, pooling=args.pooling)
+    corpus = load_corpus(spec)
     report = doc_similarity_report(
-        model, corpus.texts, labels=corpus.labels, query=int(opts.get("query", 0)), k=int(opts.get("k", 5)),
-        batch_size=int(cfg.data.eval_batch_size),
-    )  # fmt: skip
-    out = Path(opts.get("out") or cfg.paths.output_dir)
-    name = f"{cfg.model.name}_{corpus.name}"
+        model, corpus.texts, labels=corpus.labels, query=args.query, k=args.k, batch_size=batch_size
+    )
+    name = f"{args.model}_{corpus.name}"
     record = {
-        "model": cfg.model.name,
+        "model": args.model,
         "model_source": resolved.source,
         "corpus": corpus.meta(),
         **report.as_dict(),
     }
-    (out / f"{name}.json").parent.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     plot_similarity_heatmap(
-        report.matrix, out / f"{name}_heatmap.png", labels=corpus.labels,
-        title=f"{cfg.model.name}: cosine similarity of {len(corpus)} {corpus.name} documents (grouped by label)",
+        report.matrix, args.out / f"{name}_heatmap.png", labels=corpus.labels,
+        title=f"{args.model}: cosine similarity of {len(corpus)} {corpus.name} documents (grouped by label)",
     )  # fmt: skip
     log.info(
         "Neighbours of document %d: %s",
@@ -57,7 +74,7 @@ def main(cfg: DictConfig) -> None:
         [(n.index, round(n.score, 4)) for n in report.neighbours],
     )
     i, j, s = report.pair
-    log.info("Most similar pair: %d and %d (cosine %.4f); wrote %s", i, j, s, out / f"{name}.json")
+    log.info("Most similar pair: %d and %d (cosine %.4f); wrote %s", i, j, s, args.out / f"{name}.json")
 
 
 if __name__ == "__main__":

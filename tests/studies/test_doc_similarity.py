@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,13 +117,13 @@ def test_similarity_functions_match_sentence_transformers_evaluator(tiny_model_d
         paired_similarity(a, b, "jaccard")  # type: ignore[arg-type]
 
 
-@pytest.mark.slow  # a fresh interpreter composing the config: ~30 s on a busy 2-core machine
+@pytest.mark.slow  # a fresh interpreter loading torch: ~30 s on a busy 2-core machine
 def test_experiment_script_on_a_tiny_model(tmp_path: Path) -> None:
     script = ROOT / "experiments" / "document_similarity" / "doc_similarity.py"
-    cmd = [sys.executable, str(script), "model=tiny_bert", "data=mlm_lee", "data.max_texts=15", "logger=none",
-           "+docsim.query=2", "+docsim.k=3", f"+docsim.out={tmp_path}", f"hydra.run.dir={tmp_path}/run"]  # fmt: skip
+    cmd = [sys.executable, str(script), "--model", "tiny_bert", "--data", "mlm_lee", "--max-texts", "15",
+           "--query", "2", "--k", "3", "--out", str(tmp_path)]  # fmt: skip
     env = {"OMP_NUM_THREADS": "1", "EMBEDLAB_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",
-           "HF_HUB_OFFLINE": "1"}  # fmt: skip
+           "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}  # a checkout's src/ first  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((tmp_path / "tiny_bert_lee_background.json").read_text())
