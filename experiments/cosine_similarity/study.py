@@ -33,17 +33,6 @@ PAIRS = [  # (a, b, why it is here)
 ]
 
 
-def encoder(name: str, normalize: bool):
-    from omegaconf import OmegaConf
-
-    from embedlab.models.encoder import EncoderSpec, build_encoder
-
-    m = OmegaConf.load(ROOT / "configs" / "model" / f"{name}.yaml")
-    spec = EncoderSpec(name=m.name, name_or_path=m.name_or_path, packaged=m.packaged, revision=m.revision,
-                       max_seq_length=int(m.max_seq_length), normalize=normalize)  # fmt: skip
-    return build_encoder(spec)[0]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["minilm", "mpnet"])
@@ -55,16 +44,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
 
-    from embedlab.data.sts import load_sts
-    from embedlab.data.text_corpus import stsb_spec
-    from embedlab.eval.doc_similarity import SIMILARITY_FUNCTIONS, paired_similarity, similarity_spearman
     from embedlab.eval.encode import encode
+    from embedlab.studies.doc_similarity import SIMILARITY_FUNCTIONS, paired_similarity, similarity_spearman
+    from embedlab.studies.inputs import load_model, stsb_test
 
     torch.set_num_threads(1)
-    test = load_sts(stsb_spec(Path(args.data_dir) / "stsb"), splits=("test",)).splits["test"]
+    test = stsb_test(args.data_dir)
     record: dict[str, object] = {"sts": "stsb test", "n_pairs": len(test), "models": {}}
     for name in args.models:
-        model = encoder(name, normalize=False)  # raw mean pooling; normalised below, in numpy
+        model, _ = load_model(
+            name, ROOT / "configs", normalize=False
+        )  # raw mean pooling; normalised below, in numpy
         n = len(test)
         emb, stats = encode(
             model, list(test.sentence1) + list(test.sentence2), batch_size=64, what="sentences"

@@ -9,7 +9,7 @@ of the saved model folder, 1-thread encode latency on the same STS-B sentences (
 interleaved rounds), STS-B test Spearman and cosine agreement with fp32 on every STS-B test
 sentence. Model folders go to outputs/size_optimisation/<model>/; the results
 (<model>.results.json), table and plot to this folder. The measuring code is
-src/embedlab/eval/size.py.
+src/embedlab/studies/size.py (ONNX: studies/onnx_export.py; plot: viz/study_plots.py).
 """
 
 from __future__ import annotations
@@ -24,28 +24,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 log = logging.getLogger("size_optimisation")
-
-
-def stsb_test():
-    from embedlab.data.retrieval import resolve_data_dir
-    from embedlab.data.sts import STSSpec, load_sts
-
-    spec = STSSpec(
-        name="stsb", format="stsb_tsv", score_range=(0.0, 5.0), root=str(resolve_data_dir() / "stsb"),
-        files={"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"},
-    )  # fmt: skip
-    return load_sts(spec, ["test"]).splits["test"]
-
-
-def load_model(name: str):
-    from omegaconf import OmegaConf
-
-    from embedlab.models.encoder import EncoderSpec, build_encoder
-
-    m = OmegaConf.load(ROOT / "configs" / "model" / f"{name}.yaml")
-    spec = EncoderSpec(name=m.name, name_or_path=m.name_or_path, packaged=m.packaged,
-                       max_seq_length=int(m.max_seq_length))  # fmt: skip
-    return build_encoder(spec)[0]
 
 
 def reference_onnx(model_name: str) -> dict[str, Path]:
@@ -81,17 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from embedlab.eval.size import (
-        build_variants,
-        markdown_table,
-        measure_variants,
-        pair_texts,
-        plot_size_quality,
-    )
+    from embedlab.data.retrieval import resolve_data_dir
+    from embedlab.studies.inputs import load_model, stsb_test
+    from embedlab.studies.size import build_variants, markdown_table, measure_variants, pair_texts
     from embedlab.tracking.results import package_versions
+    from embedlab.viz.study_plots import plot_size_quality
 
     torch.set_num_threads(args.threads)
-    split = stsb_test()
+    split = stsb_test(resolve_data_dir())
     s1, s2, gold = list(split.sentence1), list(split.sentence2), list(split.scores)
     probe = pair_texts(s1, s2)
     rng = np.random.default_rng(0)
@@ -100,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in np.sort(rng.choice(len(probe), size=min(args.latency_texts, len(probe)), replace=False))
     ]
 
-    model = load_model(args.model)
+    model, _ = load_model(args.model, ROOT / "configs")
     workdir = args.workdir or ROOT / "outputs" / "size_optimisation" / args.model
     variants = build_variants(
         model,
