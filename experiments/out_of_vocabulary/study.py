@@ -3,9 +3,10 @@ with typo'd queries (0 / 5 / 10 / 20% of query words) for subword transformers a
 
     EMBEDLAB_DATA=../shared/data OMP_NUM_THREADS=1 .venv/bin/python experiments/out_of_vocabulary/study.py
 
-Each model is built from its configs/model/*.yaml exactly as `evaluate.py model=<m> data=scifact`
-builds it (fastText: trained on the SciFact corpus, cached), encodes with the run default
-(encode=fast, 1 thread) and reads / fills the same embedding cache, so the corpus is encoded
+Each model is built from its configs/model/*.yaml with embedlab.studies.inputs (no Hydra
+composition) exactly as `evaluate.py model=<m> data=scifact` builds it (fastText: trained on the
+SciFact corpus, cached), encodes with the run default (encode=fast, 1 thread) and reads / fills
+the same embedding cache as evaluate.py, so the corpus is encoded
 once per model and every noise level encodes only its 300 queries. Writes results.json,
 tables.md and ndcg_vs_typos.png beside this file.
 """
@@ -16,43 +17,53 @@ import argparse
 import json
 import logging
 import os
-import statistics
 from pathlib import Path
+
+from embedlab.viz.study_plots import mean_std, plot_metric_vs_noise
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+CONFIGS = ROOT / "configs"
 log = logging.getLogger("oov_study")
-
-
-def compose(model: str, data: str, data_dir: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hydra_compose(
-            config_name="evaluate",
-            overrides=[f"model={model}", f"data={data}", "logger=none", "encode.threads=1",
-                       f"paths.data_dir={data_dir}", "paths.output_dir=unused"],
-        )  # fmt: skip
 
 
 def corpora(data_dir: str) -> dict[str, list[str]]:
     """The texts whose words the tokenizer table counts."""
     from embedlab.data.retrieval import load_scifact
-    from embedlab.data.sts import load_sts
-    from embedlab.data.text_corpus import CorpusSpec, load_corpus
-    from embedlab.run import sts_spec
+    from embedlab.data.text_corpus import load_corpus
+    from embedlab.studies.inputs import corpus_spec, stsb_test
 
-    stsb = load_sts(sts_spec(compose("minilm", "stsb", data_dir)), splits=("test",)).splits["test"]
+    stsb = stsb_test(data_dir)
     scifact = load_scifact(data_dir, "test")
-    medical = load_corpus(CorpusSpec(name="medical", format="table", root=data_dir,
-                                     file="medical_abstracts/medical_tc_test.csv", text_column="medical_abstract"))  # fmt: skip
+    medical = load_corpus(corpus_spec("medical", CONFIGS, data_dir))
     return {
         "STS-B test sentences": list(stsb.sentence1) + list(stsb.sentence2),
         "SciFact queries (test)": list(scifact.queries.values()),
         "SciFact corpus": list(scifact.corpus.values()),
         "Medical abstracts": list(medical.texts),
     }
+
+
+def build(name: str, data_dir: str):
+    """(model, whether it is a subword transformer): as ``evaluate.py model=<name> data=scifact``."""
+    from embedlab.studies.inputs import load_fasttext, load_model, read_config
+
+    if read_config(CONFIGS / "model" / f"{name}.yaml").get("kind", "transformer") == "transformer":
+        return load_model(name, CONFIGS), True
+    data = read_config(CONFIGS / "data" / "scifact.yaml", {"paths.data_dir": data_dir})
+    return load_fasttext(CONFIGS, data), False
+
+
+def fast_encoding():
+    """The run default (configs/encode/fast.yaml) with 1 thread, as ``encode.threads=1``."""
+    from embedlab.eval.encode import encoding
+    from embedlab.eval.fast_encode import EncodeOptions
+    from embedlab.studies.inputs import read_config
+
+    enc = read_config(CONFIGS / "encode" / "fast.yaml")
+    return encoding(
+        enc["backend"], EncodeOptions(precision=enc["precision"], token_budget=enc["token_budget"], threads=1)
+    )
 
 
 def main() -> None:
@@ -68,9 +79,11 @@ def main() -> None:
     import torch
 
     from embedlab.data.retrieval import load_scifact
-    from embedlab.eval.oov import add_typos, retrieval_under_typos, tokenizer_stats, vocabulary_stats
+    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.eval.encode import encoding_tag
     from embedlab.eval.retrieval_task import RetrievalEvalSettings
-    from embedlab.run import build_model, embedding_cache, encoding_from_cfg
+    from embedlab.models.resolve import cache_root
+    from embedlab.studies.oov import add_typos, retrieval_under_typos, tokenizer_stats, vocabulary_stats
 
     torch.set_num_threads(1)
     texts = corpora(args.data_dir)
@@ -86,11 +99,10 @@ def main() -> None:
         "retrieval": [],
     }
     for name in args.models:
-        cfg = compose(name, "scifact", args.data_dir)
-        model, resolved = build_model(cfg)
+        (model, resolved), subword = build(name, args.data_dir)
         log.info("%s: %s (%s)", name, resolved.path, resolved.source)
         first = model[0]
-        if cfg.model.get("kind", "transformer") == "transformer":
+        if subword:
             for corpus, corpus_texts in texts.items():
                 st = tokenizer_stats(model.tokenizer, corpus_texts)
                 out["tokenizer"].append({"model": name, "corpus": corpus, **st.as_dict()})
@@ -106,8 +118,9 @@ def main() -> None:
             for rate, queries in noisy_queries.items():
                 vs = vocabulary_stats(first.tokenizer.vocab, queries, lowercase=first.lowercase)
                 out["noise_vocab"].append({"model": name, "rate": rate, "oov_word_rate": vs.oov_word_rate})
-        with encoding_from_cfg(cfg):
-            cache, key = embedding_cache(cfg, model)
+        with fast_encoding():  # the cache and key evaluate.py uses, so either fills it for the other
+            cache = EmbeddingCache(cache_root() / "embeddings")
+            key = f"{encoder_key(model, 'fp32')}:{encoding_tag()}"
             rows = retrieval_under_typos(
                 model, scifact, args.rates, args.seeds, settings, cache=cache, model_key=key
             )
@@ -126,12 +139,12 @@ def main() -> None:
     tables = render(out)
     (HERE / "tables.md").write_text(tables)
     print(tables)
-    plot(out, HERE / "ndcg_vs_typos.png")
+    plot_metric_vs_noise(out["retrieval"], HERE / "ndcg_vs_typos.png", metric="ndcg@10", ylabel="SciFact nDCG@10",
+                         title="Retrieval with typo'd queries (corpus clean)")  # fmt: skip
 
 
 def _ndcg(out: dict, model: str, rate: float) -> tuple[float, float]:
-    vals = [r["ndcg@10"] for r in out["retrieval"] if r["model"] == model and r["rate"] == rate]
-    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+    return mean_std([r["ndcg@10"] for r in out["retrieval"] if r["model"] == model and r["rate"] == rate])
 
 
 def render(out: dict) -> str:
@@ -179,27 +192,6 @@ def render(out: dict) -> str:
                 + " |"
             )
     return "\n".join(lines) + "\n"
-
-
-def plot(out: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    rates = out["rates"]
-    for m in dict.fromkeys(r["model"] for r in out["retrieval"]):
-        stats = [_ndcg(out, m, r) for r in rates]
-        ax.errorbar([100 * r for r in rates], [s[0] for s in stats], yerr=[s[1] for s in stats],
-                    marker="o", capsize=3, label=m)  # fmt: skip
-    ax.set_xlabel("query words with one typo (%)")
-    ax.set_ylabel("SciFact nDCG@10")
-    ax.set_title("Retrieval with typo'd queries (corpus clean)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

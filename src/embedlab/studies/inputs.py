@@ -20,7 +20,7 @@ from embedlab.data.sts import load_sts
 from embedlab.data.text_corpus import CorpusSpec, stsb_spec
 from embedlab.errors import ConfigError, ModelUnavailableError
 from embedlab.models.encoder import EncoderSpec, build_encoder, drop_unused_pooler, locate
-from embedlab.models.resolve import ResolvedModel
+from embedlab.models.resolve import ResolvedModel, cache_root
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -76,6 +76,29 @@ def load_model(
         raise ModelUnavailableError(f"Saved model at {resolved.path} could not be loaded: {exc}") from exc
     drop_unused_pooler(model[0].auto_model)
     return model, resolved
+
+
+def load_fasttext(
+    configs_dir: str | Path, data: Mapping[str, Any], *, seed: int = DEFAULT_SEED, pooling: str = "mean"
+) -> tuple[SentenceTransformer, ResolvedModel]:
+    """fastText as ``evaluate.py model=fasttext data=<data>`` builds it: trained on the retrieval
+    corpus of ``data`` (a data config read with :func:`read_config`), or read from the cache."""
+    from embedlab.models.fasttext import FastTextParams, build_fasttext_encoder, training_texts  # torch
+
+    m = read_config(Path(configs_dir) / "model" / "fasttext.yaml", {"seed": seed})
+    ft = m["fasttext"]
+    if ft["corpus"] == "eval" and data.get("task") != "retrieval":
+        raise ConfigError(
+            "load_fasttext trains on a retrieval corpus: give a retrieval data config (scifact)."
+        )
+    texts, corpus = training_texts(
+        ft["corpus"], task=str(data.get("task")), file=ft.get("corpus_file"),
+        retrieval=(data["format"], data["root"], data["split"], data["name"]) if ft["corpus"] == "eval" else None,
+    )  # fmt: skip
+    return build_fasttext_encoder(
+        texts, FastTextParams.from_mapping(ft["params"]), corpus_name=corpus, pooling=pooling,
+        max_seq_length=int(m["max_seq_length"]), cache_dir=cache_root() if ft.get("cache") else None,
+    )  # fmt: skip
 
 
 def corpus_spec(
