@@ -31,23 +31,19 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
-    from omegaconf import OmegaConf
 
-    from embedlab.data.sts import load_sts
-    from embedlab.data.text_corpus import stsb_spec
-    from embedlab.eval.dimension_study import dimension_study, plot_distance_histograms
     from embedlab.eval.encode import encode
-    from embedlab.models.encoder import EncoderSpec, build_encoder
+    from embedlab.studies.dimensions import dimension_study
+    from embedlab.studies.inputs import load_model, stsb_test
+    from embedlab.viz.study_plots import plot_distance_histograms
 
     torch.set_num_threads(1)
-    test = load_sts(stsb_spec(Path(args.data_dir) / "stsb"), splits=("test",)).splits["test"]
+    test = stsb_test(args.data_dir)
     pool = list(dict.fromkeys(list(test.sentence1) + list(test.sentence2)))
     sentences = random.Random(args.seed).sample(pool, min(args.n, len(pool)))
     embeddings = {}
     for name in args.models:
-        m = OmegaConf.load(ROOT / "configs" / "model" / f"{name}.yaml")
-        model, _ = build_encoder(EncoderSpec(name=m.name, name_or_path=m.name_or_path, packaged=m.packaged,
-                                             max_seq_length=int(m.max_seq_length)))  # fmt: skip
+        model, _ = load_model(name, ROOT / "configs")
         embeddings[name] = encode(model, sentences, batch_size=64, what="sentences")[0]  # (N, D), unit norm
     study = dimension_study(embeddings, dims=[d or None for d in args.dims], seed=args.seed)
     rows = study.rows()

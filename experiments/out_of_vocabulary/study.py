@@ -54,18 +54,6 @@ def build(name: str, data_dir: str):
     return load_fasttext(CONFIGS, data), False
 
 
-def fast_encoding():
-    """The run default (configs/encode/fast.yaml) with 1 thread, as ``encode.threads=1``."""
-    from embedlab.eval.encode import encoding
-    from embedlab.eval.fast_encode import EncodeOptions
-    from embedlab.studies.inputs import read_config
-
-    enc = read_config(CONFIGS / "encode" / "fast.yaml")
-    return encoding(
-        enc["backend"], EncodeOptions(precision=enc["precision"], token_budget=enc["token_budget"], threads=1)
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["minilm", "minilm_l3", "mpnet", "fasttext"])
@@ -83,6 +71,7 @@ def main() -> None:
     from embedlab.eval.encode import encoding_tag
     from embedlab.eval.retrieval_task import RetrievalEvalSettings
     from embedlab.models.resolve import cache_root
+    from embedlab.studies.inputs import encoding_from_config
     from embedlab.studies.oov import add_typos, retrieval_under_typos, tokenizer_stats, vocabulary_stats
 
     torch.set_num_threads(1)
@@ -118,7 +107,9 @@ def main() -> None:
             for rate, queries in noisy_queries.items():
                 vs = vocabulary_stats(first.tokenizer.vocab, queries, lowercase=first.lowercase)
                 out["noise_vocab"].append({"model": name, "rate": rate, "oov_word_rate": vs.oov_word_rate})
-        with fast_encoding():  # the cache and key evaluate.py uses, so either fills it for the other
+        with encoding_from_config(
+            CONFIGS, "fast", threads=1
+        ):  # the cache and key evaluate.py uses, so either fills it for the other
             cache = EmbeddingCache(cache_root() / "embeddings")
             key = f"{encoder_key(model, 'fp32')}:{encoding_tag()}"
             rows = retrieval_under_typos(

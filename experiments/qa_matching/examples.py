@@ -1,10 +1,11 @@
 """Example SQuAD questions with what a model retrieves for them, both ways.
 
-    python experiments/qa_matching/examples.py model=minilm data=squad encode.threads=1 \
-        +qa.n=5 +qa.seed=0 +qa.out=experiments/qa_matching/examples_minilm.md
+    python experiments/qa_matching/examples.py --model minilm --data squad --threads 1 \
+        --n 5 --seed 0 --out experiments/qa_matching/examples_minilm.md
 
-Composes configs/evaluate.yaml like evaluate.py (model, pooling, encode backend; data must
-be a SQuAD question -> paragraph config). Draws ``qa.n`` questions (seeded) among those
+Builds the model of configs/model/<model>.yaml, the encode backend of configs/encode/ and the
+SQuAD data of configs/data/<data>.yaml (a question -> paragraph config) as evaluate.py does,
+without composing a config. Draws ``--n`` questions (seeded) among those
 with at least one other question on their paragraph, encodes every paragraph and every
 question with embedlab's encode() (exact dot-product search, as index=none), and writes a
 Markdown table: the top paragraph and whether it holds a gold answer (the answer_hit@1
@@ -15,13 +16,15 @@ is one of the query's (what a FAQ bot would reply).
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import random
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CONFIGS = ROOT / "configs"
 log = logging.getLogger("qa_examples")
 
 
@@ -48,33 +51,43 @@ def _snippet(passage: str, answers: list[str], width: int = 90) -> str:
     return _cell(flat, 2 * width + 20)
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="minilm", help="a configs/model name")
+    parser.add_argument("--data", default="squad", help="a SQuAD question -> paragraph data config")
+    parser.add_argument("--backend", default="fast", help="a configs/encode name: fast or reference")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads while encoding")
+    parser.add_argument("--n", type=int, default=5, help="questions drawn")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="default: outputs/qa/examples_<model>.md")
+    parser.add_argument("--data-dir", default=os.environ.get("EMBEDLAB_DATA", str(ROOT / "data")))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import numpy as np
 
     from embedlab.data.retrieval import load_retrieval_set
     from embedlab.errors import ConfigError
     from embedlab.eval.encode import encode
     from embedlab.eval.retrieval import normalise_answer_text, topk_dot
-    from embedlab.run import build_model, encoding_from_cfg
+    from embedlab.studies.inputs import encoding_from_config, load_model, read_config
 
-    opts = cfg.get("qa") or {}
-    d = cfg.data
+    d = read_config(CONFIGS / "data" / f"{args.data}.yaml", {"paths.data_dir": args.data_dir})
     if d.get("format") != "squad_paragraphs":
-        raise ConfigError(f"data={d.name} is not SQuAD question -> paragraph: use data=squad.")
-    q2p = load_retrieval_set(d.format, d.root, split=d.split, name=d.name)
-    q2q = load_retrieval_set("squad_questions", d.root)  # same file; ids = SQuAD question ids
+        raise ConfigError(f"data={args.data} is not SQuAD question -> paragraph: use data=squad.")
+    q2p = load_retrieval_set(d["format"], d["root"], split=d["split"], name=d["name"])
+    q2q = load_retrieval_set("squad_questions", d["root"])  # same file; ids = SQuAD question ids
     assert q2p.answers is not None
     pool = [q for q in q2p.queries if q in q2q.queries]  # questions with a sibling on their paragraph
-    picked = random.Random(int(opts.get("seed", 0))).sample(pool, int(opts.get("n", 5)))
+    picked = random.Random(args.seed).sample(pool, args.n)
 
     para_ids, paras = q2p.doc_ids, list(q2p.corpus.values())
     question_ids, questions = q2q.doc_ids, list(q2q.corpus.values())
     row_of = {q: i for i, q in enumerate(question_ids)}
-    with encoding_from_cfg(cfg):
-        model, resolved = build_model(cfg)
-        p_emb, p_stats = encode(model, paras, batch_size=int(d.eval_batch_size), what="paragraphs")
-        q_emb, q_stats = encode(model, questions, batch_size=int(d.eval_batch_size), what="questions")
+    batch = int(d["eval_batch_size"])
+    with encoding_from_config(CONFIGS, args.backend, threads=args.threads):
+        model, resolved = load_model(args.model, CONFIGS)
+        p_emb, p_stats = encode(model, paras, batch_size=batch, what="paragraphs")
+        q_emb, q_stats = encode(model, questions, batch_size=batch, what="questions")
     log.info("encoded %d paragraphs in %.1fs, %d questions in %.1fs", len(paras), p_stats.seconds,
              len(questions), q_stats.seconds)  # fmt: skip
     rows = np.array([row_of[q] for q in picked])
@@ -82,8 +95,8 @@ def main(cfg: DictConfig) -> None:
     _, top_q = topk_dot(q_emb[rows], q_emb, 1, exclude=rows)  # never the question itself
 
     lines = [
-        f"Model `{cfg.model.name}` ({resolved.source}), encode backend `{cfg.encode.backend}`; "
-        f"{len(picked)} questions drawn with seed {opts.get('seed', 0)}. Bold: the gold answer "
+        f"Model `{args.model}` ({resolved.source}), encode backend `{args.backend}`; "
+        f"{len(picked)} questions drawn with seed {args.seed}. Bold: the gold answer "
         f"where the text contains it.",
         "",
         "| question | gold answer | top paragraph (question -> paragraph) | gold paragraph? | holds answer? "
@@ -106,7 +119,7 @@ def main(cfg: DictConfig) -> None:
             f"(answer: {_cell(' / '.join(q2p.answers[nid]), 60)}) | {yes[same]} | {yes[match]} |"
         )
     text = "\n".join(lines) + "\n"
-    out = Path(opts.get("out") or Path(cfg.paths.output_dir) / f"examples_{cfg.model.name}.md")
+    out = args.out or ROOT / "outputs" / "qa" / f"examples_{args.model}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(text)

@@ -101,6 +101,19 @@ def load_fasttext(
     )  # fmt: skip
 
 
+def encoding_from_config(configs_dir: str | Path, backend: str = "fast", *, threads: int | None = None):
+    """The encode backend ``configs/encode/<backend>.yaml`` describes, as ``with`` block (``threads``:
+    as ``encode.threads=...``). Every ``encode()`` inside the block uses it."""
+    from embedlab.eval.encode import encoding
+    from embedlab.eval.fast_encode import EncodeOptions
+
+    enc = read_config(Path(configs_dir) / "encode" / f"{backend}.yaml")
+    options = EncodeOptions(
+        precision=enc.get("precision", "bf16"), token_budget=enc.get("token_budget", 8192), threads=threads
+    )
+    return encoding(enc.get("backend", "sentence-transformers"), options)
+
+
 def corpus_spec(
     name: str, configs_dir: str | Path, data_dir: str | Path, *, seed: int = DEFAULT_SEED, **overrides: Any
 ) -> CorpusSpec:
