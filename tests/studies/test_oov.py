@@ -138,3 +138,12 @@ def test_retrieval_under_typos_encodes_the_corpus_once(tiny_model_dirs, tmp_path
     clean = evaluate_retrieval(model, data, settings, cache=EmbeddingCache(None), model_key=key)
     assert rows[0]["ndcg@10"] == pytest.approx(clean.metrics["ndcg@10"])
     assert rows[-1]["n_edited_words"] == rows[-1]["n_eligible_words"] > 0
+
+
+def test_metric_vs_noise_plot(tmp_path) -> None:
+    from embedlab.viz.study_plots import mean_std, plot_metric_vs_noise
+
+    rows = [{"model": m, "rate": r, "seed": s, "ndcg@10": 0.5 - r + 0.01 * s}
+            for m in ("a", "b") for r in (0.0, 0.1) for s in (1, 2)]  # fmt: skip
+    assert mean_std([1.0, 3.0]) == pytest.approx((2.0, 2**0.5)) and mean_std([4.0]) == (4.0, 0.0)
+    assert plot_metric_vs_noise(rows, tmp_path / "p.png", ylabel="nDCG@10").stat().st_size > 0
