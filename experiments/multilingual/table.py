@@ -67,28 +67,16 @@ def render(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from embedlab.viz.study_plots import plot_lines
 
     sts, bitext = res["stsb_multi_mt_test_spearman"], res["tatoeba_accuracy"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for m, row in sts.items():
-        a.plot(STS_LANGS, [100 * row.get(lang, float("nan")) for lang in STS_LANGS], marker="o", label=m)
-    a.set_title("STS-B test Spearman x 100")
-    a.set_xlabel("language (en: original, others: DeepL translations)")
-    for m, row in bitext.items():
-        langs = list(TATOEBA)
-        b.plot(langs, [100 * row[TATOEBA[lang]] for lang in langs], marker="o", label=m)
-    b.set_title("Tatoeba bitext accuracy x 100 (xx <-> en)")
-    b.set_xlabel("language")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.set_ylim(0, 100)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    langs = list(TATOEBA)
+    plot_lines([
+        ("STS-B test Spearman x 100", "language (en: original, others: DeepL translations)", STS_LANGS,
+         {m: [100 * row.get(lang, float("nan")) for lang in STS_LANGS] for m, row in sts.items()}),
+        ("Tatoeba bitext accuracy x 100 (xx <-> en)", "language", langs,
+         {m: [100 * row[TATOEBA[lang]] for lang in langs] for m, row in bitext.items()}),
+    ], path)  # fmt: skip
 
 
 def main() -> None:

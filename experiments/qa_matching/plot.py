@@ -95,31 +95,14 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def plot(results: dict[str, dict[str, dict[str, float]]], out: Path) -> None:
-    import matplotlib
+    from embedlab.viz.study_plots import plot_grouped_bars
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    panels = [d for d in PANELS if d in results]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.6 * len(panels)), squeeze=False)
-    for ax, data in zip(axes[:, 0], panels, strict=True):
+    panels = []
+    for data in (d for d in PANELS if d in results):
         title, metrics = PANELS[data]
-        models = ordered(list(results[data]))
-        x = np.arange(len(metrics))
-        width = 0.8 / len(models)
-        for j, model in enumerate(models):
-            vals = [results[data][model][k] for k, _ in metrics]
-            bars = ax.bar(x + (j - (len(models) - 1) / 2) * width, vals, width, label=model)
-            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-        ax.set_xticks(x, [lab for _, lab in metrics])
-        ax.set_ylim(0, 1.08)
-        ax.set_title(title, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+        series = {m: [results[data][m][k] for k, _ in metrics] for m in ordered(list(results[data]))}
+        panels.append((title, [lab for _, lab in metrics], series))
+    plot_grouped_bars(panels, out)
 
 
 def main() -> None:

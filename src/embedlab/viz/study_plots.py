@@ -158,3 +158,52 @@ def plot_metric_vs_noise(
     ax.legend()
     fig.tight_layout()
     return _save(fig, path, dpi=120)
+
+
+Series = Mapping[str, Sequence[float]]  # legend label -> one value per x category
+
+
+def plot_grouped_bars(
+    panels: Sequence[tuple[str, Sequence[str], Series]],
+    path: str | Path,
+    *,
+    ylim: tuple[float, float] = (0, 1.08),
+) -> Path:
+    """Panels stacked vertically, each ``(title, categories, series)``: one bar group per
+    category, one bar per series, each value printed on its bar."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.6 * len(panels)), squeeze=False)
+    for ax, (title, categories, series) in zip(axes[:, 0], panels, strict=True):
+        x = np.arange(len(categories))
+        width = 0.8 / len(series)
+        for j, (label, values) in enumerate(series.items()):
+            bars = ax.bar(x + (j - (len(series) - 1) / 2) * width, values, width, label=label)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+        ax.set_xticks(x, list(categories))
+        ax.set_ylim(*ylim)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, dpi=120)
+
+
+def plot_lines(
+    panels: Sequence[tuple[str, str, Sequence[str], Series]],
+    path: str | Path,
+    *,
+    ylim: tuple[float, float] = (0, 100),
+) -> Path:
+    """Panels side by side, each ``(title, xlabel, categories, series)``: one line per series."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (title, xlabel, categories, series) in zip(axes[0], panels, strict=True):
+        for label, values in series.items():
+            ax.plot(list(categories), values, marker="o", label=label)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(*ylim)
+        ax.legend()
+    fig.tight_layout()
+    return _save(fig, path, dpi=120)
