@@ -25,12 +25,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from embedlab.data.retrieval import RetrievalSet
     from embedlab.eval.embedding_cache import EmbeddingCache
-    from embedlab.eval.retrieval_task import RetrievalEvalSettings
 
 WORD_RE = re.compile(r"\w+")
 Edit = Literal["insert", "delete", "swap", "substitute"]
@@ -225,8 +226,6 @@ def retrieval_under_typos(
     The corpus is the same at every level, so after the first level its embeddings come
     from ``cache``; rate 0 is evaluated once (seed ignored).
     """
-    from embedlab.eval.retrieval_task import evaluate_retrieval
-
     qids = data.query_ids
     clean = [data.queries[q] for q in qids]
     rows: list[dict[str, Any]] = []

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embedlab.eval.arrays import unit_rows
+from embedlab.eval.sts import paired_cosine
+from embedlab.models.weight_precision import apply_weight_precision, detect_weight_precision
 from embedlab.studies.onnx_export import OnnxEncoder, export_onnx, quantize_onnx_int8
 
 if TYPE_CHECKING:
@@ -101,8 +104,6 @@ def save_model(model: SentenceTransformer, folder: str | Path, reference: Senten
     """
     import torch
 
-    from embedlab.models.weight_precision import detect_weight_precision
-
     folder = Path(folder)
     if detect_weight_precision(model) != "int8":
         model.save(str(folder))
@@ -115,8 +116,6 @@ def save_model(model: SentenceTransformer, folder: str | Path, reference: Senten
 def load_int8_weights(reference: SentenceTransformer, folder: str | Path) -> SentenceTransformer:
     """A copy of ``reference`` with int8 weights read from a folder :func:`save_model` wrote."""
     import torch
-
-    from embedlab.models.weight_precision import apply_weight_precision
 
     model = apply_weight_precision(copy.deepcopy(reference), "int8")
     state = torch.load(Path(folder) / INT8_WEIGHTS, weights_only=True)
@@ -193,10 +192,6 @@ def build_variants(
     ``drop-even`` drops 2, 4, 6 and keeps 1, 3, 5; ``reference_onnx`` maps a name to a prebuilt ONNX transformer of the
     same architecture and tokenizer (its folder: the model's configs plus that file).
     """
-    import shutil
-
-    from embedlab.models.weight_precision import apply_weight_precision
-
     workdir = Path(workdir)
     n_layers = len(getattr(*_layer_list(model[0].auto_model)))
     variants: list[Variant] = []
@@ -293,8 +288,6 @@ def measure_variants(
     probe texts must then hold both sides (see :func:`pair_texts`).
     """
     import torch
-
-    from embedlab.eval.sts import paired_cosine
 
     by_name = {v.name: v for v in variants}
     if reference not in by_name:
