@@ -10,15 +10,33 @@ import statistics
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from embedlab.studies.dimensions import DimensionStudy
-    from embedlab.studies.size import VariantResult
-
 log = logging.getLogger(__name__)
+
+
+class DistanceSample(Protocol):
+    """What the histograms read (``studies.dimensions.DimensionStudy``): viz sits below studies."""
+
+    @property
+    def distances(
+        self,
+    ) -> Mapping[tuple[str, int, str], np.ndarray]: ...  # (source, dim, metric) -> distances
+
+
+class SizeRow(Protocol):
+    """What the size plot reads of one variant (``studies.size.VariantResult``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def latency_s(self) -> float: ...
+    @property
+    def spearman(self) -> float | None: ...
 
 
 def _pyplot() -> Any:
@@ -71,7 +89,7 @@ def plot_similarity_heatmap(
     return out
 
 
-def plot_distance_histograms(study: DimensionStudy, path: str | Path, *, title: str = "") -> Path:
+def plot_distance_histograms(study: DistanceSample, path: str | Path, *, title: str = "") -> Path:
     """One panel per (dimension, metric): histograms of every source's distances, normalised.
 
     Distances are divided by their mean so that spreads compare across sources whose
@@ -109,7 +127,7 @@ def plot_distance_histograms(study: DimensionStudy, path: str | Path, *, title: 
     return _save(fig, path, format="png")
 
 
-def plot_size_quality(results: Sequence[VariantResult], path: str | Path, title: str) -> Path:
+def plot_size_quality(results: Sequence[SizeRow], path: str | Path, title: str) -> Path:
     """Two panels against STS-B Spearman: saved folder size, and encode speed vs the first result."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
