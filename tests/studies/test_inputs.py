@@ -43,3 +43,5 @@ def test_load_model_builds_the_config_model() -> None:
     assert resolved.source == "tiny:bert" and model.max_seq_length == 64 and len(model) == 2  # no Normalize
     with pytest.raises(ConfigError, match="not a transformer"):
         load_model("fasttext", CONFIGS)
+    with pytest.raises(ConfigError, match="needs a model folder"):
+        load_model("saved", CONFIGS)

@@ -60,6 +60,8 @@ def load_model(
     m = read_config(Path(configs_dir) / "model" / f"{name}.yaml")
     if name_or_path:
         m["name_or_path"] = name_or_path
+    if m.get("name_or_path") == "???":  # Hydra's "must be given" marker (model=saved)
+        raise ConfigError(f"model={name} needs a model folder: pass name_or_path (--name-or-path).")
     if m.get("kind", "transformer") != "transformer":
         raise ConfigError(f"model={name} is not a transformer: build it with its own builder (fastText).")
     spec = spec_from_mapping(EncoderSpec, m, **overrides)
