@@ -45,3 +45,13 @@ def test_load_model_builds_the_config_model() -> None:
         load_model("fasttext", CONFIGS)
     with pytest.raises(ConfigError, match="needs a model folder"):
         load_model("saved", CONFIGS)
+
+
+def test_load_model_reads_a_saved_folder(tmp_path: Path) -> None:
+    import numpy as np
+
+    model, _ = load_model("tiny_bert", CONFIGS)
+    model.save(str(tmp_path / "model"))
+    again, resolved = load_model("saved", CONFIGS, name_or_path=str(tmp_path / "model"))
+    assert resolved.source == "local"
+    np.testing.assert_allclose(again.encode(["a short text"]), model.encode(["a short text"]), atol=1e-6)
