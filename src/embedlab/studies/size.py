@@ -246,8 +246,8 @@ def cosine_agreement(reference: np.ndarray, other: np.ndarray) -> tuple[float, f
     """(mean, min) over rows of the cosine between two (N, D) embeddings of the same texts."""
     if reference.shape != other.shape:
         raise ValueError(f"Embeddings of the same texts differ in shape: {reference.shape} vs {other.shape}.")
-    a, b = unit_rows(reference.astype(np.float64)), unit_rows(other.astype(np.float64))
-    cos = np.einsum("nd,nd->n", a, b)
+    a, b = unit_rows(reference), unit_rows(other)  # in their own dtype, as published
+    cos = np.einsum("nd,nd->n", a.astype(np.float64), b.astype(np.float64))
     return float(cos.mean()), float(cos.min())
 
 
