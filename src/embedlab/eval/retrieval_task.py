@@ -128,24 +128,7 @@ def evaluate_retrieval(
     for cell in grid:
         if cell.dim_tag not in reduced:
             reduced[cell.dim_tag] = _reduce(cell, docs, queries, doc_texts, cache, model_key, metrics)
-        d_emb, q_emb = reduced[cell.dim_tag]
-        if cell.index is not None:
-            metrics.update(_index_metrics(settings, data, d_emb, q_emb, cell.tag, common, details))
-        elif cell.precision != "float32":
-            from embedlab.eval.precision import evaluate_precision
-
-            pe = evaluate_precision(
-                query_ids, doc_ids, data.qrels, q_emb, d_emb, cell.precision, settings.ks,  # type: ignore[arg-type]
-                rescore_multiplier=cell.rescore, **common,  # type: ignore[arg-type]
-            )  # fmt: skip
-            metrics.update({cell.key(k): v for k, v in pe.metrics.metrics.items()})
-            metrics[cell.bytes_key] = float(pe.bytes_per_vector)
-        elif cell.dim_tag:
-            sub = retrieval_metrics_from_embeddings(
-                query_ids, doc_ids, data.qrels, q_emb, d_emb, settings.ks, **common
-            )
-            metrics.update({cell.key(k): v for k, v in sub.metrics.items()})
-            metrics[cell.bytes_key] = float(4 * cell.dim)  # type: ignore[operator]
+        metrics.update(_cell_metrics(cell, settings, data, *reduced[cell.dim_tag], common, details))
     metrics["bytes_per_vector@float32"] = float(4 * docs.shape[1])
     if data.answers:
         from embedlab.eval.retrieval import topk_dot
@@ -164,6 +147,29 @@ def evaluate_retrieval(
             metrics[f"n_truncated_{name}"] = float(st.n_truncated)
             details[f"encode_{name}"] = st.as_dict()
     return RetrievalEvalResult(metrics, details, grid)
+
+
+def _cell_metrics(cell: Cell, settings, data, docs, queries, common: dict, details: dict) -> dict[str, float]:
+    """Retrieval metrics of one non-exact cell: through the index, at a lower precision, or
+    exact at a reduced dimension (``docs`` and ``queries`` already reduced)."""
+    from embedlab.eval.retrieval import retrieval_metrics_from_embeddings
+
+    if cell.index is not None:
+        return _index_metrics(settings, data, docs, queries, cell.tag, common, details)
+    ids = (data.query_ids, data.doc_ids, data.qrels)
+    if cell.precision != "float32":
+        from embedlab.eval.precision import evaluate_precision
+
+        pe = evaluate_precision(*ids, queries, docs, cell.precision, settings.ks,  # type: ignore[arg-type]
+                                rescore_multiplier=cell.rescore, **common)  # fmt: skip
+        return {
+            **{cell.key(k): v for k, v in pe.metrics.metrics.items()},
+            cell.bytes_key: float(pe.bytes_per_vector),
+        }
+    if not cell.dim_tag:
+        return {}  # the exact full-dimension cell: scored before the grid
+    sub = retrieval_metrics_from_embeddings(*ids, queries, docs, settings.ks, **common)
+    return {**{cell.key(k): v for k, v in sub.metrics.items()}, cell.bytes_key: float(4 * docs.shape[1])}
 
 
 def _index_name(spec: IndexSpec | None) -> str | None:
