@@ -210,6 +210,23 @@ def test_unstarted_jobs_of_a_stopped_sweep_are_listed(sweep: Path) -> None:
     assert sorted(missing.overrides) == ["model=c", "pooling=cls", "seed=2"]
 
 
+def test_sweep_plan_expands_like_the_basic_sweeper(tmp_path: Path) -> None:
+    """Sweeper params first, task overrides after; a later value of a key replaces it in place."""
+    write_multirun_yaml(tmp_path, ["pooling=mean,cls", "seed=range(1,3)", "index=hnsw"])
+    conf = json.loads((tmp_path / "multirun.yaml").read_text())
+    conf["hydra"]["sweeper"]["params"] = {"index": "exact,flat", "model": "a"}
+    (tmp_path / "multirun.yaml").write_text(json.dumps(conf))
+    assert planned_overrides(tmp_path) == [
+        ["index=hnsw", "model=a", "pooling=mean", "seed=1"],
+        ["index=hnsw", "model=a", "pooling=mean", "seed=2"],
+        ["index=hnsw", "model=a", "pooling=cls", "seed=1"],
+        ["index=hnsw", "model=a", "pooling=cls", "seed=2"],
+    ]
+    conf["hydra"]["sweeper"]["_target_"] = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    (tmp_path / "multirun.yaml").write_text(json.dumps(conf))
+    assert planned_overrides(tmp_path) is None  # adaptive sweepers have no plan
+
+
 def test_diagnose_running_vs_dead_and_error_file(tmp_path: Path) -> None:
     job = tmp_path / "0_model=a"
     job.mkdir()
