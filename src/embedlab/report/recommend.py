@@ -23,9 +23,9 @@ from embedlab.report.scan import (
     JobRecord,
     Mode,
     Planner,
+    get,
     scan,
-    sweep_id_for,
-    wandb_target,
+    sweep_group_for_dir,
 )
 
 log = logging.getLogger(__name__)
@@ -274,6 +274,26 @@ class SweepReport:
         return {"sweep_id": self.sweep_id, "sources": [str(s) for s in self.sources], "metric": self.metric,
                 "budget": asdict(self.budget), "counts": self.counts, "recommendations": recs, "encode": encode,
                 "rows": [r.record() for r in self.rows], "jobs": [j.record() for j in self.jobs]}  # fmt: skip
+
+
+def sweep_id_for(jobs: Sequence[JobRecord], sources: Sequence[Path]) -> str:
+    """The sweep's W&B group: the jobs' ``logger.wandb.group`` when they set one and agree,
+    else the group the runner derives from the sweep folder (sweep_group_for_dir)."""
+    groups = {get(j.config, "logger", "wandb", "group") for j in jobs if j.config}
+    groups.discard(None)
+    if len(groups) == 1:
+        return str(groups.pop())
+    return sweep_group_for_dir(sources[0]) if sources else "sweep"
+
+
+def wandb_target(jobs: Sequence[JobRecord]) -> dict[str, Any]:
+    """Project, entity and mode of the jobs' W&B logger (defaults when none logged to W&B)."""
+    for j in jobs:
+        w = get(j.config, "logger", "wandb")
+        if isinstance(w, dict):
+            return {"project": w.get("project") or "embedlab", "entity": w.get("entity"),
+                    "mode": w.get("mode") or "auto"}  # fmt: skip
+    return {"project": "embedlab", "entity": None, "mode": "auto"}
 
 
 def build_report(

@@ -373,23 +373,3 @@ def sweep_group_for_dir(sweep_dir: str | Path) -> str:
     """The W&B group a multirun's job runs log to: ``sweep-<date>_<time>`` from the last two
     parts of the sweep folder (the rule of ``embedlab.run.sweep_id``; keep the two equal)."""
     return "sweep-" + "_".join(Path(sweep_dir).resolve().parts[-2:])
-
-
-def sweep_id_for(jobs: Sequence[JobRecord], sources: Sequence[Path]) -> str:
-    """The sweep's W&B group: the jobs' ``logger.wandb.group`` when they set one and agree,
-    else the group the runner derives from the sweep folder (sweep_group_for_dir)."""
-    groups = {get(j.config, "logger", "wandb", "group") for j in jobs if j.config}
-    groups.discard(None)
-    if len(groups) == 1:
-        return str(groups.pop())
-    return sweep_group_for_dir(sources[0]) if sources else "sweep"
-
-
-def wandb_target(jobs: Sequence[JobRecord]) -> dict[str, Any]:
-    """Project, entity and mode of the jobs' W&B logger (defaults when none logged to W&B)."""
-    for j in jobs:
-        w = get(j.config, "logger", "wandb")
-        if isinstance(w, dict):
-            return {"project": w.get("project") or "embedlab", "entity": w.get("entity"),
-                    "mode": w.get("mode") or "auto"}  # fmt: skip
-    return {"project": "embedlab", "entity": None, "mode": "auto"}
