@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from embedlab.report.aggregate import Budget
+    from embedlab.report.hydra_callback import planned_overrides
+    from embedlab.report.recommend import Budget
     from embedlab.report.render import generate_report
 
     try:
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             publish_wandb=args.publish_wandb_report,
             variant_aware=not args.exact_metric,
             running_window_s=args.running_window_s,
+            planner=planned_overrides,
         )
     except FileNotFoundError as exc:
         print(f"report.py: {exc}", file=sys.stderr)

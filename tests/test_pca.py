@@ -77,7 +77,8 @@ def _stsb_cfg(make_cfg, out: Path, *overrides: str, task: str = "evaluate"):
 def test_sts_pca_is_fitted_on_the_train_split(make_cfg, data_dir: Path, tmp_path: Path) -> None:
     from embedlab.eval.encode import encode
     from embedlab.eval.sts import sts_embeddings, sts_metrics
-    from embedlab.report.aggregate import quality_of, read_job
+    from embedlab.report.cells import quality_of
+    from embedlab.report.scan import read_job
     from embedlab.run import encoding_from_cfg, evaluate
 
     own_cache = f"paths.cache_dir={tmp_path / 'cache'}"

@@ -102,7 +102,8 @@ def _run(make_cfg, out: Path, *overrides: str) -> dict[str, float]:
 def test_sts_runs_share_the_embedding_cache(make_cfg, tmp_path: Path) -> None:
     """Another dimension and precision of the same model re-encode nothing; the headline
     key the report picks for each cell exists."""
-    from embedlab.report.aggregate import quality_of, read_job
+    from embedlab.report.cells import quality_of
+    from embedlab.report.scan import read_job
 
     own_cache = f"paths.cache_dir={tmp_path / 'cache'}"
     first = _run(make_cfg, tmp_path / "a", own_cache)

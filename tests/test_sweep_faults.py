@@ -37,7 +37,7 @@ def _cfg(tmp_path: Path, **extra) -> object:
 def test_failed_job_is_recorded_and_the_sweep_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
-    from embedlab.report.aggregate import read_job
+    from embedlab.report.scan import read_job
 
     def task(cfg):
         raise error
@@ -94,7 +94,7 @@ def _multirun(sweep_dir: Path, *extra: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_sweep_with_failing_jobs_finishes_reports_and_reruns_only_failures(tmp_path: Path) -> None:
-    from embedlab.report.aggregate import scan
+    from embedlab.report.scan import scan
 
     sweep = tmp_path / "sweep"
     first = _multirun(sweep)

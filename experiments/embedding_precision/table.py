@@ -6,17 +6,17 @@ import glob
 import json
 import sys
 
+from embedlab.eval.variants import deployed, read_cells
+
 rows = []
 for path in sorted(glob.glob(f"{sys.argv[1]}/*/results.json")):
     res = json.load(open(path, encoding="utf-8"))
     cfg = res["meta"]["config"]
     m = {k.split("/", 2)[-1]: v for k, v in res["metrics"].items()}
-    dim, q = cfg["dimension"]["size"], cfg["quantization"]
-    tag = f"@{dim}" if dim else ""
-    if q["embeddings"] != "float32":
-        tag += "@" + q["embeddings"] + (f"+rescore{q['rescore_multiplier']}" if q["rescore_multiplier"] else "")
-    bpv = m.get("bytes_per_vector" + tag) or m["bytes_per_vector@float32"]
-    rows.append((cfg["dimension"]["name"], q["name"], m["ndcg@10" + tag], m["recall@10" + tag], bpv))
+    cells = deployed(read_cells(res["meta"]["cells"]))  # the stored vectors: dimension x precision
+    cell = next((c for c in cells if not c.index), cells[0].storage)
+    name = (cfg["dimension"]["name"], cfg["quantization"]["name"])
+    rows.append((*name, m[cell.key("ndcg@10")], m[cell.key("recall@10")], m[cell.bytes_key]))
 full = next(r for r in rows if r[0] == "full" and r[1] == "none")
 print("| dimension | precision | nDCG@10 | recall@10 | bytes/vector | nDCG kept | memory saved |")
 print("|---|---|---|---|---|---|---|")

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embedlab.data.sts import STSSpec
 from embedlab.errors import ConfigError
+from embedlab.eval.variants import cells_record
 from embedlab.models.encoder import EncoderSpec
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def sweep_id() -> str | None:
         hc = HydraConfig.get()
         if hc.mode != RunMode.MULTIRUN:
             return None
-        from embedlab.report.aggregate import sweep_group_for_dir
+        from embedlab.report.scan import sweep_group_for_dir
 
         return sweep_group_for_dir(hc.sweep.dir)  # the report's summary run uses the same group
     except Exception:
@@ -300,6 +301,7 @@ def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[d
             metrics[f"{key}/encode_texts_per_s"] = stats.n_encoded / max(stats.seconds, 1e-9)
             metrics[f"{key}/n_truncated_texts"] = float(stats.n_truncated)
         details[key] = {"encode": stats.as_dict() if stats else "cached", "worst_pairs": result.worst_pairs}
+        details["cells"] = cells_record(result.cells)  # every split scores the same grid
         for lg in loggers:
             if hasattr(lg, "log_table"):
                 cols = list(result.worst_pairs[0]) if result.worst_pairs else []
@@ -395,6 +397,7 @@ def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[
         result = evaluate_retrieval(model, rset, sett, cache=cache, model_key=key)
         metrics.update({f"{prefix}/{k}": float(v) for k, v in result.metrics.items()})
         details[prefix] = result.details
+        details.setdefault("cells", cells_record(result.cells))  # the evaluation split's grid
     prefix = jobs[0][0]
     metrics[f"{prefix}/n_texts_encoded"] = float(cache.stats.n_encoded)
     metrics[f"{prefix}/n_texts_from_cache"] = float(cache.stats.n_from_cache)
@@ -656,6 +659,7 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             for lg in loggers:
                 lg.log_metrics(metrics, step=int(trainer.global_step))
             meta = collect_meta(cfg, resolved, model_fp, data_meta, time.perf_counter() - start, extra)
+            meta["cells"] = details.pop("cells", [])  # the variant cells the metric keys name
             meta["eval"] = details
             write_results(out / "results.json", metrics, meta)
             headline = {k: round(v, 4) for k, v in metrics.items() if k.endswith(f"/{cfg.data.metric}")}

@@ -227,7 +227,7 @@ def test_warns_when_not_normalised(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_index_tag_names_reranked_ivf_pq_apart() -> None:
-    from embedlab.eval.index import index_tag
+    from embedlab.eval.variants import index_tag
 
     assert index_tag("ivf_pq", {"nprobe": 16, "rescore_multiplier": 0}) == "ivf_pq"
     assert index_tag("ivf_pq", {"rescore_multiplier": 32}) == "ivf_pq+rescore32"

@@ -33,18 +33,11 @@ from typing import Any
 
 import pytest
 
-from embedlab.report.aggregate import (
-    Budget,
-    build_report,
-    build_table,
-    count_encode_passes,
-    diagnose,
-    pareto_front,
-    quality_of,
-    read_job,
-    recommend,
-    scan,
-)
+from embedlab.eval.variants import Cell, cells_record, index_tag, variant_grid
+from embedlab.report.cells import build_table, pareto_front, quality_of
+from embedlab.report.hydra_callback import planned_overrides
+from embedlab.report.recommend import Budget, build_report, count_encode_passes, recommend
+from embedlab.report.scan import diagnose, read_job, scan
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITOR = "test/scifact/ndcg@10"
@@ -79,6 +72,21 @@ def job_config(model: str, pooling: str, seed: int, **over: Any) -> dict[str, An
     return cfg
 
 
+def cells_of(config: dict[str, Any], full_dim: int = 384) -> list[Cell]:
+    """The cells the evaluation would score for this config (as run.py / the tasks pass them)."""
+    d, q, index = config["dimension"], config["quantization"], config.get("index") or {}
+    size = d.get("size")
+    sts = config["data"].get("task") == "sts"
+    return variant_grid(
+        full_dim,
+        dims=(size,) if size and d["method"] == "truncate" else (),
+        pca_dims=(size,) if size and d["method"] == "pca" else (),
+        precisions=(q["embeddings"],),
+        rescore=0 if sts else int(q["rescore_multiplier"]),
+        index=None if sts or not index.get("kind") else index_tag(index["kind"], index.get("params")),
+    )
+
+
 def write_job(
     sweep: Path,
     num: int,
@@ -97,7 +105,8 @@ def write_job(
     if log_lines:
         (job / log_name).write_text("\n".join(log_lines) + "\n")
     if metrics is not None:
-        meta = {"task": "evaluate", "run_name": ",".join(overrides), "config": config, "wall_time_s": 1.0}
+        meta = {"task": "evaluate", "run_name": ",".join(overrides), "config": config, "wall_time_s": 1.0,
+                "cells": cells_record(cells_of(config)) if config else []}  # fmt: skip
         (job / "results.json").write_text(json.dumps({"metrics": metrics, "meta": meta}))
     return job
 
@@ -193,11 +202,29 @@ def test_unstarted_jobs_of_a_stopped_sweep_are_listed(sweep: Path) -> None:
 
     last = next(p for p in sweep.iterdir() if p.name.startswith("11_"))
     shutil.rmtree(last)
-    jobs = scan(sweep, running_window_s=0)
+    assert len(scan(sweep, running_window_s=0)) == 11  # without the plan, only what is on disk
+    jobs = scan(sweep, running_window_s=0, planner=planned_overrides)
     assert len(jobs) == 12
     missing = jobs[-1]
     assert missing.status == "not_started" and missing.num == 11
     assert sorted(missing.overrides) == ["model=c", "pooling=cls", "seed=2"]
+
+
+def test_sweep_plan_expands_like_the_basic_sweeper(tmp_path: Path) -> None:
+    """Sweeper params first, task overrides after; a later value of a key replaces it in place."""
+    write_multirun_yaml(tmp_path, ["pooling=mean,cls", "seed=range(1,3)", "index=hnsw"])
+    conf = json.loads((tmp_path / "multirun.yaml").read_text())
+    conf["hydra"]["sweeper"]["params"] = {"index": "exact,flat", "model": "a"}
+    (tmp_path / "multirun.yaml").write_text(json.dumps(conf))
+    assert planned_overrides(tmp_path) == [
+        ["index=hnsw", "model=a", "pooling=mean", "seed=1"],
+        ["index=hnsw", "model=a", "pooling=mean", "seed=2"],
+        ["index=hnsw", "model=a", "pooling=cls", "seed=1"],
+        ["index=hnsw", "model=a", "pooling=cls", "seed=2"],
+    ]
+    conf["hydra"]["sweeper"]["_target_"] = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    (tmp_path / "multirun.yaml").write_text(json.dumps(conf))
+    assert planned_overrides(tmp_path) is None  # adaptive sweepers have no plan
 
 
 def test_diagnose_running_vs_dead_and_error_file(tmp_path: Path) -> None:
@@ -342,7 +369,9 @@ def test_unmeasured_cost_never_meets_a_limit(tmp_path: Path) -> None:
 def test_variant_aware_quality_and_borrowed_throughput(tmp_path: Path) -> None:
     sweep = tmp_path / "variants"
     base = {MONITOR: 0.70, f"{MONITOR}@128": 0.66, f"{MONITOR}@int8": 0.69, f"{MONITOR}@hnsw": 0.68,
-            "test/scifact/bytes_per_vector@float32": 1536.0, "test/scifact/bytes_per_vector@int8": 384.0}  # fmt: skip
+            f"{MONITOR}@128@int8": 0.65, f"{MONITOR}@128@hnsw": 0.64,
+            "test/scifact/bytes_per_vector@float32": 1536.0, "test/scifact/bytes_per_vector@int8": 384.0,
+            "test/scifact/bytes_per_vector@128": 512.0, "test/scifact/bytes_per_vector@128@int8": 128.0}  # fmt: skip
     full = job_config("m", "mean", 1, index={})
     d128 = job_config("m", "mean", 1, index={}, dimension={"name": "d128", "size": 128, "method": "truncate"})
     int8 = job_config("m", "mean", 1, index={},
@@ -358,8 +387,19 @@ def test_variant_aware_quality_and_borrowed_throughput(tmp_path: Path) -> None:
     assert quality_of(jobs[0]) == (MONITOR, 0.70)
     assert quality_of(jobs[1]) == (f"{MONITOR}@128", 0.66)
     assert quality_of(jobs[2]) == (f"{MONITOR}@int8", 0.69)
-    key, value = quality_of(jobs[3])  # no combined key: the worst of the three variants
-    assert value == 0.66 and key.startswith("worst of (")
+    key, value = quality_of(jobs[3])  # two deployed cells (precision, index) at 128 dims: the worse
+    assert (key, value) == (f"worst of ({MONITOR}@128@int8, {MONITOR}@128@hnsw)", 0.64)
+    assert [c.tag for c in jobs[3].deployed] == ["@128@int8", "@128@hnsw"]
+    assert jobs[3].meta["cells"][-1] == {
+        "tag": "@128@hnsw",
+        "axes": {
+            "dimension": 128,
+            "dim_method": "truncate",
+            "precision": "float32",
+            "rescore": 0,
+            "index": "hnsw",
+        },
+    }
     assert quality_of(jobs[3], variant_aware=False) == (MONITOR, 0.70)
     rows = {
         r.axes["dimension"] + "/" + r.axes["quantization"] + "/" + r.axes["index"]: r
@@ -370,7 +410,7 @@ def test_variant_aware_quality_and_borrowed_throughput(tmp_path: Path) -> None:
         rows["d128/none/none"].throughput == pytest.approx(120.0) and rows["d128/none/none"].throughput_shared
     )
     assert not rows["full/none/none"].throughput_shared
-    # bytes per vector follow precision and truncated dimension: 1536 * 128/384; 384 * 128/384
+    # bytes per vector are read at the deployed cell's dimension and precision
     assert rows["d128/none/none"].bytes_per_vector == pytest.approx(512.0)
     assert rows["full/int8/none"].bytes_per_vector == pytest.approx(384.0)
     assert rows["d128/int8/hnsw"].bytes_per_vector == pytest.approx(128.0)
@@ -461,14 +501,15 @@ def test_written_files_and_self_contained_html(sweep: Path) -> None:
 
 
 def test_wandb_summary_run_offline(sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from embedlab.report.render import log_to_wandb, write_report
+    from embedlab.report.render import write_report
+    from embedlab.report.wandb_report import log_to_wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
     monkeypatch.setenv("WANDB_SILENT", "true")
     report = build_report(sweep, running_window_s=0)
     files = write_report(report, tmp_path / "out")
-    result = log_to_wandb(report, files, mode="auto")
+    result = log_to_wandb(report, files.html, files.plots, mode="auto")
     assert result is not None and result.mode == "offline" and result.finished
     assert result.group == report.sweep_id
     assert Path(result.run_dir).resolve().is_relative_to((tmp_path / "wb").resolve())
@@ -480,14 +521,16 @@ def test_wandb_summary_run_offline(sweep: Path, tmp_path: Path, monkeypatch: pyt
 
 
 def test_wandb_disabled_logs_nothing(sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from embedlab.report.render import log_to_wandb, write_report
+    from embedlab.report.render import write_report
+    from embedlab.report.wandb_report import log_to_wandb
 
     report = build_report(sweep, running_window_s=0)
-    assert log_to_wandb(report, write_report(report, tmp_path / "o"), mode="disabled") is None
+    files = write_report(report, tmp_path / "o")
+    assert log_to_wandb(report, files.html, files.plots, mode="disabled") is None
 
 
 def test_wandb_report_spec_and_object(sweep: Path) -> None:
-    from embedlab.report.render import wandb_report_spec
+    from embedlab.report.wandb_report import wandb_report_spec
 
     report = build_report(sweep, running_window_s=0)
     spec = wandb_report_spec(report, project="proj", entity="team")
@@ -506,7 +549,7 @@ def test_wandb_report_spec_and_object(sweep: Path) -> None:
     pytest.importorskip("wandb_workspaces")
     import wandb_workspaces.reports.v2 as wr
 
-    from embedlab.report.render import build_wandb_report
+    from embedlab.report.wandb_report import build_wandb_report
 
     obj = build_wandb_report(spec)
     assert isinstance(obj, wr.Report)
@@ -641,7 +684,7 @@ def test_real_multirun_then_report(tmp_path: Path) -> None:
 
 def test_wandb_report_is_not_published_offline(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("wandb_workspaces")
-    from embedlab.report.render import build_wandb_report, publish_wandb_report, wandb_report_spec
+    from embedlab.report.wandb_report import build_wandb_report, publish_wandb_report, wandb_report_spec
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_ENTITY", raising=False)

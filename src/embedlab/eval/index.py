@@ -104,14 +104,6 @@ SPEC_CLASSES: dict[str, type] = {
 }
 
 
-def index_tag(kind: str, params: dict[str, Any] | None = None) -> str:
-    """The name results keys carry for an index (``ndcg@10@<tag>``): the kind, plus the
-    re-ranking depth for IVF-PQ with float re-ranking, whose numbers differ from plain
-    IVF-PQ's (binary always rescores: its kind says so)."""
-    depth = int((params or {}).get("rescore_multiplier") or 0)
-    return f"{kind}+rescore{depth}" if kind == "ivf_pq" and depth > 0 else kind
-
-
 def index_spec(kind: str, **params: Any) -> IndexSpec:
     """Build a spec from a kind name and its parameters (e.g. a Hydra ``index`` node)."""
     cls = SPEC_CLASSES.get(kind)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
+from embedlab.eval.variants import Cell, index_tag, variant_grid
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -49,6 +50,7 @@ class RetrievalEvalSettings:
 class RetrievalEvalResult:
     metrics: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
+    cells: list[Cell] = field(default_factory=list)  # what the metrics' suffixes mean: meta["cells"]
 
 
 def rows_of_known_texts(
@@ -116,51 +118,18 @@ def evaluate_retrieval(
     metrics.update(exact.metrics)
     details["exact"] = {k: v for k, v in exact.as_dict().items() if k not in exact.metrics}
 
-    # Every variant is scored on the full embeddings and on each truncated dimension, so a
-    # job that sets both a dimension and a precision / index gets the combined key
-    # (ndcg@10@128@int8): the deployed system pays both losses at once.
-    bases = [("", docs, queries)]
-    for dim in settings.dims:
-        if dim < docs.shape[1]:
-            d_dim, q_dim = _normalise(docs[:, :dim]), _normalise(queries[:, :dim])
-            sub = retrieval_metrics_from_embeddings(
-                query_ids, doc_ids, data.qrels, q_dim, d_dim, settings.ks, **common
-            )
-            metrics.update({f"{k}@{dim}": v for k, v in sub.metrics.items()})
-            metrics[f"bytes_per_vector@{dim}"] = float(4 * dim)
-            bases.append((f"@{dim}", d_dim, q_dim))
-    for n_comp in settings.pca_dims:
-        from embedlab.eval.pca import fitted_pca, pca_key
-
-        pca = fitted_pca(lambda: docs, n_comp, cache=cache, key=pca_key(model_key, doc_texts, n_comp))
-        d_pca, q_pca = pca.transform(docs), pca.transform(queries)
-        sub = retrieval_metrics_from_embeddings(
-            query_ids, doc_ids, data.qrels, q_pca, d_pca, settings.ks, **common
-        )
-        metrics.update({f"{k}@{pca.tag}": v for k, v in sub.metrics.items()})
-        metrics[f"bytes_per_vector@{pca.tag}"] = float(4 * n_comp)
-        metrics[f"pca_explained_variance@{pca.tag}"] = float(pca.explained_variance_ratio.sum())
-        bases.append((f"@{pca.tag}", d_pca, q_pca))
+    # Every precision / index cell is scored on the full embeddings and on each reduced
+    # dimension, so a job that sets both gets the combined key (ndcg@10@128@int8): the
+    # deployed system pays both losses at once.
+    grid = variant_grid(docs.shape[1], dims=settings.dims, pca_dims=settings.pca_dims,
+                        precisions=(settings.precision,), rescore=settings.rescore_multiplier,
+                        index=_index_name(settings.index))  # fmt: skip
+    reduced: dict[str, tuple[np.ndarray, np.ndarray]] = {"": (docs, queries)}  # dim tag -> (docs, queries)
+    for cell in grid:
+        if cell.dim_tag not in reduced:
+            reduced[cell.dim_tag] = _reduce(cell, docs, queries, doc_texts, cache, model_key, metrics)
+        metrics.update(_cell_metrics(cell, settings, data, *reduced[cell.dim_tag], common, details))
     metrics["bytes_per_vector@float32"] = float(4 * docs.shape[1])
-
-    for suffix, d_emb, q_emb in bases:
-        if settings.precision != "float32":
-            from embedlab.eval.precision import evaluate_precision
-
-            pe = evaluate_precision(
-                query_ids, doc_ids, data.qrels, q_emb, d_emb, settings.precision, settings.ks,  # type: ignore[arg-type]
-                rescore_multiplier=settings.rescore_multiplier, **common,  # type: ignore[arg-type]
-            )  # fmt: skip
-            tag = (
-                suffix
-                + "@"
-                + settings.precision
-                + (f"+rescore{settings.rescore_multiplier}" if settings.rescore_multiplier else "")
-            )
-            metrics.update({f"{k}{tag}": v for k, v in pe.metrics.metrics.items()})
-            metrics[f"bytes_per_vector{tag}"] = float(pe.bytes_per_vector)
-        if settings.index is not None:
-            metrics.update(_index_metrics(settings, data, d_emb, q_emb, suffix, common, details))
     if data.answers:
         from embedlab.eval.retrieval import topk_dot
 
@@ -177,20 +146,59 @@ def evaluate_retrieval(
             metrics[f"encode_{name}_per_s"] = st.n_encoded / max(st.seconds, 1e-9)
             metrics[f"n_truncated_{name}"] = float(st.n_truncated)
             details[f"encode_{name}"] = st.as_dict()
-    return RetrievalEvalResult(metrics, details)
+    return RetrievalEvalResult(metrics, details, grid)
 
 
-def _index_metrics(
-    settings, data, docs, queries, suffix: str, common: dict, details: dict
-) -> dict[str, float]:
+def _cell_metrics(cell: Cell, settings, data, docs, queries, common: dict, details: dict) -> dict[str, float]:
+    """Retrieval metrics of one non-exact cell: through the index, at a lower precision, or
+    exact at a reduced dimension (``docs`` and ``queries`` already reduced)."""
+    from embedlab.eval.retrieval import retrieval_metrics_from_embeddings
+
+    if cell.index is not None:
+        return _index_metrics(settings, data, docs, queries, cell.tag, common, details)
+    ids = (data.query_ids, data.doc_ids, data.qrels)
+    if cell.precision != "float32":
+        from embedlab.eval.precision import evaluate_precision
+
+        pe = evaluate_precision(*ids, queries, docs, cell.precision, settings.ks,  # type: ignore[arg-type]
+                                rescore_multiplier=cell.rescore, **common)  # fmt: skip
+        return {
+            **{cell.key(k): v for k, v in pe.metrics.metrics.items()},
+            cell.bytes_key: float(pe.bytes_per_vector),
+        }
+    if not cell.dim_tag:
+        return {}  # the exact full-dimension cell: scored before the grid
+    sub = retrieval_metrics_from_embeddings(*ids, queries, docs, settings.ks, **common)
+    return {**{cell.key(k): v for k, v in sub.metrics.items()}, cell.bytes_key: float(4 * docs.shape[1])}
+
+
+def _index_name(spec: IndexSpec | None) -> str | None:
+    """The index's tag in the grid (``ivf_pq+rescore32`` for re-ranked IVF-PQ), None for no index."""
+    if spec is None:
+        return None
+    return index_tag(spec.kind, {"rescore_multiplier": getattr(spec, "rescore_multiplier", 0)})
+
+
+def _reduce(cell: Cell, docs, queries, doc_texts, cache, model_key: str, metrics: dict) -> tuple:
+    """(docs, queries) of a reduced dimension: truncated and renormalised, or projected on
+    principal components fitted on the corpus documents (never on the queries)."""
+    if cell.dim_method != "pca":
+        return _normalise(docs[:, : cell.dim]), _normalise(queries[:, : cell.dim])
+    from embedlab.eval.pca import fitted_pca, pca_key
+
+    pca = fitted_pca(lambda: docs, cell.dim, cache=cache, key=pca_key(model_key, doc_texts, cell.dim))
+    metrics[f"pca_explained_variance@{pca.tag}"] = float(pca.explained_variance_ratio.sum())
+    return pca.transform(docs), pca.transform(queries)
+
+
+def _index_metrics(settings, data, docs, queries, tag: str, common: dict, details: dict) -> dict[str, float]:
     """Benchmark the configured index on these embeddings and score retrieval through it."""
-    from embedlab.eval.index import benchmark_index, build_index, index_tag, search
+    from embedlab.eval.index import benchmark_index, build_index, search
     from embedlab.eval.retrieval import retrieval_metrics_from_ranked
 
     bench = benchmark_index(
         settings.index, docs, queries, k=settings.index_k, n_latency_queries=settings.n_latency_queries
     )
-    tag = f"{suffix}@{index_tag(bench.kind, bench.params)}"
     out = {
         f"index_build_s{tag}": bench.build_s,
         f"index_bytes_per_vector{tag}": bench.bytes_per_vector,

@@ -7,18 +7,20 @@ Metric keys follow the retrieval convention (``eval/retrieval_task.py``):
 ``spearman_cosine@pca128`` (PCA, see ``eval/pca.py``), ``spearman_cosine@int8``
 (embedding precision, ST's ``precision=`` semantics), and combined
 ``spearman_cosine@128@int8`` for a job that sets both: the deployed system pays both.
-``bytes_per_vector@...`` gives the storage of each variant.
+``bytes_per_vector@...`` gives the storage of each variant. The cells and their tags are
+those of ``eval/variants.py``; :class:`STSResult` lists them for results.json.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from embedlab.eval.encode import EncodeStats
+from embedlab.eval.variants import Cell, variant_grid
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -54,6 +56,13 @@ def sts_metrics(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float]) -> di
     }
 
 
+def sts_grid(full_dim: int, *, dims: Sequence[int] = (), pca: PCAProjection | None = None,
+             precisions: Sequence[str] = ()) -> list[Cell]:  # fmt: skip
+    """The cells an STS evaluation scores (pairs have no candidates to rescore, no index)."""
+    pca_dims = (pca.n_components,) if pca is not None else ()
+    return variant_grid(full_dim, dims=dims, pca_dims=pca_dims, precisions=precisions)
+
+
 def sts_variant_metrics(
     emb1: np.ndarray,
     emb2: np.ndarray,
@@ -63,32 +72,25 @@ def sts_variant_metrics(
     pca: PCAProjection | None = None,
     precisions: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Every (dimension x precision) cell from one pair of float32 (N, D) embeddings.
-
-    Dimensions: the full one (no suffix), each truncated ``dims`` below the full size
-    (``@128``) and the ``pca`` projection (``@pca128``). Each is also scored at every
-    precision in ``precisions`` other than float32 (``@int8``, ``@128@int8``).
-    """
+    """Every (dimension x precision) cell of :func:`sts_grid` from one pair of float32 (N, D)
+    embeddings: full, truncated (``@128``), PCA (``@pca128``), each also at every precision
+    in ``precisions`` other than float32 (``@int8``, ``@128@int8``)."""
     from embedlab.eval.precision import bytes_per_vector, pair_similarity_inputs
 
-    full = emb1.shape[1]
-    bases = [("", emb1, emb2)]
-    for d in dims:
-        if d < full:  # Matryoshka-style truncation; renormalised inside the cosine
-            bases.append((f"@{d}", emb1[:, :d], emb2[:, :d]))
-    if pca is not None:
-        bases.append((f"@{pca.tag}", pca.transform(emb1), pca.transform(emb2)))
     metrics: dict[str, float] = {}
-    for suffix, a, b in bases:
-        metrics.update({f"{k}{suffix}": v for k, v in sts_metrics(a, b, gold).items()})
-        metrics[f"bytes_per_vector{suffix or '@float32'}"] = float(bytes_per_vector("float32", a.shape[1]))
-        for precision in precisions:
-            if precision == "float32":
-                continue
-            qa, qb, size = pair_similarity_inputs(a, b, precision)  # type: ignore[arg-type]
-            tag = f"{suffix}@{precision}"
-            metrics.update({f"{k}{tag}": v for k, v in sts_metrics(qa, qb, gold).items()})
-            metrics[f"bytes_per_vector{tag}"] = float(size)
+    reduced: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # dimension tag -> float32 pair
+    for cell in sts_grid(emb1.shape[1], dims=dims, pca=pca, precisions=precisions):
+        if cell.dim_tag not in reduced:  # truncation is renormalised inside the cosine
+            if pca is not None and cell.dim_method == "pca":
+                reduced[cell.dim_tag] = pca.transform(emb1), pca.transform(emb2)
+            else:
+                reduced[cell.dim_tag] = emb1[:, : cell.dim], emb2[:, : cell.dim]
+        a, b = reduced[cell.dim_tag]
+        size = bytes_per_vector("float32", a.shape[1])
+        if cell.precision != "float32":
+            a, b, size = pair_similarity_inputs(a, b, cell.precision)  # type: ignore[arg-type]
+        metrics.update({cell.key(k): v for k, v in sts_metrics(a, b, gold).items()})
+        metrics[cell.bytes_key] = float(size)
     if pca is not None:
         metrics[f"pca_explained_variance@{pca.tag}"] = float(pca.explained_variance_ratio.sum())
     return metrics
@@ -99,6 +101,7 @@ class STSResult:
     metrics: dict[str, float]  # "spearman_cosine", "pearson_cosine", and "...@<variant>" keys
     worst_pairs: list[dict[str, object]]
     encode_stats: EncodeStats | None  # on a cache hit: as recorded when encoded (None if not stored)
+    cells: list[Cell] = field(default_factory=list)  # what the metrics' suffixes mean: meta["cells"]
 
 
 def worst_pairs(split: PairSplit, predicted: np.ndarray, n: int = 20) -> list[dict[str, object]]:
@@ -171,7 +174,8 @@ def evaluate_sts(
     """Encode both sides once (or read them from ``cache``) and score every variant."""
     a, b, stats = sts_embeddings(model, split, batch_size=batch_size, cache=cache, model_key=model_key)
     metrics = sts_variant_metrics(a, b, split.scores, dims=dims, pca=pca, precisions=precisions)
-    return STSResult(metrics, worst_pairs(split, paired_cosine(a, b), n_worst), stats)
+    cells = sts_grid(a.shape[1], dims=dims, pca=pca, precisions=precisions)
+    return STSResult(metrics, worst_pairs(split, paired_cosine(a, b), n_worst), stats, cells)
 
 
 def fit_sts_pca(

@@ -16,15 +16,47 @@ failed one.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import traceback
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from embedlab.report.recommend import Budget
+from embedlab.report.render import generate_report
+from embedlab.report.scan import get, load_yaml
+
 log = logging.getLogger(__name__)
+
+
+def planned_overrides(multirun_dir: str | Path) -> list[list[str]] | None:
+    """Every job a basic-sweeper multirun planned, in job-number order (None if unknown).
+
+    The sweep's overrides from ``multirun.yaml``, parsed with Hydra's public override
+    parser and expanded in the basic sweeper's order (the cartesian product, the first
+    override varying slowest), so a sweep killed half-way reports its never-started jobs.
+    Other sweepers (Optuna, ...) choose jobs adaptively: there is no plan to compare to.
+    """
+    conf = load_yaml(Path(multirun_dir) / "multirun.yaml")
+    sweeper = get(conf, "hydra", "sweeper", default={}) or {}
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return None
+    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    task = [str(o) for o in (get(conf, "hydra", "overrides", "task", default=[]) or [])]
+    choices: dict[str, list[str]] = {}  # a later override of a key replaces an earlier one, in place
+    try:
+        for o in OverridesParser.create().parse_overrides(params + task):
+            key = o.get_key_element()
+            values = o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()]
+            choices[key] = [f"{key}={v}" for v in values]
+    except Exception as exc:  # a plan we cannot parse only costs the not-started list
+        log.warning("Could not expand the sweep plan in %s: %s", multirun_dir, exc)
+        return None
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 class ReportCallback(Callback):
@@ -84,9 +116,6 @@ class ReportCallback(Callback):
     def run_report(self, sweep_dir: str, *, use_wandb: bool, config: DictConfig | None = None) -> Path | None:
         """Generate the report; any error is logged, never raised. Returns report.md's path."""
         try:
-            from embedlab.report.aggregate import Budget
-            from embedlab.report.render import generate_report
-
             wandb_cfg = _wandb_section(config) if config is not None else {}
             outcome = generate_report(
                 sweep_dir,
@@ -99,6 +128,7 @@ class ReportCallback(Callback):
                 wandb_mode=wandb_cfg.get("mode"),
                 publish_wandb=self.publish_wandb_report and use_wandb,
                 running_window_s=0.0,  # the sweep is over: nothing is still running
+                planner=planned_overrides,
             )
         except Exception as exc:
             log.error("Sweep report for %s failed (the sweep itself is unaffected): %s", sweep_dir, exc)

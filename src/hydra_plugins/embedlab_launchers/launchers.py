@@ -93,7 +93,7 @@ class _TolerantMixin:
 
 def record_lost_jobs(sweep_dir: Path, lost: dict[int, LostJob]) -> None:
     """Add lost jobs to ``<sweep dir>/lost_jobs.json`` (read by the report), atomically."""
-    from embedlab.report.aggregate import LOST_JOBS_FILE
+    from embedlab.report.scan import LOST_JOBS_FILE
     from embedlab.tracking.results import atomic_write_text
 
     path = sweep_dir / LOST_JOBS_FILE

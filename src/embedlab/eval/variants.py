@@ -1,0 +1,149 @@
+"""The variant grid: the (dimension x embedding precision x index) cells one evaluation scores.
+
+Dimension, embedding precision and index are evaluation-time axes: one float32 encode,
+then every cell is scored from the same embeddings. A cell's *tag* is the suffix its
+metric keys carry (``ndcg@10`` + ``@128@int8+rescore4``); its *axes* are the same
+choice as plain values, recorded in results.json (``meta["cells"]``) so that the
+report reads what was measured instead of parsing tags or configs back.
+
+Tag rules (the keys of every committed result depend on them, byte for byte):
+
+- dimension: ``""`` (full), ``@128`` (first 128 dims), ``@pca128`` (128 principal components);
+- embedding precision: ``""`` (float32), ``@int8``, ``@binary+rescore4`` (retrieval re-ranks
+  ``k * 4`` candidates with the float query; pairs have no candidates, so STS never rescores);
+- index: ``@hnsw``, ``@ivf_pq+rescore32`` (IVF-PQ re-ranked by float vectors); none for exact search;
+- combined in that order: ``@128@int8``, ``@pca128@hnsw``. Precision and index are scored
+  on each dimension, never together (an index searches float vectors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+DimMethod = Literal["full", "truncate", "pca"]
+
+
+def index_tag(kind: str, params: dict[str, Any] | None = None) -> str:
+    """The name results keys carry for an index (``ndcg@10@<tag>``): the kind, plus the
+    re-ranking depth for IVF-PQ with float re-ranking, whose numbers differ from plain
+    IVF-PQ's (binary always rescores: its kind says so)."""
+    depth = int((params or {}).get("rescore_multiplier") or 0)
+    return f"{kind}+rescore{depth}" if kind == "ivf_pq" and depth > 0 else kind
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One scored variant. ``dim`` is the scored width (the full one for ``dim_method="full"``);
+    ``rescore`` the embedding-precision re-ranking multiplier (0: none); ``index`` an
+    :func:`index_tag` or None for exact search."""
+
+    dim: int | None = None
+    dim_method: DimMethod = "full"
+    precision: str = "float32"
+    rescore: int = 0
+    index: str | None = None
+
+    @property
+    def dim_tag(self) -> str:
+        if self.dim_method == "full":
+            return ""
+        return f"@pca{self.dim}" if self.dim_method == "pca" else f"@{self.dim}"
+
+    @property
+    def tag(self) -> str:
+        """The metric-key suffix: ``""``, ``@128``, ``@pca128@int8``, ``@binary+rescore4``, ``@hnsw``..."""
+        out = self.dim_tag
+        if self.precision != "float32":
+            out += f"@{self.precision}" + (f"+rescore{self.rescore}" if self.rescore else "")
+        return out + (f"@{self.index}" if self.index else "")
+
+    def key(self, metric: str) -> str:
+        """``metric`` of this cell: ``ndcg@10`` -> ``ndcg@10@128@int8``."""
+        return metric + self.tag
+
+    @property
+    def bytes_key(self) -> str:
+        """The key of the stored bytes per vector (the full float32 cell says ``@float32``)."""
+        return "bytes_per_vector" + (self.tag or "@float32")
+
+    @property
+    def storage(self) -> Cell:
+        """The same vectors without the index: what the bytes per vector are measured on."""
+        return replace(self, index=None)
+
+    @property
+    def axes(self) -> dict[str, Any]:
+        return {
+            "dimension": self.dim,
+            "dim_method": self.dim_method,
+            "precision": self.precision,
+            "rescore": self.rescore,
+            "index": self.index,
+        }
+
+    def record(self) -> dict[str, Any]:
+        """The results.json entry: ``{"tag": "@128@int8", "axes": {...}}``."""
+        return {"tag": self.tag, "axes": self.axes}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Cell:
+        a = record["axes"]
+        return cls(a.get("dimension"), a.get("dim_method", "full"), a.get("precision", "float32"),
+                   int(a.get("rescore") or 0), a.get("index"))  # fmt: skip
+
+    def refines(self, other: Cell) -> bool:
+        """True when this cell applies every choice ``other`` makes, and more."""
+        mine, theirs = self._choices(), other._choices()
+        return mine != theirs and all(mine.get(k) == v for k, v in theirs.items())
+
+    def _choices(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.dim_method != "full":
+            out["dim"] = (self.dim_method, self.dim)
+        if self.precision != "float32":
+            out["precision"] = (self.precision, self.rescore)
+        if self.index:
+            out["index"] = self.index
+        return out
+
+
+def variant_grid(
+    full_dim: int,
+    *,
+    dims: Sequence[int] = (),
+    pca_dims: Sequence[int] = (),
+    precisions: Sequence[str] = (),
+    rescore: int = 0,
+    index: str | None = None,
+) -> list[Cell]:
+    """Every cell of one evaluation, dimension-major: each dimension (full, truncated below
+    ``full_dim``, PCA) as float32, then at each other precision, then through ``index``."""
+    bases = [Cell(full_dim)]
+    bases += [Cell(d, "truncate") for d in dims if d < full_dim]  # Matryoshka-style truncation
+    bases += [Cell(d, "pca") for d in pca_dims]
+    cells = []
+    for base in bases:
+        cells.append(base)
+        cells += [replace(base, precision=p, rescore=rescore) for p in precisions if p != "float32"]
+        if index:
+            cells.append(replace(base, index=index))
+    return cells
+
+
+def cells_record(cells: Iterable[Cell]) -> list[dict[str, Any]]:
+    """``meta["cells"]`` of results.json."""
+    return [c.record() for c in cells]
+
+
+def read_cells(records: Iterable[dict[str, Any]] | None) -> list[Cell]:
+    """The cells a results.json recorded (``meta["cells"]``); [] when it recorded none."""
+    return [Cell.from_record(r) for r in records or ()]
+
+
+def deployed(cells: Sequence[Cell]) -> list[Cell]:
+    """The cells no other cell refines: what the job's configuration deploys. A job with a
+    dimension, a precision and an index has two (``@128@int8`` and ``@128@hnsw``); the system
+    pays both losses."""
+    return [c for c in cells if not any(o.refines(c) for o in cells)]

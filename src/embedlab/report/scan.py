@@ -1,0 +1,375 @@
+"""Find the jobs of a sweep and read each into a JobRecord, whatever became of it.
+
+A sweep over model x pooling x dimension x quantization x index leaves one
+``results.json`` per job (its metrics, its resolved config and the variant cells it
+scored, see ``eval/variants.py``). Jobs that died leave a log, an ``error.txt`` or a line
+in the launcher's ``lost_jobs.json``; jobs that never started leave nothing, so the sweep's
+plan (expanded by the caller, see ``report/hydra_callback.planned_overrides``) lists them.
+Plain Python over JSON and YAML files: the report runs wherever the folders were copied.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from embedlab.eval.variants import Cell, deployed, read_cells
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "failed", "running", "not_started"]
+Mode = Literal["max", "min"]
+# Expands a multirun folder's sweep into every planned job's overrides (None: no plan).
+Planner = Callable[[Path], "list[list[str]] | None"]
+
+# The configuration axes a sweep varies; a "cell" is one value of each (seeds aside).
+AXES: tuple[str, ...] = ("model", "pooling", "dimension", "quantization", "index", "data")
+# Override keys that say where outputs go, which seed ran or how a job was (re)started,
+# never what was measured.
+_NOT_A_CELL_KEY = re.compile(r"^(hydra\.|paths\.|seed$|redo$|ckpt_path$)")
+# A job folder without results.json whose log changed this recently is still running.
+RUNNING_WINDOW_S = 600.0
+# Files in a job folder that may say why it died: Hydra's job log (train.log /
+# evaluate.log), launcher stdout/stderr, and error.txt written by ReportCallback.on_job_end.
+# A job that raised inside train.py / evaluate.py says so itself: a results.json with
+# "status": "failed" and its error (embedlab.jobs), read before any of these.
+_LOG_GLOBS: tuple[str, ...] = ("error.txt", "*.log", "*.err", "*.out")
+_TAIL_BYTES = 8192
+# Most specific first: an OOM kill or a scheduler limit explains more than a later warning.
+_FATAL = re.compile(
+    r"\bKilled\b|out of memory|\bOOM\b|DUE TO TIME LIMIT|CANCELLED|Segmentation fault|core dumped", re.I
+)
+_ERROR = re.compile(r"\b\w*(Error|Exception)\b|\bTraceback\b|\[ERROR\]|\bFAILED\b")
+_LOG_PREFIX = re.compile(r"^\[[^\]]*\]\[[^\]]*\]\[[A-Z]+\] - ")
+_JOB_NUM = re.compile(r"^(\d+)_")
+LOST_JOBS_FILE = "lost_jobs.json"  # written by embedlab's submitit launchers
+
+
+@dataclass
+class JobRecord:
+    """One job of a sweep (or one run folder), whatever became of it.
+
+    ``axes`` holds the configuration values (model name, pooling mode, dimension and
+    quantization option names, index, dataset name); ``extras`` the job's other
+    overrides (e.g. ``objective.lr=2e-5``) so that cells differing only there are not
+    merged. Metrics are flat ``split/dataset/metric`` keys, ``null`` read as NaN;
+    ``cells`` the variant cells the job scored (results.json ``meta["cells"]``).
+    """
+
+    path: Path
+    name: str
+    status: Status
+    reason: str = ""
+    num: int | None = None
+    overrides: tuple[str, ...] = ()
+    axes: dict[str, str] = field(default_factory=dict)
+    seed: int | None = None
+    weights: str = "fp32"
+    extras: tuple[str, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
+    monitor: str | None = None
+    monitor_mode: Mode = "max"
+    config: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    cells: list[Cell] = field(default_factory=list)
+
+    @property
+    def cell_key(self) -> tuple[str, ...]:
+        return tuple(self.axes.get(a, "?") for a in AXES) + self.extras
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def deployed(self) -> list[Cell]:
+        """The variant cells the job's configuration deploys (see ``eval.variants.deployed``)."""
+        return deployed(self.cells)
+
+    def record(self) -> dict[str, Any]:
+        """The job as plain values: a row of jobs.csv, report.json and the W&B job table."""
+        return {"num": self.num, "name": self.name, "status": self.status, "reason": self.reason,
+                **{a: self.axes.get(a) for a in AXES}, "seed": self.seed,
+                "overrides": " ".join(self.overrides), "path": str(self.path)}  # fmt: skip
+
+
+def get(d: Any, *path: str, default: Any = None) -> Any:
+    """``d[path[0]][path[1]]...`` or ``default`` when any step is missing."""
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return default
+        d = d[p]
+    return d
+
+
+def _key_of(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _value_of(override: str) -> str:
+    return override.split("=", 1)[1] if "=" in override else ""
+
+
+def _extras(overrides: Sequence[str]) -> tuple[str, ...]:
+    return tuple(
+        sorted(o for o in overrides if _key_of(o) not in AXES and not _NOT_A_CELL_KEY.match(_key_of(o)))
+    )
+
+
+def _axes_from(config: dict[str, Any], overrides: Sequence[str], cells: Sequence[Cell]) -> dict[str, str]:
+    """Axis values from the resolved config (the index as the recorded cells name it),
+    falling back to the override strings."""
+    index = next((c.index for c in deployed(cells) if c.index), None)
+    if index is None and "index" in config:
+        index = get(config, "index", "kind") or "none"
+    from_config = {
+        "model": get(config, "model", "name"),
+        "pooling": get(config, "pooling", "mode"),
+        "dimension": get(config, "dimension", "name"),
+        "quantization": get(config, "quantization", "name"),
+        "index": index,
+        "data": get(config, "data", "name"),
+    }
+    given = {_key_of(o): _value_of(o) for o in overrides}
+    return {a: str(from_config[a] if from_config[a] is not None else given.get(a, "?")) for a in AXES}
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _tail(path: Path, n_bytes: int = _TAIL_BYTES) -> list[str]:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - n_bytes))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def _clean(line: str, limit: int = 300) -> str:
+    line = _LOG_PREFIX.sub("", line.strip())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def diagnose(
+    job_dir: Path, *, now: float | None = None, running_window_s: float = RUNNING_WINDOW_S
+) -> tuple[Status, str]:
+    """Why a job folder has no results.json: ``failed`` with the telling log line, or ``running``.
+
+    A line naming a kill, an OOM, a scheduler limit or an exception marks the job failed.
+    Without one, a log written within ``running_window_s`` means the job is still going;
+    an older one means it died without saying why, and its last line is the best clue.
+    """
+    now = time.time() if now is None else now
+    logs = [p for g in _LOG_GLOBS for p in sorted(job_dir.glob(g)) if p.is_file()]
+    error_file = _tail(job_dir / "error.txt")  # written by ReportCallback.on_job_end
+    lines = [line for p in logs if p.name != "error.txt" for line in _tail(p)]
+    for source, pattern in ((error_file, _ERROR), (lines, _FATAL), (lines, _ERROR)):
+        hit = next((line for line in reversed(source) if pattern.search(line)), None)
+        if hit is not None:
+            return "failed", _clean(hit)
+    stamps = [p.stat().st_mtime for p in [job_dir, *logs] if p.exists()]
+    age = now - max(stamps) if stamps else math.inf
+    if age < running_window_s:
+        return "running", f"no results.json yet (folder written {age:.0f} s ago)"
+    if lines:
+        return "failed", f"no results.json; log ends: {_clean(lines[-1])}"
+    return "failed", "no results.json and no log"
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file's content, or None when it is missing or broken."""
+    import yaml  # PyYAML ships with omegaconf; imported here to keep `report.py --help` fast
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _read_overrides(job_dir: Path) -> tuple[str, ...]:
+    loaded = load_yaml(job_dir / ".hydra" / "overrides.yaml")
+    if isinstance(loaded, list):
+        return tuple(str(o) for o in loaded)
+    # No .hydra/ (killed before Hydra wrote it): the folder name is `<num>_<override_dirname>`.
+    rest = _JOB_NUM.sub("", job_dir.name) if _JOB_NUM.match(job_dir.name) else ""
+    return tuple(o for o in rest.split(",") if "=" in o)
+
+
+def _read_payload(job_dir: Path, now: float | None, running_window_s: float) -> tuple[Status, str, dict]:
+    results = job_dir / "results.json"
+    if not results.is_file():
+        return *diagnose(job_dir, now=now, running_window_s=running_window_s), {}
+    try:
+        payload = json.loads(results.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return "failed", f"unreadable results.json ({exc.__class__.__name__}: {exc})", {}
+    if payload.get("status") == "failed":  # written by embedlab.jobs when the job raised
+        err = payload.get("error") or {}
+        return (
+            "failed",
+            _clean(f"{err.get('type', 'Error')}: {err.get('message', '')}".splitlines()[0]),
+            payload,
+        )
+    return "ok", "", payload
+
+
+def read_job(
+    job_dir: str | Path, *, now: float | None = None, running_window_s: float = RUNNING_WINDOW_S
+) -> JobRecord:
+    """One job folder -> a JobRecord (never raises on a broken job: that is what it records)."""
+    job_dir = Path(job_dir)
+    overrides = _read_overrides(job_dir)
+    m = _JOB_NUM.match(job_dir.name)
+    status, reason, payload = _read_payload(job_dir, now, running_window_s)
+    meta = dict(payload.get("meta") or {})
+    config = meta.pop("config", None)
+    if not isinstance(config, dict):
+        loaded = load_yaml(job_dir / ".hydra" / "config.yaml")
+        config = loaded if isinstance(loaded, dict) else {}
+    meta.pop("eval", None)  # per-split details (worst pairs, ...) are not needed and can be large
+    cells = read_cells(meta.get("cells"))
+    seed = get(config, "seed")
+    if seed is None:
+        seed = next((_value_of(o) for o in overrides if _key_of(o) == "seed"), None)
+    monitor = get(config, "monitor")
+    return JobRecord(
+        path=job_dir, name=job_dir.name, status=status, reason=reason, num=int(m.group(1)) if m else None,
+        overrides=overrides, axes=_axes_from(config, overrides, cells),
+        seed=int(seed) if seed is not None and str(seed).lstrip("-").isdigit() else None,
+        weights=str(get(config, "quantization", "weights", default="fp32")), extras=_extras(overrides),
+        metrics={str(k): _as_float(v) for k, v in (payload.get("metrics") or {}).items()},
+        monitor=str(monitor) if monitor is not None and "${" not in str(monitor) else None,
+        monitor_mode="min" if get(config, "monitor_mode") == "min" else "max",
+        config=config, meta=meta, cells=cells,
+    )  # fmt: skip
+
+
+def _is_job_dir(path: Path) -> bool:
+    return (path / "results.json").is_file() or (path / ".hydra").is_dir() or bool(_JOB_NUM.match(path.name))
+
+
+def _job_dirs(sweep: Path) -> list[Path]:
+    def order(path: Path) -> tuple[int, str]:
+        m = _JOB_NUM.match(path.name)
+        return (int(m.group(1)) if m else 1 << 30, path.name)
+
+    return sorted((p for p in sweep.iterdir() if p.is_dir() and _is_job_dir(p)), key=order)
+
+
+def find_job_dirs(root: str | Path) -> list[Path]:
+    """Job folders under ``root``: itself if it is a run folder, its job subfolders if it
+    is a multirun folder, or the jobs of every multirun found below it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    if not (root / "multirun.yaml").exists() and (
+        (root / "results.json").is_file() or (root / ".hydra").is_dir()
+    ):
+        return [root]
+    jobs = _job_dirs(root)
+    if jobs:
+        return jobs
+    found = [
+        job for sweep in sorted(p.parent for p in root.rglob("multirun.yaml")) for job in _job_dirs(sweep)
+    ]
+    return found or sorted({p.parent for p in root.rglob("results.json")})  # plain run folders below
+
+
+def lost_jobs(multirun_dir: str | Path) -> dict[int, str]:
+    """{job number: why} for jobs the launcher saw die without returning (killed, OOM, time limit)."""
+    path = Path(multirun_dir) / LOST_JOBS_FILE
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("Ignoring unreadable %s: %s", path, exc)
+        return {}
+    return {int(num): f"lost (submitit job {v.get('job_id')}): {v.get('reason')}" for num, v in raw.items()}
+
+
+def _unstarted(root: Path, plan: list[list[str]], present: set[int], lost: dict[int, str]) -> list[JobRecord]:
+    """Planned jobs without a folder: never started, or lost by the launcher before writing one."""
+    out = []
+    for num, ovs in enumerate(plan):
+        if num in present:
+            continue
+        ovs = [o for o in ovs if not _key_of(o).startswith("hydra.")]
+        name = f"{num}_{','.join(sorted(ovs))}"
+        reason = lost.get(num, "planned in multirun.yaml but no job folder (sweep stopped before it)")
+        out.append(JobRecord(path=root / name, name=name, status="failed" if num in lost else "not_started",
+                             reason=reason, num=num, overrides=tuple(ovs), axes=_axes_from({}, ovs, []),
+                             extras=_extras(ovs)))  # fmt: skip
+    return out
+
+
+def scan(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    running_window_s: float = RUNNING_WINDOW_S,
+    now: float | None = None,
+    planner: Planner | None = None,
+) -> list[JobRecord]:
+    """Every job under one or more multirun / run folders, including failed ones, and the
+    never-started ones of a sweep whose plan ``planner`` can expand."""
+    roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    jobs: list[JobRecord] = []
+    seen: set[Path] = set()
+    for root in roots:
+        dirs = [d for d in find_job_dirs(root) if d.resolve() not in seen]
+        seen.update(d.resolve() for d in dirs)
+        root_jobs = [read_job(d, now=now, running_window_s=running_window_s) for d in dirs]
+        lost = lost_jobs(root)
+        for job in root_jobs:  # a folder the killed job left: the launcher knows why better than its log
+            if job.num in lost and job.status != "ok":
+                job.status, job.reason = "failed", lost[job.num]
+        plan = planner(root) if planner is not None and (root / "multirun.yaml").exists() else None
+        if plan is not None:
+            root_jobs += _unstarted(root, plan, {j.num for j in root_jobs if j.num is not None}, lost)
+            root_jobs.sort(key=lambda j: (j.num if j.num is not None else 1 << 30, j.name))
+        jobs += root_jobs
+    _fill_unknown_axes(jobs)
+    return jobs
+
+
+def _fill_unknown_axes(jobs: list[JobRecord]) -> None:
+    """Give a job that died before Hydra saved its config the axis values its siblings had.
+
+    Its overrides say what it changed, but as option names (``index=exact``), while
+    configured jobs record config values (``index.kind=flat``): translate through the
+    siblings that used the same override, and take axes nobody overrode from the siblings
+    that agree on them. Without this the dead job would sit in a cell of its own.
+    """
+    configured = [j for j in jobs if j.config]
+    given = {id(j): {_key_of(o): _value_of(o) for o in j.overrides} for j in jobs}
+    for job in jobs:
+        if job.config:
+            continue
+        mine = given[id(job)]
+        for a in AXES:
+            if a in mine:
+                seen = {c.axes[a] for c in configured if given[id(c)].get(a) == mine[a]}
+            else:
+                seen = {c.axes[a] for c in configured if a not in given[id(c)]}
+            if len(seen) == 1:
+                job.axes[a] = seen.pop()
+
+
+def sweep_group_for_dir(sweep_dir: str | Path) -> str:
+    """The W&B group a multirun's job runs log to: ``sweep-<date>_<time>`` from the last two
+    parts of the sweep folder (the rule of ``embedlab.run.sweep_id``; keep the two equal)."""
+    return "sweep-" + "_".join(Path(sweep_dir).resolve().parts[-2:])
