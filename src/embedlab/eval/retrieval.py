@@ -1,7 +1,7 @@
 """Retrieval metrics (Accuracy, Precision, Recall, MRR, nDCG, MAP at k) from scores or rankings.
 
 trec_eval (pytrec_eval) computes the metrics; this module ranks (``eval/topk.py``), checks the
-inputs and maps trec's measures to the conventions of sentence-transformers'
+inputs (``eval/qrels.py``) and maps trec's measures to the conventions of sentence-transformers'
 ``InformationRetrievalEvaluator`` (ST), pinned in tests/eval/test_retrieval_metrics.py:
 
 - Relevant: qrels relevance > 0 (trec ``relevance_level=1``); 0 marks a judged non-relevant doc.
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -41,13 +40,11 @@ from typing import Any, Literal
 import numpy as np
 
 from embedlab.errors import DataError
+from embedlab.eval.qrels import Judged, MissingDocPolicy, NdcgGain, Qrels, RankingOptions, prepare_judgements
 from embedlab.eval.topk import as_numpy, ranked_to_array, topk_dot, topk_from_scores
 
 log = logging.getLogger(__name__)
 
-Qrels = Mapping[str, Mapping[str, int]]
-MissingDocPolicy = Literal["error", "drop", "keep"]
-NdcgGain = Literal["binary", "graded"]
 BitextMatch = Literal["index", "text"]
 
 DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10, 100)
@@ -108,151 +105,10 @@ class BitextAccuracy:
     match: str  # "index" or "text"
 
 
-# --- input checks and qrels preparation ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Options:
-    ks: tuple[int, ...]
-    ignore_identical_ids: bool
-    missing_doc_policy: MissingDocPolicy
-    ndcg_gain: NdcgGain
-    per_query: bool
-
-    def check(self) -> None:
-        if self.missing_doc_policy not in ("error", "drop", "keep"):
-            raise ValueError(
-                f"missing_doc_policy must be 'error', 'drop' or 'keep', got {self.missing_doc_policy!r}"
-            )
-        if self.ndcg_gain not in ("binary", "graded"):
-            raise ValueError(f"ndcg_gain must be 'binary' or 'graded', got {self.ndcg_gain!r}")
-        if not self.ks or any(k < 1 for k in self.ks):
-            raise ValueError(f"ks must be a non-empty list of positive integers, got {list(self.ks)}")
-
-
-@dataclass
-class _Prepared:
-    query_ids: list[str]
-    doc_ids: list[str]
-    positions: np.ndarray  # (Qs,) rows of the input that are scored
-    qrels: dict[str, dict[str, int]]  # trec qrels of the scored queries: doc id -> gain (0 = not relevant)
-    exclude: np.ndarray | None  # (Q,) doc index equal to the query id, or -1
-    counts: dict[str, int]
-    ks_clamped: tuple[int, ...]
-    missing_examples: list[str] = field(default_factory=list)
-
-
-def _check_unique(ids: Sequence[str], what: str) -> None:
-    if len(set(ids)) != len(ids):
-        dups = [i for i, n in Counter(ids).items() if n > 1]
-        raise DataError(f"Duplicate {what} ids ({len(dups)} repeats, e.g. {dups[:3]}); ids must be unique.")
-
-
-def _gain(relevance: Any, mode: NdcgGain) -> int:
-    """trec_eval gain of one judgement: 0 if not relevant, 1 (binary) or the relevance (graded)."""
-    r = float(relevance)
-    if r <= 0:
-        return 0
-    if mode == "binary":
-        return 1
-    if r != int(r):
-        raise DataError(f"Graded nDCG needs integer relevance levels (trec_eval), got {relevance!r}.")
-    return int(r)
-
-
-def _judgements(qid: str, judged: Mapping[str, Any], doc_index: Mapping[str, int], opts: _Options,
-                prep: _Prepared) -> dict[str, int]:  # fmt: skip
-    """One query's trec qrels after the identical-id and missing-document policies."""
-    out: dict[str, int] = {}
-    for did, r in judged.items():
-        did = str(did)
-        if opts.ignore_identical_ids and did == qid:
-            prep.counts["n_judgements_identical"] += 1
-            continue
-        if did not in doc_index:
-            prep.counts["n_judgements_missing_doc"] += 1
-            if len(prep.missing_examples) < 3:
-                prep.missing_examples.append(f"{qid}->{did}")
-            if opts.missing_doc_policy == "drop":
-                continue
-        out[did] = _gain(r, opts.ndcg_gain)
-    return out
-
-
-def _report(prep: _Prepared, opts: _Options) -> None:
-    """Raise on what cannot be scored; log what was skipped."""
-    c = prep.counts
-    if c["n_judgements_missing_doc"] and opts.missing_doc_policy == "error":
-        raise DataError(
-            f"{c['n_judgements_missing_doc']} judgements name documents that are not in the corpus "
-            f"(e.g. {prep.missing_examples}). Usually the corpus or the qrels split is wrong. Fix: pass the full "
-            "corpus, or set missing_doc_policy='drop' (forget those judgements) or 'keep' (count them as "
-            "relevant but unretrievable, as trec_eval and sentence-transformers do)."
-        )
-    if c["n_judgements_missing_doc"]:
-        log.warning("%d judgements name documents missing from the corpus (e.g. %s); policy=%s",
-                    c["n_judgements_missing_doc"], prep.missing_examples, opts.missing_doc_policy)  # fmt: skip
-    if c["n_queries_skipped_no_qrels"]:
-        log.info("Skipped %d queries without judgements", c["n_queries_skipped_no_qrels"])
-    if c["n_queries_skipped_no_relevant"]:
-        log.warning("Skipped %d queries without any relevant judgement", c["n_queries_skipped_no_relevant"])
-    if not len(prep.positions):
-        raise DataError(
-            f"No query can be scored: {len(prep.query_ids)} queries, {c['n_queries_skipped_no_qrels']} without "
-            f"judgements, {c['n_queries_skipped_no_relevant']} without a relevant one. Check that the query ids "
-            "match the qrels ids."
-        )
-    if prep.ks_clamped:
-        n = len(prep.doc_ids) - (1 if prep.exclude is not None and (prep.exclude >= 0).any() else 0)
-        log.warning("k=%s exceed the %d retrievable documents: ranking depth clamped to %d; precision@k still "
-                    "divides by k", list(prep.ks_clamped), n, n)  # fmt: skip
-
-
-def _prepare(query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels, opts: _Options) -> _Prepared:
-    opts.check()
-    qids, dids = [str(q) for q in query_ids], [str(d) for d in doc_ids]
-    if not dids:
-        raise DataError("Empty corpus: no documents to retrieve from.")
-    _check_unique(qids, "query")
-    _check_unique(dids, "document")
-    doc_index = {d: i for i, d in enumerate(dids)}
-    counts = dict.fromkeys(("n_queries_skipped_no_qrels", "n_queries_skipped_no_relevant",
-                            "n_judgements_missing_doc", "n_judgements_identical"), 0)  # fmt: skip
-    counts["n_qrels_queries_unknown"] = len(set(map(str, qrels)) - set(qids))
-    identical = opts.ignore_identical_ids and bool(set(qids) & set(dids))
-    n_eligible = len(dids) - identical
-    prep = _Prepared(
-        query_ids=qids,
-        doc_ids=dids,
-        positions=np.zeros(0, np.int64),
-        qrels={},
-        exclude=np.asarray([doc_index.get(q, -1) for q in qids], np.int64)
-        if opts.ignore_identical_ids
-        else None,
-        counts=counts,
-        ks_clamped=tuple(sorted({k for k in opts.ks if k > n_eligible})),
-    )
-    positions = []
-    for pos, qid in enumerate(qids):
-        judged = qrels.get(qid)
-        if not judged:
-            counts["n_queries_skipped_no_qrels"] += 1
-            continue
-        gains = _judgements(qid, judged, doc_index, opts, prep)
-        if not any(gains.values()):
-            counts["n_queries_skipped_no_relevant"] += 1
-            continue
-        positions.append(pos)
-        prep.qrels[qid] = gains
-    prep.positions = np.asarray(positions, dtype=np.int64)
-    _report(prep, opts)
-    return prep
-
-
 # --- metric core: pytrec_eval ----------------------------------------------------------
 
 
-def _trec_eval(prep: _Prepared, ranked: np.ndarray, ks: tuple[int, ...]) -> dict[str, dict[str, float]]:
+def _trec_eval(prep: Judged, ranked: np.ndarray, ks: tuple[int, ...]) -> dict[str, dict[str, float]]:
     """trec_eval's per-query measures; ranked: (Qs, >= 0) doc indices best first, -1 = none."""
     import pytrec_eval
 
@@ -265,7 +121,9 @@ def _trec_eval(prep: _Prepared, ranked: np.ndarray, ks: tuple[int, ...]) -> dict
     return pytrec_eval.RelevanceEvaluator(prep.qrels, measures).evaluate(run)
 
 
-def _metric_values(prep: _Prepared, trec: Mapping[str, Mapping[str, float]], qid: str, ks: tuple[int, ...]) -> dict[str, float]:  # fmt: skip
+def _metric_values(
+    prep: Judged, trec: Mapping[str, Mapping[str, float]], qid: str, ks: tuple[int, ...]
+) -> dict[str, float]:
     """One query's metrics under ST's names and conventions (see the module doc)."""
     t = trec.get(qid, {})
     n_rel = sum(g > 0 for g in prep.qrels[qid].values())
@@ -283,7 +141,7 @@ def _metric_values(prep: _Prepared, trec: Mapping[str, Mapping[str, float]], qid
     return out
 
 
-def _compute(prep: _Prepared, ranked: np.ndarray, opts: _Options) -> RetrievalMetrics:
+def _compute(prep: Judged, ranked: np.ndarray, opts: RankingOptions) -> RetrievalMetrics:
     ks = tuple(sorted(set(opts.ks)))
     kmax = max(ks)
     trec = _trec_eval(prep, ranked, ks)
@@ -314,10 +172,15 @@ def _compute(prep: _Prepared, ranked: np.ndarray, opts: _Options) -> RetrievalMe
     )
 
 
-def _evaluate(query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels, opts: _Options,
-              rank: Callable[[_Prepared, np.ndarray | None], np.ndarray]) -> RetrievalMetrics:  # fmt: skip
+def _evaluate(
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    qrels: Qrels,
+    opts: RankingOptions,
+    rank: Callable[[Judged, np.ndarray | None], np.ndarray],
+) -> RetrievalMetrics:
     """Check inputs, rank the scored queries (``rank(prep, exclude)`` -> (Qs, K) doc indices), score."""
-    prep = _prepare(query_ids, doc_ids, qrels, opts)
+    prep = prepare_judgements(query_ids, doc_ids, qrels, opts)
     exclude = None if prep.exclude is None else prep.exclude[prep.positions]
     return _compute(prep, rank(prep, exclude), opts)
 
@@ -344,14 +207,16 @@ def retrieval_metrics_from_scores(
     """
     s = as_numpy(scores)
 
-    def rank(prep: _Prepared, exclude: np.ndarray | None) -> np.ndarray:
+    def rank(prep: Judged, exclude: np.ndarray | None) -> np.ndarray:
         if s.shape != (len(query_ids), len(doc_ids)):
             raise ValueError(
                 f"scores shape {s.shape} != (n_queries, n_docs) = ({len(query_ids)}, {len(doc_ids)})"
             )
         return topk_from_scores(s, max(ks), rows=prep.positions, exclude=exclude, chunk_size=chunk_size)[1]
 
-    opts = _Options(tuple(int(k) for k in ks), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query)
+    opts = RankingOptions(
+        tuple(int(k) for k in ks), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query
+    )
     return _evaluate(query_ids, doc_ids, qrels, opts, rank)
 
 
@@ -374,13 +239,15 @@ def retrieval_metrics_from_embeddings(
     Memory-bounded: queries are scored ``chunk_size`` at a time against all documents.
     """
 
-    def rank(prep: _Prepared, exclude: np.ndarray | None) -> np.ndarray:
+    def rank(prep: Judged, exclude: np.ndarray | None) -> np.ndarray:
         q = as_numpy(query_emb, np.float32)
         if len(q) != len(query_ids) or len(as_numpy(doc_emb)) != len(doc_ids):
             raise ValueError("Embedding rows must match query_ids and doc_ids one to one.")
         return topk_dot(q[prep.positions], doc_emb, max(ks), exclude=exclude, chunk_size=chunk_size)[1]
 
-    opts = _Options(tuple(int(k) for k in ks), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query)
+    opts = RankingOptions(
+        tuple(int(k) for k in ks), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query
+    )
     return _evaluate(query_ids, doc_ids, qrels, opts, rank)
 
 
@@ -402,14 +269,16 @@ def retrieval_metrics_from_ranked(
     removed here, so retrieve max(ks) + 1 to keep full depth.
     """
 
-    def rank(prep: _Prepared, exclude: np.ndarray | None) -> np.ndarray:
+    def rank(prep: Judged, exclude: np.ndarray | None) -> np.ndarray:
         ids = ranked_to_array(ranked, len(query_ids), len(doc_ids))[prep.positions]
         if exclude is not None:  # drop the query's own id; the freed slot moves to the row's end
             ids = np.where(ids == exclude[:, None], -1, ids)
             ids = np.take_along_axis(ids, np.argsort(ids < 0, axis=1, kind="stable"), axis=1)
         return ids
 
-    opts = _Options(tuple(int(k) for k in ks), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query)
+    opts = RankingOptions(
+        tuple(int(k) for k in ks), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query
+    )
     return _evaluate(query_ids, doc_ids, qrels, opts, rank)
 
 
