@@ -79,7 +79,9 @@ def test_same_numbers_as_the_hand_written_losses_they_replace() -> None:
     torch.testing.assert_close(cosent_loss(a, b, y), torch.logsumexp(torch.cat([torch.zeros(1), diff]), 0))
     c = torch.cat([b, torch.randn(16, 8, generator=g)])
     logits = 20.0 * F.normalize(a, dim=-1) @ F.normalize(c, dim=-1).T
-    torch.testing.assert_close(multiple_negatives_ranking_loss(a, c), F.cross_entropy(logits, torch.arange(16)))
+    torch.testing.assert_close(
+        multiple_negatives_ranking_loss(a, c), F.cross_entropy(logits, torch.arange(16))
+    )
     with pytest.raises(ValueError, match="whole blocks"):
         multiple_negatives_ranking_loss(a, c[:-1])
 
@@ -95,7 +97,10 @@ def _mnrl_rank(rank: int, world: int, init: str, out: str) -> None:
         mine = [t[sl].clone().requires_grad_(True) for t in (a, p, n)]
         loss = multiple_negatives_ranking_loss(mine[0], torch.cat(mine[1:]))
         loss.backward()
-        torch.save([loss.detach()] + [t.grad for t in mine], f"{out}/rank{rank}.pt")
+        # unequal shapes (rank 1 one query short): no gather, each rank's own negatives only
+        short = [t[sl][: 4 - rank] for t in (a, p, n)]
+        local = multiple_negatives_ranking_loss(short[0], torch.cat(short[1:]))
+        torch.save([loss.detach()] + [t.grad for t in mine] + [local], f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -121,3 +126,8 @@ def test_mnrl_gathers_negatives_across_ddp_ranks(tmp_path) -> None:
     torch.testing.assert_close((ranks[0][0] + ranks[1][0]) / 2, reference.detach())
     for i in range(3):  # DDP averages over ranks: local grad / world = full-batch grad of that slice
         torch.testing.assert_close(torch.cat([ranks[0][i + 1], ranks[1][i + 1]]) / 2, full[i].grad)
+    for r in range(2):
+        sl = slice(r * 4, r * 4 + 4 - r)
+        torch.testing.assert_close(
+            ranks[r][4], multiple_negatives_ranking_loss(a[sl], torch.cat([p[sl], n[sl]]))
+        )

@@ -9,9 +9,12 @@ call only that method: same math as ST by construction, and tests compare the va
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -38,8 +41,23 @@ def cosent_loss(
     return _st_loss("CoSENTLoss", scale=float(scale)).compute_loss_from_embeddings([emb_a, emb_b], labels)
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
+def _gather_across_ranks(anchors: torch.Tensor, n_blocks: int) -> bool:
+    """True under DDP when every rank holds a (B, 1 + n_neg) batch of the same shape.
+
+    The all-gather needs equal shapes; a short last batch or fewer mined negatives on one rank
+    would hang or fail it. Every rank sees every shape, so all decide alike: that step then
+    trains on local negatives only (a warning says so), as single-device MNRL does.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    shape = torch.tensor([len(anchors), n_blocks], device=anchors.device)
+    shapes = [torch.zeros_like(shape) for _ in range(dist.get_world_size())]
+    dist.all_gather(shapes, shape)
+    if all(torch.equal(s, shape) for s in shapes):
+        return True
+    log.warning("MNRL batch shapes differ across ranks %s: this step uses local negatives only", shapes)
+    return False
 
 
 def multiple_negatives_ranking_loss(
@@ -51,10 +69,12 @@ def multiple_negatives_ranking_loss(
     of B hard negatives. Under DDP, ST gathers anchors and candidates from every rank with
     gradients (``gather_across_devices``), so each query also ranks the other ranks'
     documents: multi-GPU training sees world_size x the negatives, as one big batch would.
-    Ranks must hold equal batch sizes (Lightning's DistributedSampler pads to that).
+    A step whose batch shapes differ across ranks falls back to local negatives.
     """
     n = len(anchors)
     if n == 0 or len(candidates) % n:
         raise ValueError(f"candidates ({len(candidates)}) must be whole blocks of the {n} anchors")
-    loss = _st_loss("MultipleNegativesRankingLoss", scale=float(scale), gather_across_devices=_distributed())
-    return loss.compute_loss_from_embeddings([anchors, *candidates.split(n)], None)
+    blocks = candidates.split(n)  # positives, then one block of B per hard-negative column
+    gather = _gather_across_ranks(anchors, len(blocks))
+    loss = _st_loss("MultipleNegativesRankingLoss", scale=float(scale), gather_across_devices=gather)
+    return loss.compute_loss_from_embeddings([anchors, *blocks], None)
