@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -108,47 +108,49 @@ class BitextAccuracy:
 # --- metric core: pytrec_eval ----------------------------------------------------------
 
 
-def _trec_eval(prep: Judged, ranked: np.ndarray, ks: tuple[int, ...]) -> dict[str, dict[str, float]]:
-    """trec_eval's per-query measures; ranked: (Qs, >= 0) doc indices best first, -1 = none."""
+def _trec_eval(prep: Judged, ranked: np.ndarray, ks: tuple[int, ...]) -> list[dict[str, float]]:
+    """trec_eval's measures per scored query; ranked: (Qs, >= 0) doc indices best first, -1 = none."""
     import pytrec_eval
 
     cut = ",".join(map(str, ks))
     measures = {f"{m}.{cut}" for m in _TREC.values()} | {"recip_rank"}
-    run: dict[str, dict[str, float]] = {}
-    for pos, row in zip(prep.positions, ranked[:, : max(ks)], strict=True):
-        docs = [prep.doc_ids[d] for d in row if d >= 0]
-        run[prep.query_ids[pos]] = {d: float(len(docs) - r) for r, d in enumerate(docs)}  # keeps our order
-    return pytrec_eval.RelevanceEvaluator(prep.qrels, measures).evaluate(run)
+    names = np.asarray(prep.doc_ids, dtype=object)
+    rank_scores = [float(max(ks) - r) for r in range(max(ks))]  # strictly decreasing: trec keeps our order
+    qids = [prep.query_ids[p] for p in prep.positions]
+    run = {
+        q: dict(zip(names[row[row >= 0]].tolist(), rank_scores, strict=False))
+        for q, row in zip(qids, ranked[:, : max(ks)], strict=True)
+    }
+    trec = pytrec_eval.RelevanceEvaluator(prep.qrels, measures).evaluate(run)
+    return [trec.get(q, {}) for q in qids]  # an empty ranking scores 0 everywhere
 
 
-def _metric_values(
-    prep: Judged, trec: Mapping[str, Mapping[str, float]], qid: str, ks: tuple[int, ...]
-) -> dict[str, float]:
-    """One query's metrics under ST's names and conventions (see the module doc)."""
-    t = trec.get(qid, {})
-    n_rel = sum(g > 0 for g in prep.qrels[qid].values())
-    rr = t.get("recip_rank", 0.0)
-    first = round(1.0 / rr) if rr > 0 else 0  # rank of the first relevant document
+def _metric_values(prep: Judged, trec: list[dict[str, float]], ks: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Per-query metrics (Qs,) under ST's names and conventions (see the module doc)."""
+
+    def col(measure: str) -> np.ndarray:
+        return np.asarray([t.get(measure, 0.0) for t in trec], dtype=np.float64)
+
+    rr = col("recip_rank")
+    first = np.where(rr > 0, np.round(1.0 / np.where(rr > 0, rr, 1.0)), 0)  # rank of the first relevant doc
+    n_rel = np.asarray([sum(g > 0 for g in prep.qrels[prep.query_ids[p]].values()) for p in prep.positions])
     out = {}
     for m in METRIC_NAMES:
         for k in ks:
             if m == "mrr":
-                out[f"mrr@{k}"] = rr if 0 < first <= k else 0.0
+                out[f"mrr@{k}"] = np.where((first > 0) & (first <= k), rr, 0.0)
             elif m == "map":
-                out[f"map@{k}"] = t.get(f"map_cut_{k}", 0.0) * n_rel / min(k, n_rel)
+                out[f"map@{k}"] = col(f"map_cut_{k}") * n_rel / np.minimum(k, n_rel)
             else:
-                out[f"{m}@{k}"] = t.get(f"{_TREC[m]}_{k}", 0.0)
+                out[f"{m}@{k}"] = col(f"{_TREC[m]}_{k}")
     return out
 
 
 def _compute(prep: Judged, ranked: np.ndarray, opts: RankingOptions) -> RetrievalMetrics:
     ks = tuple(sorted(set(opts.ks)))
     kmax = max(ks)
-    trec = _trec_eval(prep, ranked, ks)
+    values = _metric_values(prep, _trec_eval(prep, ranked, ks), ks)
     qids = [prep.query_ids[p] for p in prep.positions]
-    rows = [_metric_values(prep, trec, q, ks) for q in qids]
-    keys = list(rows[0])
-    values = {key: np.asarray([r[key] for r in rows]) for key in keys}
     # A ranking is short when it holds fewer docs than it could (max k, or what the corpus allows).
     n_eligible = np.full(len(qids), len(prep.doc_ids))
     if prep.exclude is not None:
@@ -157,8 +159,9 @@ def _compute(prep: Judged, ranked: np.ndarray, opts: RankingOptions) -> Retrieva
     n_short = int((lengths < np.minimum(kmax, n_eligible)).sum())
     if n_short:
         log.warning("%d of %d rankings hold fewer than min(k=%d, corpus) documents", n_short, len(qids), kmax)
+    per_q = {q: {key: float(v[i]) for key, v in values.items()} for i, q in enumerate(qids)}
     return RetrievalMetrics(
-        metrics={key: float(values[key].mean()) for key in keys},
+        metrics={key: float(v.mean()) for key, v in values.items()},
         n_queries_scored=len(qids),
         n_queries_short_ranking=n_short,
         n_docs=len(prep.doc_ids),
@@ -167,7 +170,7 @@ def _compute(prep: Judged, ranked: np.ndarray, opts: RankingOptions) -> Retrieva
         ignore_identical_ids=opts.ignore_identical_ids,
         missing_doc_policy=opts.missing_doc_policy,
         ndcg_gain=opts.ndcg_gain,
-        per_query=dict(zip(qids, rows, strict=True)) if opts.per_query else None,
+        per_query=per_q if opts.per_query else None,
         **prep.counts,
     )
 
