@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 Qrels = Mapping[str, Mapping[str, int]]
 MissingDocPolicy = Literal["error", "drop", "keep"]
 NdcgGain = Literal["binary", "graded"]
+_COUNTS = ("n_queries_skipped_no_qrels", "n_queries_skipped_no_relevant", "n_judgements_missing_doc")
 
 
 @dataclass(frozen=True)
@@ -126,13 +127,10 @@ def _report(prep: Judged, opts: RankingOptions) -> None:
         )
     if prep.ks_clamped:
         n = len(prep.doc_ids) - (1 if prep.exclude is not None and (prep.exclude >= 0).any() else 0)
-        log.warning(
-            "k=%s exceed the %d retrievable documents: ranking depth clamped to %d; precision@k still "
-            "divides by k",
-            list(prep.ks_clamped),
-            n,
-            n,
+        msg = (
+            "k=%s exceed the %d retrievable documents: ranking depth clamped; precision@k still divides by k"
         )
+        log.warning(msg, list(prep.ks_clamped), n)
 
 
 def prepare_judgements(
@@ -146,15 +144,7 @@ def prepare_judgements(
     _check_unique(qids, "query")
     _check_unique(dids, "document")
     doc_index = {d: i for i, d in enumerate(dids)}
-    counts = dict.fromkeys(
-        (
-            "n_queries_skipped_no_qrels",
-            "n_queries_skipped_no_relevant",
-            "n_judgements_missing_doc",
-            "n_judgements_identical",
-        ),
-        0,
-    )
+    counts = dict.fromkeys((*_COUNTS, "n_judgements_identical"), 0)
     counts["n_qrels_queries_unknown"] = len(set(map(str, qrels)) - set(qids))
     identical = opts.ignore_identical_ids and bool(set(qids) & set(dids))
     n_eligible = len(dids) - identical
@@ -163,9 +153,7 @@ def prepare_judgements(
         doc_ids=dids,
         positions=np.zeros(0, np.int64),
         qrels={},
-        exclude=np.asarray([doc_index.get(q, -1) for q in qids], np.int64)
-        if opts.ignore_identical_ids
-        else None,
+        exclude=np.asarray([doc_index.get(q, -1) for q in qids]) if opts.ignore_identical_ids else None,
         counts=counts,
         ks_clamped=tuple(sorted({k for k in opts.ks if k > n_eligible})),
     )
