@@ -24,15 +24,22 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_fit_equals_scikit_learn(emb: np.ndarray) -> None:
+def test_fit_is_scikit_learn_pca_of_the_unit_embeddings(emb: np.ndarray) -> None:
+    """fit_pca is sklearn's PCA on L2-normalised float64 embeddings, stored in float32; checked
+    against sklearn and, independently, against the SVD it stands for."""
     from sklearn.decomposition import PCA
 
-    ref = PCA(n_components=16, svd_solver="full").fit(_unit(emb.astype(np.float64)))
+    unit = _unit(emb.astype(np.float64))
+    ref = PCA(n_components=16, svd_solver="full").fit(unit)
     ours = fit_pca(emb, 16)
-    np.testing.assert_allclose(ours.components, ref.components_, atol=1e-5)  # same signs too
-    np.testing.assert_allclose(ours.mean, ref.mean_, atol=1e-6)
-    np.testing.assert_allclose(ours.explained_variance_ratio, ref.explained_variance_ratio_, rtol=1e-5)
+    assert ours.components.dtype == ours.mean.dtype == np.float32
+    np.testing.assert_array_equal(ours.components, ref.components_.astype(np.float32))  # same signs too
+    np.testing.assert_array_equal(ours.mean, ref.mean_.astype(np.float32))
     np.testing.assert_allclose(ours.transform(emb), _unit(ref.transform(_unit(emb))), atol=1e-5)
+    # the directions of largest variance: top right singular vectors of the centred data (up to sign)
+    _, s, vt = np.linalg.svd(unit - unit.mean(axis=0), full_matrices=False)
+    np.testing.assert_allclose(np.abs(np.sum(ours.components * vt[:16], axis=1)), 1.0, atol=1e-5)
+    np.testing.assert_allclose(ours.explained_variance_ratio, (s**2 / (s**2).sum())[:16], rtol=1e-5)
     out = ours.transform(emb[:5])
     assert out.shape == (5, 16) and out.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)  # renormalised
@@ -67,6 +74,9 @@ def test_fitted_projection_is_cached(emb: np.ndarray, tmp_path: Path) -> None:
     assert pca_key("model-a", ["t1", "t2"], 16) != key
     fitted_pca(fit_set, 8, cache=EmbeddingCache(None), key=key)  # cache off: refits
     assert len(calls) == 2
+    wrong = pca_key("model-a", ["t1", "t2"], 4)
+    cache.put(wrong, first.to_array(), {"what": "pca"})  # an 8-component entry under a 4-component key
+    assert fitted_pca(fit_set, 4, cache=cache, key=wrong).n_components == 4 and len(calls) == 3
 
 
 def _stsb_cfg(make_cfg, out: Path, *overrides: str, task: str = "evaluate"):

@@ -7,12 +7,11 @@ train-split sentences, a retrieval set's corpus (what an index holds; never the 
 queries). Both the fit and the projection use L2-normalised embeddings, since the
 scores are cosines, and the projected vectors are renormalised before scoring.
 
-The fit is the SVD of the centred (N, D) matrix in float64 with scikit-learn's sign
-convention (``svd_flip``, largest-magnitude loading of each component positive), so it
-equals ``sklearn.decomposition.PCA(svd_solver="full")``. The mean and components are
-rounded to float32 once, and that is what every run applies; a fitted projection is
-stored in the embedding cache under (encoder, fit texts, k), so later jobs neither
-refit it nor re-encode the fit texts.
+The fit is scikit-learn's ``PCA(svd_solver="full")`` on the normalised embeddings in
+float64 (exact SVD, sklearn's sign convention). The mean and components are rounded to
+float32 once, and that is what every run applies; a fitted projection is stored in the
+embedding cache under (encoder, fit texts, k), so later jobs neither refit it nor
+re-encode the fit texts.
 """
 
 from __future__ import annotations
@@ -88,20 +87,13 @@ def fit_pca(embeddings: np.ndarray, n_components: int) -> PCAProjection:
             f"PCA to {n_components} dimensions needs at least {n_components} fit texts; got {n}. "
             f"Use more training data (e.g. a larger data.max_pairs_per_split) or a smaller PCA dimension."
         )
-    x = _normalise(x)
-    mean = x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)  # vt: (min(n, d), d)
-    # scikit-learn's svd_flip(u_based_decision=False): largest |loading| of each row positive
-    signs = np.sign(vt[np.arange(len(vt)), np.argmax(np.abs(vt), axis=1)])
-    signs[signs == 0] = 1.0
-    vt *= signs[:, None]
-    var = s**2 / max(n - 1, 1)
-    total = var.sum()
-    ratio = var / total if total > 0 else np.zeros_like(var)
+    from sklearn.decomposition import PCA
+
+    fit = PCA(n_components=n_components, svd_solver="full").fit(_normalise(x))
     return PCAProjection(
-        mean.astype(np.float32),
-        np.ascontiguousarray(vt[:n_components], dtype=np.float32),
-        ratio[:n_components].astype(np.float32),
+        fit.mean_.astype(np.float32),
+        np.ascontiguousarray(fit.components_, dtype=np.float32),
+        fit.explained_variance_ratio_.astype(np.float32),
     )
 
 

@@ -40,10 +40,9 @@ from embedlab.eval.retrieval import (
     NdcgGain,
     Qrels,
     RetrievalMetrics,
-    _as_numpy,
     retrieval_metrics_from_ranked,
-    topk_dot,
 )
+from embedlab.eval.topk import as_numpy, topk_dot
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def bytes_per_vector(precision: str, dim: int) -> int:
 
 def quantization_ranges(calibration_embeddings: Any) -> np.ndarray:
     """Per-dimension [min; max] of a calibration set, (2, d): ST's int8 bucket ranges."""
-    cal = _as_numpy(calibration_embeddings, np.float32)
+    cal = as_numpy(calibration_embeddings, np.float32)
     if cal.ndim != 2 or len(cal) < 2:
         raise ValueError(f"Calibration needs at least 2 embeddings in a 2-D array, got shape {cal.shape}")
     return np.vstack((cal.min(axis=0), cal.max(axis=0)))
@@ -104,7 +103,7 @@ def quantize(embeddings: Any, precision: Precision, *, ranges: np.ndarray | None
     if precision in ("int8", "uint8") and ranges is None:
         raise ValueError("int8/uint8 quantization needs ranges: quantization_ranges(calibration_embeddings)")
     return np.asarray(
-        quantize_embeddings(_as_numpy(embeddings, np.float32), precision=precision, ranges=ranges)
+        quantize_embeddings(as_numpy(embeddings, np.float32), precision=precision, ranges=ranges)
     )
 
 
@@ -171,8 +170,8 @@ def search_with_precision(
     Exact (brute-force) search in every precision, so differences come from the
     quantization alone. See the module docstring for scoring and rescoring.
     """
-    q = _as_numpy(query_emb, np.float32)
-    d = _as_numpy(doc_emb, np.float32)
+    q = as_numpy(query_emb, np.float32)
+    d = as_numpy(doc_emb, np.float32)
     if d.ndim != 2 or len(d) == 0:
         raise ValueError(f"Empty corpus or bad doc embedding shape {d.shape}")
     if q.ndim != 2 or q.shape[1] != d.shape[1]:
@@ -301,8 +300,8 @@ def pair_similarity_inputs(emb1: Any, emb2: Any, precision: Precision) -> tuple[
     """
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}; known: {PRECISIONS}")
-    a = _as_numpy(emb1, np.float32)
-    b = _as_numpy(emb2, np.float32)
+    a = as_numpy(emb1, np.float32)
+    b = as_numpy(emb2, np.float32)
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(
             f"Pair embeddings must be two (N, D) arrays of one shape, got {a.shape} and {b.shape}"

@@ -1,4 +1,4 @@
-"""Siamese losses as pure tensor math on embeddings (one loss per file)."""
+"""Siamese losses on embeddings: sentence-transformers' losses (``wrapped``) and Matryoshka over them."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from functools import partial
 import torch
 
 from embedlab.errors import ConfigError
-from embedlab.losses.cosent import cosent_loss
-from embedlab.losses.cosine_similarity import cosine_similarity_loss
 from embedlab.losses.matryoshka import MatryoshkaLoss
-from embedlab.losses.multiple_negatives_ranking import multiple_negatives_ranking_loss
+from embedlab.losses.wrapped import cosent_loss, cosine_similarity_loss, multiple_negatives_ranking_loss
 
 PairLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 PAIR_LOSSES = ("cosine", "cosent")

@@ -1,11 +1,11 @@
-"""Matryoshka Representation Learning (Kusupati et al., 2022) as a wrapper around any
-siamese loss: the base loss is applied to the first d dimensions of the embeddings,
-renormalised, for each d in ``dims``, and the weighted sum is returned. Training this
-way keeps truncated embeddings (``dimension=d128``) close to the full ones in quality.
+"""Matryoshka Representation Learning (Kusupati et al., 2022) around any siamese loss: the
+base loss on the first d dimensions (renormalised) for each d in ``dims``, weighted and summed,
+so truncated embeddings (``dimension=d128``) stay close to the full ones in quality.
 
-Same math as sentence-transformers' ``MatryoshkaLoss`` (its ``shrink``: truncate, then
-L2-normalise; weights default to 1; dims sorted largest first), on embeddings instead
-of a model, so it composes with our pure tensor losses rather than copying them.
+ST's ``MatryoshkaLoss`` wraps a model's forward (it re-runs the base loss on a patched
+``model.forward``); we hold embeddings, so this class composes our wrapped ST losses and uses
+ST's own ``shrink`` (truncate, L2-normalise). Same rules as ST: weights default to 1, dims
+sorted largest first; tests/test_matryoshka.py checks the values against ST's class.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from embedlab.errors import ConfigError
 
@@ -22,8 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def shrink(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
-    """(B, D) -> (B, dim): the first ``dim`` coordinates, L2-normalised."""
-    return F.normalize(embeddings[..., :dim], p=2, dim=-1)
+    """(B, D) -> (B, dim): the first ``dim`` coordinates, L2-normalised (ST's ``shrink``)."""
+    from sentence_transformers.sentence_transformer.losses.matryoshka import shrink as st_shrink
+
+    return st_shrink(embeddings, dim)
 
 
 class MatryoshkaLoss:
