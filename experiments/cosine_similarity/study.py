@@ -57,8 +57,8 @@ def main() -> None:
 
     from embedlab.data.sts import load_sts
     from embedlab.data.text_corpus import stsb_spec
+    from embedlab.encode.encoder import Encoder
     from embedlab.eval.doc_similarity import SIMILARITY_FUNCTIONS, paired_similarity, similarity_spearman
-    from embedlab.eval.encode import encode
 
     torch.set_num_threads(1)
     test = load_sts(stsb_spec(Path(args.data_dir) / "stsb"), splits=("test",)).splits["test"]
@@ -66,13 +66,9 @@ def main() -> None:
     for name in args.models:
         model = encoder(name, normalize=False)  # raw mean pooling; normalised below, in numpy
         n = len(test)
-        emb, stats = encode(
-            model, list(test.sentence1) + list(test.sentence2), batch_size=64, what="sentences"
-        )
-        pa, pb = (
-            encode(model, [p[0] for p in PAIRS], what="pairs")[0],
-            encode(model, [p[1] for p in PAIRS])[0],
-        )
+        enc = Encoder(model)  # the reference path, 64 texts a batch
+        emb, stats = enc.encode(list(test.sentence1) + list(test.sentence2), what="sentences")
+        pa, pb = enc.encode([p[0] for p in PAIRS], what="pairs")[0], enc.encode([p[1] for p in PAIRS])[0]
         views = {"raw": lambda x: x, "normalised": lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)}
         per_model: dict[str, object] = {"n_truncated": stats.n_truncated,
                                         "mean_norm_raw": float(np.linalg.norm(emb, axis=1).mean())}  # fmt: skip

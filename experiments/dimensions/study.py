@@ -35,8 +35,8 @@ def main() -> None:
 
     from embedlab.data.sts import load_sts
     from embedlab.data.text_corpus import stsb_spec
+    from embedlab.encode.encoder import Encoder
     from embedlab.eval.dimension_study import dimension_study, plot_distance_histograms
-    from embedlab.eval.encode import encode
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
     torch.set_num_threads(1)
@@ -48,7 +48,9 @@ def main() -> None:
         m = OmegaConf.load(ROOT / "configs" / "model" / f"{name}.yaml")
         model, _ = build_encoder(EncoderSpec(name=m.name, name_or_path=m.name_or_path, packaged=m.packaged,
                                              max_seq_length=int(m.max_seq_length)))  # fmt: skip
-        embeddings[name] = encode(model, sentences, batch_size=64, what="sentences")[0]  # (N, D), unit norm
+        embeddings[name] = Encoder(model).encode(sentences, what="sentences")[
+            0
+        ]  # (N, D), unit norm; reference
     study = dimension_study(embeddings, dims=[d or None for d in args.dims], seed=args.seed)
     rows = study.rows()
     (HERE / "results.json").write_text(json.dumps({"n_sentences": len(sentences), "source": "stsb test",

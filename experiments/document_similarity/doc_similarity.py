@@ -23,6 +23,7 @@ log = logging.getLogger("doc_similarity")
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from embedlab.data.text_corpus import load_corpus
+    from embedlab.encode.encoder import Encoder, EncodeSettings
     from embedlab.errors import ConfigError
     from embedlab.eval.doc_similarity import doc_similarity_report, plot_similarity_heatmap
     from embedlab.mlm_task import corpus_spec
@@ -33,10 +34,10 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError(f"data={cfg.data.name} is not a document corpus: use data=medical or data=mlm_lee.")
     model, resolved = build_model(cfg)  # an unreachable hub model fails here, within seconds
     corpus = load_corpus(corpus_spec(cfg))
+    encoder = Encoder(model, EncodeSettings(batch_size=int(cfg.data.eval_batch_size)))  # reference path
     report = doc_similarity_report(
-        model, corpus.texts, labels=corpus.labels, query=int(opts.get("query", 0)), k=int(opts.get("k", 5)),
-        batch_size=int(cfg.data.eval_batch_size),
-    )  # fmt: skip
+        encoder, corpus.texts, labels=corpus.labels, query=int(opts.get("query", 0)), k=int(opts.get("k", 5))
+    )
     out = Path(opts.get("out") or cfg.paths.output_dir)
     name = f"{cfg.model.name}_{corpus.name}"
     record = {

@@ -70,14 +70,16 @@ def main() -> None:
     from embedlab.data.retrieval import load_scifact
     from embedlab.eval.oov import add_typos, retrieval_under_typos, tokenizer_stats, vocabulary_stats
     from embedlab.eval.retrieval_task import RetrievalEvalSettings
-    from embedlab.run import build_model, embedding_cache, encoding_from_cfg
+    from embedlab.run import build_model, encoder_from_cfg
 
     torch.set_num_threads(1)
     texts = corpora(args.data_dir)
     scifact = load_scifact(args.data_dir, "test")
     clean_queries = list(scifact.queries.values())
     noisy_queries = {r: add_typos(clean_queries, r, args.seeds[0]).texts for r in args.rates}
-    settings = RetrievalEvalSettings(ks=(10, 100), index=None, n_latency_queries=0, batch_size=32)
+    settings = RetrievalEvalSettings(
+        ks=(10, 100), index=None, n_latency_queries=0
+    )  # encodes 32 a batch (scifact)
     out: dict = {
         "rates": args.rates,
         "seeds": args.seeds,
@@ -106,11 +108,9 @@ def main() -> None:
             for rate, queries in noisy_queries.items():
                 vs = vocabulary_stats(first.tokenizer.vocab, queries, lowercase=first.lowercase)
                 out["noise_vocab"].append({"model": name, "rate": rate, "oov_word_rate": vs.oov_word_rate})
-        with encoding_from_cfg(cfg):
-            cache, key = embedding_cache(cfg, model)
-            rows = retrieval_under_typos(
-                model, scifact, args.rates, args.seeds, settings, cache=cache, model_key=key
-            )
+        encoder = encoder_from_cfg(cfg, model)
+        cache = encoder.cache
+        rows = retrieval_under_typos(encoder, scifact, args.rates, args.seeds, settings)
         log.info(
             "%s: %d texts encoded, %d from the cache", name, cache.stats.n_encoded, cache.stats.n_from_cache
         )

@@ -54,9 +54,8 @@ def main(cfg: DictConfig) -> None:
 
     from embedlab.data.retrieval import load_retrieval_set
     from embedlab.errors import ConfigError
-    from embedlab.eval.encode import encode
     from embedlab.eval.retrieval import normalise_answer_text, topk_dot
-    from embedlab.run import build_model, encoding_from_cfg
+    from embedlab.run import build_model, encoder_from_cfg
 
     opts = cfg.get("qa") or {}
     d = cfg.data
@@ -71,10 +70,10 @@ def main(cfg: DictConfig) -> None:
     para_ids, paras = q2p.doc_ids, list(q2p.corpus.values())
     question_ids, questions = q2q.doc_ids, list(q2q.corpus.values())
     row_of = {q: i for i, q in enumerate(question_ids)}
-    with encoding_from_cfg(cfg):
-        model, resolved = build_model(cfg)
-        p_emb, p_stats = encode(model, paras, batch_size=int(d.eval_batch_size), what="paragraphs")
-        q_emb, q_stats = encode(model, questions, batch_size=int(d.eval_batch_size), what="questions")
+    model, resolved = build_model(cfg)
+    encoder = encoder_from_cfg(cfg, model)  # the config's encode backend, data.eval_batch_size a batch
+    p_emb, p_stats = encoder.encode(paras, what="paragraphs")
+    q_emb, q_stats = encoder.encode(questions, what="questions")
     log.info("encoded %d paragraphs in %.1fs, %d questions in %.1fs", len(paras), p_stats.seconds,
              len(questions), q_stats.seconds)  # fmt: skip
     rows = np.array([row_of[q] for q in picked])

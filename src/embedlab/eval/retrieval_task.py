@@ -19,12 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
-
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
-
     from embedlab.data.retrieval import RetrievalSet
+    from embedlab.encode.encoder import Encoder
     from embedlab.eval.index import IndexSpec
 
 log = logging.getLogger(__name__)
@@ -41,7 +38,6 @@ class RetrievalEvalSettings:
     index_k: int = 10
     n_latency_queries: int = 200
     answer_ks: tuple[int, ...] = (1, 5, 10)
-    batch_size: int = 64
     ndcg_gain: str = "graded"  # trec_eval / BEIR / MTEB convention (identical for binary qrels)
 
 
@@ -71,12 +67,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate_retrieval(
-    model: SentenceTransformer,
-    data: RetrievalSet,
-    settings: RetrievalEvalSettings,
-    *,
-    cache: EmbeddingCache,
-    model_key: str,
+    encoder: Encoder, data: RetrievalSet, settings: RetrievalEvalSettings
 ) -> RetrievalEvalResult:
     from embedlab.eval.retrieval import (
         answer_hit_rate_at_k,
@@ -85,18 +76,12 @@ def evaluate_retrieval(
 
     doc_ids, query_ids = data.doc_ids, data.query_ids
     doc_texts = [data.corpus[d] for d in doc_ids]
-    docs, stats_d = encode_cached(
-        model, doc_texts, cache=cache, model_key=model_key,
-        batch_size=settings.batch_size, what="documents",
-    )  # fmt: skip
+    docs, stats_d = encoder.encode_cached(doc_texts, what="documents")
     query_texts = [data.queries[q] for q in query_ids]
     queries = rows_of_known_texts(query_texts, doc_texts, docs)
     reused, stats_q = queries is not None, None
     if queries is None:
-        queries, stats_q = encode_cached(
-            model, query_texts, cache=cache, model_key=model_key,
-            batch_size=settings.batch_size, what="queries",
-        )  # fmt: skip
+        queries, stats_q = encoder.encode_cached(query_texts, what="queries")
     else:  # question-to-question sets (squad_qq): every query is also a document
         log.info(
             "All %d queries are documents too: their embeddings are reused, not re-encoded.", len(queries)
@@ -132,7 +117,9 @@ def evaluate_retrieval(
     for n_comp in settings.pca_dims:
         from embedlab.eval.pca import fitted_pca, pca_key
 
-        pca = fitted_pca(lambda: docs, n_comp, cache=cache, key=pca_key(model_key, doc_texts, n_comp))
+        pca = fitted_pca(
+            lambda: docs, n_comp, cache=encoder.cache, key=pca_key(encoder.key, doc_texts, n_comp)
+        )
         d_pca, q_pca = pca.transform(docs), pca.transform(queries)
         sub = retrieval_metrics_from_embeddings(
             query_ids, doc_ids, data.qrels, q_pca, d_pca, settings.ks, **common
