@@ -3,11 +3,11 @@
 An entry is keyed by the encoder's content (a hash of its weights and of its module
 settings: pooling, projection, normalisation, max_seq_length, weight precision), the
 encode path that ran it (``st-fp32``, ``fast-bf16``: :attr:`Encoder.tag`) and a hash of
-the texts in order. Every key in the cache (entries, shards, PCA fits) derives from
-:func:`encoder_key` and :func:`texts_key`. Another index, embedding precision or truncated dimension
-therefore reuses the float32 embeddings of an earlier run, and a fine-tuned model never
-hits the cache of its base model. Entries are written to a temporary name and renamed;
-each carries a sha256 of its bytes, so a corrupt entry is detected, removed and rebuilt.
+the texts in order; every key in the cache (entries, shards, PCA fits) is a
+:func:`cache_key` of those. Another index, embedding precision or dimension therefore reuses
+the float32 embeddings of an earlier run, and a fine-tuned model never hits its base model's.
+Files are written under a temporary name and renamed; each entry carries a sha256 of its
+bytes, so a corrupt entry is detected, removed and rebuilt.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -167,16 +167,13 @@ class EmbeddingCache:
         data_path, meta_path = self._paths(key)
         data_path.parent.mkdir(parents=True, exist_ok=True)
         arr = np.ascontiguousarray(emb, dtype=np.float32)  # no copy when it already is
-        fd, tmp = tempfile.mkstemp(dir=data_path.parent, prefix=f".{data_path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:  # straight to disk: no in-memory .npy copy
-                np.save(fh, arr, allow_pickle=False)
-            meta = {"sha256": _file_sha256(Path(tmp)), "shape": list(arr.shape), **(info or {})}
-            os.replace(tmp, data_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _atomic_write(meta_path, json.dumps(meta).encode())  # written last: marks the entry complete
+        _write_atomically(
+            data_path, lambda fh: np.save(fh, arr, allow_pickle=False)
+        )  # no .npy copy in memory
+        meta = {"sha256": _file_sha256(data_path), "shape": list(arr.shape), **(info or {})}
+        _write_atomically(
+            meta_path, lambda fh: fh.write(json.dumps(meta).encode())
+        )  # last: marks it complete
 
 
 def _file_sha256(path: Path) -> str:
@@ -187,11 +184,12 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write to a temporary name beside ``path``, then rename: no reader sees half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

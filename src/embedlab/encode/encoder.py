@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from embedlab.encode.cache import CHUNK_SIZE, EmbeddingCache, encoder_key, entry_key
-from embedlab.encode.fast import PRECISIONS, fast_encode
+from embedlab.encode.fast import PRECISIONS, Precision, fast_encode
 from embedlab.encode.stats import EncodeStats, check_texts, count_truncated, in_input_order, token_lengths
 from embedlab.errors import ConfigError
 
@@ -39,7 +39,7 @@ class EncodeSettings:
     reference path, a run uses what its config says (``encode=fast`` by default)."""
 
     backend: Backend = "reference"
-    precision: str = "bf16"  # fast backend only: fp32 | bf16 | bf16-autocast
+    precision: Precision = "bf16"  # fast backend only: fp32 | bf16 | bf16-autocast
     token_budget: int | None = 8192  # fast backend: short texts share batches up to this many tokens
     threads: int | None = None  # fast backend: torch threads for the call; None: as set
     batch_size: int = 64
@@ -119,7 +119,7 @@ class Encoder:
         s = self.settings
         if s.backend == "fast":
             return fast_encode(
-                self.model, texts, batch_size=s.batch_size, what=what, precision=s.precision,  # type: ignore[arg-type]
+                self.model, texts, batch_size=s.batch_size, what=what, precision=s.precision,
                 token_budget=s.token_budget, threads=s.threads,
             )  # fmt: skip
         return reference_encode(self.model, texts, batch_size=s.batch_size, what=what)

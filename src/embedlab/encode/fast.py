@@ -1,31 +1,18 @@
-"""A faster ``encode``: tokenize once, batch by exact token length, bf16 on CPU.
+"""The fast CPU encode path: tokenize once, batch by exact token length, transformer in bf16.
 
-Why not a library: sentence-transformers' ``encode()`` sorts by characters and pads (39.5%
-padded tokens on STS-B), and ONNX / optimum need an export per model; none runs a model's
-own modules in exact-length bf16 batches (3.5x ``encode()`` here, benchmarks/NOTES.md).
+Why no library does this: sentence-transformers' ``encode()`` sorts by characters and pads
+(39.5% padded tokens on STS-B), ONNX / optimum need an export per model; none runs a model's
+own modules in exact-length bf16 batches (3.5x ``encode()`` on STS-B, benchmarks/NOTES.md).
 
-Same contract as the reference path of :class:`embedlab.encode.encoder.Encoder` (empty texts rejected, duplicates
-encoded once, truncation at ``max_seq_length`` counted and logged, (N, D) float32 in input
-order), with the work arranged for a CPU:
-
-- every distinct text is tokenized once, up front, with the fast tokenizer; that pass also
-  gives the token counts for the truncation check (``encode`` tokenizes twice), and only
-  the texts over the limit are tokenized again, with truncation;
-- texts are sorted by exact token length and batched so that a batch holds one length
-  wherever enough texts share it: no padding and hence no attention mask (SDPA takes its
-  unmasked kernel). sentence-transformers sorts by characters, which leaves ~40% padded
-  tokens on STS-B sentences at batch 64. Short texts also go in larger batches
-  (``token_budget``);
-- the model runs under ``torch.inference_mode`` with the transformer's weights cast to
-  bfloat16 for the call (float32 masters restored afterwards), ~2x float32 on
-  AVX512-BF16; pooling, projection and normalisation run in float32;
-- the modules are the SentenceTransformer's own: its transformer, then
-  :func:`embedlab.models.pooling.apply_head` (pooling, dense, normalize), so any pooling or
-  projection configuration gives what ``model.encode`` gives.
-
-Models that need more than a plain tokenizer call (prompts, per-call processing kwargs,
-non-text modules, ``truncate_dim``) run ``model.encode`` instead, with a log line. Measured
-levers and ratios: benchmarks/NOTES.md.
+Same contract as the reference path (empty texts rejected, duplicates encoded once,
+truncation counted and logged, (N, D) float32 in input order). One tokenizer pass gives
+ids and true lengths; texts sorted by token length fill batches of one length where enough
+share it (no padding, so no attention mask: SDPA's unmasked kernel), short texts in larger
+batches (``token_budget``). The transformer runs under ``inference_mode`` with its weights
+cast to bf16 for the call (float32 masters put back); its token embeddings then go through
+the model's own head (:func:`embedlab.models.pooling.apply_head`) in float32, so any
+pooling or projection gives what ``model.encode`` gives. Models that need more than a plain
+tokenizer call (prompts, processing kwargs, ``truncate_dim``, routers) run ``model.encode``.
 """
 
 from __future__ import annotations
@@ -97,12 +84,9 @@ def plan_batches(
     """Indices of each batch, longest texts first (the first batch shows peak memory).
 
     Sorted, a batch holds texts of one token length where at least ``batch_size // 2`` share
-    it: no padding, so no attention mask either (SDPA then takes its unmasked kernel). Rarer
-    lengths are pooled with their neighbours, up to ``batch_size // 2`` texts or the next
-    common length.
-    A batch holds at most ``max(batch_size, token_budget // longest)`` texts, so short texts
-    go in larger batches and long ones keep the caller's batch size. Unsorted, every batch
-    holds ``batch_size`` texts.
+    it (no padding, no attention mask); rarer lengths pool with their neighbours up to
+    ``batch_size // 2`` texts or the next common length. A batch holds at most
+    ``max(batch_size, token_budget // longest)`` texts. Unsorted: ``batch_size`` texts each.
     """
     n = len(lengths)
     if not sort_by_length:
@@ -184,29 +168,19 @@ def unsupported_reason(model: SentenceTransformer) -> str | None:
 
 
 @contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def _call_state(model: SentenceTransformer, threads: int | None) -> Iterator[None]:
+    """Eval mode and ``threads`` torch threads (None: as set) for the call; the thread count and
+    each submodule's own mode are put back (modes can differ: a freshly built SentenceTransformer
+    is in train mode around a transformer in eval mode)."""
     import torch
 
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    modes, before = [(m, m.training) for m in model.modules()], torch.get_num_threads()
+    model.eval()
+    torch.set_num_threads(threads or before)
     try:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: SentenceTransformer) -> Iterator[None]:
-    """Eval mode for the call; each submodule's own mode is put back (they can differ: a
-    freshly built SentenceTransformer is in train mode around a transformer in eval mode)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
         for m, training in modes:
             m.training = training
 
@@ -301,7 +275,7 @@ def fast_encode(
             # dynamic int8 Linear layers take float32 activations only: no bf16 cast or autocast
             log.info("fast_encode runs %s in float32 activations: the model has int8 weights.", what)
             precision = "fp32"
-        with _threads(threads), _eval_mode(model):
+        with _call_state(model, threads):
             emb = embed_unique(model, tokens, batches, precision)
     seconds = time.perf_counter() - start
     max_tokens = int(tokens.lengths.max(initial=0))

@@ -1,16 +1,11 @@
 """One transformer pass for every pooling of a sweep.
 
-Cells that differ only in pooling run the same transformer over the same texts; only the
-last, cheap step differs. ``prefetch_poolings`` runs the transformer once and pools its
-token embeddings every requested way, storing each result in the embedding cache under
-exactly the key a job with that pooling computes (same encoder key, same texts key), so
-the other poolings' jobs read their embeddings and encode nothing. The embeddings are
-those the pooling's own encoder gives: the same Pooling and Normalize modules, on the
-same token embeddings, through the same encoder settings (tested against encoding each
-pooling separately).
-
-It applies to encoders built as Transformer -> Pooling [-> Normalize] (every config-built
-model without a projection); anything else is left to encode on its own, with a log line.
+Cells that differ only in pooling run the same transformer over the same texts.
+:func:`prefetch_poolings` runs it once, pools the token embeddings every requested way with
+each pooling's own head, and stores each result under exactly the key that pooling's job
+computes, so those jobs encode nothing (tested against encoding each pooling on its own).
+Applies to Transformer -> Pooling [-> Normalize] encoders (every config-built model without
+a projection); anything else encodes on its own, with a log line.
 """
 
 from __future__ import annotations
