@@ -29,14 +29,15 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from embedlab.data.retrieval import load_scifact, resolve_data_dir
 from embedlab.data.sts import PairSplit, STSSpec, load_sts
-from embedlab.eval.fast_encode import EncodeOptions, fast_encode, plan_batches, tokenize_once
+from embedlab.encode.fast import collate, fast_encode, plan_batches, tokenize_once
 from embedlab.eval.sts import sts_metrics
 from embedlab.models.encoder import EncoderSpec, build_encoder
 
@@ -159,8 +160,9 @@ def peer(model, batch_size: int, bf16: bool = False) -> Embed:
     return run
 
 
-def ours(model, batch_size: int, options: EncodeOptions) -> Embed:
-    return lambda texts: fast_encode(model, texts, batch_size=batch_size, options=options)[0]
+def ours(model, batch_size: int, options: dict[str, Any]) -> Embed:
+    """``options``: fast_encode's keyword arguments (precision, token_budget, threads, sort_by_length)."""
+    return lambda texts: fast_encode(model, texts, batch_size=batch_size, **options)[0]
 
 
 @contextlib.contextmanager
@@ -182,13 +184,11 @@ def with_attention(model, implementation: str, embed: Embed) -> Embed:
     return run
 
 
-def onnx_reference(model, path: str, batch_size: int, options: EncodeOptions, threads: int) -> Embed:
+def onnx_reference(model, path: str, batch_size: int, options: dict[str, Any], threads: int) -> Embed:
     """An ONNX export of the transformer (e.g. the int8 MiniLM package) in onnxruntime, fed
     by the same tokenization and batches as fast_encode, then mean pooling + normalisation
     (what all-MiniLM-L6-v2's own modules do)."""
     import onnxruntime as ort
-
-    from embedlab.eval.fast_encode import collate
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -200,7 +200,9 @@ def onnx_reference(model, path: str, batch_size: int, options: EncodeOptions, th
         tokens = tokenize_once(model, texts, limit)
         lengths = np.minimum(tokens.lengths, limit)
         out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
-        for idx in plan_batches(lengths, batch_size, options.token_budget, options.sort_by_length):
+        for idx in plan_batches(
+            lengths, batch_size, options.get("token_budget", 8192), options.get("sort_by_length", True)
+        ):
             feats = collate(model, tokens, idx, torch.device("cpu"))
             inputs = {k: v.numpy() for k, v in feats.items() if k in wanted}
             hidden = session.run(None, inputs)[0]  # (B, T, H)
@@ -215,23 +217,23 @@ def onnx_reference(model, path: str, batch_size: int, options: EncodeOptions, th
 def build_variants(model, args: argparse.Namespace) -> dict[str, Embed]:
     """The peer and our default; with --levers, each lever on its own (see NOTES.md)."""
     bs = args.batch_size
-    default = EncodeOptions(threads=args.threads)
+    default: dict[str, Any] = {"threads": args.threads}
     variants: dict[str, Embed] = {PEER: peer(model, bs), OURS: ours(model, bs, default)}
     if not args.levers:
         return variants
-    fp32 = replace(default, precision="fp32")
+    fp32 = {**default, "precision": "fp32"}
     variants.update(
         {
             "st encode() under bf16 autocast": peer(model, bs, bf16=True),
             "fast fp32, unsorted, batch_size texts/batch": ours(
-                model, bs, replace(fp32, token_budget=None, sort_by_length=False)
+                model, bs, {**fp32, "token_budget": None, "sort_by_length": False}
             ),
-            "fast fp32, batch_size texts/batch": ours(model, bs, replace(fp32, token_budget=None)),
+            "fast fp32, batch_size texts/batch": ours(model, bs, {**fp32, "token_budget": None}),
             "fast fp32, token budget": ours(model, bs, fp32),
-            "fast bf16-autocast, token budget": ours(model, bs, replace(default, precision="bf16-autocast")),
-            "fast bf16, batch_size texts/batch": ours(model, bs, replace(default, token_budget=None)),
-            "fast bf16, token budget 2048": ours(model, bs, replace(default, token_budget=2048)),
-            "fast bf16, token budget 32768": ours(model, bs, replace(default, token_budget=32768)),
+            "fast bf16-autocast, token budget": ours(model, bs, {**default, "precision": "bf16-autocast"}),
+            "fast bf16, batch_size texts/batch": ours(model, bs, {**default, "token_budget": None}),
+            "fast bf16, token budget 2048": ours(model, bs, {**default, "token_budget": 2048}),
+            "fast bf16, token budget 32768": ours(model, bs, {**default, "token_budget": 32768}),
             "fast bf16, eager attention": with_attention(model, "eager", ours(model, bs, default)),
         }
     )

@@ -119,20 +119,17 @@ def other_cores() -> Callable[[], float]:
 def scifact_embeddings() -> tuple[np.ndarray, np.ndarray]:
     """(5183, 384) abstracts and (1109, 384) claims, L2-normalised, via the embedding cache."""
     from embedlab.data.retrieval import load_scifact
-    from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached, encoder_key
-    from embedlab.eval.encode import encoding_tag
+    from embedlab.encode.cache import EmbeddingCache
+    from embedlab.encode.encoder import Encoder
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
     model, _ = build_encoder(EncoderSpec(name="minilm", packaged="minilm"))
     root = Path(os.environ.get("EMBEDLAB_CACHE", Path.home() / ".cache" / "embedlab"))
     cache = EmbeddingCache(root / "embeddings")  # where evaluate.py keeps them (configs/paths)
-    key = f"{encoder_key(model)}:{encoding_tag()}"
+    encoder = Encoder(model, cache=cache)  # the reference path, float32
     test, train = load_scifact(split="test"), load_scifact(split="train")
-    docs, _ = encode_cached(model, list(test.corpus.values()), cache=cache, model_key=key, what="documents")
-    queries = [
-        encode_cached(model, list(s.queries.values()), cache=cache, model_key=key, what="queries")[0]
-        for s in (test, train)
-    ]
+    docs, _ = encoder.encode_cached(list(test.corpus.values()), what="documents")
+    queries = [encoder.encode_cached(list(s.queries.values()), what="queries")[0] for s in (test, train)]
     print(
         f"SciFact embeddings: {cache.stats.n_from_cache} texts from the cache, {cache.stats.n_encoded} encoded"
     )

@@ -264,10 +264,13 @@ def main() -> None:
         f"(per CPU second: {ratio(cpu_rates, OURS):.2f}x)"
     )
     if args.full:
+        from embedlab.encode.encoder import Encoder
         from embedlab.eval.sts import evaluate_sts
 
         test = load_sts(stsb_spec(None), ["test"]).splits["test"]
-        score = {n: 100 * evaluate_sts(m, test).metrics["spearman_cosine"] for n, m in models.items()}
+        score = {
+            n: 100 * evaluate_sts(Encoder(m), test).metrics["spearman_cosine"] for n, m in models.items()
+        }
         for name, value in score.items():
             print(f"STS-B test Spearman, {name}: {value:.2f}")
         line += f" (STS-B test Spearman: embedlab {score[OURS]:.2f}, sentence-transformers {score[PEER]:.2f})"

@@ -29,7 +29,9 @@ def main() -> None:
     ap.add_argument("--metrics", nargs="+", required=True)
     ap.add_argument("--digits", type=int, default=4)
     args = ap.parse_args()
-    header = [m.replace("@{kind}", "").replace("@{dim}", "").replace("@{precision}", "") for m in args.metrics]
+    header = [
+        m.replace("@{kind}", "").replace("@{dim}", "").replace("@{precision}", "") for m in args.metrics
+    ]
     print("| " + " | ".join(args.row + header) + " |")
     print("|" + "---|" * (len(args.row) + len(args.metrics)))
     for path in sorted(glob.glob(args.pattern)):

@@ -13,8 +13,7 @@ import pytest
 def test_short_finetune_improves_and_saved_model_reproduces_score(make_cfg, tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from embedlab.eval.encode import encoding
-    from embedlab.eval.fast_encode import EncodeOptions
+    from embedlab.encode.encoder import Encoder, EncodeSettings
     from embedlab.eval.sts import evaluate_sts
     from embedlab.run import evaluate, train
 
@@ -32,8 +31,8 @@ def test_short_finetune_improves_and_saved_model_reproduces_score(make_cfg, tmp_
     assert metrics["val/lee/spearman_cosine"] > before["val/lee/spearman_cosine"]
     reloaded = SentenceTransformer(str(tmp_path / "after" / "model"), device="cpu")
     test_split = objects["datamodule"].split("test")
-    with encoding("fast", EncodeOptions()):  # the run's default encoder (encode=fast, bf16)
-        again = evaluate_sts(reloaded, test_split, batch_size=32).metrics["spearman_cosine"]
+    fast = EncodeSettings(backend="fast", batch_size=32)  # the run's default encoder (encode=fast, bf16)
+    again = evaluate_sts(Encoder(reloaded, fast), test_split).metrics["spearman_cosine"]
     assert again == pytest.approx(results["metrics"]["test/lee/spearman_cosine"], abs=1e-6)
     assert (tmp_path / "after" / "csv" / "metrics.csv").exists()
 
@@ -65,16 +64,15 @@ def test_sbert_recipe_on_stsb(make_cfg, data_dir: Path, tmp_path: Path) -> None:
     trainer reaches 0.855 test Spearman with this recipe on this machine."""
     from sentence_transformers import SentenceTransformer
 
-    from embedlab.eval.encode import encoding
-    from embedlab.eval.fast_encode import EncodeOptions
+    from embedlab.encode.encoder import Encoder, EncodeSettings
     from embedlab.eval.sts import evaluate_sts
     from embedlab.run import train
 
     metrics, objects = train(make_cfg("experiment=stsb_sbert", "logger=none", f"paths.data_dir={data_dir}"))
     assert metrics["test/stsb/spearman_cosine"] >= 0.852
     reloaded = SentenceTransformer(str(tmp_path / "model"), device="cpu")
-    with encoding("fast", EncodeOptions()):  # the run's default encoder (encode=fast, bf16)
-        again = evaluate_sts(reloaded, objects["datamodule"].split("test")).metrics["spearman_cosine"]
+    fast = Encoder(reloaded, EncodeSettings(backend="fast"))  # the run's default encoder (encode=fast, bf16)
+    again = evaluate_sts(fast, objects["datamodule"].split("test")).metrics["spearman_cosine"]
     assert again == pytest.approx(metrics["test/stsb/spearman_cosine"], abs=1e-6)
 
 

@@ -69,12 +69,12 @@ def test_sentence_vector_is_mean_or_max_of_word_vectors(trained) -> None:
 
 
 def test_truncation_counts_words(trained) -> None:
-    from embedlab.eval.encode import encode
+    from embedlab.encode.encoder import Encoder
 
     model, _, _, _, _ = trained
     limit = model.max_seq_length
     long_text = " ".join(["budget"] * limit + ["inflation"] * 10)
-    emb, stats = encode(model, [long_text, "budget"])
+    emb, stats = Encoder(model).encode([long_text, "budget"])
     assert stats.n_truncated == 1 and stats.max_tokens == limit + 10
     np.testing.assert_allclose(emb[0], emb[1], atol=1e-6)  # the cut words never reach the vector
 
@@ -92,14 +92,14 @@ def test_training_is_seeded(trained) -> None:
 def test_save_and_load_reproduce_embeddings(trained, tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from embedlab.eval.embedding_cache import encoder_key
+    from embedlab.encode.encoder import Encoder
 
     model, _, _, _, _ = trained
     model.save(str(tmp_path / "ft"))
     loaded = SentenceTransformer(str(tmp_path / "ft"), device="cpu", trust_remote_code=True)
     texts = ["Firefighters battled the blaze.", "unheard-of wordz"]
     np.testing.assert_allclose(loaded.encode(texts), model.encode(texts), atol=1e-7)
-    assert encoder_key(loaded) == encoder_key(model)
+    assert Encoder(loaded).key == Encoder(model).key
 
 
 def test_bad_params_are_clear_errors() -> None:

@@ -38,12 +38,12 @@ def test_hostile_texts_encode_to_finite_vectors_and_long_ones_are_counted(tiny_m
 
     from sentence_transformers import SentenceTransformer
 
-    from embedlab.eval.encode import encode
+    from embedlab.encode.encoder import reference_encode
 
     model = SentenceTransformer(str(tiny_model_dirs["bert"]), device="cpu")
     model.max_seq_length = 64
     start = time.perf_counter()
-    emb, stats = encode(model, HOSTILE_TEXTS, batch_size=4)
+    emb, stats = reference_encode(model, HOSTILE_TEXTS, batch_size=4)
     assert time.perf_counter() - start < 30  # tokenising 100k characters is not quadratic
     assert emb.shape == (len(HOSTILE_TEXTS), model.get_sentence_embedding_dimension())
     assert np.isfinite(emb).all()

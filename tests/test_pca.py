@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedlab.eval.embedding_cache import EmbeddingCache
+from embedlab.encode.cache import EmbeddingCache
 from embedlab.eval.pca import PCAProjection, fit_pca, fitted_pca, pca_key
 
 
@@ -85,11 +85,10 @@ def _stsb_cfg(make_cfg, out: Path, *overrides: str, task: str = "evaluate"):
 
 
 def test_sts_pca_is_fitted_on_the_train_split(make_cfg, data_dir: Path, tmp_path: Path) -> None:
-    from embedlab.eval.encode import encode
     from embedlab.eval.sts import sts_embeddings, sts_metrics
     from embedlab.report.cells import quality_of
     from embedlab.report.scan import read_job
-    from embedlab.run import encoding_from_cfg, evaluate
+    from embedlab.run import encoder_from_cfg, evaluate
 
     own_cache = f"paths.cache_dir={tmp_path / 'cache'}"
     cfg = _stsb_cfg(make_cfg, tmp_path / "a", "dimension=pca128", own_cache)
@@ -102,9 +101,10 @@ def test_sts_pca_is_fitted_on_the_train_split(make_cfg, data_dir: Path, tmp_path
     train, test = data.splits["train"], data.splits["test"]
     fit_texts = list(dict.fromkeys(list(train.sentence1) + list(train.sentence2)))
     model = objects["model"]
-    with encoding_from_cfg(cfg):  # the run's encode backend (bf16 results depend on the batches)
-        pca = fit_pca(encode(model, fit_texts)[0], 128)
-        a, b, _ = sts_embeddings(model, test)
+    # the run's encode settings (bf16 results depend on the batches), without its cache
+    encoder = encoder_from_cfg(cfg, model).replace(cache=EmbeddingCache(None))
+    pca = fit_pca(encoder.encode(fit_texts)[0], 128)
+    a, b, _ = sts_embeddings(encoder, test)
     expected = sts_metrics(pca.transform(a), pca.transform(b), test.scores)["spearman_cosine"]
     assert first["test/stsb/spearman_cosine@pca128"] == pytest.approx(expected, abs=1e-5)
 
@@ -138,7 +138,7 @@ def test_pca_fast_dev_run(make_cfg, data_dir: Path, tmp_path: Path) -> None:
 
 def test_retrieval_pca_is_fitted_on_the_corpus(tmp_path: Path, tiny_model_dirs) -> None:
     from embedlab.data.retrieval import mock_retrieval_set
-    from embedlab.eval.embedding_cache import encode_cached, encoder_key
+    from embedlab.encode.encoder import Encoder
     from embedlab.eval.retrieval import retrieval_metrics_from_embeddings
     from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
     from embedlab.models.encoder import EncoderSpec, build_encoder
@@ -146,13 +146,14 @@ def test_retrieval_pca_is_fitted_on_the_corpus(tmp_path: Path, tiny_model_dirs) 
     model, _ = build_encoder(
         EncoderSpec(name="tiny", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
     )
-    data, cache, key = mock_retrieval_set(), EmbeddingCache(tmp_path), encoder_key(model)
+    data, cache = mock_retrieval_set(), EmbeddingCache(tmp_path)
+    encoder = Encoder(model, cache=cache)
     settings = RetrievalEvalSettings(ks=(1, 3, 5), pca_dims=(4,), precision="int8", answer_ks=(1,))
-    metrics = evaluate_retrieval(model, data, settings, cache=cache, model_key=key).metrics
+    metrics = evaluate_retrieval(encoder, data, settings).metrics
     doc_texts = [data.corpus[d] for d in data.doc_ids]
-    assert cache.has(pca_key(key, doc_texts, 4))  # keyed by (and fitted on) the documents
-    docs, _ = encode_cached(model, doc_texts, cache=cache, model_key=key)
-    queries, _ = encode_cached(model, [data.queries[q] for q in data.query_ids], cache=cache, model_key=key)
+    assert cache.has(pca_key(encoder.key, doc_texts, 4))  # keyed by (and fitted on) the documents
+    docs, _ = encoder.encode_cached(doc_texts)
+    queries, _ = encoder.encode_cached([data.queries[q] for q in data.query_ids])
     pca = fit_pca(docs, 4)
     by_hand = retrieval_metrics_from_embeddings(
         data.query_ids, data.doc_ids, data.qrels, pca.transform(queries), pca.transform(docs), (1, 3, 5),

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from embedlab.data.sts import STSSpec, load_sts
+from embedlab.encode.encoder import Encoder
 from embedlab.eval.sts import evaluate_sts, sts_variant_metrics
 
 QUANTIZED = ("int8", "uint8", "binary", "ubinary")
@@ -69,7 +70,7 @@ def test_same_embeddings_equal_sentence_transformers(minilm, stsb_dev, precision
 def test_evaluate_sts_matches_sentence_transformers(minilm, stsb_dev) -> None:
     """End to end through our own encode (one pass over unique texts, batch 64): Spearman
     equals ST's; Pearson moves by float32 rounding of the embeddings only (< 1e-5)."""
-    ours = evaluate_sts(minilm, stsb_dev, precisions=QUANTIZED).metrics
+    ours = evaluate_sts(Encoder(minilm), stsb_dev, precisions=QUANTIZED).metrics
     for precision in QUANTIZED:
         ref = _reference(minilm, stsb_dev, precision, None)
         assert ours[f"spearman_cosine@{precision}"] == pytest.approx(ref["ref_spearman_cosine"], abs=1e-6)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from embedlab.encode.encoder import reference_encode as encode
+from embedlab.encode.fast import fast_encode
 from embedlab.errors import ConfigError
-from embedlab.eval.encode import encode
-from embedlab.eval.fast_encode import EncodeOptions, fast_encode
 from embedlab.models.encoder import EncoderSpec, build_encoder
 from embedlab.models.weight_precision import (
     apply_weight_precision,
@@ -102,7 +102,7 @@ def test_both_encode_paths_agree_with_float32_on_minilm(minilm, precision: str) 
     ref, _ = encode(minilm, texts)
     model = apply_weight_precision(copy.deepcopy(minilm), precision)
     ours, _ = encode(model, texts)
-    fast, _ = fast_encode(model, texts, options=EncodeOptions(precision="bf16"))  # int8: falls back to fp32
+    fast, _ = fast_encode(model, texts, precision="bf16")  # int8: falls back to fp32
     floor = {"int8": (0.99, 0.98), "bf16": (0.999, 0.998)}[precision]  # (mean, min) cosine
     for emb in (ours, fast):
         cos = cosine(ref, emb)
@@ -111,15 +111,15 @@ def test_both_encode_paths_agree_with_float32_on_minilm(minilm, precision: str) 
 
 
 def test_encoder_key_differs_per_precision_and_is_stable(tiny_bert) -> None:
-    from embedlab.eval.embedding_cache import encoder_key
+    from embedlab.encode.cache import encoder_key
 
     keys = {
-        p: encoder_key(apply_weight_precision(copy.deepcopy(tiny_bert), p), p)
+        p: encoder_key(apply_weight_precision(copy.deepcopy(tiny_bert), p), "st-fp32", p)
         for p in ("fp32", "bf16", "int8")
     }
     assert len(set(keys.values())) == 3
     again = apply_weight_precision(copy.deepcopy(tiny_bert), "int8")
-    assert encoder_key(again, "int8") == keys["int8"]
+    assert encoder_key(again, "st-fp32", "int8") == keys["int8"]
 
 
 def test_reduced_weights_with_fit_fail_at_config_time(make_cfg) -> None:

@@ -44,7 +44,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
 
-    from embedlab.eval.encode import encode
+    from embedlab.encode.encoder import Encoder
     from embedlab.studies.doc_similarity import SIMILARITY_FUNCTIONS, paired_similarity, similarity_spearman
     from embedlab.studies.inputs import load_model, stsb_test
 
@@ -56,13 +56,9 @@ def main() -> None:
             name, ROOT / "configs", normalize=False
         )  # raw mean pooling; normalised below, in numpy
         n = len(test)
-        emb, stats = encode(
-            model, list(test.sentence1) + list(test.sentence2), batch_size=64, what="sentences"
-        )
-        pa, pb = (
-            encode(model, [p[0] for p in PAIRS], what="pairs")[0],
-            encode(model, [p[1] for p in PAIRS])[0],
-        )
+        enc = Encoder(model)  # the reference path, 64 texts a batch
+        emb, stats = enc.encode(list(test.sentence1) + list(test.sentence2), what="sentences")
+        pa, pb = enc.encode([p[0] for p in PAIRS], what="pairs")[0], enc.encode([p[1] for p in PAIRS])[0]
         views = {"raw": lambda x: x, "normalised": lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)}
         per_model: dict[str, object] = {"n_truncated": stats.n_truncated,
                                         "mean_norm_raw": float(np.linalg.norm(emb, axis=1).mean())}  # fmt: skip

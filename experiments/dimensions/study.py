@@ -32,7 +32,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
 
-    from embedlab.eval.encode import encode
+    from embedlab.encode.encoder import Encoder
     from embedlab.studies.dimensions import dimension_study
     from embedlab.studies.inputs import load_model, stsb_test
     from embedlab.viz.study_plots import plot_distance_histograms
@@ -44,7 +44,7 @@ def main() -> None:
     embeddings = {}
     for name in args.models:
         model, _ = load_model(name, ROOT / "configs")
-        embeddings[name] = encode(model, sentences, batch_size=64, what="sentences")[0]  # (N, D), unit norm
+        embeddings[name] = Encoder(model).encode(sentences, what="sentences")[0]  # (N, D), unit norm
     study = dimension_study(embeddings, dims=[d or None for d in args.dims], seed=args.seed)
     rows = study.rows()
     (HERE / "results.json").write_text(json.dumps({"n_sentences": len(sentences), "source": "stsb test",

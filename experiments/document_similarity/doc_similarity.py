@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from embedlab.data.text_corpus import load_corpus
+from embedlab.encode.encoder import Encoder, EncodeSettings
 from embedlab.studies.doc_similarity import doc_similarity_report
 from embedlab.studies.inputs import corpus_spec, load_model, read_config
 from embedlab.viz.study_plots import plot_similarity_heatmap
@@ -52,9 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     model, resolved = load_model(args.model, CONFIGS, name_or_path=args.name_or_path, pooling=args.pooling)
     corpus = load_corpus(spec)
-    report = doc_similarity_report(
-        model, corpus.texts, labels=corpus.labels, query=args.query, k=args.k, batch_size=batch_size
-    )
+    encoder = Encoder(model, EncodeSettings(batch_size=batch_size))  # the reference path
+    report = doc_similarity_report(encoder, corpus.texts, labels=corpus.labels, query=args.query, k=args.k)
     name = f"{args.model}_{corpus.name}"
     record = {
         "model": args.model,

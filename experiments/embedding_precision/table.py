@@ -21,4 +21,6 @@ full = next(r for r in rows if r[0] == "full" and r[1] == "none")
 print("| dimension | precision | nDCG@10 | recall@10 | bytes/vector | nDCG kept | memory saved |")
 print("|---|---|---|---|---|---|---|")
 for r in sorted(rows, key=lambda r: -r[2]):
-    print(f"| {r[0]} | {r[1]} | {r[2]:.4f} | {r[3]:.4f} | {r[4]:.0f} | {100 * r[2] / full[2]:.1f}% | {full[4] / r[4]:.0f}x |")
+    print(
+        f"| {r[0]} | {r[1]} | {r[2]:.4f} | {r[3]:.4f} | {r[4]:.0f} | {100 * r[2] / full[2]:.1f}% | {full[4] / r[4]:.0f}x |"
+    )

@@ -25,7 +25,9 @@ def load(path: Path) -> dict[tuple[str, ...], str]:
         for row in csv.DictReader(fh):
             key = (row["data"], row["model"], row["pooling"], row["dimension"], row["quantization"])
             q = row["quality_mean"]
-            cells[key] = f"{float(q):.4f}" if q not in ("", "nan") else ("failed" if row["n_failed"] != "0" else "-")
+            cells[key] = (
+                f"{float(q):.4f}" if q not in ("", "nan") else ("failed" if row["n_failed"] != "0" else "-")
+            )
     return cells
 
 
@@ -36,12 +38,21 @@ def main(path: str) -> None:
     for data in datasets:
         print(f"**{data}**\n\n| model | " + " | ".join(POOLINGS) + " |\n|---|" + "---|" * len(POOLINGS))
         for m in MODELS:
-            print(f"| {m} | " + " | ".join(cells.get((data, m, p, "full", "none"), "-") for p in POOLINGS) + " |")
+            print(
+                f"| {m} | "
+                + " | ".join(cells.get((data, m, p, "full", "none"), "-") for p in POOLINGS)
+                + " |"
+            )
         print()
     print("### B. Dimension x embedding precision (mean pooling)\n")
     grid = defaultdict(list)
     for data in datasets:
-        print(f"**{data}**\n\n| model | dimension | " + " | ".join(PRECISIONS) + " |\n|---|---|" + "---|" * len(PRECISIONS))
+        print(
+            f"**{data}**\n\n| model | dimension | "
+            + " | ".join(PRECISIONS)
+            + " |\n|---|---|"
+            + "---|" * len(PRECISIONS)
+        )
         for m in MODELS:
             for d in DIMS:
                 vals = [cells.get((data, m, "mean", d, q), "-") for q in PRECISIONS]

@@ -67,11 +67,10 @@ def main() -> None:
     import torch
 
     from embedlab.data.retrieval import load_scifact
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
-    from embedlab.eval.encode import encoding_tag
+    from embedlab.encode.cache import EmbeddingCache
     from embedlab.eval.retrieval_task import RetrievalEvalSettings
     from embedlab.models.resolve import cache_root
-    from embedlab.studies.inputs import encoding_from_config
+    from embedlab.studies.inputs import encoder_from_config
     from embedlab.studies.oov import add_typos, retrieval_under_typos, tokenizer_stats, vocabulary_stats
 
     torch.set_num_threads(1)
@@ -79,7 +78,7 @@ def main() -> None:
     scifact = load_scifact(args.data_dir, "test")
     clean_queries = list(scifact.queries.values())
     noisy_queries = {r: add_typos(clean_queries, r, args.seeds[0]).texts for r in args.rates}
-    settings = RetrievalEvalSettings(ks=(10, 100), index=None, n_latency_queries=0, batch_size=32)
+    settings = RetrievalEvalSettings(ks=(10, 100), index=None, n_latency_queries=0)
     out: dict = {
         "rates": args.rates,
         "seeds": args.seeds,
@@ -107,14 +106,11 @@ def main() -> None:
             for rate, queries in noisy_queries.items():
                 vs = vocabulary_stats(first.tokenizer.vocab, queries, lowercase=first.lowercase)
                 out["noise_vocab"].append({"model": name, "rate": rate, "oov_word_rate": vs.oov_word_rate})
-        with encoding_from_config(
-            CONFIGS, "fast", threads=1
-        ):  # the cache and key evaluate.py uses, so either fills it for the other
-            cache = EmbeddingCache(cache_root() / "embeddings")
-            key = f"{encoder_key(model, 'fp32')}:{encoding_tag()}"
-            rows = retrieval_under_typos(
-                model, scifact, args.rates, args.seeds, settings, cache=cache, model_key=key
-            )
+        # the fast backend, cache and key evaluate.py uses (32 texts a batch, as data=scifact), so
+        # either fills the cache for the other
+        cache = EmbeddingCache(cache_root() / "embeddings")
+        encoder = encoder_from_config(CONFIGS, "fast", model, threads=1, batch_size=32, cache=cache)
+        rows = retrieval_under_typos(encoder, scifact, args.rates, args.seeds, settings)
         log.info(
             "%s: %d texts encoded, %d from the cache", name, cache.stats.n_encoded, cache.stats.n_from_cache
         )

@@ -67,9 +67,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from embedlab.data.retrieval import load_retrieval_set
     from embedlab.errors import ConfigError
-    from embedlab.eval.encode import encode
     from embedlab.eval.retrieval import normalise_answer_text, topk_dot
-    from embedlab.studies.inputs import encoding_from_config, load_model, read_config
+    from embedlab.studies.inputs import encoder_from_config, load_model, read_config
 
     d = read_config(CONFIGS / "data" / f"{args.data}.yaml", {"paths.data_dir": args.data_dir})
     if d.get("format") != "squad_paragraphs":
@@ -84,10 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     question_ids, questions = q2q.doc_ids, list(q2q.corpus.values())
     row_of = {q: i for i, q in enumerate(question_ids)}
     batch = int(d["eval_batch_size"])
-    with encoding_from_config(CONFIGS, args.backend, threads=args.threads):
-        model, resolved = load_model(args.model, CONFIGS)
-        p_emb, p_stats = encode(model, paras, batch_size=batch, what="paragraphs")
-        q_emb, q_stats = encode(model, questions, batch_size=batch, what="questions")
+    model, resolved = load_model(args.model, CONFIGS)
+    encoder = encoder_from_config(CONFIGS, args.backend, model, threads=args.threads, batch_size=batch)
+    p_emb, p_stats = encoder.encode(paras, what="paragraphs")
+    q_emb, q_stats = encoder.encode(questions, what="questions")
     log.info("encoded %d paragraphs in %.1fs, %d questions in %.1fs", len(paras), p_stats.seconds,
              len(questions), q_stats.seconds)  # fmt: skip
     rows = np.array([row_of[q] for q in picked])

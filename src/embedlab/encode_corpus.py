@@ -95,7 +95,7 @@ def _check(cfg: DictConfig) -> None:
 def encode_corpus(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run the mode ``cfg`` asks for (see the module docstring); returns what was done."""
     from embedlab.data.retrieval import load_retrieval_set
-    from embedlab.run import build_model, check_config, embedding_cache, encoding_from_cfg
+    from embedlab.run import build_model, check_config, encoder_from_cfg
 
     _check(cfg)
     check_config(cfg)
@@ -104,7 +104,7 @@ def encode_corpus(cfg: DictConfig, overrides: list[str] | None = None) -> dict[s
     lists = retrieval_texts(data)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_shards = world if world > 1 else int(cfg.n_shards)
-    chunk, batch = int(cfg.chunk_size), int(d.eval_batch_size)  # batch: as evaluate_retrieval encodes
+    chunk = int(cfg.chunk_size)
     summary: dict[str, Any] = {"data": d.name, "revision": data.revision, "n_shards": n_shards, "lists": {}}
     if cfg.merge:
         role = "merge"
@@ -112,13 +112,13 @@ def encode_corpus(cfg: DictConfig, overrides: list[str] | None = None) -> dict[s
         role = f"rank{os.environ.get('RANK', '0')}"
     else:
         role = f"shard{cfg.shard}" if cfg.shard is not None else "all"
-    with encoding_from_cfg(cfg):
-        model, _ = build_model(cfg)  # also to merge: the cache key is a hash of the weights
-        model.to(_device(cfg))
-        cache, key = embedding_cache(cfg, model)
-        summary.update(role=role, model_key=key, cache=str(cache.root))
-        run = _run_distributed if world > 1 else _run_local
-        summary["lists"] = run(cfg, model, lists, cache, key, chunk, batch, overrides or [])
+    model, _ = build_model(cfg)  # also to merge: the cache key is a hash of the weights
+    model.to(_device(cfg))
+    encoder = encoder_from_cfg(cfg, model)  # batch size and backend: as evaluate.py encodes
+    cache = encoder.cache
+    summary.update(role=role, model_key=encoder.key, cache=str(cache.root))
+    run = _run_distributed if world > 1 else _run_local
+    summary["lists"] = run(cfg, encoder, lists, chunk, overrides or [])
     summary["n_texts_encoded"] = cache.stats.n_encoded
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,43 +128,40 @@ def encode_corpus(cfg: DictConfig, overrides: list[str] | None = None) -> dict[s
     return summary
 
 
-def _run_local(cfg, model, lists, cache, key, chunk: int, batch: int, overrides: list[str]) -> dict[str, Any]:
+def _run_local(cfg, encoder, lists, chunk: int, overrides: list[str]) -> dict[str, Any]:
     """One process: encode shard ``cfg.shard``, merge (``--merge``), or encode everything."""
-    from embedlab.eval.embedding_cache import encode_cached, entry_key
-    from embedlab.eval.sharded_encode import encode_shard, merge_shards
+    from embedlab.encode.cache import entry_key
+    from embedlab.encode.sharded import encode_shard, merge_shards
 
     n_shards, done = int(cfg.n_shards), {}
     for what, texts in lists.items():
         if cfg.merge:
             res = merge_shards(
-                texts, n_shards, cache, key, chunk_size=chunk, what=what, keep_shards=bool(cfg.keep_shards),
+                encoder, texts, n_shards, chunk_size=chunk, what=what, keep_shards=bool(cfg.keep_shards),
                 how_to_run=_shard_command(overrides, n_shards),
             )  # fmt: skip
             done[what] = {"key": res.key, "shape": res.shape, "already_merged": res.already_merged}
         elif cfg.shard is not None:
-            sh = encode_shard(model, texts, int(cfg.shard), n_shards, cache, key, batch_size=batch,
-                              chunk_size=chunk, what=what)  # fmt: skip
+            sh = encode_shard(encoder, texts, int(cfg.shard), n_shards, chunk_size=chunk, what=what)
             done[what] = {"key": sh.key, "start": sh.start, "stop": sh.stop, "n_encoded": sh.n_encoded,
                           "seconds": sh.seconds}  # fmt: skip
         else:
-            emb, st = encode_cached(model, texts, cache=cache, model_key=key, batch_size=batch,
-                                    chunk_size=chunk, what=what)  # fmt: skip
-            done[what] = {"key": entry_key(key, texts), "shape": list(emb.shape),
+            emb, st = encoder.encode_cached(texts, chunk_size=chunk, what=what)
+            done[what] = {"key": entry_key(encoder.key, texts), "shape": list(emb.shape),
                           "n_encoded": st.n_encoded if st else 0}  # fmt: skip
     return done
 
 
-def _run_distributed(
-    cfg, model, lists, cache, key, chunk: int, batch: int, overrides: list[str]
-) -> dict[str, Any]:
+def _run_distributed(cfg, encoder, lists, chunk: int, overrides: list[str]) -> dict[str, Any]:
     """torchrun: this rank encodes its shard of every list; rank 0 merges each."""
     from datetime import timedelta
 
     import torch
     import torch.distributed as dist
 
-    from embedlab.eval.sharded_encode import encode_distributed
+    from embedlab.encode.sharded import encode_distributed
 
+    model = encoder.model
     on_gpu = str(next(model.parameters()).device).startswith("cuda")
     if on_gpu:
         torch.cuda.set_device(next(model.parameters()).device)
@@ -174,7 +171,7 @@ def _run_distributed(
     try:
         done: dict[str, Any] = {}
         for what, texts in lists.items():
-            res = encode_distributed(model, texts, cache, key, batch_size=batch, chunk_size=chunk, what=what)
+            res = encode_distributed(encoder, texts, chunk_size=chunk, what=what)
             done[what] = {"rank": dist.get_rank(), "world_size": dist.get_world_size(),
                           "merged": None if res is None else {"key": res.key, "shape": res.shape}}  # fmt: skip
         return done

@@ -32,6 +32,7 @@ from embedlab.models.encoder import EncoderSpec
 
 if TYPE_CHECKING:
     from embedlab.data.sts import STSData, STSSpec
+    from embedlab.encode.encoder import EncodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +133,15 @@ def general_probe_data(root: str | Path | None, *, max_pairs: int | None = None,
     return load_sts(general_probe_spec(root, max_pairs=max_pairs, seed=seed), splits=("validation", "test"))
 
 
-def probe_general(encoder: Any, data: STSData, *, batch_size: int = 64) -> dict[str, float]:
-    """Cosine Spearman / Pearson on the probe's validation and test splits, keyed split/name/metric."""
+def probe_general(encoder: Any, data: STSData, *, settings: EncodeSettings) -> dict[str, float]:
+    """Cosine Spearman / Pearson on the probe's validation and test splits, keyed split/name/metric;
+    ``encoder`` (a SentenceTransformer) encodes as ``settings`` say (the run's ``encode`` config)."""
+    from embedlab.encode.encoder import Encoder
     from embedlab.eval.sts import evaluate_sts
 
     out: dict[str, float] = {}
     for split, prefix in (("validation", "val"), ("test", "test")):
-        result = evaluate_sts(encoder, data.splits[split], batch_size=batch_size, n_worst=0)
+        result = evaluate_sts(Encoder(encoder, settings), data.splits[split], n_worst=0)
         for name in GUARD_METRICS:
             out[f"{prefix}/{data.name}/{name}"] = float(result.metrics[name])
     return out
@@ -259,6 +262,7 @@ def _finetune_stage(
     import copy
 
     from embedlab.mlm_finetune import finetune_on_pairs
+    from embedlab.run import encode_settings
 
     seed = int(cfg.seed)
     spec = general_probe_spec(
@@ -285,7 +289,7 @@ def _finetune_stage(
         metrics.update(probe)
         if png:
             plots[stage] = png
-        general = probe_general(model, probe_data, batch_size=batch_size)
+        general = probe_general(model, probe_data, settings=encode_settings(cfg))
         metrics.update({f"{k}_{stage}": v for k, v in general.items()})
         name = f"val/{probe_data.name}/spearman_cosine"
         log.info(
@@ -308,7 +312,7 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from embedlab.mlm_finetune import finetune_settings
     from embedlab.models.encoder import build_encoder, model_fingerprint
     from embedlab.modules.mlm import MLMModule, copy_backbone_to_encoder, perplexity
-    from embedlab.run import build_loggers, collect_meta, fit_resumable, instantiate_list
+    from embedlab.run import build_loggers, collect_meta, encode_settings, fit_resumable, instantiate_list
     from embedlab.tracking.results import redact, write_results
     from embedlab.tracking.wandb_logger import finish_wandb
 
@@ -377,7 +381,7 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             plots["before"] = png
         previous: dict[str, torch.Tensor] | None = None
         if probe_data is not None:
-            general_before = probe_general(encoder, probe_data, batch_size=eval_batch_size)
+            general_before = probe_general(encoder, probe_data, settings=encode_settings(cfg))
             metrics.update({f"{k}_before": v for k, v in general_before.items()})
             # the guard may have to put the pre-update encoder back: keep a copy of its weights
             previous = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
@@ -419,7 +423,7 @@ def run_mlm(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 plots["after"] = png
             guard_meta: dict[str, object] | None = None
             if probe_data is not None:
-                general_after = probe_general(encoder, probe_data, batch_size=eval_batch_size)
+                general_after = probe_general(encoder, probe_data, settings=encode_settings(cfg))
                 metrics.update({f"{k}_after": v for k, v in general_after.items()})
                 if guard_cfg is not None:
                     assert previous is not None

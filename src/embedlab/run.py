@@ -261,7 +261,7 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return instantiate_list(OmegaConf.create(section))
 
 
-def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[dict[str, float], dict]:
+def evaluate_splits(cfg: DictConfig, encoder, data, loggers: list[Any]) -> tuple[dict[str, float], dict]:
     """Score every split in ``eval_splits``; returns flat metrics and per-split details.
 
     Embeddings go through the embedding cache (retrieval's key scheme), so cells that
@@ -273,26 +273,29 @@ def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[d
 
     dim, emb_precision = cfg.dimension, cfg.quantization.embeddings
     dims = [int(dim.size)] if dim.method == "truncate" and dim.size else []
-    batch_size = int(cfg.data.eval_batch_size)
-    cache, model_key = embedding_cache(cfg, model)
-    pca, fit_cache = None, type(cache)(cache.root)  # counted apart: the fit texts are not the scored ones
+    cache = encoder.cache
+    # counted apart: the fit texts are not the scored ones
+    pca, fit = None, encoder.replace(cache=type(cache)(cache.root))
     from embedlab.eval.sts import split_texts
 
     prefetch_poolings_from_cfg(
-        cfg, model, cache, [("sentences", split_texts(data.splits[s])) for s in cfg.eval_splits]
+        cfg, encoder, [("sentences", split_texts(data.splits[s])) for s in cfg.eval_splits]
     )
     if dim.method == "pca" and dim.size:
-        prefetch_poolings_from_cfg(cfg, model, fit_cache, [("sentences", split_texts(data.splits["train"]))])
-        pca = fit_sts_pca(model, data.splits["train"], int(dim.size), cache=fit_cache, model_key=model_key,
-                          batch_size=batch_size, dataset=cfg.data.name)  # fmt: skip
+        prefetch_poolings_from_cfg(cfg, fit, [("sentences", split_texts(data.splits["train"]))])
+        pca = fit_sts_pca(fit, data.splits["train"], int(dim.size), dataset=cfg.data.name)
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     for split in cfg.eval_splits:
         key = f"{SPLIT_KEY[split]}/{cfg.data.name}"
         result = evaluate_sts(
-            model, data.splits[split], dims=dims, precisions=[emb_precision], pca=pca, batch_size=batch_size,
-            n_worst=cfg.n_worst_pairs, cache=cache, model_key=model_key,
-        )  # fmt: skip
+            encoder,
+            data.splits[split],
+            dims=dims,
+            precisions=[emb_precision],
+            pca=pca,
+            n_worst=cfg.n_worst_pairs,
+        )
         for name, value in result.metrics.items():
             metrics[f"{key}/{name}"] = value
         stats = result.encode_stats
@@ -316,7 +319,7 @@ def evaluate_splits(cfg: DictConfig, model, data, loggers: list[Any]) -> tuple[d
         metrics[f"{prefix}/n_texts_encoded"] = float(cache.stats.n_encoded)
         metrics[f"{prefix}/n_texts_from_cache"] = float(cache.stats.n_from_cache)
         if pca is not None:
-            metrics[f"{prefix}/n_pca_fit_texts_encoded"] = float(fit_cache.stats.n_encoded)
+            metrics[f"{prefix}/n_pca_fit_texts_encoded"] = float(fit.cache.stats.n_encoded)
     return metrics, details
 
 
@@ -343,34 +346,43 @@ def retrieval_settings(cfg: DictConfig):
         index_k=int(cfg.index.k) if index is not None else 10,
         n_latency_queries=int(cfg.index.n_latency_queries) if index is not None else 0,
         answer_ks=parse_ks(d.answer_ks),
-        batch_size=int(d.eval_batch_size),
     )
 
 
-def embedding_cache(cfg: DictConfig, model):
-    """The run's embedding cache and this encoder's key in it under the active encode backend
-    (call inside ``encoding_from_cfg``). embedlab.encode_corpus fills the same entries."""
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
-    from embedlab.eval.encode import encoding_tag
+def encode_settings(cfg: DictConfig):
+    """``cfg.encode`` as plain settings; the batch size is ``data.eval_batch_size``."""
+    from embedlab.encode.encoder import EncodeSettings
+
+    enc = cfg.get("encode") or {}
+    return EncodeSettings(
+        backend=enc.get("backend", "reference"), precision=enc.get("precision", "bf16"),
+        token_budget=enc.get("token_budget", 8192), threads=enc.get("threads"),
+        batch_size=int(cfg.data.get("eval_batch_size") or 32), weight_precision=cfg.quantization.weights,
+    )  # fmt: skip
+
+
+def encoder_from_cfg(cfg: DictConfig, model):
+    """The run's one Encoder: ``cfg.encode`` settings and the run's embedding cache
+    (embedlab.encode_corpus fills the same entries)."""
+    from embedlab.encode.cache import EmbeddingCache
+    from embedlab.encode.encoder import Encoder
 
     cache = EmbeddingCache(Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None)
-    return cache, f"{encoder_key(model, cfg.quantization.weights)}:{encoding_tag()}"
+    return Encoder(model, encode_settings(cfg), cache)
 
 
-def prefetch_poolings_from_cfg(cfg: DictConfig, model, cache, text_sets) -> None:
+def prefetch_poolings_from_cfg(cfg: DictConfig, encoder, text_sets) -> None:
     """With ``encode.share_poolings`` (a sweep's poolings), one transformer pass fills the
-    cache for all of them, so the other poolings' jobs encode nothing (eval/shared_pooling.py)."""
+    cache for all of them, so the other poolings' jobs encode nothing (encode/pooling_share.py)."""
     modes = list((cfg.get("encode") or {}).get("share_poolings") or [])
     if not modes or cfg.fit or cfg.model.get("kind", "transformer") != "transformer":
         return
-    from embedlab.eval.encode import encoding_tag
-    from embedlab.eval.shared_pooling import prefetch_poolings
+    from embedlab.encode.pooling_share import prefetch_poolings
 
-    prefetch_poolings(model, text_sets, modes, cache=cache, weight_precision=cfg.quantization.weights,
-                      encoding_tag=encoding_tag(), batch_size=int(cfg.data.eval_batch_size))  # fmt: skip
+    prefetch_poolings(encoder, text_sets, modes)
 
 
-def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[str, float], dict, dict]:
+def evaluate_retrieval_data(cfg: DictConfig, encoder, val_set=None) -> tuple[dict[str, float], dict, dict]:
     """Score the evaluation split (and held-out val queries after fine-tuning).
 
     Returns (metrics, details, data meta). The index and precision apply to the
@@ -384,8 +396,8 @@ def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[
     d = cfg.data
     data = load_retrieval_set(d.format, d.root, split=d.split, name=d.name)
     settings = retrieval_settings(cfg)
-    cache, key = embedding_cache(cfg, model)
-    prefetch_poolings_from_cfg(cfg, model, cache, [
+    cache = encoder.cache
+    prefetch_poolings_from_cfg(cfg, encoder, [
         ("documents", [data.corpus[i] for i in data.doc_ids]), ("queries", [data.queries[q] for q in data.query_ids]),
     ])  # fmt: skip
     jobs = [(f"{d.metric_split}/{d.name}", data, settings)]
@@ -394,7 +406,7 @@ def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     for prefix, rset, sett in jobs:
-        result = evaluate_retrieval(model, rset, sett, cache=cache, model_key=key)
+        result = evaluate_retrieval(encoder, rset, sett)
         metrics.update({f"{prefix}/{k}": float(v) for k, v in result.metrics.items()})
         details[prefix] = result.details
         details.setdefault("cells", cells_record(result.cells))  # the evaluation split's grid
@@ -411,21 +423,11 @@ def evaluate_retrieval_data(cfg: DictConfig, model, val_set=None) -> tuple[dict[
     return metrics, details, data_meta
 
 
-def evaluate_bitext_data(cfg: DictConfig, model) -> tuple[dict[str, float], dict, dict]:
+def evaluate_bitext_data(cfg: DictConfig, encoder) -> tuple[dict[str, float], dict, dict]:
     from embedlab.eval.bitext_task import evaluate_bitext
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
-    from embedlab.eval.encode import encoding_tag
 
-    d = cfg.data
-    cache = EmbeddingCache(Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None)
-    raw, revisions = evaluate_bitext(
-        model,
-        list(d.langs),
-        d.root,
-        cache=cache,
-        model_key=f"{encoder_key(model, cfg.quantization.weights)}:{encoding_tag()}",
-        batch_size=int(d.eval_batch_size),
-    )
+    d, cache = cfg.data, encoder.cache
+    raw, revisions = evaluate_bitext(encoder, list(d.langs), d.root)
     prefix = f"{d.metric_split}/{d.name}"
     metrics = {f"{prefix}/{k}": v for k, v in raw.items()}
     metrics[f"{prefix}/n_texts_encoded"] = float(cache.stats.n_encoded)
@@ -527,32 +529,13 @@ def collect_meta(
 # --- entry points ----------------------------------------------------------------------
 
 
-def encoding_from_cfg(cfg: DictConfig):
-    """The encode backend of ``cfg.encode`` as a context manager (see ``eval.encode.encoding``)."""
-    from embedlab.eval.encode import encoding
-    from embedlab.eval.fast_encode import EncodeOptions
-
-    enc = cfg.get("encode") or {}
-    options = EncodeOptions(
-        precision=enc.get("precision", "bf16"),
-        token_budget=enc.get("token_budget", 8192),
-        threads=enc.get("threads"),
-    )
-    return encoding(enc.get("backend", "sentence-transformers"), options)
-
-
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fine-tune (unless ``fit=false``) and evaluate; returns (metrics, objects)."""
-    with encoding_from_cfg(cfg):
-        return _train(cfg)
-
-
-def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     import lightning as L
     from hydra.utils import instantiate
 
     from embedlab.data.pair_datamodule import PairDataModule
-    from embedlab.eval.encode import token_lengths
+    from embedlab.encode.stats import token_lengths
     from embedlab.models.encoder import model_fingerprint
     from embedlab.modules.siamese import SiameseModule
     from embedlab.tracking.results import redact, write_results
@@ -643,14 +626,15 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         details: dict[str, Any] = {}
         if trainer.is_global_zero:
             model.eval()
+            encoder = encoder_from_cfg(cfg, model)  # after fit: its cache key hashes the trained weights
             if is_sts:
                 assert datamodule is not None and datamodule.data is not None
-                metrics, details = evaluate_splits(cfg, model, datamodule.data, loggers)
+                metrics, details = evaluate_splits(cfg, encoder, datamodule.data, loggers)
                 data_meta = sts_data_meta(datamodule.data)
             elif cfg.data.task == "bitext":
-                metrics, details, data_meta = evaluate_bitext_data(cfg, model)
+                metrics, details, data_meta = evaluate_bitext_data(cfg, encoder)
             else:
-                metrics, details, data_meta = evaluate_retrieval_data(cfg, model, val_set)
+                metrics, details, data_meta = evaluate_retrieval_data(cfg, encoder, val_set)
             if cfg.save_model and cfg.quantization.weights != "fp32":
                 log.info("Model not saved: its %s weights are for evaluation only.", cfg.quantization.weights)
             elif cfg.save_model:

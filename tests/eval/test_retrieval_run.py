@@ -64,19 +64,20 @@ def test_second_run_reads_the_cache(make_cfg, tmp_path: Path) -> None:
 
 
 def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path, tiny_model_dirs) -> None:
-    from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached, encoder_key
+    from embedlab.encode.cache import EmbeddingCache
+    from embedlab.encode.encoder import Encoder
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
     model, _ = build_encoder(
         EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
     )
     cache = EmbeddingCache(tmp_path)
-    key = encoder_key(model)
+    encoder = Encoder(model, cache=cache)
     texts = ["one text", "two texts", "three"]
-    first, _ = encode_cached(model, texts, cache=cache, model_key=key)
+    first, _ = encoder.encode_cached(texts)
     entry = next(tmp_path.rglob("*.npy"))
     entry.write_bytes(entry.read_bytes()[:-8] + b"garbage!")  # same size, wrong bytes
-    again, stats = encode_cached(model, texts, cache=cache, model_key=key)
+    again, stats = encoder.encode_cached(texts)
     assert stats is not None and cache.stats.n_corrupt_rebuilt == 1
     np.testing.assert_allclose(again, first, atol=1e-6)
 
@@ -84,21 +85,29 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path, tiny_model_dirs) -> None
 def test_fine_tuned_weights_change_the_cache_key(tiny_model_dirs) -> None:
     import torch
 
-    from embedlab.eval.embedding_cache import encoder_key
+    from embedlab.encode.cache import encoder_key
+    from embedlab.encode.encoder import Encoder, EncodeSettings
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
     model, _ = build_encoder(
         EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
     )
-    before = encoder_key(model)
+    before = Encoder(model).key
+    assert before == encoder_key(model, "st-fp32") and before.endswith(":st-fp32")
+    assert Encoder(model, EncodeSettings(backend="fast")).key == before.replace(":st-fp32", ":fast-bf16")
     with torch.no_grad():
         next(model.parameters()).add_(1e-3)
-    assert encoder_key(model) != before
+    assert Encoder(model).key != before
     cls, _ = build_encoder(
         EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64, pooling="cls")
     )
-    assert encoder_key(cls) != encoder_key(
-        build_encoder(EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64))[0]
+    assert (
+        Encoder(cls).key
+        != Encoder(
+            build_encoder(
+                EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
+            )[0]
+        ).key
     )
 
 
@@ -178,7 +187,7 @@ def test_scifact_metrics_equal_sentence_transformers_ir_evaluator(data_dir: Path
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     from embedlab.data.retrieval import load_scifact
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.encode.encoder import Encoder
     from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
@@ -191,10 +200,8 @@ def test_scifact_metrics_equal_sentence_transformers_ir_evaluator(data_dir: Path
     model, _ = build_encoder(
         EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
     )
-    settings = RetrievalEvalSettings(ks=(1, 3, 5, 10), ndcg_gain="binary", batch_size=64)
-    ours = evaluate_retrieval(
-        model, data, settings, cache=EmbeddingCache(None), model_key=encoder_key(model)
-    ).metrics
+    settings = RetrievalEvalSettings(ks=(1, 3, 5, 10), ndcg_gain="binary")
+    ours = evaluate_retrieval(Encoder(model), data, settings).metrics  # reference path, 64 a batch
     st = InformationRetrievalEvaluator(
         data.queries, data.corpus, {q: set(r) for q, r in data.qrels.items()},
         mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 3, 5, 10], precision_recall_at_k=[1, 3, 5, 10],
@@ -209,15 +216,15 @@ def test_scifact_metrics_equal_sentence_transformers_ir_evaluator(data_dir: Path
 
 
 def test_chunked_encoding_equals_one_pass(tiny_model_dirs) -> None:
-    from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
+    from embedlab.encode.encoder import Encoder
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
     model, _ = build_encoder(
         EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
     )
     texts = [f"text number {i} " * (i % 7 + 1) for i in range(50)]
-    chunked, stats = encode_cached(model, texts, cache=EmbeddingCache(None), model_key="k", chunk_size=16)
-    whole, _ = encode_cached(model, texts, cache=EmbeddingCache(None), model_key="k", chunk_size=4096)
+    chunked, stats = Encoder(model).encode_cached(texts, chunk_size=16)
+    whole, _ = Encoder(model).encode_cached(texts, chunk_size=4096)
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
     assert stats is not None and stats.n_texts == 50
 
@@ -225,16 +232,17 @@ def test_chunked_encoding_equals_one_pass(tiny_model_dirs) -> None:
 def test_cache_hit_reports_the_stats_recorded_when_encoded(tiny_model_dirs, tmp_path) -> None:
     """Cells that reuse cached embeddings still know the encoder's throughput (the report's
     Pareto front needs it), while the cache's own counters show nothing was encoded."""
-    from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
+    from embedlab.encode.cache import EmbeddingCache
+    from embedlab.encode.encoder import Encoder
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
     model, _ = build_encoder(
         EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
     )
     texts = [f"sentence {i}" for i in range(20)]
-    _, first = encode_cached(model, texts, cache=EmbeddingCache(tmp_path), model_key="k")
+    _, first = Encoder(model, cache=EmbeddingCache(tmp_path)).encode_cached(texts)
     cache = EmbeddingCache(tmp_path)
-    _, again = encode_cached(model, texts, cache=cache, model_key="k")
+    _, again = Encoder(model, cache=cache).encode_cached(texts)
     assert first is not None and again == first
     assert cache.stats.n_encoded == 0 and cache.stats.n_from_cache == 20
 
@@ -245,8 +253,8 @@ def test_question_to_question_queries_reuse_the_document_embeddings(data_dir: Pa
     from dataclasses import replace
 
     from embedlab.data.retrieval import load_squad_questions
+    from embedlab.encode.encoder import Encoder, EncodeSettings
     from embedlab.eval import retrieval_task
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
     from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
@@ -260,9 +268,9 @@ def test_question_to_question_queries_reuse_the_document_embeddings(data_dir: Pa
     model, _ = build_encoder(
         EncoderSpec(name="b", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
     )
-    settings = RetrievalEvalSettings(ks=(1, 5, 10), batch_size=32)
-    cache = EmbeddingCache(None)
-    reused = evaluate_retrieval(model, data, settings, cache=cache, model_key=encoder_key(model))
+    settings, encoder = RetrievalEvalSettings(ks=(1, 5, 10)), Encoder(model, EncodeSettings(batch_size=32))
+    cache = encoder.cache
+    reused = evaluate_retrieval(encoder, data, settings)
     assert cache.stats.n_encoded == len(data.corpus)  # the queries were not encoded again
     assert reused.details["encode_queries"] == {"reused_from_documents": len(queries)}
     assert "encode_queries_per_s" not in reused.metrics and "encode_documents_per_s" in reused.metrics
@@ -270,9 +278,7 @@ def test_question_to_question_queries_reuse_the_document_embeddings(data_dir: Pa
     original = retrieval_task.rows_of_known_texts
     try:
         retrieval_task.rows_of_known_texts = lambda *a: None  # force a separate query encoding
-        separate = evaluate_retrieval(
-            model, data, settings, cache=EmbeddingCache(None), model_key=encoder_key(model)
-        )
+        separate = evaluate_retrieval(Encoder(model, EncodeSettings(batch_size=32)), data, settings)
     finally:
         retrieval_task.rows_of_known_texts = original
     for key in ("ndcg@10", "mrr@10", "recall@5", "accuracy@1"):

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from embedlab.data.sts import STSSpec, load_sts
-from embedlab.eval.encode import encode
+from embedlab.encode.encoder import Encoder, reference_encode
 from embedlab.eval.sts import evaluate_sts, sts_metrics
 
 
 def _parity(model, split) -> None:
     from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
 
-    ours = evaluate_sts(model, split).metrics
+    ours = evaluate_sts(Encoder(model), split).metrics
     ref = EmbeddingSimilarityEvaluator(
         list(split.sentence1), list(split.sentence2), list(split.normalized_scores()), name="ref"
     )(model)
@@ -44,7 +44,7 @@ def test_parity_on_stsb_dev_subset(minilm, data_dir: Path) -> None:
 
 def test_truncated_dimensions_and_worst_pairs(minilm) -> None:
     data = load_sts(STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), max_pairs_per_split=60))
-    result = evaluate_sts(minilm, data.splits["test"], dims=[128, 384, 999], n_worst=5)
+    result = evaluate_sts(Encoder(minilm), data.splits["test"], dims=[128, 384, 999], n_worst=5)
     assert "spearman_cosine@128" in result.metrics
     assert "spearman_cosine@384" not in result.metrics  # full size is the unsuffixed key
     assert len(result.worst_pairs) == 5
@@ -62,7 +62,7 @@ def test_sts_metrics_hand_checked() -> None:
 
 def test_truncation_is_counted(minilm) -> None:
     long = "embedding " * 400  # ~800 tokens, over the 256 limit
-    emb, stats = encode(minilm, ["short text", long, long])
+    emb, stats = reference_encode(minilm, ["short text", long, long])
     assert stats.n_truncated == 1 and stats.n_encoded == 2 and stats.max_tokens > 256
     assert emb.shape == (3, 384)
     np.testing.assert_array_equal(emb[1], emb[2])
@@ -72,4 +72,4 @@ def test_empty_texts_are_rejected(minilm) -> None:
     from embedlab.errors import DataError
 
     with pytest.raises(DataError, match=r"2 of 3 texts are empty or whitespace \(positions \[1, 2\]\)"):
-        encode(minilm, ["fine", "", "  \n"])
+        reference_encode(minilm, ["fine", "", "  \n"])

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from embedlab.data.text_corpus import CorpusSpec, load_corpus
+from embedlab.encode.encoder import Encoder
 from embedlab.models.encoder import EncoderSpec, build_encoder
 from embedlab.studies.doc_similarity import (
     SIMILARITY_FUNCTIONS,
@@ -48,7 +49,7 @@ def test_duplicate_is_the_top_neighbour_and_the_matrix_is_cosine(tiny, docs: lis
     from sentence_transformers.util import cos_sim
 
     texts = [*docs, docs[3]]  # the last document duplicates document 3
-    report = doc_similarity_report(tiny, texts, query=3, k=4)
+    report = doc_similarity_report(Encoder(tiny), texts, query=3, k=4)
     sim, dup = report.matrix, len(texts) - 1
     assert report.neighbours[0].index == dup and report.neighbours[0].score == pytest.approx(1.0, abs=1e-6)
     assert nearest_neighbours(sim, dup, k=1)[0].index == 3

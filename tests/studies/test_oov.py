@@ -120,7 +120,8 @@ def test_typo_arguments_are_checked() -> None:
 
 def test_retrieval_under_typos_encodes_the_corpus_once(tiny_model_dirs, tmp_path) -> None:
     from embedlab.data.retrieval import mock_retrieval_set
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.encode.cache import EmbeddingCache
+    from embedlab.encode.encoder import Encoder
     from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
     from embedlab.models.encoder import EncoderSpec, build_encoder
     from embedlab.studies.oov import retrieval_under_typos
@@ -129,13 +130,12 @@ def test_retrieval_under_typos_encodes_the_corpus_once(tiny_model_dirs, tmp_path
     data = mock_retrieval_set()
     settings = RetrievalEvalSettings(ks=(1, 10), index=None, n_latency_queries=0)
     cache = EmbeddingCache(tmp_path / "emb")
-    key = encoder_key(model)
-    rows = retrieval_under_typos(model, data, [0.0, 0.5, 1.0], [1, 2], settings, cache=cache, model_key=key)
+    rows = retrieval_under_typos(Encoder(model, cache=cache), data, [0.0, 0.5, 1.0], [1, 2], settings)
     assert [(r["rate"], r["seed"]) for r in rows] == [(0.0, 1), (0.5, 1), (0.5, 2), (1.0, 1), (1.0, 2)]
     n_docs = len(data.corpus)
     assert cache.stats.n_from_cache >= (len(rows) - 1) * n_docs  # documents: encoded at the first level only
     assert cache.stats.n_encoded <= n_docs + len(rows) * len(data.queries)
-    clean = evaluate_retrieval(model, data, settings, cache=EmbeddingCache(None), model_key=key)
+    clean = evaluate_retrieval(Encoder(model), data, settings)
     assert rows[0]["ndcg@10"] == pytest.approx(clean.metrics["ndcg@10"])
     assert rows[-1]["n_edited_words"] == rows[-1]["n_eligible_words"] > 0
 

@@ -7,20 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
-
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    from embedlab.encode.encoder import Encoder
 
 
 def evaluate_bitext(
-    model: SentenceTransformer,
-    langs: Sequence[str],
-    root: str,
-    *,
-    cache: EmbeddingCache,
-    model_key: str,
-    batch_size: int = 64,
+    encoder: Encoder, langs: Sequence[str], root: str
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Metrics ``<lang>2eng_accuracy@<lang>`` etc. plus their means; returns (metrics, revisions)."""
     from embedlab.data.retrieval import load_tatoeba
@@ -30,12 +22,8 @@ def evaluate_bitext(
     revisions: dict[str, str] = {}
     for lang in langs:
         bt = load_tatoeba(lang, root)
-        src, _ = encode_cached(
-            model, bt.sentences, cache=cache, model_key=model_key, batch_size=batch_size, what=lang
-        )
-        eng, _ = encode_cached(
-            model, bt.english, cache=cache, model_key=model_key, batch_size=batch_size, what="eng"
-        )
+        src, _ = encoder.encode_cached(bt.sentences, what=lang)
+        eng, _ = encoder.encode_cached(bt.english, what="eng")
         acc = bitext_retrieval_accuracy(src, eng)
         metrics[f"src2eng_accuracy@{lang}"] = acc.src2tgt
         metrics[f"eng2src_accuracy@{lang}"] = acc.tgt2src

@@ -16,14 +16,13 @@ re-encode the fit texts.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from embedlab.eval.embedding_cache import EmbeddingCache, texts_key
+from embedlab.encode.cache import EmbeddingCache, cache_key, texts_key
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +98,7 @@ def fit_pca(embeddings: np.ndarray, n_components: int) -> PCAProjection:
 
 def pca_key(model_key: str, fit_texts: Sequence[str], n_components: int) -> str:
     """Cache key of a projection: the encoder, the exact fit texts in order, k."""
-    raw = f"pca:{model_key}:{texts_key(fit_texts)}:{n_components}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return cache_key("pca", model_key, texts_key(fit_texts), str(n_components))
 
 
 def fitted_pca(

@@ -19,13 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
 from embedlab.eval.variants import Cell, index_tag, variant_grid
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
-
     from embedlab.data.retrieval import RetrievalSet
+    from embedlab.encode.encoder import Encoder
     from embedlab.eval.index import IndexSpec
 
 log = logging.getLogger(__name__)
@@ -42,7 +40,6 @@ class RetrievalEvalSettings:
     index_k: int = 10
     n_latency_queries: int = 200
     answer_ks: tuple[int, ...] = (1, 5, 10)
-    batch_size: int = 64
     ndcg_gain: str = "graded"  # trec_eval / BEIR / MTEB convention (identical for binary qrels)
 
 
@@ -73,12 +70,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate_retrieval(
-    model: SentenceTransformer,
-    data: RetrievalSet,
-    settings: RetrievalEvalSettings,
-    *,
-    cache: EmbeddingCache,
-    model_key: str,
+    encoder: Encoder, data: RetrievalSet, settings: RetrievalEvalSettings
 ) -> RetrievalEvalResult:
     from embedlab.eval.retrieval import (
         answer_hit_rate_at_k,
@@ -87,18 +79,12 @@ def evaluate_retrieval(
 
     doc_ids, query_ids = data.doc_ids, data.query_ids
     doc_texts = [data.corpus[d] for d in doc_ids]
-    docs, stats_d = encode_cached(
-        model, doc_texts, cache=cache, model_key=model_key,
-        batch_size=settings.batch_size, what="documents",
-    )  # fmt: skip
+    docs, stats_d = encoder.encode_cached(doc_texts, what="documents")
     query_texts = [data.queries[q] for q in query_ids]
     queries = rows_of_known_texts(query_texts, doc_texts, docs)
     reused, stats_q = queries is not None, None
     if queries is None:
-        queries, stats_q = encode_cached(
-            model, query_texts, cache=cache, model_key=model_key,
-            batch_size=settings.batch_size, what="queries",
-        )  # fmt: skip
+        queries, stats_q = encoder.encode_cached(query_texts, what="queries")
     else:  # question-to-question sets (squad_qq): every query is also a document
         log.info(
             "All %d queries are documents too: their embeddings are reused, not re-encoded.", len(queries)
@@ -127,7 +113,7 @@ def evaluate_retrieval(
     reduced: dict[str, tuple[np.ndarray, np.ndarray]] = {"": (docs, queries)}  # dim tag -> (docs, queries)
     for cell in grid:
         if cell.dim_tag not in reduced:
-            reduced[cell.dim_tag] = _reduce(cell, docs, queries, doc_texts, cache, model_key, metrics)
+            reduced[cell.dim_tag] = _reduce(cell, docs, queries, doc_texts, encoder, metrics)
         metrics.update(_cell_metrics(cell, settings, data, *reduced[cell.dim_tag], common, details))
     metrics["bytes_per_vector@float32"] = float(4 * docs.shape[1])
     if data.answers:
@@ -179,14 +165,16 @@ def _index_name(spec: IndexSpec | None) -> str | None:
     return index_tag(spec.kind, {"rescore_multiplier": getattr(spec, "rescore_multiplier", 0)})
 
 
-def _reduce(cell: Cell, docs, queries, doc_texts, cache, model_key: str, metrics: dict) -> tuple:
+def _reduce(cell: Cell, docs, queries, doc_texts, encoder: Encoder, metrics: dict) -> tuple:
     """(docs, queries) of a reduced dimension: truncated and renormalised, or projected on
     principal components fitted on the corpus documents (never on the queries)."""
     if cell.dim_method != "pca":
         return _normalise(docs[:, : cell.dim]), _normalise(queries[:, : cell.dim])
     from embedlab.eval.pca import fitted_pca, pca_key
 
-    pca = fitted_pca(lambda: docs, cell.dim, cache=cache, key=pca_key(model_key, doc_texts, cell.dim))
+    pca = fitted_pca(
+        lambda: docs, cell.dim, cache=encoder.cache, key=pca_key(encoder.key, doc_texts, cell.dim)
+    )
     metrics[f"pca_explained_variance@{pca.tag}"] = float(pca.explained_variance_ratio.sum())
     return pca.transform(docs), pca.transform(queries)
 

@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embedlab.eval.encode import EncodeStats
 from embedlab.eval.variants import Cell, variant_grid
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
-
     from embedlab.data.sts import PairSplit
-    from embedlab.eval.embedding_cache import EmbeddingCache
+    from embedlab.encode.encoder import Encoder
+    from embedlab.encode.stats import EncodeStats
     from embedlab.eval.pca import PCAProjection
 
 
@@ -129,69 +127,36 @@ def split_texts(split: PairSplit) -> list[str]:
     return list(split.sentence1) + list(split.sentence2)
 
 
-def sts_embeddings(
-    model: SentenceTransformer,
-    split: PairSplit,
-    *,
-    batch_size: int = 64,
-    cache: EmbeddingCache | None = None,
-    model_key: str | None = None,
-) -> tuple[np.ndarray, np.ndarray, EncodeStats | None]:
-    """(sentence1, sentence2) float32 embeddings of a split, through the embedding cache.
-
-    ``cache=None`` encodes without caching. With a cache, ``model_key`` should be
-    ``f"{encoder_key(model, weights)}:{encoding_tag()}"`` (run.py's scheme), computed here
-    when not given.
-    """
-    from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached
-
-    if cache is None:
-        cache, model_key = EmbeddingCache(None), model_key or "uncached"
-    elif model_key is None:
-        from embedlab.eval.embedding_cache import encoder_key
-        from embedlab.eval.encode import encoding_tag
-
-        model_key = f"{encoder_key(model)}:{encoding_tag()}"
-    emb, stats = encode_cached(
-        model, split_texts(split), cache=cache, model_key=model_key, batch_size=batch_size, what="sentences"
-    )
+def sts_embeddings(encoder: Encoder, split: PairSplit) -> tuple[np.ndarray, np.ndarray, EncodeStats | None]:
+    """(sentence1, sentence2) float32 embeddings of a split, through the encoder's cache."""
+    emb, stats = encoder.encode_cached(split_texts(split), what="sentences")
     n = len(split)
     return emb[:n], emb[n:], stats
 
 
 def evaluate_sts(
-    model: SentenceTransformer,
+    encoder: Encoder,
     split: PairSplit,
     *,
     dims: Sequence[int] = (),
     precisions: Sequence[str] = (),
     pca: PCAProjection | None = None,
-    batch_size: int = 64,
     n_worst: int = 20,
-    cache: EmbeddingCache | None = None,
-    model_key: str | None = None,
 ) -> STSResult:
-    """Encode both sides once (or read them from ``cache``) and score every variant."""
-    a, b, stats = sts_embeddings(model, split, batch_size=batch_size, cache=cache, model_key=model_key)
+    """Encode both sides once (or read them from the encoder's cache) and score every variant."""
+    a, b, stats = sts_embeddings(encoder, split)
     metrics = sts_variant_metrics(a, b, split.scores, dims=dims, pca=pca, precisions=precisions)
     cells = sts_grid(a.shape[1], dims=dims, pca=pca, precisions=precisions)
     return STSResult(metrics, worst_pairs(split, paired_cosine(a, b), n_worst), stats, cells)
 
 
 def fit_sts_pca(
-    model: SentenceTransformer,
-    train: PairSplit,
-    n_components: int,
-    *,
-    cache: EmbeddingCache,
-    model_key: str,
-    batch_size: int = 64,
-    dataset: str = "sts",
+    encoder: Encoder, train: PairSplit, n_components: int, *, dataset: str = "sts"
 ) -> PCAProjection:
     """PCA fitted on the distinct sentences of an STS train split (never the scored splits).
 
     Cached under (encoder, train sentences, k): a later job with the same model reads the
-    projection and encodes nothing; otherwise the train sentences go through ``cache`` too.
+    projection and encodes nothing; otherwise the train sentences go through the encoder's cache too.
     """
     from embedlab.eval.pca import fitted_pca, pca_key
 
@@ -205,7 +170,9 @@ def fit_sts_pca(
         )
 
     def embeddings() -> np.ndarray:
-        a, b, _ = sts_embeddings(model, train, batch_size=batch_size, cache=cache, model_key=model_key)
+        a, b, _ = sts_embeddings(encoder, train)
         return np.concatenate([a, b])[sorted(first)]
 
-    return fitted_pca(embeddings, n_components, cache=cache, key=pca_key(model_key, texts, n_components))
+    return fitted_pca(
+        embeddings, n_components, cache=encoder.cache, key=pca_key(encoder.key, texts, n_components)
+    )

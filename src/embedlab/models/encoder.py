@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from embedlab.errors import ConfigError, ModelUnavailableError
+from embedlab.models.pooling import build_pooling, check_pooling
 from embedlab.models.resolve import ResolvedModel, fingerprint_model_dir, resolve_model
 
 if TYPE_CHECKING:
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PoolingMode = Literal["mean", "cls", "max", "weightedmean"]
-POOLING_MODES: tuple[str, ...] = ("mean", "cls", "max", "weightedmean")
 POSITION_OFFSET_MODELS = frozenset({"roberta", "xlm-roberta", "mpnet", "camembert", "longformer"})
 
 
@@ -36,7 +35,7 @@ class EncoderSpec:
     revision: str | None = None
     tiny_architecture: str | None = None
     max_seq_length: int = 256
-    pooling: str = "mean"
+    pooling: str = "mean"  # one of models.pooling.POOLING_MODES
     normalize: bool = True
     projection_dim: int | None = None  # a learned Dense layer after pooling (None: none)
     trust_remote_code: bool = False
@@ -67,10 +66,9 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
     """Assemble a SentenceTransformer for ``spec``; returns it and where it came from."""
     from safetensors import SafetensorError  # a truncated or corrupt weights file
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+    from sentence_transformers.models import Dense, Normalize, Transformer
 
-    if spec.pooling not in POOLING_MODES:
-        raise ConfigError(f"Unknown pooling '{spec.pooling}'. Choose one of {POOLING_MODES}.")
+    check_pooling(spec.pooling)
     if spec.trust_remote_code:
         log.warning("trust_remote_code is ON for model %s: its repository code will run.", spec.name)
     resolved = locate(spec)
@@ -99,7 +97,7 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
         )
     drop_unused_pooler(transformer.auto_model)
     hidden = transformer.get_embedding_dimension()
-    modules: list = [transformer, Pooling(hidden, pooling_mode=spec.pooling)]
+    modules: list = [transformer, build_pooling(hidden, spec.pooling)]
     if spec.projection_dim:
         import torch
 

@@ -33,6 +33,7 @@ import torch
 from sentence_transformers.base.modules import InputModule
 
 from embedlab.errors import ConfigError, DataError
+from embedlab.models.pooling import check_pooling
 
 if TYPE_CHECKING:
     from gensim.models.fasttext import FastTextKeyedVectors
@@ -43,8 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FastTextPooling = Literal["mean", "max"]
-FASTTEXT_POOLING: tuple[str, ...] = ("mean", "max")
+FastTextPooling = Literal["mean", "max"]  # models.pooling.FASTTEXT_POOLINGS
 CORPUS_SOURCES: tuple[str, ...] = ("eval", "lee", "wiki", "lines")
 WORD_RE = re.compile(r"\w+")  # Unicode letters, digits and "_": the same split for training and encoding
 
@@ -56,11 +56,7 @@ def words(text: str, lowercase: bool = True) -> list[str]:
 
 def check_fasttext_settings(*, pooling: str, fit: bool, projection_dim: int | None, task: str) -> None:
     """Reject what a fastText encoder cannot do, before anything is trained or loaded."""
-    if pooling not in FASTTEXT_POOLING:
-        raise ConfigError(
-            f"pooling={pooling} does not apply to model=fasttext: it has no [CLS] token or token "
-            f"positions, only word vectors. Fix: pooling=mean (the fastText sentence vector) or pooling=max."
-        )
+    check_pooling(pooling, "fasttext")
     if fit:
         raise ConfigError(
             "model=fasttext cannot be fine-tuned here: its word vectors come from unsupervised gensim "
@@ -143,8 +139,7 @@ class FastTextEmbedding(InputModule):
         lowercase: bool = True,
     ) -> None:
         super().__init__()
-        if pooling not in FASTTEXT_POOLING:
-            raise ConfigError(f"Unknown fastText pooling '{pooling}'. Choose one of {FASTTEXT_POOLING}.")
+        check_pooling(pooling, "fasttext")
         weights = torch.as_tensor(np.asarray(weights, dtype=np.float32))
         if weights.ndim != 2 or weights.shape[0] != len(vocab) + bucket:
             raise ValueError(
@@ -446,8 +441,7 @@ def build_fasttext_encoder(
 
     from embedlab.models.resolve import ResolvedModel
 
-    if pooling not in FASTTEXT_POOLING:
-        raise ConfigError(f"pooling={pooling} does not apply to fastText. Choose one of {FASTTEXT_POOLING}.")
+    check_pooling(pooling, "fasttext")  # before training, not after
     kv, folder, cached = train_fasttext(texts, params, cache_dir, corpus_name=corpus_name)
     module = FastTextEmbedding.from_keyed_vectors(
         kv,

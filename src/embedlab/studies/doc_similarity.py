@@ -22,9 +22,8 @@ import numpy as np
 from embedlab.eval.arrays import as_matrix, unit_rows
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
-
-    from embedlab.eval.encode import EncodeStats
+    from embedlab.encode.encoder import Encoder
+    from embedlab.encode.stats import EncodeStats
 
 SimilarityFn = Literal["cosine", "dot", "euclidean", "manhattan"]
 SIMILARITY_FUNCTIONS: tuple[SimilarityFn, ...] = ("cosine", "dot", "euclidean", "manhattan")
@@ -148,20 +147,17 @@ class DocSimilarityReport:
 
 
 def doc_similarity_report(
-    model: SentenceTransformer,
+    encoder: Encoder,
     texts: Sequence[str],
     *,
     labels: Sequence[str] | None = None,
     query: int = 0,
     k: int = 5,
-    batch_size: int = 32,
 ) -> DocSimilarityReport:
     """Encode ``texts`` and report the neighbours of ``texts[query]`` and the most similar pair."""
-    from embedlab.eval.encode import encode
-
     if len(texts) < 2:
         raise ValueError(f"Document similarity needs at least 2 documents, got {len(texts)}.")
-    emb, stats = encode(model, list(texts), batch_size=batch_size, what="documents")  # (N, D)
+    emb, stats = encoder.encode(list(texts), what="documents")  # (N, D)
     sim = similarity_matrix(emb)
     return DocSimilarityReport(
         sim, query, nearest_neighbours(sim, query, k), most_similar_pair(sim), stats, list(texts),

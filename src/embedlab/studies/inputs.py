@@ -18,6 +18,8 @@ import yaml
 
 from embedlab.data.sts import load_sts
 from embedlab.data.text_corpus import CorpusSpec, stsb_spec
+from embedlab.encode.cache import EmbeddingCache
+from embedlab.encode.encoder import Encoder, EncodeSettings
 from embedlab.errors import ConfigError, ModelUnavailableError
 from embedlab.models.encoder import EncoderSpec, build_encoder, drop_unused_pooler, locate
 from embedlab.models.resolve import ResolvedModel, cache_root
@@ -103,17 +105,21 @@ def load_fasttext(
     )  # fmt: skip
 
 
-def encoding_from_config(configs_dir: str | Path, backend: str = "fast", *, threads: int | None = None):
-    """The encode backend ``configs/encode/<backend>.yaml`` describes, as ``with`` block (``threads``:
-    as ``encode.threads=...``). Every ``encode()`` inside the block uses it."""
-    from embedlab.eval.encode import encoding
-    from embedlab.eval.fast_encode import EncodeOptions
-
+def encoder_from_config(
+    configs_dir: str | Path,
+    backend: str,
+    model: Any,
+    *,
+    threads: int | None = None,
+    batch_size: int = 64,
+    cache: EmbeddingCache | None = None,
+) -> Encoder:
+    """``model`` run the way ``configs/encode/<backend>.yaml`` describes (``threads``: as
+    ``encode.threads=...``), caching into ``cache`` under the key evaluate.py uses."""
     enc = read_config(Path(configs_dir) / "encode" / f"{backend}.yaml")
-    options = EncodeOptions(
-        precision=enc.get("precision", "bf16"), token_budget=enc.get("token_budget", 8192), threads=threads
-    )
-    return encoding(enc.get("backend", "sentence-transformers"), options)
+    settings = EncodeSettings(backend=enc.get("backend", "reference"), precision=enc.get("precision", "bf16"),
+                              token_budget=enc.get("token_budget", 8192), threads=threads, batch_size=batch_size)  # fmt: skip
+    return Encoder(model, settings, cache)
 
 
 def corpus_spec(

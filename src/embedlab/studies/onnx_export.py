@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embedlab.models.pooling import apply_head
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -102,10 +104,8 @@ class OnnxEncoder:
                 "token_embeddings": torch.from_numpy(hidden).float(),
                 "attention_mask": torch.from_numpy(enc["attention_mask"].astype(np.int64)),
             }
-            # TODO(coordinator): use encode's module-chain function
             with torch.inference_mode():
-                for module in list(model)[1:]:  # pooling, dense, normalize
-                    features = module(features)
+                features = apply_head(list(model)[1:], features)  # pooling, dense, normalize
             emb = features["sentence_embedding"].float().numpy()  # (B, D)
             if out is None:
                 out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)

@@ -28,10 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
-
     from embedlab.data.retrieval import RetrievalSet
-    from embedlab.eval.embedding_cache import EmbeddingCache
+    from embedlab.encode.encoder import Encoder
 
 WORD_RE = re.compile(r"\w+")
 Edit = Literal["insert", "delete", "swap", "substitute"]
@@ -212,19 +210,16 @@ def add_typos(
 
 
 def retrieval_under_typos(
-    model: SentenceTransformer,
+    encoder: Encoder,
     data: RetrievalSet,
     rates: Sequence[float],
     seeds: Sequence[int],
     settings: RetrievalEvalSettings,
-    *,
-    cache: EmbeddingCache,
-    model_key: str,
 ) -> list[dict[str, Any]]:
     """One row per (rate, seed): the retrieval metrics with typo'd queries.
 
     The corpus is the same at every level, so after the first level its embeddings come
-    from ``cache``; rate 0 is evaluated once (seed ignored).
+    from the encoder's cache; rate 0 is evaluated once (seed ignored).
     """
     qids = data.query_ids
     clean = [data.queries[q] for q in qids]
@@ -233,7 +228,7 @@ def retrieval_under_typos(
         for seed in seeds if rate > 0 else seeds[:1]:
             noisy = add_typos(clean, rate, seed)
             rset = replace(data, queries=dict(zip(qids, noisy.texts, strict=True)))
-            result = evaluate_retrieval(model, rset, settings, cache=cache, model_key=model_key)
+            result = evaluate_retrieval(encoder, rset, settings)
             rows.append({"rate": rate, "seed": seed, "n_eligible_words": noisy.n_eligible,
                          "n_edited_words": noisy.n_edited, **result.metrics})  # fmt: skip
     return rows

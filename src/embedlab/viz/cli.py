@@ -147,7 +147,7 @@ def visualise_run(
     seed: int = 0,
 ) -> Path:
     """Embed a run's evaluation texts with its model, plot t-SNE, log to W&B; returns the PNG."""
-    from embedlab.eval.encode import encode
+    from embedlab.encode.encoder import Encoder, EncodeSettings
     from embedlab.viz.tsne import log_image_to_loggers, tsne_plot
 
     run = Path(run_dir).expanduser().resolve()
@@ -164,7 +164,8 @@ def visualise_run(
         log.warning("The run's texts carry no labels: the map is drawn in one colour.")
     model, source = run_model(cfg, run)
     model.eval()
-    emb, stats = encode(model, texts.texts, batch_size=int(cfg.data.get("eval_batch_size", 32)), what="texts")
+    settings = EncodeSettings(batch_size=int(cfg.data.get("eval_batch_size", 32)))
+    emb, stats = Encoder(model, settings).encode(texts.texts, what="texts")
     name = "saved_model" if source.endswith("model") else str(cfg.model.name)
     path = Path(out) if out else run / "plots" / f"tsne_{split or 'eval'}_{name}.png"
     path = tsne_plot(emb, texts.labels, path, title=f"{run.name}: {texts.what}, {name}",

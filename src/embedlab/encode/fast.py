@@ -1,27 +1,18 @@
-"""A faster ``encode``: tokenize once, batch by exact token length, bf16 on CPU.
+"""The fast CPU encode path: tokenize once, batch by exact token length, transformer in bf16.
 
-Same contract as :func:`embedlab.eval.encode.encode` (empty texts rejected, duplicates
-encoded once, truncation at ``max_seq_length`` counted and logged, (N, D) float32 in input
-order), with the work arranged for a CPU:
+Why no library does this: sentence-transformers' ``encode()`` sorts by characters and pads
+(39.5% padded tokens on STS-B), ONNX / optimum need an export per model; none runs a model's
+own modules in exact-length bf16 batches (3.5x ``encode()`` on STS-B, benchmarks/NOTES.md).
 
-- every distinct text is tokenized once, up front, with the fast tokenizer; that pass also
-  gives the token counts for the truncation check (``encode`` tokenizes twice), and only
-  the texts over the limit are tokenized again, with truncation;
-- texts are sorted by exact token length and batched so that a batch holds one length
-  wherever enough texts share it: no padding and hence no attention mask (SDPA takes its
-  unmasked kernel). sentence-transformers sorts by characters, which leaves ~40% padded
-  tokens on STS-B sentences at batch 64. Short texts also go in larger batches
-  (``token_budget``);
-- the model runs under ``torch.inference_mode`` with the transformer's weights cast to
-  bfloat16 for the call (float32 masters restored afterwards), ~2x float32 on
-  AVX512-BF16; pooling, projection and normalisation run in float32;
-- the modules are the SentenceTransformer's own (transformer, pooling, dense, normalize),
-  run in order, so any pooling or projection configuration gives what ``model.encode``
-  gives.
-
-Models that need more than a plain tokenizer call (prompts, per-call processing kwargs,
-non-text modules, ``truncate_dim``) run ``model.encode`` instead, with a log line. Measured
-levers and ratios: benchmarks/NOTES.md.
+Same contract as the reference path (empty texts rejected, duplicates encoded once,
+truncation counted and logged, (N, D) float32 in input order). One tokenizer pass gives
+ids and true lengths; texts sorted by token length fill batches of one length where enough
+share it (no padding, so no attention mask: SDPA's unmasked kernel), short texts in larger
+batches (``token_budget``). The transformer runs under ``inference_mode`` with its weights
+cast to bf16 for the call (float32 masters put back); its token embeddings then go through
+the model's own head (:func:`embedlab.models.pooling.apply_head`) in float32, so any
+pooling or projection gives what ``model.encode`` gives. Models that need more than a plain
+tokenizer call (prompts, processing kwargs, ``truncate_dim``, routers) run ``model.encode``.
 """
 
 from __future__ import annotations
@@ -35,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from embedlab.eval.encode import EncodeStats, check_texts, count_truncated
+from embedlab.encode.stats import EncodeStats, check_texts, count_truncated, in_input_order
+from embedlab.models.pooling import apply_head
 from embedlab.models.weight_precision import detect_weight_precision
 
 if TYPE_CHECKING:
@@ -44,26 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# bf16: weights and activations in bfloat16 (reductions inside layer norm, softmax and
-# matmuls accumulate in float32); bf16-autocast: float32 weights, matmuls cast to bf16 per call
+# bf16: transformer weights and activations in bfloat16 for the call (~2x fp32 on AVX512-BF16,
+# STS-B Spearman +0.01 point; reductions inside layer norm, softmax and matmuls accumulate in
+# float32); bf16-autocast: float32 weights, matmuls cast to bf16 per call
 Precision = Literal["fp32", "bf16", "bf16-autocast"]
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    """How :func:`fast_encode` runs the model; the defaults are the fastest setting that keeps
-    STS-B Spearman of all-MiniLM-L6-v2 within 0.1 point of float32 (see benchmarks/NOTES.md)."""
-
-    # bf16: weights cast for the call; ~2x fp32 on AVX512-BF16, STS-B Spearman +0.01 point
-    precision: Precision = "bf16"
-    # batch texts of one exact token length together (no padding); False: input order
-    sort_by_length: bool = True
-    # a batch of short texts grows past batch_size up to this many tokens (fewer, larger
-    # matrix products); long texts keep batch_size. None: at most batch_size texts a batch
-    token_budget: int | None = 8192
-    # torch intra-op threads for the call (restored afterwards); None: leave as set. On a
-    # machine that other jobs keep busy, 1 thread can be >10x faster than 2 (NOTES.md)
-    threads: int | None = None
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-autocast")
 
 
 @dataclass(frozen=True)
@@ -107,12 +84,9 @@ def plan_batches(
     """Indices of each batch, longest texts first (the first batch shows peak memory).
 
     Sorted, a batch holds texts of one token length where at least ``batch_size // 2`` share
-    it: no padding, so no attention mask either (SDPA then takes its unmasked kernel). Rarer
-    lengths are pooled with their neighbours, up to ``batch_size // 2`` texts or the next
-    common length.
-    A batch holds at most ``max(batch_size, token_budget // longest)`` texts, so short texts
-    go in larger batches and long ones keep the caller's batch size. Unsorted, every batch
-    holds ``batch_size`` texts.
+    it (no padding, no attention mask); rarer lengths pool with their neighbours up to
+    ``batch_size // 2`` texts or the next common length. A batch holds at most
+    ``max(batch_size, token_budget // longest)`` texts. Unsorted: ``batch_size`` texts each.
     """
     n = len(lengths)
     if not sort_by_length:
@@ -194,29 +168,19 @@ def unsupported_reason(model: SentenceTransformer) -> str | None:
 
 
 @contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def _call_state(model: SentenceTransformer, threads: int | None) -> Iterator[None]:
+    """Eval mode and ``threads`` torch threads (None: as set) for the call; the thread count and
+    each submodule's own mode are put back (modes can differ: a freshly built SentenceTransformer
+    is in train mode around a transformer in eval mode)."""
     import torch
 
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    modes, before = [(m, m.training) for m in model.modules()], torch.get_num_threads()
+    model.eval()
+    torch.set_num_threads(threads or before)
     try:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: SentenceTransformer) -> Iterator[None]:
-    """Eval mode for the call; each submodule's own mode is put back (they can differ: a
-    freshly built SentenceTransformer is in train mode around a transformer in eval mode)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
         for m, training in modes:
             m.training = training
 
@@ -264,8 +228,7 @@ def embed_unique(
             for key, value in features.items():  # token_embeddings: (B, T, H)
                 if isinstance(value, torch.Tensor) and value.is_floating_point():
                     features[key] = value.float()
-            for module in rest:  # pooling, dense, normalize: as SentenceTransformer.forward
-                features = module(features)
+            features = apply_head(rest, features)  # pooling, dense, normalize, in float32
             emb = features["sentence_embedding"].float().cpu().numpy()  # (B, D)
             if out is None:
                 out = np.empty((len(tokens.ids), emb.shape[1]), dtype=np.float32)
@@ -279,20 +242,23 @@ def fast_encode(
     *,
     batch_size: int = 64,
     what: str = "texts",
-    options: EncodeOptions | None = None,
+    precision: Precision = "bf16",
+    token_budget: int | None = 8192,
+    threads: int | None = None,
+    sort_by_length: bool = True,
 ) -> tuple[np.ndarray, EncodeStats]:
-    """Embed ``texts`` like :func:`embedlab.eval.encode.encode`, faster on CPU.
+    """Embed ``texts`` as ``model.encode`` does, faster on CPU; (N, D) float32 in input order.
 
-    Returns (N, D) float32 in the order of ``texts`` and the stats; ``seconds`` covers
-    tokenization and the forward passes.
+    ``token_budget``: a batch of short texts grows past ``batch_size`` up to this many tokens
+    (None: at most ``batch_size`` texts). ``threads``: torch intra-op threads for the call (on
+    a busy machine 1 can be >10x faster than 2). ``sort_by_length=False``: input order
+    batches. ``seconds`` in the stats covers tokenization and the forward passes.
     """
-    opts = options or EncodeOptions()
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
-    check_texts(texts, what)
-    unique = list(dict.fromkeys(texts))
+    unique = check_texts(texts, what)
     limit = int(model.max_seq_length or 512)
-    if not unique:  # (encode() fails inside the tokenizer here)
+    if not unique:  # (the reference path fails inside the tokenizer here)
         return np.zeros((0, model.get_embedding_dimension() or 0), np.float32), EncodeStats(
             0, 0, 0, 0, limit, 0.0
         )
@@ -300,22 +266,18 @@ def fast_encode(
     tokens = tokenize_once(model, unique, limit)
     n_trunc = count_truncated(tokens.lengths, limit, what)
     reason = unsupported_reason(model)
-    if reason is not None:  # the reference path, in float32, as encode() runs it
+    if reason is not None:  # the reference path, in float32, as the reference encoder runs it
         log.info("fast_encode runs model.encode for %s: %s.", what, reason)
         emb = model.encode(unique, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-        emb = np.asarray(emb, dtype=np.float32)
     else:
-        lengths = np.minimum(tokens.lengths, limit)
-        batches = plan_batches(lengths, batch_size, opts.token_budget, opts.sort_by_length)
-        precision = opts.precision
+        batches = plan_batches(np.minimum(tokens.lengths, limit), batch_size, token_budget, sort_by_length)
         if precision != "fp32" and detect_weight_precision(model) == "int8":
             # dynamic int8 Linear layers take float32 activations only: no bf16 cast or autocast
             log.info("fast_encode runs %s in float32 activations: the model has int8 weights.", what)
             precision = "fp32"
-        with _threads(opts.threads), _eval_mode(model):
+        with _call_state(model, threads):
             emb = embed_unique(model, tokens, batches, precision)
     seconds = time.perf_counter() - start
-    index = {t: i for i, t in enumerate(unique)}
-    out = emb[[index[t] for t in texts]]
     max_tokens = int(tokens.lengths.max(initial=0))
-    return out, EncodeStats(len(texts), len(unique), n_trunc, max_tokens, limit, seconds)
+    stats = EncodeStats(len(texts), len(unique), n_trunc, max_tokens, limit, seconds)
+    return in_input_order(emb, unique, texts), stats

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from embedlab.encode.encoder import EncodeSettings, reference_encode
+from embedlab.encode.fast import fast_encode, plan_batches, unsupported_reason
 from embedlab.errors import DataError
-from embedlab.eval.encode import encode
-from embedlab.eval.fast_encode import EncodeOptions, fast_encode, plan_batches
 from embedlab.models.encoder import EncoderSpec, build_encoder
 
-FP32 = EncodeOptions(precision="fp32")
+FP32: dict = {"precision": "fp32"}
 WORDS = "the minister said on tuesday that the government would review its policy on refugees".split()
 
 
@@ -38,11 +38,11 @@ def test_fp32_equals_sentence_transformers_on_tiny_models(
     )
     texts = varied_texts()
     ref = model.encode(texts, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
-    for opts in (FP32, EncodeOptions(precision="fp32", token_budget=None, sort_by_length=False)):
-        ours, stats = fast_encode(model, texts, batch_size=8, options=opts)
+    for opts in (FP32, {"precision": "fp32", "token_budget": None, "sort_by_length": False}):
+        ours, stats = fast_encode(model, texts, batch_size=8, **opts)
         assert ours.dtype == np.float32 and ours.shape == ref.shape
         np.testing.assert_allclose(ours, ref, atol=1e-5)
-    _, ref_stats = encode(model, texts, batch_size=8)
+    _, ref_stats = reference_encode(model, texts, batch_size=8)
     assert stats.n_truncated == ref_stats.n_truncated > 0
     assert (stats.n_texts, stats.n_encoded, stats.max_tokens) == (
         ref_stats.n_texts,
@@ -63,7 +63,7 @@ def test_pooling_and_projection_follow_the_model(tiny_model_dirs: dict[str, Path
     model, _ = build_encoder(spec)
     texts = varied_texts(20, seed=2)
     ref = model.encode(texts, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
-    ours, _ = fast_encode(model, texts, batch_size=8, options=FP32)
+    ours, _ = fast_encode(model, texts, batch_size=8, **FP32)
     assert ours.shape == (len(texts), 24)
     np.testing.assert_allclose(ours, ref, atol=1e-5)
     bf16, _ = fast_encode(model, texts, batch_size=8)  # transformer in bf16, dense in fp32
@@ -78,29 +78,29 @@ def test_minilm_fp32_equal_and_bf16_close(minilm) -> None:
         "Two dogs run through a field.",
     ]
     ref = minilm.encode(texts, batch_size=16, convert_to_numpy=True, show_progress_bar=False)
-    fp32, _ = fast_encode(minilm, texts, batch_size=16, options=FP32)
+    fp32, _ = fast_encode(minilm, texts, batch_size=16, **FP32)
     np.testing.assert_allclose(fp32, ref, atol=1e-5)
-    bf16, _ = fast_encode(minilm, texts, batch_size=16)  # default options: bf16 autocast
-    assert EncodeOptions().precision == "bf16"
+    bf16, _ = fast_encode(minilm, texts, batch_size=16)  # default: bf16 weights
+    assert EncodeSettings().precision == "bf16"
     assert bf16.dtype == np.float32
     assert cosine(bf16, fp32).min() > 0.999
 
 
 def test_order_and_duplicates(minilm) -> None:
     texts = ["b second text", "a first", "b second text", "c a rather longer third text here", "a first"]
-    emb, stats = fast_encode(minilm, texts, batch_size=2, options=FP32)
+    emb, stats = fast_encode(minilm, texts, batch_size=2, **FP32)
     assert (stats.n_texts, stats.n_encoded) == (5, 3)
     np.testing.assert_array_equal(emb[0], emb[2])
     np.testing.assert_array_equal(emb[1], emb[4])
-    singles = np.stack([fast_encode(minilm, [t], options=FP32)[0][0] for t in texts])
+    singles = np.stack([fast_encode(minilm, [t], **FP32)[0][0] for t in texts])
     np.testing.assert_allclose(emb, singles, atol=1e-5)
 
 
 def test_truncation_counted_and_logged(minilm, caplog: pytest.LogCaptureFixture) -> None:
     long_text = " ".join(WORDS * 30)  # ~450 tokens > 256
     texts = ["short one", long_text, "another " + long_text]
-    with caplog.at_level(logging.WARNING, logger="embedlab.eval.fast_encode"):
-        emb, stats = fast_encode(minilm, texts, options=FP32)
+    with caplog.at_level(logging.WARNING, logger="embedlab.encode"):
+        emb, stats = fast_encode(minilm, texts, **FP32)
     assert stats.n_truncated == 2 and stats.max_tokens > stats.max_seq_length == 256
     assert "2 of 3 distinct texts exceed" in caplog.text
     ref = minilm.encode(texts, convert_to_numpy=True, show_progress_bar=False)  # truncates at 256
@@ -124,7 +124,7 @@ def test_empty_and_whitespace_rejected_like_encode(minilm, bad: list[str]) -> No
     with pytest.raises(DataError) as ours:
         fast_encode(minilm, bad, what="sentences")
     with pytest.raises(DataError) as theirs:
-        encode(minilm, bad, what="sentences")
+        reference_encode(minilm, bad, what="sentences")
     assert str(ours.value) == str(theirs.value)
 
 
@@ -133,7 +133,7 @@ def test_threads_and_module_modes_restored(minilm) -> None:
     minilm.train()
     minilm[0].auto_model.eval()  # mixed modes, as build_encoder leaves them
     try:
-        fast_encode(minilm, ["one", "two"], options=EncodeOptions(threads=1))
+        fast_encode(minilm, ["one", "two"], threads=1)
         assert minilm.training and minilm[1].training and not minilm[0].auto_model.training
         assert torch.get_num_threads() == before
     finally:
@@ -147,7 +147,7 @@ def test_prompted_model_falls_back_to_encode(tiny_model_dirs: dict[str, Path]) -
     model.prompts = {"query": "query: "}
     model.default_prompt_name = "query"
     texts = ["what is a refugee", "the minister said"]
-    ours, _ = fast_encode(model, texts, options=FP32)
+    ours, _ = fast_encode(model, texts, **FP32)
     ref = model.encode(texts, convert_to_numpy=True, show_progress_bar=False)
     np.testing.assert_allclose(ours, ref, atol=1e-6)
     plain = model.encode(texts, prompt="", convert_to_numpy=True, show_progress_bar=False)
@@ -163,15 +163,12 @@ def test_saved_and_reloaded_model_takes_the_fast_path(minilm, tmp_path: Path) ->
     """
     from sentence_transformers import SentenceTransformer
 
-    from embedlab.eval.fast_encode import unsupported_reason
-
     minilm.save(str(tmp_path / "saved"))
     reloaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
     assert unsupported_reason(reloaded) is None
     texts = varied_texts(12)
-    bf16 = EncodeOptions(precision="bf16")
     np.testing.assert_array_equal(
-        fast_encode(reloaded, texts, options=bf16)[0], fast_encode(minilm, texts, options=bf16)[0]
+        fast_encode(reloaded, texts, precision="bf16")[0], fast_encode(minilm, texts, precision="bf16")[0]
     )
 
 

@@ -1,60 +1,38 @@
 """Encode a corpus too large for one machine in shards, then merge them into one cache entry.
 
-A text list is cut into ``n_shards`` contiguous slices along the chunks that
-:func:`~embedlab.eval.embedding_cache.encode_cached` encodes one at a time (``CHUNK_SIZE``
-texts): shard i of n gets whole chunks, the first ``n_chunks % n`` shards one chunk more,
-as ``numpy.array_split`` deals them. Each process (a DDP rank, a SLURM array task, any job
-that sees the same cache folder) runs :func:`encode_shard`, which stores its slice under a
-key derived from (model key, texts key of the *whole* list, shard, n_shards, chunk size).
-:func:`merge_shards` then assembles the (N, D) float32 array in order, checks every shard
-(checksum, rows, width) and stores it under the key that
-:func:`~embedlab.eval.embedding_cache.encode_cached` uses for the whole list, so every
-later evaluation (any index, precision or dimension) reads it and encodes nothing.
-Measured: MiniLM on SciFact (5,183 documents, default bf16 encode path), 2 shards merged
-equal a one-process encode bit for bit, nDCG@10 0.6442 both (slurm/README.md, 7.).
+Shard i of n is a contiguous run of whole chunks (``CHUNK_SIZE`` texts, the unit
+``Encoder.encode_cached`` encodes), dealt as ``numpy.array_split`` deals items. Each process
+(a DDP rank, a SLURM array task, any job that sees the cache folder) runs
+:func:`encode_shard`; :func:`merge_shards` checks every shard (checksum, rows, width) and
+stores the (N, D) array under the key ``encode_cached`` uses for the whole list, so every
+later evaluation reads it and encodes nothing. Under torch.distributed,
+:func:`encode_distributed` does both with barriers; SLURM arrays run ``python -m
+embedlab.encode_corpus ... shard=<i> n_shards=<n>`` per task, then ``--merge``.
 
-Two ways to run the shards:
-
-- ``torch.distributed`` (torchrun, Lightning DDP): :func:`encode_distributed` encodes the
-  shard of this rank, waits at a barrier, rank 0 merges, a second barrier releases all.
-- independent processes (SLURM array tasks): ``python -m embedlab.encode_corpus ...
-  shard=<i> n_shards=<n>`` per task, then ``... --merge`` once all have finished.
-
-Why not Lightning's ``predict`` with its DistributedSampler: the sampler interleaves the
-indices across ranks (rank r gets r, r + world, ...) and pads the last batch with repeated
-texts to equal length, so the merge would have to un-interleave and drop the padding;
-contiguous slices need neither and let a re-run shard be checked on its own.
-
-Why cut along chunks: a text's embedding depends on the other texts of its batch (padding
-length, batch shape change the floating-point summation order; the bf16 fast path rounds
-activations to bf16, so there a different batch moves values by up to ~1e-3 on MiniLM,
-fp32 by ~1e-7). encode() batches within one chunk, so a shard made of whole chunks
-batches every text exactly as one process does, and the merged array is bit-identical to
-a single-process encode on the same kind of CPU and thread count. The price: balance in
-units of ``CHUNK_SIZE`` texts, so a corpus of fewer than ``n_shards`` chunks leaves some
-shards empty (they log it and exit). A smaller ``chunk_size`` balances small corpora but
-then merged values match a single-process encode only to the tolerances above. All
-shards must use the same encoder and encode backend: the model key names both and is
-part of every shard key.
+Why whole chunks: a text's embedding depends on its batch (padding and batch shape change
+the summation order; bf16 moves values by up to ~1e-3 on MiniLM, fp32 ~1e-7), and encoders
+batch within one chunk, so merged shards are bit-identical to a one-process encode on the
+same CPU and thread count (SciFact, 2 shards: nDCG@10 0.6442 both; slurm/README.md, 7.).
+The price: a corpus of fewer chunks than shards leaves some shards empty. Why not
+Lightning's ``predict``: its DistributedSampler interleaves ranks and pads the last batch
+with repeats, which a merge would have to undo. Every shard must use the same encoder and
+backend: the encoder key names both and is part of every shard key.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from embedlab.encode.cache import CHUNK_SIZE, EmbeddingCache, cache_key, entry_key, texts_key
+from embedlab.encode.encoder import Encoder
 from embedlab.errors import ConfigError, DataError
-from embedlab.eval.embedding_cache import CHUNK_SIZE, EmbeddingCache, encode_cached, entry_key, texts_key
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +64,15 @@ def shard_bounds(n_texts: int, shard: int, n_shards: int, chunk_size: int = CHUN
     return min(first * chunk_size, n_texts), min(last * chunk_size, n_texts)
 
 
-def shard_key(
-    model_key: str, all_texts_key: str, shard: int, n_shards: int, chunk_size: int = CHUNK_SIZE
-) -> str:
-    """Cache key of one shard: the encoder, the whole text list, and which slice of it."""
-    tag = f"{model_key}:{all_texts_key}:shard{shard}of{n_shards}:chunk{chunk_size}"
-    return hashlib.sha256(tag.encode()).hexdigest()[:32]
+def shard_keys(
+    encoder: Encoder, texts: Sequence[str], n_shards: int, chunk_size: int = CHUNK_SIZE
+) -> list[str]:
+    """Cache key of each shard: the encoder, the *whole* text list, and which slice of it."""
+    all_key = texts_key(texts)
+    return [
+        cache_key(encoder.key, all_key, f"shard{i}of{n_shards}", f"chunk{chunk_size}")
+        for i in range(n_shards)
+    ]
 
 
 @dataclass(frozen=True)
@@ -107,21 +88,17 @@ class ShardResult:
 
 @dataclass(frozen=True)
 class MergeResult:
-    key: str  # the encode_cached key of the whole list
+    key: str  # the Encoder.encode_cached key of the whole list
     shape: tuple[int, int] | None  # None when it was merged before (not read again)
     n_shards: int
     already_merged: bool  # the merged entry existed; nothing was read or written
-    shards_removed: bool
 
 
-def _check_texts(texts: Sequence[str], n_shards: int) -> None:
+def _check(texts: Sequence[str], n_shards: int, cache: EmbeddingCache) -> None:
     if not texts:
         raise DataError("Nothing to encode: the text list is empty.")
     if n_shards < 1:
         raise ConfigError(f"n_shards must be at least 1, got {n_shards}.")
-
-
-def _require_cache(cache: EmbeddingCache) -> None:
     if cache.root is None:
         raise ConfigError(
             "Sharded encoding stores its shards in the embedding cache, which is disabled. "
@@ -131,100 +108,86 @@ def _require_cache(cache: EmbeddingCache) -> None:
 
 
 def encode_shard(
-    model: SentenceTransformer,
+    encoder: Encoder,
     texts: Sequence[str],
     shard: int,
     n_shards: int,
-    cache: EmbeddingCache,
-    model_key: str,
     *,
-    batch_size: int = 64,
     chunk_size: int = CHUNK_SIZE,
     what: str = "texts",
 ) -> ShardResult:
-    """Encode slice ``shard`` of ``n_shards`` of ``texts`` and store it in ``cache``.
+    """Encode slice ``shard`` of ``n_shards`` of ``texts`` and store it in ``encoder.cache``.
 
     ``texts`` is the whole list (every shard must see the same one, in the same order).
     Re-running a finished shard, or any shard after the merge, encodes nothing, so a
     requeued array task is harmless. An empty slice (fewer chunks than shards) stores nothing.
     """
-    _check_texts(texts, n_shards)
-    _require_cache(cache)
+    cache = encoder.cache
+    _check(texts, n_shards, cache)
     start, stop = shard_bounds(len(texts), shard, n_shards, chunk_size)
-    all_key = texts_key(texts)
-    key = shard_key(model_key, all_key, shard, n_shards, chunk_size)
-    result = dict(shard=shard, n_shards=n_shards, start=start, stop=stop, key=key, n_encoded=0, seconds=0.0)
+    key = shard_keys(encoder, texts, n_shards, chunk_size)[shard]
+    done = ShardResult(shard, n_shards, start, stop, key, n_encoded=0, seconds=0.0)
     if start == stop:
         log.warning(
             "Shard %d/%d of the %s is empty: %d texts make %d chunk(s) of %d, and shards hold whole "
             "chunks (so that merged embeddings equal a single-process encode). Nothing to do.",
             shard, n_shards, what, len(texts), -(-len(texts) // chunk_size), chunk_size,
         )  # fmt: skip
-        return ShardResult(**result)  # type: ignore[arg-type]
-    if cache.has(key) or cache.has(entry_key(model_key, texts)):
+        return done
+    if cache.has(key) or cache.has(entry_key(encoder.key, texts)):
         log.info("Shard %d/%d of the %s is already in the cache (%s)", shard, n_shards, what, key)
-        return ShardResult(**result)  # type: ignore[arg-type]
+        return done
     t0 = time.perf_counter()
-    # encode_cached with a disabled cache: its chunked (bounded-memory) encode, nothing stored
-    emb, _ = encode_cached(
-        model, texts[start:stop], cache=EmbeddingCache(None), model_key=model_key,
-        batch_size=batch_size, chunk_size=chunk_size, what=f"{what} (shard {shard}/{n_shards})",
-    )  # fmt: skip
+    emb, _ = encoder.encode_chunked(
+        texts[start:stop], chunk_size=chunk_size, what=f"{what} (shard {shard}/{n_shards})"
+    )
     cache.stats.n_encoded += stop - start
     info = {"what": what, "shard": shard, "n_shards": n_shards, "chunk_size": chunk_size, "start": start,
-            "stop": stop, "n_total": len(texts), "texts_key": all_key, "model_key": model_key}  # fmt: skip
+            "stop": stop, "n_total": len(texts), "texts_key": texts_key(texts), "model_key": encoder.key}  # fmt: skip
     cache.put(key, emb, info)
-    result.update(n_encoded=stop - start, seconds=time.perf_counter() - t0)
+    done = replace(done, n_encoded=stop - start, seconds=time.perf_counter() - t0)
     log.info("Encoded %s shard %d/%d: texts [%d, %d) in %.1f s -> %s", what, shard, n_shards, start, stop,
-             result["seconds"], key)  # fmt: skip
-    return ShardResult(**result)  # type: ignore[arg-type]
+             done.seconds, key)  # fmt: skip
+    return done
 
 
 def missing_shards(
-    texts: Sequence[str], n_shards: int, cache: EmbeddingCache, model_key: str, chunk_size: int = CHUNK_SIZE
+    encoder: Encoder, texts: Sequence[str], n_shards: int, chunk_size: int = CHUNK_SIZE
 ) -> list[int]:
-    """Non-empty shards of ``texts`` that have no complete entry in ``cache``."""
-    all_key = texts_key(texts)
-    missing = []
-    for i in range(n_shards):
-        start, stop = shard_bounds(len(texts), i, n_shards, chunk_size)
-        if start < stop and not cache.has(shard_key(model_key, all_key, i, n_shards, chunk_size)):
-            missing.append(i)
-    return missing
+    """Non-empty shards of ``texts`` that have no complete entry in ``encoder.cache``."""
+    keys = shard_keys(encoder, texts, n_shards, chunk_size)
+    bounds = [shard_bounds(len(texts), i, n_shards, chunk_size) for i in range(n_shards)]
+    return [i for i, (a, b) in enumerate(bounds) if a < b and not encoder.cache.has(keys[i])]
 
 
 def merge_shards(
+    encoder: Encoder,
     texts: Sequence[str],
     n_shards: int,
-    cache: EmbeddingCache,
-    model_key: str,
     *,
     chunk_size: int = CHUNK_SIZE,
     what: str = "texts",
     keep_shards: bool = False,
     how_to_run: str | None = None,
 ) -> MergeResult:
-    """Assemble every shard of ``texts`` into one (N, D) entry under the encode_cached key.
+    """Assemble every shard of ``texts`` into one (N, D) entry under the ``encode_cached`` key.
 
-    Each shard is read with its checksum verified (a corrupt one is removed and reported
-    missing), and must hold exactly its slice's rows and the same width as the others.
-    ``how_to_run``: a command with ``{shard}`` in it, quoted in the error for missing
-    shards. With ``keep_shards=False`` the shard entries are deleted once the merged entry
-    is written (they hold the same bytes again).
+    Each shard's checksum is verified (a corrupt one is removed and reported missing) and it
+    must hold exactly its slice's rows, as wide as the others. ``how_to_run``: a command with
+    ``{shard}`` in it, quoted for missing shards. ``keep_shards=False``: shard entries are
+    deleted once merged. Runs no model, only needs ``encoder.key``.
     """
-    _check_texts(texts, n_shards)
-    _require_cache(cache)
-    full_key = entry_key(model_key, texts)
-    all_key = texts_key(texts)
-    keys = [shard_key(model_key, all_key, i, n_shards, chunk_size) for i in range(n_shards)]
+    cache = encoder.cache
+    _check(texts, n_shards, cache)
+    full_key = entry_key(encoder.key, texts)
+    keys = shard_keys(encoder, texts, n_shards, chunk_size)
     if cache.has(full_key):
         log.info("The %s embeddings are already merged (%s)", what, full_key)
-        if not keep_shards:
-            for k in keys:
-                cache.remove(k)
-        return MergeResult(full_key, None, n_shards, True, not keep_shards)
+        for k in keys if not keep_shards else ():
+            cache.remove(k)
+        return MergeResult(full_key, None, n_shards, True)
 
-    missing = missing_shards(texts, n_shards, cache, model_key, chunk_size)
+    missing = missing_shards(encoder, texts, n_shards, chunk_size)
     _raise_if_missing(missing, n_shards, what, len(texts), cache, how_to_run)
     out: np.ndarray | None = None
     for i, key in enumerate(keys):
@@ -250,13 +213,12 @@ def merge_shards(
                 f"and run every shard with the same model and config."
             )
         out[start:stop] = arr
-    assert out is not None  # _check_texts guarantees a non-empty shard
+    assert out is not None  # _check guarantees a non-empty shard
     cache.put(full_key, out, {"what": what, "n": len(texts), "merged_from_shards": n_shards})
-    if not keep_shards:
-        for k in keys:
-            cache.remove(k)
+    for k in keys if not keep_shards else ():
+        cache.remove(k)
     log.info("Merged %d shards of the %s into %s %s", n_shards, what, full_key, out.shape)
-    return MergeResult(full_key, (int(out.shape[0]), int(out.shape[1])), n_shards, False, not keep_shards)
+    return MergeResult(full_key, (int(out.shape[0]), int(out.shape[1])), n_shards, False)
 
 
 def _raise_if_missing(
@@ -265,7 +227,7 @@ def _raise_if_missing(
 ) -> None:  # fmt: skip
     if not missing:
         return
-    how = how_to_run or "encode_shard(model, texts, shard={shard}, n_shards=" + str(n_shards) + ", ...)"
+    how = how_to_run or "encode_shard(encoder, texts, shard={shard}, n_shards=" + str(n_shards) + ", ...)"
     runs = "\n".join(f"  {how.format(shard=i)}" for i in missing[:8])
     more = f"\n  ... and {len(missing) - 8} more" if len(missing) > 8 else ""
     state = "is corrupt (checksum mismatch; removed)" if corrupt else "are missing"
@@ -302,36 +264,28 @@ def distributed_context(trainer: Any = None) -> tuple[int, int, Callable[[], Non
 
 
 def encode_distributed(
-    model: SentenceTransformer,
+    encoder: Encoder,
     texts: Sequence[str],
-    cache: EmbeddingCache,
-    model_key: str,
     *,
     trainer: Any = None,
-    batch_size: int = 64,
     chunk_size: int = CHUNK_SIZE,
     what: str = "texts",
 ) -> MergeResult | None:
-    """Each rank encodes its shard (rank of world size), rank 0 merges; every rank returns
-    once the merged entry exists. Returns the merge result on rank 0, None elsewhere.
-
-    The cache folder must be shared by all ranks (one node, or a shared filesystem). The
-    barriers wait up to the process group's timeout: give init_process_group (or
-    Lightning's DDPStrategy) a timeout longer than one shard's encode.
-    """
+    """Each rank encodes its shard, rank 0 merges (its result; None elsewhere); all return once
+    the merged entry exists. The cache folder must be shared by all ranks, and the process
+    group's timeout (the barriers' wait) longer than one shard's encode."""
     rank, world, barrier = distributed_context(trainer)
-    encode_shard(model, texts, rank, world, cache, model_key, batch_size=batch_size,
-                 chunk_size=chunk_size, what=what)  # fmt: skip
+    encode_shard(encoder, texts, rank, world, chunk_size=chunk_size, what=what)
     barrier()  # every shard is written
     result = None
     try:
         if rank == 0:
-            result = merge_shards(texts, world, cache, model_key, chunk_size=chunk_size, what=what)
+            result = merge_shards(encoder, texts, world, chunk_size=chunk_size, what=what)
     finally:
         barrier()  # also when the merge failed: the other ranks then fail below instead of hanging
-    if not cache.has(entry_key(model_key, texts)):
+    if not encoder.cache.has(entry_key(encoder.key, texts)):
         raise DataError(
-            f"Rank {rank}: the merged {what} embeddings are not in {cache.root} after the merge; "
+            f"Rank {rank}: the merged {what} embeddings are not in {encoder.cache.root} after the merge; "
             f"rank 0's log says why."
         )
     return result

@@ -1,11 +1,13 @@
-"""Encode once, score many: an on-disk cache of embeddings.
+"""Encode once, score many: an on-disk cache of embeddings, and the one family of cache keys.
 
 An entry is keyed by the encoder's content (a hash of its weights and of its module
-settings: pooling, projection, normalisation, max_seq_length, weight precision) and a
-hash of the texts in order. Another index, embedding precision or truncated dimension
-therefore reuses the float32 embeddings of an earlier run, and a fine-tuned model never
-hits the cache of its base model. Entries are written to a temporary name and renamed;
-each carries a sha256 of its bytes, so a corrupt entry is detected, removed and rebuilt.
+settings: pooling, projection, normalisation, max_seq_length, weight precision), the
+encode path that ran it (``st-fp32``, ``fast-bf16``: :attr:`Encoder.tag`) and a hash of
+the texts in order; every key in the cache (entries, shards, PCA fits) is a
+:func:`cache_key` of those. Another index, embedding precision or dimension therefore reuses
+the float32 embeddings of an earlier run, and a fine-tuned model never hits its base model's.
+Files are written under a temporary name and renamed; each entry carries a sha256 of its
+bytes, so a corrupt entry is detected, removed and rebuilt.
 """
 
 from __future__ import annotations
@@ -15,22 +17,22 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from embedlab.eval.encode import EncodeStats, encode
+from embedlab.encode.stats import EncodeStats
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
-# Texts per encode() call in encode_cached (bounds memory). Sharded encoding cuts at these
-# boundaries too, so each chunk is batched exactly as in one process.
+# Texts per encode call in Encoder.encode_cached (bounds memory). Sharded encoding cuts at
+# these boundaries too, so each chunk is batched exactly as in one process.
 CHUNK_SIZE = 4096
 
 
@@ -63,9 +65,14 @@ def weights_digest(model: SentenceTransformer) -> hashlib._Hash:
 
 
 def encoder_key(
-    model: SentenceTransformer, weight_precision: str = "fp32", *, weights: hashlib._Hash | None = None
+    model: SentenceTransformer,
+    tag: str,
+    weight_precision: str = "fp32",
+    *,
+    weights: hashlib._Hash | None = None,
 ) -> str:
-    """Content hash of an encoder: every parameter and buffer, plus module settings.
+    """``<content hash>:<tag>``: every parameter and buffer, the module settings, the weight
+    precision, and the encode path ``tag`` (its numerics differ: bf16 is not fp32).
 
     ``weights``: a :func:`weights_digest` computed before for a model with the same
     parameters (encoders that differ only in pooling share it; hashing MPNet takes seconds).
@@ -73,7 +80,7 @@ def encoder_key(
     digest = (weights or weights_digest(model)).copy()
     settings = [repr(m) for m in model]  # module configs: pooling mode, dims, normalisation
     digest.update(json.dumps([settings, int(model.max_seq_length or 0), weight_precision]).encode())
-    return digest.hexdigest()[:24]
+    return f"{digest.hexdigest()[:24]}:{tag}"
 
 
 def texts_key(texts: Sequence[str]) -> str:
@@ -84,9 +91,15 @@ def texts_key(texts: Sequence[str]) -> str:
     return digest.hexdigest()[:24]
 
 
+def cache_key(*parts: str) -> str:
+    """The key of anything stored in the cache, from the keys it derives from (an encoder key,
+    a texts key) and what it is of them (``shard0of4``, ``pca``)."""
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
+
+
 def entry_key(model_key: str, texts: Sequence[str]) -> str:
     """The cache key of the embeddings of ``texts`` (in this order) under one encoder."""
-    return hashlib.sha256(f"{model_key}:{texts_key(texts)}".encode()).hexdigest()[:32]
+    return cache_key(model_key, texts_key(texts))
 
 
 @dataclass
@@ -154,16 +167,13 @@ class EmbeddingCache:
         data_path, meta_path = self._paths(key)
         data_path.parent.mkdir(parents=True, exist_ok=True)
         arr = np.ascontiguousarray(emb, dtype=np.float32)  # no copy when it already is
-        fd, tmp = tempfile.mkstemp(dir=data_path.parent, prefix=f".{data_path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:  # straight to disk: no in-memory .npy copy
-                np.save(fh, arr, allow_pickle=False)
-            meta = {"sha256": _file_sha256(Path(tmp)), "shape": list(arr.shape), **(info or {})}
-            os.replace(tmp, data_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _atomic_write(meta_path, json.dumps(meta).encode())  # written last: marks the entry complete
+        _write_atomically(
+            data_path, lambda fh: np.save(fh, arr, allow_pickle=False)
+        )  # no .npy copy in memory
+        meta = {"sha256": _file_sha256(data_path), "shape": list(arr.shape), **(info or {})}
+        _write_atomically(
+            meta_path, lambda fh: fh.write(json.dumps(meta).encode())
+        )  # last: marks it complete
 
 
 def _file_sha256(path: Path) -> str:
@@ -174,63 +184,13 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write to a temporary name beside ``path``, then rename: no reader sees half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def encode_cached(
-    model: SentenceTransformer,
-    texts: Sequence[str],
-    *,
-    cache: EmbeddingCache,
-    model_key: str,
-    batch_size: int = 64,
-    chunk_size: int = CHUNK_SIZE,
-    what: str = "texts",
-) -> tuple[np.ndarray, EncodeStats | None]:
-    """Embeddings of ``texts`` from the cache, or encoded in chunks (bounded memory) and stored.
-
-    Returns the embeddings and the encode stats. On a cache hit the stats are those recorded
-    when the entry was encoded (so throughput stays known for every cell of a sweep that
-    reuses it), or None for an entry stored without them; ``cache.stats`` counts what this
-    process actually encoded.
-    """
-    key = entry_key(model_key, texts)
-    hit = cache.get(key)
-    if hit is not None:
-        cache.stats.n_from_cache += len(texts)
-        log.info("Read %d %s embeddings from the cache (%s)", len(texts), what, key)
-        return hit, cache.recorded_stats(key)
-    out: np.ndarray | None = None  # filled chunk by chunk: no list of parts to concatenate
-    totals = dict(n_texts=0, n_encoded=0, n_truncated=0, max_tokens=0, seconds=0.0)
-    limit = int(model.max_seq_length or 512)
-    n_chunks = (len(texts) + chunk_size - 1) // chunk_size
-    from tqdm.auto import tqdm
-
-    starts = range(0, len(texts), chunk_size)
-    for i, start in enumerate(tqdm(starts, desc=f"encode {what}", unit="chunk", disable=n_chunks < 2)):
-        emb, st = encode(model, texts[start : start + chunk_size], batch_size=batch_size, what=what)
-        if out is None:
-            out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
-        out[start : start + len(emb)] = emb
-        for name in ("n_texts", "n_encoded", "n_truncated", "seconds"):
-            totals[name] += getattr(st, name)
-        totals["max_tokens"] = max(totals["max_tokens"], st.max_tokens)
-        if n_chunks > 1:
-            log.info("Encoded %s chunk %d/%d (%d texts)", what, i + 1, n_chunks, len(emb))
-    if out is None:
-        out = np.zeros((0, 0), np.float32)
-    cache.stats.n_encoded += len(texts)
-    stats = EncodeStats(
-        int(totals["n_texts"]), int(totals["n_encoded"]), int(totals["n_truncated"]),
-        int(totals["max_tokens"]), limit, float(totals["seconds"]),
-    )  # fmt: skip
-    cache.put(key, out, {"what": what, "n": len(texts), "encode_stats": asdict(stats)})
-    return out, stats

@@ -1,25 +1,23 @@
 """One transformer pass for every pooling of a sweep.
 
-Cells that differ only in pooling run the same transformer over the same texts; only the
-last, cheap step differs. ``prefetch_poolings`` runs the transformer once and pools its
-token embeddings every requested way, storing each result in the embedding cache under
-exactly the key a job with that pooling computes (same encoder key, same texts key), so
-the other poolings' jobs read their embeddings and encode nothing. The embeddings are
-those the pooling's own encoder gives: the same Pooling and Normalize modules, on the
-same token embeddings, through the active encode path (tested against encoding each
-pooling separately).
-
-It applies to encoders built as Transformer -> Pooling [-> Normalize] (every config-built
-model without a projection); anything else is left to encode on its own, with a log line.
+Cells that differ only in pooling run the same transformer over the same texts.
+:func:`prefetch_poolings` runs it once, pools the token embeddings every requested way with
+each pooling's own head, and stores each result under exactly the key that pooling's job
+computes, so those jobs encode nothing (tested against encoding each pooling on its own).
+Applies to Transformer -> Pooling [-> Normalize] encoders (every config-built model without
+a projection); anything else encodes on its own, with a log line.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key, entry_key, weights_digest
+from embedlab.encode.cache import EmbeddingCache, encoder_key, entry_key, weights_digest
+from embedlab.encode.encoder import Encoder
+from embedlab.models.pooling import apply_head, build_pooling
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -33,7 +31,7 @@ def pooling_variants(
     """{mode: the same encoder with that pooling}, sharing the transformer; None if the
     model is not Transformer -> Pooling [-> Normalize]."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Normalize, Pooling
+    from sentence_transformers.models import Normalize
 
     mods = list(model)
     kinds = [type(m).__name__ for m in mods]
@@ -43,7 +41,7 @@ def pooling_variants(
     dim = mods[0].get_embedding_dimension()  # as build_encoder sizes its Pooling
     variants = {}
     for mode in dict.fromkeys(modes):
-        pool = mods[1] if mods[1].pooling_mode == mode else Pooling(dim, pooling_mode=mode)
+        pool = mods[1] if mods[1].pooling_mode == mode else build_pooling(dim, mode)
         modules = [mods[0], pool] + ([Normalize()] if normalize else [])
         variant = SentenceTransformer(modules=modules, device=str(model.device))
         variant.max_seq_length = model.max_seq_length
@@ -62,7 +60,7 @@ def _all_poolings(variants: dict[str, SentenceTransformer]):
             self.heads = torch.nn.ModuleList(torch.nn.Sequential(*list(v)[1:]) for v in variants.values())
 
         def forward(self, features: dict) -> dict:
-            outs = [head(dict(features))["sentence_embedding"] for head in self.heads]
+            outs = [apply_head(head, dict(features))["sentence_embedding"] for head in self.heads]
             features["sentence_embedding"] = torch.cat(outs, dim=-1)
             return features
 
@@ -70,16 +68,9 @@ def _all_poolings(variants: dict[str, SentenceTransformer]):
 
 
 def prefetch_poolings(
-    model: SentenceTransformer,
-    text_sets: Sequence[tuple[str, Sequence[str]]],
-    modes: Sequence[str],
-    *,
-    cache: EmbeddingCache,
-    weight_precision: str,
-    encoding_tag: str,
-    batch_size: int = 64,
+    encoder: Encoder, text_sets: Sequence[tuple[str, Sequence[str]]], modes: Sequence[str]
 ) -> int:
-    """Fill the cache for every pooling in ``modes`` with one transformer pass per text set.
+    """Fill ``encoder.cache`` for every pooling in ``modes`` with one transformer pass per text set.
 
     ``text_sets``: (what, texts) pairs, each cached as one entry (as the evaluation that
     follows will ask for them). Returns how many texts went through the transformer (0
@@ -87,8 +78,7 @@ def prefetch_poolings(
     """
     from sentence_transformers import SentenceTransformer
 
-    from embedlab.eval.embedding_cache import encode_cached
-
+    model, cache = encoder.model, encoder.cache
     if cache.root is None or not modes:
         return 0
     variants = pooling_variants(model, modes)
@@ -96,9 +86,8 @@ def prefetch_poolings(
         log.info("Pooling prefetch skipped: the encoder is not Transformer -> Pooling [-> Normalize].")
         return 0
     shared = weights_digest(model)  # poolings have no parameters: one hash of the weights serves all
-    keys = {
-        m: f"{encoder_key(v, weight_precision, weights=shared)}:{encoding_tag}" for m, v in variants.items()
-    }
+    wp = encoder.settings.weight_precision
+    keys = {m: encoder_key(v, encoder.tag, wp, weights=shared) for m, v in variants.items()}
     n_run = 0
     for what, texts in text_sets:
         missing = {m: v for m, v in variants.items() if not cache.has(entry_key(keys[m], texts))}
@@ -106,21 +95,21 @@ def prefetch_poolings(
             continue
         combined = SentenceTransformer(modules=[model[0], _all_poolings(missing)], device=str(model.device))
         combined.max_seq_length = model.max_seq_length
-        scratch = EmbeddingCache(None)
-        emb, stats = encode_cached(combined, texts, cache=scratch, model_key="all-poolings",
-                                   batch_size=batch_size, what=what)  # fmt: skip
+        emb, stats = encoder.replace(model=combined, cache=EmbeddingCache(None)).encode_chunked(
+            texts, what=what
+        )
         n_run += len(texts)
-        dims = [v.get_embedding_dimension() for v in missing.values()]
         start = 0
-        for (mode, _), d in zip(missing.items(), dims, strict=True):
-            part = emb[:, start : start + d]
+        for mode, variant in missing.items():
+            d = variant.get_embedding_dimension()
+            info = {
+                "what": what,
+                "n": len(texts),
+                "pooling_prefetch": list(missing),
+                "encode_stats": asdict(stats),
+            }
+            cache.put(entry_key(keys[mode], texts), emb[:, start : start + d], info)
             start += d
-            info = {"what": what, "n": len(texts), "pooling_prefetch": list(missing)}
-            if stats is not None:
-                from dataclasses import asdict
-
-                info["encode_stats"] = asdict(stats)
-            cache.put(entry_key(keys[mode], texts), part, info)
         cache.stats.n_encoded += len(texts)
         log.info("Pooled %d %s once for %s: one transformer pass instead of %d.", len(texts), what,
                  ", ".join(missing), len(missing))  # fmt: skip

@@ -2,7 +2,7 @@
 single-process evaluation would have written, bit for bit, and evaluation then encodes nothing.
 
 Why bit for bit and not just allclose: a text's embedding depends on the other texts of its
-batch (padding, batch shape, bf16 rounding), and encode_cached batches within chunks of
+batch (padding, batch shape, bf16 rounding), and Encoder.encode_cached batches within chunks of
 CHUNK_SIZE texts. Shards hold whole chunks, so every text meets exactly the batch it meets
 in one process. The two-process tests use a corpus of more than one chunk for that reason.
 """
@@ -50,7 +50,7 @@ def tiny(tiny_model_dirs):
     [(10, 3, 1), (4096 * 5 + 17, 4, 4096), (100, 2, 64), (5, 4, 2), (7, 1, 3)],
 )
 def test_shards_are_contiguous_runs_of_whole_chunks(n_texts: int, n_shards: int, chunk: int) -> None:
-    from embedlab.eval.sharded_encode import shard_bounds
+    from embedlab.encode.sharded import shard_bounds
 
     bounds = [shard_bounds(n_texts, i, n_shards, chunk) for i in range(n_shards)]
     assert bounds[0][0] == 0 and bounds[-1][1] == n_texts
@@ -62,8 +62,8 @@ def test_shards_are_contiguous_runs_of_whole_chunks(n_texts: int, n_shards: int,
 
 
 def test_bad_shard_arguments_say_how_to_fix() -> None:
+    from embedlab.encode.sharded import shard_bounds
     from embedlab.errors import ConfigError
-    from embedlab.eval.sharded_encode import shard_bounds
 
     with pytest.raises(ConfigError, match=r"--array=0-3"):
         shard_bounds(100, 4, 4)  # a 1-based SLURM array
@@ -76,68 +76,71 @@ def test_bad_shard_arguments_say_how_to_fix() -> None:
 
 def test_merged_shards_equal_one_process_encode_and_are_read_by_encode_cached(tiny, tmp_path: Path) -> None:
     """Reference (sentence-transformers, float32) backend, several chunks per shard."""
-    from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached, encoder_key, entry_key
-    from embedlab.eval.sharded_encode import encode_shard, merge_shards
+    from embedlab.encode.cache import EmbeddingCache, entry_key
+    from embedlab.encode.encoder import Encoder, EncodeSettings
+    from embedlab.encode.sharded import encode_shard, merge_shards
 
-    texts, key, chunk = varied_texts(300), encoder_key(tiny), 32
-    cache = EmbeddingCache(tmp_path / "sharded")
-    results = [encode_shard(tiny, texts, i, 3, cache, key, chunk_size=chunk, batch_size=8) for i in (2, 0, 1)]
+    texts, chunk, settings = varied_texts(300), 32, EncodeSettings(batch_size=8)
+    enc = Encoder(tiny, settings, EmbeddingCache(tmp_path / "sharded"))
+    results = [encode_shard(enc, texts, i, 3, chunk_size=chunk) for i in (2, 0, 1)]
     assert sum(r.n_encoded for r in results) == len(texts)
-    again = encode_shard(tiny, texts, 1, 3, cache, key, chunk_size=chunk, batch_size=8)
+    again = encode_shard(enc, texts, 1, 3, chunk_size=chunk)
     assert again.n_encoded == 0  # a requeued task encodes nothing
-    merged = merge_shards(texts, 3, cache, key, chunk_size=chunk, what="documents")
-    assert merged.key == entry_key(key, texts) and merged.shape == (300, 32)
-    assert not any(cache.has(r.key) for r in results)  # shard entries removed once merged
+    merged = merge_shards(enc, texts, 3, chunk_size=chunk, what="documents")
+    assert merged.key == entry_key(enc.key, texts) and merged.shape == (300, 32)
+    assert not any(enc.cache.has(r.key) for r in results)  # shard entries removed once merged
 
-    single, stats = encode_cached(
-        tiny, texts, cache=EmbeddingCache(tmp_path / "single"), model_key=key, batch_size=8, chunk_size=chunk
+    single, stats = Encoder(tiny, settings, EmbeddingCache(tmp_path / "single")).encode_cached(
+        texts, chunk_size=chunk
     )
     assert stats is not None and stats.n_encoded == 300
-    from_shards, none = encode_cached(tiny, texts, cache=cache, model_key=key, batch_size=8, chunk_size=chunk)
-    assert none is None and cache.stats.n_from_cache == 300  # the merged entry is encode_cached's entry
+    from_shards, none = enc.encode_cached(texts, chunk_size=chunk)
+    assert none is None and enc.cache.stats.n_from_cache == 300  # the merged entry is encode_cached's entry
     np.testing.assert_array_equal(from_shards, single)  # same batches -> same bits
-    assert merge_shards(texts, 3, cache, key, chunk_size=chunk).already_merged
+    assert merge_shards(enc, texts, 3, chunk_size=chunk).already_merged
 
 
 def test_missing_corrupt_and_mismatched_shards_are_named(tiny, tmp_path: Path) -> None:
+    from embedlab.encode.cache import EmbeddingCache
+    from embedlab.encode.encoder import Encoder
+    from embedlab.encode.sharded import ShardsMissingError, encode_shard, merge_shards
     from embedlab.errors import DataError
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
-    from embedlab.eval.sharded_encode import ShardsMissingError, encode_shard, merge_shards
 
-    texts, key = varied_texts(40), encoder_key(tiny)
-    cache = EmbeddingCache(tmp_path)
-    first = encode_shard(tiny, texts, 0, 4, cache, key, chunk_size=10)
+    texts, cache = varied_texts(40), EmbeddingCache(tmp_path)
+    enc = Encoder(tiny, cache=cache)
+    first = encode_shard(enc, texts, 0, 4, chunk_size=10)
     how = "python -m embedlab.encode_corpus data=x shard={shard} n_shards=4"
     with pytest.raises(ShardsMissingError, match=r"shard\(s\) \[1, 2, 3\] are missing") as info:
-        merge_shards(texts, 4, cache, key, chunk_size=10, how_to_run=how)
+        merge_shards(enc, texts, 4, chunk_size=10, how_to_run=how)
     assert info.value.missing == [1, 2, 3]
     assert "data=x shard=2 n_shards=4" in str(info.value)
 
     for i in (1, 2, 3):
-        encode_shard(tiny, texts, i, 4, cache, key, chunk_size=10)
+        encode_shard(enc, texts, i, 4, chunk_size=10)
     npy = next(p for p in tmp_path.rglob("*.npy") if p.stem == first.key)
     npy.write_bytes(npy.read_bytes()[:-8] + b"garbage!")  # same size, wrong bytes
     with pytest.raises(ShardsMissingError, match=r"\[0\] is corrupt"):
-        merge_shards(texts, 4, cache, key, chunk_size=10)
+        merge_shards(enc, texts, 4, chunk_size=10)
 
     cache.put(first.key, np.zeros((9, 32), np.float32))  # one row short of texts [0, 10)
     with pytest.raises(DataError, match=r"Shard 0/4 .* shape \(9, 32\)"):
-        merge_shards(texts, 4, cache, key, chunk_size=10)
+        merge_shards(enc, texts, 4, chunk_size=10)
 
 
 def test_distributed_context_from_lightning_and_environment(tiny, tmp_path: Path, monkeypatch) -> None:
     import lightning as L
 
+    from embedlab.encode.cache import EmbeddingCache, entry_key
+    from embedlab.encode.encoder import Encoder
+    from embedlab.encode.sharded import distributed_context, encode_distributed
     from embedlab.errors import ConfigError
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key, entry_key
-    from embedlab.eval.sharded_encode import distributed_context, encode_distributed
 
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     rank, world, barrier = distributed_context(trainer)
     assert (rank, world) == (0, 1)
-    texts, key, cache = varied_texts(20), encoder_key(tiny), EmbeddingCache(tmp_path)
-    result = encode_distributed(tiny, texts, cache, key, trainer=trainer, chunk_size=8)
-    assert result is not None and result.key == entry_key(key, texts) and cache.has(result.key)
+    texts, enc = varied_texts(20), Encoder(tiny, cache=EmbeddingCache(tmp_path))
+    result = encode_distributed(enc, texts, trainer=trainer, chunk_size=8)
+    assert result is not None and result.key == entry_key(enc.key, texts) and enc.cache.has(result.key)
     monkeypatch.setenv("WORLD_SIZE", "2")  # ranks launched, but no process group
     with pytest.raises(ConfigError, match="init_process_group"):
         distributed_context()
@@ -198,7 +201,7 @@ QUALITY = ("ndcg@", "recall@", "mrr@", "map@", "precision@", "accuracy@")
 
 def assert_evaluation_reads_the_cache(make_cfg, tmp_path: Path, data: list[str], sharded_cache: Path) -> None:
     """evaluate.py on the merged cache encodes nothing and scores exactly as a one-process run."""
-    from embedlab.eval.embedding_cache import EmbeddingCache
+    from embedlab.encode.cache import EmbeddingCache
     from embedlab.run import evaluate
 
     common = ["model=tiny_bert", *data, "logger=none", "encode.threads=1"]
@@ -243,8 +246,8 @@ def test_two_ranks_torchrun_style_gloo(make_cfg, tmp_path: Path) -> None:
 def test_slurm_array_tasks_then_merge(make_cfg, tmp_path: Path) -> None:
     """Array tasks 0 and 1, then ``--merge``: the same entry point, here in this process (the
     test above runs separate processes); a merge before the tasks names what is missing."""
+    from embedlab.encode.sharded import ShardsMissingError
     from embedlab.encode_corpus import encode_corpus
-    from embedlab.eval.sharded_encode import ShardsMissingError
 
     root = write_beir(tmp_path / "synth")
     data = ["data=beir", f"data.root={root}", "data.name=synth"]

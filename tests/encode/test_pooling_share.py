@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedlab.eval.embedding_cache import EmbeddingCache, encode_cached, encoder_key
-from embedlab.eval.encode import encoding, encoding_tag
-from embedlab.eval.fast_encode import EncodeOptions
-from embedlab.eval.shared_pooling import prefetch_poolings
+from embedlab.encode.cache import EmbeddingCache
+from embedlab.encode.encoder import Encoder, EncodeSettings
+from embedlab.encode.pooling_share import prefetch_poolings
 from embedlab.models.encoder import EncoderSpec, build_encoder
 
 TEXTS = [f"sentence number {i} " * (i % 5 + 1) for i in range(30)] + ["sentence number 0 "]
@@ -26,30 +25,27 @@ def tiny(tiny_model_dirs: dict[str, Path], pooling: str, projection: int | None 
 
 @pytest.mark.parametrize("backend", ["fast", "sentence-transformers"])
 def test_prefetched_embeddings_equal_each_poolings_own(tiny_model_dirs, tmp_path: Path, backend: str) -> None:
-    with encoding(backend, EncodeOptions()):
-        cache = EmbeddingCache(tmp_path)
-        n = prefetch_poolings(tiny(tiny_model_dirs, "mean"), [("texts", TEXTS)], MODES, cache=cache,
-                              weight_precision="fp32", encoding_tag=encoding_tag())  # fmt: skip
-        assert n == len(TEXTS) and cache.stats.n_encoded == len(TEXTS)
-        for mode in MODES:
-            model = tiny(tiny_model_dirs, mode)
-            key = f"{encoder_key(model)}:{encoding_tag()}"
-            reader = EmbeddingCache(tmp_path)
-            got, stats = encode_cached(model, TEXTS, cache=reader, model_key=key)
-            own, _ = encode_cached(model, TEXTS, cache=EmbeddingCache(None), model_key=key)
-            assert reader.stats.n_encoded == 0, f"{mode}: the job with this pooling would encode again"
-            assert stats is not None and stats.n_texts == len(TEXTS)
-            np.testing.assert_allclose(got, own, atol=1e-6)
-        again = prefetch_poolings(tiny(tiny_model_dirs, "cls"), [("texts", TEXTS)], MODES, cache=cache,
-                                  weight_precision="fp32", encoding_tag=encoding_tag())  # fmt: skip
-        assert again == 0  # everything is there
+    settings = EncodeSettings(backend=backend)  # type: ignore[arg-type]
+    cache = EmbeddingCache(tmp_path)
+    n = prefetch_poolings(Encoder(tiny(tiny_model_dirs, "mean"), settings, cache), [("texts", TEXTS)], MODES)
+    assert n == len(TEXTS) and cache.stats.n_encoded == len(TEXTS)
+    for mode in MODES:
+        model = tiny(tiny_model_dirs, mode)
+        reader = EmbeddingCache(tmp_path)
+        got, stats = Encoder(model, settings, reader).encode_cached(TEXTS)
+        own, _ = Encoder(model, settings).encode_cached(TEXTS)
+        assert reader.stats.n_encoded == 0, f"{mode}: the job with this pooling would encode again"
+        assert stats is not None and stats.n_texts == len(TEXTS)
+        np.testing.assert_allclose(got, own, atol=1e-6)
+    again = prefetch_poolings(
+        Encoder(tiny(tiny_model_dirs, "cls"), settings, cache), [("texts", TEXTS)], MODES
+    )
+    assert again == 0  # everything is there
 
 
 def test_encoder_with_projection_is_left_alone(tiny_model_dirs, tmp_path: Path) -> None:
-    model = tiny(tiny_model_dirs, "mean", projection=8)
-    cache = EmbeddingCache(tmp_path)
-    assert prefetch_poolings(model, [("texts", TEXTS)], MODES, cache=cache, weight_precision="fp32",
-                             encoding_tag=encoding_tag()) == 0  # fmt: skip
+    encoder = Encoder(tiny(tiny_model_dirs, "mean", projection=8), cache=EmbeddingCache(tmp_path))
+    assert prefetch_poolings(encoder, [("texts", TEXTS)], MODES) == 0
     assert not any(tmp_path.rglob("*.npy"))
 
 

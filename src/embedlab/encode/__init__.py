@@ -1,0 +1,1 @@
+"""Encoding: the Encoder object (reference | fast), its cache, sharded encoding, pooling sharing."""
