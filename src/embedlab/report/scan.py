@@ -1,11 +1,8 @@
-"""Find the jobs of a sweep and read each into a JobRecord, whatever became of it.
+"""Find a sweep's jobs and read each into a JobRecord, whatever became of it.
 
-A sweep over model x pooling x dimension x quantization x index leaves one
-``results.json`` per job (its metrics, its resolved config and the variant cells it
-scored, see ``eval/variants.py``). Jobs that died leave a log, an ``error.txt`` or a line
-in the launcher's ``lost_jobs.json``; jobs that never started leave nothing, so the sweep's
-plan (expanded by the caller, see ``report/hydra_callback.planned_overrides``) lists them.
-Plain Python over JSON and YAML files: the report runs wherever the folders were copied.
+A finished job leaves ``results.json`` (metrics, resolved config, scored variant cells); a dead
+one leaves a log, an ``error.txt`` or a line in the launcher's ``lost_jobs.json``; a never-started
+one leaves nothing, so the sweep's plan (``hydra_callback.planned_overrides``) lists it.
 """
 
 from __future__ import annotations
@@ -31,17 +28,13 @@ Planner = Callable[[Path], "list[list[str]] | None"]
 
 # The configuration axes a sweep varies; a "cell" is one value of each (seeds aside).
 AXES: tuple[str, ...] = ("model", "pooling", "dimension", "quantization", "index", "data")
-# Override keys that say where outputs go, which seed ran or how a job was (re)started,
-# never what was measured.
+# Override keys that say where outputs go or how a job ran, never what was measured.
 _NOT_A_CELL_KEY = re.compile(r"^(hydra\.|paths\.|seed$|redo$|ckpt_path$)")
 # A job folder without results.json whose log changed this recently is still running.
 RUNNING_WINDOW_S = 600.0
-# Files in a job folder that may say why it died: Hydra's job log (train.log /
-# evaluate.log), launcher stdout/stderr, and error.txt written by ReportCallback.on_job_end.
-# A job that raised inside train.py / evaluate.py says so itself: a results.json with
-# "status": "failed" and its error (embedlab.jobs), read before any of these.
+# Files that may say why a job died: error.txt (ReportCallback.on_job_end), Hydra's job log,
+# launcher stdout/stderr. A job that raised in train.py / evaluate.py writes a failed results.json.
 _LOG_GLOBS: tuple[str, ...] = ("error.txt", "*.log", "*.err", "*.out")
-_TAIL_BYTES = 8192
 # Most specific first: an OOM kill or a scheduler limit explains more than a later warning.
 _FATAL = re.compile(
     r"\bKilled\b|out of memory|\bOOM\b|DUE TO TIME LIMIT|CANCELLED|Segmentation fault|core dumped", re.I
@@ -56,11 +49,9 @@ LOST_JOBS_FILE = "lost_jobs.json"  # written by embedlab's submitit launchers
 class JobRecord:
     """One job of a sweep (or one run folder), whatever became of it.
 
-    ``axes`` holds the configuration values (model name, pooling mode, dimension and
-    quantization option names, index, dataset name); ``extras`` the job's other
-    overrides (e.g. ``objective.lr=2e-5``) so that cells differing only there are not
-    merged. Metrics are flat ``split/dataset/metric`` keys, ``null`` read as NaN;
-    ``cells`` the variant cells the job scored (results.json ``meta["cells"]``).
+    ``axes``: the configuration values; ``extras``: its other overrides (``objective.lr=2e-5``),
+    so that cells differing only there are not merged. Metrics: ``split/dataset/metric`` keys,
+    ``null`` read as NaN; ``cells``: the variant cells it scored (results.json ``meta["cells"]``).
     """
 
     path: Path
@@ -95,9 +86,15 @@ class JobRecord:
 
     def record(self) -> dict[str, Any]:
         """The job as plain values: a row of jobs.csv, report.json and the W&B job table."""
-        return {"num": self.num, "name": self.name, "status": self.status, "reason": self.reason,
-                **{a: self.axes.get(a) for a in AXES}, "seed": self.seed,
-                "overrides": " ".join(self.overrides), "path": str(self.path)}  # fmt: skip
+        head = {"num": self.num, "name": self.name, "status": self.status, "reason": self.reason}
+        axes = {a: self.axes.get(a) for a in AXES}
+        return {
+            **head,
+            **axes,
+            "seed": self.seed,
+            "overrides": " ".join(self.overrides),
+            "path": str(self.path),
+        }
 
 
 def get(d: Any, *path: str, default: Any = None) -> Any:
@@ -109,36 +106,28 @@ def get(d: Any, *path: str, default: Any = None) -> Any:
     return d
 
 
-def _key_of(override: str) -> str:
+def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _value_of(override: str) -> str:
-    return override.split("=", 1)[1] if "=" in override else ""
+def _parse(overrides: Sequence[str]) -> dict[str, str]:
+    """``["+model=a", "~x"]`` -> ``{"model": "a", "x": ""}``."""
+    return {_key(o): o.partition("=")[2] for o in overrides}
 
 
 def _extras(overrides: Sequence[str]) -> tuple[str, ...]:
-    return tuple(
-        sorted(o for o in overrides if _key_of(o) not in AXES and not _NOT_A_CELL_KEY.match(_key_of(o)))
-    )
+    return tuple(sorted(o for o in overrides if _key(o) not in AXES and not _NOT_A_CELL_KEY.match(_key(o))))
 
 
 def _axes_from(config: dict[str, Any], overrides: Sequence[str], cells: Sequence[Cell]) -> dict[str, str]:
-    """Axis values from the resolved config (the index as the recorded cells name it),
-    falling back to the override strings."""
+    """Axis values from the resolved config (the index as the recorded cells name it), else the overrides."""
     index = next((c.index for c in deployed(cells) if c.index), None)
     if index is None and "index" in config:
         index = get(config, "index", "kind") or "none"
-    from_config = {
-        "model": get(config, "model", "name"),
-        "pooling": get(config, "pooling", "mode"),
-        "dimension": get(config, "dimension", "name"),
-        "quantization": get(config, "quantization", "name"),
-        "index": index,
-        "data": get(config, "data", "name"),
-    }
-    given = {_key_of(o): _value_of(o) for o in overrides}
-    return {a: str(from_config[a] if from_config[a] is not None else given.get(a, "?")) for a in AXES}
+    paths = {"model": "name", "pooling": "mode", "dimension": "name", "quantization": "name", "data": "name"}
+    found = {a: get(config, a, paths[a]) if a in paths else index for a in AXES}
+    given = _parse(overrides)
+    return {a: str(found[a] if found[a] is not None else given.get(a, "?")) for a in AXES}
 
 
 def _as_float(value: Any) -> float:
@@ -148,11 +137,11 @@ def _as_float(value: Any) -> float:
         return math.nan
 
 
-def _tail(path: Path, n_bytes: int = _TAIL_BYTES) -> list[str]:
+def _tail(path: Path, n_bytes: int = 8192) -> list[str]:
+    """The non-blank lines of the last ``n_bytes`` of a file ([] when unreadable)."""
     try:
         with path.open("rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - n_bytes))
+            fh.seek(max(0, fh.seek(0, 2) - n_bytes))
             text = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return []
@@ -169,13 +158,12 @@ def diagnose(
 ) -> tuple[Status, str]:
     """Why a job folder has no results.json: ``failed`` with the telling log line, or ``running``.
 
-    A line naming a kill, an OOM, a scheduler limit or an exception marks the job failed.
-    Without one, a log written within ``running_window_s`` means the job is still going;
-    an older one means it died without saying why, and its last line is the best clue.
+    Without a kill / OOM / limit / exception line, a log written within ``running_window_s``
+    means still going; an older one died silently, and its last line is the best clue.
     """
     now = time.time() if now is None else now
     logs = [p for g in _LOG_GLOBS for p in sorted(job_dir.glob(g)) if p.is_file()]
-    error_file = _tail(job_dir / "error.txt")  # written by ReportCallback.on_job_end
+    error_file = _tail(job_dir / "error.txt")
     lines = [line for p in logs if p.name != "error.txt" for line in _tail(p)]
     for source, pattern in ((error_file, _ERROR), (lines, _FATAL), (lines, _ERROR)):
         hit = next((line for line in reversed(source) if pattern.search(line)), None)
@@ -192,7 +180,7 @@ def diagnose(
 
 def load_yaml(path: Path) -> Any:
     """A YAML file's content, or None when it is missing or broken."""
-    import yaml  # PyYAML ships with omegaconf; imported here to keep `report.py --help` fast
+    import yaml  # imported here to keep `report.py --help` fast
 
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -217,14 +205,15 @@ def _read_payload(job_dir: Path, now: float | None, running_window_s: float) -> 
         payload = json.loads(results.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return "failed", f"unreadable results.json ({exc.__class__.__name__}: {exc})", {}
-    if payload.get("status") == "failed":  # written by embedlab.jobs when the job raised
-        err = payload.get("error") or {}
-        return (
-            "failed",
-            _clean(f"{err.get('type', 'Error')}: {err.get('message', '')}".splitlines()[0]),
-            payload,
-        )
-    return "ok", "", payload
+    if payload.get("status") != "failed":
+        return "ok", "", payload
+    err = payload.get("error") or {}  # written by embedlab.jobs when the job raised
+    return "failed", _clean(f"{err.get('type', 'Error')}: {err.get('message', '')}".splitlines()[0]), payload
+
+
+def _job_num(path: Path) -> int | None:
+    m = _JOB_NUM.match(path.name)
+    return int(m.group(1)) if m else None
 
 
 def read_job(
@@ -233,60 +222,57 @@ def read_job(
     """One job folder -> a JobRecord (never raises on a broken job: that is what it records)."""
     job_dir = Path(job_dir)
     overrides = _read_overrides(job_dir)
-    m = _JOB_NUM.match(job_dir.name)
     status, reason, payload = _read_payload(job_dir, now, running_window_s)
     meta = dict(payload.get("meta") or {})
     config = meta.pop("config", None)
     if not isinstance(config, dict):
-        loaded = load_yaml(job_dir / ".hydra" / "config.yaml")
-        config = loaded if isinstance(loaded, dict) else {}
+        config = load_yaml(job_dir / ".hydra" / "config.yaml")
+        config = config if isinstance(config, dict) else {}
     meta.pop("eval", None)  # per-split details (worst pairs, ...) are not needed and can be large
     cells = read_cells(meta.get("cells"))
     seed = get(config, "seed")
-    if seed is None:
-        seed = next((_value_of(o) for o in overrides if _key_of(o) == "seed"), None)
+    seed = str(_parse(overrides).get("seed") if seed is None else seed)
     monitor = get(config, "monitor")
     return JobRecord(
-        path=job_dir, name=job_dir.name, status=status, reason=reason, num=int(m.group(1)) if m else None,
-        overrides=overrides, axes=_axes_from(config, overrides, cells),
-        seed=int(seed) if seed is not None and str(seed).lstrip("-").isdigit() else None,
-        weights=str(get(config, "quantization", "weights", default="fp32")), extras=_extras(overrides),
+        path=job_dir,
+        name=job_dir.name,
+        status=status,
+        reason=reason,
+        num=_job_num(job_dir),
+        overrides=overrides,
+        axes=_axes_from(config, overrides, cells),
+        seed=int(seed) if seed.lstrip("-").isdigit() else None,
+        weights=str(get(config, "quantization", "weights", default="fp32")),
+        extras=_extras(overrides),
         metrics={str(k): _as_float(v) for k, v in (payload.get("metrics") or {}).items()},
         monitor=str(monitor) if monitor is not None and "${" not in str(monitor) else None,
         monitor_mode="min" if get(config, "monitor_mode") == "min" else "max",
-        config=config, meta=meta, cells=cells,
-    )  # fmt: skip
-
-
-def _is_job_dir(path: Path) -> bool:
-    return (path / "results.json").is_file() or (path / ".hydra").is_dir() or bool(_JOB_NUM.match(path.name))
+        config=config,
+        meta=meta,
+        cells=cells,
+    )
 
 
 def _job_dirs(sweep: Path) -> list[Path]:
-    def order(path: Path) -> tuple[int, str]:
-        m = _JOB_NUM.match(path.name)
-        return (int(m.group(1)) if m else 1 << 30, path.name)
+    def is_job(p: Path) -> bool:
+        return (p / "results.json").is_file() or (p / ".hydra").is_dir() or _job_num(p) is not None
 
-    return sorted((p for p in sweep.iterdir() if p.is_dir() and _is_job_dir(p)), key=order)
+    jobs = (p for p in sweep.iterdir() if p.is_dir() and is_job(p))
+    return sorted(jobs, key=lambda p: (_job_num(p) if _job_num(p) is not None else 1 << 30, p.name))
 
 
 def find_job_dirs(root: str | Path) -> list[Path]:
-    """Job folders under ``root``: itself if it is a run folder, its job subfolders if it
-    is a multirun folder, or the jobs of every multirun found below it."""
+    """Job folders under ``root``: itself if a run folder, its job subfolders if a multirun
+    folder, or the jobs of every multirun (else every run folder) found below it."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    if not (root / "multirun.yaml").exists() and (
-        (root / "results.json").is_file() or (root / ".hydra").is_dir()
-    ):
+    is_run = (root / "results.json").is_file() or (root / ".hydra").is_dir()
+    if is_run and not (root / "multirun.yaml").exists():
         return [root]
-    jobs = _job_dirs(root)
-    if jobs:
-        return jobs
-    found = [
-        job for sweep in sorted(p.parent for p in root.rglob("multirun.yaml")) for job in _job_dirs(sweep)
-    ]
-    return found or sorted({p.parent for p in root.rglob("results.json")})  # plain run folders below
+    sweeps = [root] if _job_dirs(root) else sorted(p.parent for p in root.rglob("multirun.yaml"))
+    found = [job for sweep in sweeps for job in _job_dirs(sweep)]
+    return found or sorted({p.parent for p in root.rglob("results.json")})
 
 
 def lost_jobs(multirun_dir: str | Path) -> dict[int, str]:
@@ -305,15 +291,13 @@ def lost_jobs(multirun_dir: str | Path) -> dict[int, str]:
 def _unstarted(root: Path, plan: list[list[str]], present: set[int], lost: dict[int, str]) -> list[JobRecord]:
     """Planned jobs without a folder: never started, or lost by the launcher before writing one."""
     out = []
-    for num, ovs in enumerate(plan):
-        if num in present:
-            continue
-        ovs = [o for o in ovs if not _key_of(o).startswith("hydra.")]
+    for num in sorted(set(range(len(plan))) - present):
+        ovs = tuple(o for o in plan[num] if not _key(o).startswith("hydra."))
         name = f"{num}_{','.join(sorted(ovs))}"
+        status: Status = "failed" if num in lost else "not_started"
         reason = lost.get(num, "planned in multirun.yaml but no job folder (sweep stopped before it)")
-        out.append(JobRecord(path=root / name, name=name, status="failed" if num in lost else "not_started",
-                             reason=reason, num=num, overrides=tuple(ovs), axes=_axes_from({}, ovs, []),
-                             extras=_extras(ovs)))  # fmt: skip
+        axes = _axes_from({}, ovs, [])
+        out.append(JobRecord(root / name, name, status, reason, num, ovs, axes, extras=_extras(ovs)))
     return out
 
 
@@ -324,7 +308,7 @@ def scan(
     now: float | None = None,
     planner: Planner | None = None,
 ) -> list[JobRecord]:
-    """Every job under one or more multirun / run folders, including failed ones, and the
+    """Every job under one or more multirun / run folders, failed ones included, plus the
     never-started ones of a sweep whose plan ``planner`` can expand."""
     roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     jobs: list[JobRecord] = []
@@ -349,27 +333,21 @@ def scan(
 def _fill_unknown_axes(jobs: list[JobRecord]) -> None:
     """Give a job that died before Hydra saved its config the axis values its siblings had.
 
-    Its overrides say what it changed, but as option names (``index=exact``), while
-    configured jobs record config values (``index.kind=flat``): translate through the
-    siblings that used the same override, and take axes nobody overrode from the siblings
-    that agree on them. Without this the dead job would sit in a cell of its own.
+    Its overrides name options (``index=exact``), configured jobs record values (``flat``):
+    translate through siblings with the same override, and take axes nobody overrode from
+    siblings that agree. Without this the dead job would sit in a cell of its own.
     """
     configured = [j for j in jobs if j.config]
-    given = {id(j): {_key_of(o): _value_of(o) for o in j.overrides} for j in jobs}
-    for job in jobs:
-        if job.config:
-            continue
+    given = {id(j): _parse(j.overrides) for j in jobs}
+    for job in (j for j in jobs if not j.config):
         mine = given[id(job)]
         for a in AXES:
-            if a in mine:
-                seen = {c.axes[a] for c in configured if given[id(c)].get(a) == mine[a]}
-            else:
-                seen = {c.axes[a] for c in configured if a not in given[id(c)]}
+            seen = {c.axes[a] for c in configured if given[id(c)].get(a) == mine.get(a)}
             if len(seen) == 1:
                 job.axes[a] = seen.pop()
 
 
 def sweep_group_for_dir(sweep_dir: str | Path) -> str:
-    """The W&B group a multirun's job runs log to: ``sweep-<date>_<time>`` from the last two
-    parts of the sweep folder (the rule of ``embedlab.run.sweep_id``; keep the two equal)."""
+    """The W&B group of a multirun's job runs: ``sweep-<date>_<time>`` from the folder's last two
+    parts (the rule of ``embedlab.run.sweep_id``; keep the two equal)."""
     return "sweep-" + "_".join(Path(sweep_dir).resolve().parts[-2:])
