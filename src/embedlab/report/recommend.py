@@ -1,9 +1,8 @@
 """Ranked cells -> a recommendation under a stated budget, and the whole report in one object.
 
-A decision needs the best quality that meets every cost limit, the limits that excluded
-better cells, whether seeds can separate the pick from the runner-up, and the failed
-jobs in plain view. :func:`build_report` runs scan -> cells -> recommend once; the
-renderers only format the :class:`SweepReport` it returns.
+A decision needs the best quality meeting every cost limit, the limits that excluded better
+cells, whether seeds separate the pick from the runner-up, and the failed jobs in view.
+:func:`build_report` runs scan -> cells -> recommend once; renderers only format the result.
 """
 
 from __future__ import annotations
@@ -11,12 +10,21 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedlab.report.cells import CellRow, build_table, dataset_of, encoder_key, finite
+from embedlab.report.cells import (
+    PARETO_COSTS,
+    CellRow,
+    build_table,
+    dataset_of,
+    encoder_key,
+    finite,
+    ranked_table,
+    varying_axes,
+)
 from embedlab.report.scan import (
     AXES,
     RUNNING_WINDOW_S,
@@ -30,6 +38,25 @@ from embedlab.report.scan import (
 
 log = logging.getLogger(__name__)
 
+# Budget field -> (cost name, row attribute, value must be <= limit, unit)
+_LIMITS = {
+    "max_latency_ms": ("p50 latency", "latency_ms", True, "ms"),
+    "min_throughput": ("encode throughput", "throughput", False, "texts/s"),
+    "max_memory_mb": ("index memory", "memory_mb", True, "MB"),
+}
+# How the recommendation text states a cost: (row attribute, template)
+_COST_TEXT = (
+    ("throughput", "encodes {:.0f} texts/s"),
+    ("memory_mb", "index {:.1f} MB"),
+    ("latency_ms", "p50 latency {:.3g} ms"),
+    ("bytes_per_vector", "{:.0f} bytes/vector"),
+)
+_NOTES = (
+    "Quality is the mean over seeds; ± is the sample standard deviation (n-1).",
+    "* throughput measured by a job with the same model and pooling (this one read cached embeddings).",
+    "front: on the Pareto front of quality vs that cost (no cell is at least as good and cheaper).",
+)
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -39,29 +66,30 @@ class Budget:
     min_throughput: float | None = None
     max_memory_mb: float | None = None
 
+    def _limits(self) -> list[tuple[str, str, float, bool, str]]:
+        """(cost name, row attribute, limit, value must be <= limit, unit) of each given limit."""
+        given = ((getattr(self, f), spec) for f, spec in _LIMITS.items())
+        return [
+            (name, attr, limit, at_most, unit)
+            for limit, (name, attr, at_most, unit) in given
+            if limit is not None
+        ]
+
     @property
     def empty(self) -> bool:
-        return self.max_latency_ms is None and self.min_throughput is None and self.max_memory_mb is None
-
-    def _checks(self, row: CellRow | None = None) -> list[tuple[str, float, float, bool, str]]:
-        """(name, value, limit, value must be <= limit, unit) for each given limit."""
-        limits = (("p50 latency", "latency_ms", self.max_latency_ms, True, "ms"),
-                  ("encode throughput", "throughput", self.min_throughput, False, "texts/s"),
-                  ("index memory", "memory_mb", self.max_memory_mb, True, "MB"))  # fmt: skip
-        return [(name, getattr(row, attr, math.nan), limit, at_most, unit)
-                for name, attr, limit, at_most, unit in limits if limit is not None]  # fmt: skip
+        return not self._limits()
 
     def describe(self) -> str:
-        names = {"p50 latency": "p50 query latency", "index memory": "index memory"}
-        parts = [f"{names.get(n, n)} {'<=' if at_most else '>='} {limit:g} {unit}"
-                 for n, _, limit, at_most, unit in self._checks()]  # fmt: skip
-        return ", ".join(parts) if parts else "no budget"
+        parts = [
+            f"{n} {'<=' if at_most else '>='} {lim:g} {unit}" for n, _, lim, at_most, unit in self._limits()
+        ]
+        return ", ".join(parts) or "no budget"
 
     def violations(self, row: CellRow) -> list[str]:
-        """Why ``row`` misses the budget (empty when it meets it). An unmeasured cost
-        cannot be shown to meet its limit, so it counts as a miss."""
+        """Why ``row`` misses the budget ([] when it meets it); an unmeasured cost counts as a miss."""
         out = []
-        for name, value, limit, at_most, unit in self._checks(row):
+        for name, attr, limit, at_most, unit in self._limits():
+            value = getattr(row, attr)
             if not math.isfinite(value):
                 out.append(f"{name} not measured")
             elif (value > limit) if at_most else (value < limit):
@@ -71,16 +99,15 @@ class Budget:
     def shortfall(self, row: CellRow) -> float:
         """Sum of relative misses (0 = meets the budget; inf = a limited cost is unmeasured)."""
         total = 0.0
-        for _, value, limit, at_most, _ in self._checks(row):
-            if not math.isfinite(value):
-                return math.inf
-            total += max(0.0, (value - limit) if at_most else (limit - value)) / max(abs(limit), 1e-12)
+        for _, attr, limit, at_most, _ in self._limits():
+            miss = (getattr(row, attr) - limit) * (1 if at_most else -1) / max(abs(limit), 1e-12)
+            total += max(0.0, miss) if math.isfinite(miss) else math.inf
         return total
 
 
 @dataclass
 class Recommendation:
-    """The pick for one dataset, and the paragraph that justifies it."""
+    """The pick for one dataset (``choice`` None when nothing meets the budget) and its justification."""
 
     data: str
     budget: Budget
@@ -91,32 +118,24 @@ class Recommendation:
     text: str
 
 
-def _fmt(v: float, spec: str = ".4f") -> str:
-    return format(v, spec) if math.isfinite(v) else "n/a"
+def _fmt(v: float) -> str:
+    return format(v, ".4f") if math.isfinite(v) else "n/a"
 
 
 def _quality_text(r: CellRow) -> str:
-    s = f"{r.quality_key} = {_fmt(r.quality_mean)}"
-    if math.isfinite(r.quality_std):
-        s += f" ± {_fmt(r.quality_std)}"
-    return s + f" over {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''}"
+    spread = f" ± {_fmt(r.quality_std)}" if math.isfinite(r.quality_std) else ""
+    return f"{r.quality_key} = {_fmt(r.quality_mean)}{spread} over {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''}"
 
 
 def _cost_text(r: CellRow) -> str:
-    parts = []
-    if math.isfinite(r.throughput):
-        shared = " (measured by a sibling job)" if r.throughput_shared else ""
-        parts.append(f"encodes {r.throughput:.0f} texts/s{shared}")
-    if math.isfinite(r.memory_mb):
-        parts.append(f"index {r.memory_mb:.1f} MB")
-    if math.isfinite(r.latency_ms):
-        parts.append(f"p50 latency {r.latency_ms:.3g} ms")
-    if math.isfinite(r.bytes_per_vector):
-        parts.append(f"{r.bytes_per_vector:.0f} bytes/vector")
-    return "; ".join(parts) if parts else "no cost measured"
+    parts = [text.format(getattr(r, attr)) for attr, text in _COST_TEXT if math.isfinite(getattr(r, attr))]
+    if r.throughput_shared and math.isfinite(r.throughput):
+        parts[0] += " (measured by a sibling job)"
+    return "; ".join(parts) or "no cost measured"
 
 
-def _pick_text(pick: CellRow, best: CellRow, meeting: list[CellRow], n: int, budget: Budget) -> str:
+def _pick_text(meeting: list[CellRow], best: CellRow, n: int, budget: Budget) -> str:
+    pick = meeting[0]
     text = (
         f"Use {pick.describe()}: {_quality_text(pick)}, the best of the {len(meeting)} of {n} "
         f"configurations that meet the budget ({budget.describe()}). Cost: {_cost_text(pick)}."
@@ -124,27 +143,26 @@ def _pick_text(pick: CellRow, best: CellRow, meeting: list[CellRow], n: int, bud
     if budget.empty:
         text += " No budget was given, so this is the best quality regardless of cost."
     if pick is not best:
-        text += f" The best overall, {best.label} ({_fmt(best.quality_mean)}), is excluded: {'; '.join(budget.violations(best))}."
-    if len(meeting) > 1:
-        runner = meeting[1]
-        spread = max(finite([pick.quality_std, runner.quality_std]), default=math.nan)
-        if math.isfinite(spread) and abs(pick.quality_mean - runner.quality_mean) <= spread:
-            text += (
-                f" The runner-up, {runner.label} ({_fmt(runner.quality_mean)}; {_cost_text(runner)}), "
-                f"is within one seed standard deviation ({_fmt(spread)}): the seeds cannot separate "
-                f"the two, so choose between them on cost."
-            )
+        why = "; ".join(budget.violations(best))
+        text += f" The best overall, {best.label} ({_fmt(best.quality_mean)}), is excluded: {why}."
+    runner = meeting[1] if len(meeting) > 1 else None
+    spread = max(finite([pick.quality_std, runner.quality_std]), default=math.nan) if runner else math.nan
+    if runner and math.isfinite(spread) and abs(pick.quality_mean - runner.quality_mean) <= spread:
+        text += (
+            f" The runner-up, {runner.label} ({_fmt(runner.quality_mean)}; {_cost_text(runner)}), is within "
+            f"one seed standard deviation ({_fmt(spread)}): the seeds cannot separate the two, so choose "
+            "between them on cost."
+        )
     if pick.pareto_throughput is False and pick.pareto_memory is False:
         text += " Note: another configuration is at least as good and cheaper on each measured cost axis."
     return text
 
 
 def recommend(rows: Sequence[CellRow], budget: Budget | None = None) -> list[Recommendation]:
-    """The best-quality cell meeting every limit of ``budget``, per dataset.
+    """Per dataset, the best-quality cell meeting every limit (ties: higher throughput, the ranking order).
 
-    Quality is the seed mean; ties go to the higher throughput (the ranking order). When
-    nothing meets the budget, the closest cell (smallest summed relative miss, then best
-    quality) is named with what it misses, and ``choice`` is left empty.
+    When nothing meets the budget, the closest cell (smallest summed relative miss, then best
+    quality) is named with what it misses, and ``choice`` stays empty.
     """
     budget = budget or Budget()
     out = []
@@ -152,37 +170,28 @@ def recommend(rows: Sequence[CellRow], budget: Budget | None = None) -> list[Rec
         candidates = sorted(
             (r for r in rows if r.data == data and r.rank is not None), key=lambda r: r.rank or 0
         )
-        if not candidates:
-            text = f"No completed job reported a quality metric for {data}; nothing to recommend."
-            out.append(Recommendation(data, budget, None, False, 0, 0, text))
-            continue
         meeting = [r for r in candidates if not budget.violations(r)]
         if meeting:
-            text = _pick_text(meeting[0], candidates[0], meeting, len(candidates), budget)
-            out.append(Recommendation(data, budget, meeting[0], True, len(candidates), len(meeting), text))
-            continue
-        closest = min(
-            candidates,
-            key=lambda r: (budget.shortfall(r), -r.quality_mean if r.mode == "max" else r.quality_mean),
-        )
-        text = (
-            f"Nothing meets the budget ({budget.describe()}) for {data}: none of the {len(candidates)} "
-            f"configurations satisfies every limit. Closest is {closest.describe()} ({_quality_text(closest)}; "
-            f"{_cost_text(closest)}), which misses by: {'; '.join(budget.violations(closest))}. "
-            f"Relax that limit, or sweep cheaper options (smaller dimension, int8/binary embeddings, an IVF or HNSW index)."
-        )
-        out.append(Recommendation(data, budget, None, False, len(candidates), 0, text))
+            text = _pick_text(meeting, candidates[0], len(candidates), budget)
+        elif candidates:
+            closest = min(candidates, key=lambda r: (budget.shortfall(r), r.rank))
+            text = (
+                f"Nothing meets the budget ({budget.describe()}) for {data}: none of the {len(candidates)} "
+                f"configurations satisfies every limit. Closest is {closest.describe()} ({_quality_text(closest)}; "
+                f"{_cost_text(closest)}), which misses by: {'; '.join(budget.violations(closest))}. Relax that "
+                "limit, or sweep cheaper options (smaller dimension, int8/binary embeddings, an IVF or HNSW index)."
+            )
+        else:
+            text = f"No completed job reported a quality metric for {data}; nothing to recommend."
+        choice = meeting[0] if meeting else None
+        out.append(Recommendation(data, budget, choice, bool(meeting), len(candidates), len(meeting), text))
     return out
 
 
 @dataclass
 class EncodePasses:
-    """How many times a corpus was encoded, against how many times it had to be.
-
-    A pass is a completed job with ``n_texts_encoded > 0`` for a dataset, summed over
-    datasets. With the embedding cache, every (model, pooling, weights) needs one pass
-    per dataset; dimension, quantization and index cells should reuse it.
-    """
+    """Corpus encodes done vs needed: a pass is a completed job with ``n_texts_encoded > 0`` for a
+    dataset; with the embedding cache each (model, pooling, weights) needs one pass per dataset."""
 
     passes: int
     encoder_combos: int
@@ -198,14 +207,11 @@ class EncodePasses:
         if not self.measured:
             return "Encode passes: not measured (no completed job reports n_texts_encoded; STS jobs always encode)."
         per = ", ".join(f"{d}: {n}" for d, n in sorted(self.per_dataset.items()))
-        verdict = (
-            "held: encode once, score many"
-            if self.held
-            else f"did not hold: {self.passes - self.needed} extra pass(es) (cache disabled, cleared, or keyed differently?)"
-        )
+        extra = f"{self.passes - self.needed} extra pass(es) (cache disabled, cleared, or keyed differently?)"
         return (
             f"Encode passes: {self.passes} corpus encode pass(es) ({per}) for {self.encoder_combos} distinct "
-            f"(model, pooling, weights) combination(s), {self.needed} needed over the datasets: {verdict}."
+            f"(model, pooling, weights) combination(s), {self.needed} needed over the datasets: "
+            + ("held: encode once, score many." if self.held else f"did not hold: {extra}.")
         )
 
 
@@ -245,42 +251,71 @@ class SweepReport:
         return dict(Counter(j.status for j in self.jobs))
 
     @property
-    def metric_description(self) -> str:
-        keys = sorted({r.quality_key for r in self.rows if r.quality_key})
-        how = f"--metric {self.metric}" if self.metric else "each job's monitor"
-        return f"{how}; keys used: {', '.join(keys) if keys else 'none'}"
+    def counts_text(self) -> str:
+        return ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
 
     def summary_lines(self) -> list[str]:
-        """The report's header lines (Markdown, HTML, the W&B Report)."""
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
-        rows = self.rows
-        shared = ", ".join(
-            f"{a}={rows[0].axes.get(a)}" for a in AXES if len({r.axes.get(a) for r in rows}) == 1
-        )
+        """The report's header lines."""
+        varying = varying_axes(self.rows)
+        shared = ", ".join(f"{a}={self.rows[0].axes.get(a)}" for a in AXES if a not in varying)
+        keys = ", ".join(sorted({r.quality_key for r in self.rows if r.quality_key})) or "none"
+        how = f"--metric {self.metric}" if self.metric else "each job's monitor"
         return [
             f"Sources: {', '.join(str(s) for s in self.sources)}",
-            *([f"Shared by every cell: {shared}"] if shared and len(rows) > 1 else []),
-            f"Jobs: {len(self.jobs)} ({counts}); configuration cells: {len(rows)}",
-            f"Quality: {self.metric_description} (variant keys follow each job's dimension / precision / index)",
+            *([f"Shared by every cell: {shared}"] if shared and len(self.rows) > 1 else []),
+            f"Jobs: {len(self.jobs)} ({self.counts_text}); configuration cells: {len(self.rows)}",
+            f"Quality: {how}; keys used: {keys} (variant keys follow each job's dimension / precision / index)",
             f"Budget: {self.budget.describe()}",
         ]
 
+    def sections(self, plots: Mapping[str, Path] | None = None) -> list[tuple[str, Any]]:
+        """The report as ``(kind, content)`` blocks in order, so every renderer shows the same thing.
+
+        Kinds: h1, h2, p, rec (paragraph), ul / notes (lines), table ((header, body)),
+        pareto ([(cost, PNG path or None)]).
+        """
+        problems = ["job", "status", "reason"], [[j.name, j.status, j.reason] for j in self.problem_jobs]
+        shared = any(r.throughput_shared for r in self.rows)
+        return [
+            ("h1", f"Sweep report: {self.sweep_id}"),
+            ("ul", self.summary_lines()),
+            ("h2", "Recommendation"),
+            *(("rec", rec.text) for rec in self.recommendations),
+            ("h2", "Ranked configurations"),
+            ("table", ranked_table(self.rows)),
+            ("notes", [n for n in _NOTES if shared or not n.startswith("*")]),
+            ("h2", "Pareto fronts"),
+            ("pareto", [(cost, (plots or {}).get(cost)) for cost in PARETO_COSTS]),
+            ("h2", "Encode once, score many"),
+            ("p", self.encode.summary()),
+            ("h2", "Failed and unfinished jobs"),
+            ("table", problems) if self.problem_jobs else ("p", "None: every job completed."),
+        ]
+
     def as_dict(self) -> dict[str, Any]:
-        """The machine-readable report (report.json): what a later script or W&B summary needs."""
-        recs = [{"data": r.data, "met_budget": r.met_budget, "choice": r.choice.describe() if r.choice else None,
-                 "n_candidates": r.n_candidates, "n_meeting": r.n_meeting, "text": r.text}
-                for r in self.recommendations]  # fmt: skip
-        encode = {**asdict(self.encode), "held": self.encode.held}
-        return {"sweep_id": self.sweep_id, "sources": [str(s) for s in self.sources], "metric": self.metric,
-                "budget": asdict(self.budget), "counts": self.counts, "recommendations": recs, "encode": encode,
-                "rows": [r.record() for r in self.rows], "jobs": [j.record() for j in self.jobs]}  # fmt: skip
+        """The machine-readable report (report.json, the W&B summary run)."""
+        keys = ("data", "met_budget", "n_candidates", "n_meeting", "text")
+        recs = [
+            {**{k: getattr(r, k) for k in keys}, "choice": r.choice.describe() if r.choice else None}
+            for r in self.recommendations
+        ]
+        return {
+            "sweep_id": self.sweep_id,
+            "sources": [str(s) for s in self.sources],
+            "metric": self.metric,
+            "budget": asdict(self.budget),
+            "counts": self.counts,
+            "recommendations": recs,
+            "encode": {**asdict(self.encode), "held": self.encode.held},
+            "rows": [r.record() for r in self.rows],
+            "jobs": [j.record() for j in self.jobs],
+        }
 
 
 def sweep_id_for(jobs: Sequence[JobRecord], sources: Sequence[Path]) -> str:
-    """The sweep's W&B group: the jobs' ``logger.wandb.group`` when they set one and agree,
-    else the group the runner derives from the sweep folder (sweep_group_for_dir)."""
-    groups = {get(j.config, "logger", "wandb", "group") for j in jobs if j.config}
-    groups.discard(None)
+    """The jobs' ``logger.wandb.group`` when they agree on one, else the group the runner
+    derives from the sweep folder (sweep_group_for_dir)."""
+    groups = {get(j.config, "logger", "wandb", "group") for j in jobs if j.config} - {None}
     if len(groups) == 1:
         return str(groups.pop())
     return sweep_group_for_dir(sources[0]) if sources else "sweep"
@@ -288,12 +323,12 @@ def sweep_id_for(jobs: Sequence[JobRecord], sources: Sequence[Path]) -> str:
 
 def wandb_target(jobs: Sequence[JobRecord]) -> dict[str, Any]:
     """Project, entity and mode of the jobs' W&B logger (defaults when none logged to W&B)."""
-    for j in jobs:
-        w = get(j.config, "logger", "wandb")
-        if isinstance(w, dict):
-            return {"project": w.get("project") or "embedlab", "entity": w.get("entity"),
-                    "mode": w.get("mode") or "auto"}  # fmt: skip
-    return {"project": "embedlab", "entity": None, "mode": "auto"}
+    w = next((w for j in jobs if isinstance(w := get(j.config, "logger", "wandb"), dict)), {})
+    return {
+        "project": w.get("project") or "embedlab",
+        "entity": w.get("entity"),
+        "mode": w.get("mode") or "auto",
+    }
 
 
 def build_report(
@@ -316,8 +351,9 @@ def build_report(
         )
     budget = budget or Budget()
     rows = build_table(jobs, metric, mode=mode, variant_aware=variant_aware)
-    report = SweepReport(sources, sweep_id_for(jobs, sources), metric, budget, jobs, rows,
-                         recommend(rows, budget), count_encode_passes(jobs), wandb_target(jobs))  # fmt: skip
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items()))
-    log.info("Report over %d jobs (%s), %d configuration cells", len(jobs), counts, len(rows))
+    recs, encode = recommend(rows, budget), count_encode_passes(jobs)
+    report = SweepReport(
+        sources, sweep_id_for(jobs, sources), metric, budget, jobs, rows, recs, encode, wandb_target(jobs)
+    )
+    log.info("Report over %d jobs (%s), %d configuration cells", len(jobs), report.counts_text, len(rows))
     return report

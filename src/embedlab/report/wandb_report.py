@@ -1,22 +1,22 @@
 """The sweep report on W&B: a summary run in the sweep's group, and a W&B Report of it.
 
-``log_to_wandb`` logs one ``job_type="report"`` run beside the job runs (ranked table, job
-list, Pareto PNGs, the HTML page, the recommendation in its summary). ``wandb_report_spec``
-describes a W&B Report as plain data (written as wandb_report.json, reviewable without
-wandb-workspaces); ``build_wandb_report`` turns it into wandb-workspaces objects. wandb
-and wandb-workspaces are imported inside the functions that need them.
+``log_to_wandb`` logs one ``job_type="report"`` run beside the job runs (tables, Pareto PNGs,
+the HTML page, the recommendation in its summary). ``wandb_report_spec`` describes the Report
+as plain data (wandb_report.json, reviewable without wandb-workspaces); ``build_wandb_report``
+turns it into wandb-workspaces objects. Both libraries are imported where needed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedlab.report.cells import CSV_COLUMNS, PARETO_COSTS, THROUGHPUT_SUFFIXES, markdown_table, ranked_table
+from embedlab.report.cells import CSV_COLUMNS, PARETO_COSTS, THROUGHPUT_SUFFIXES, markdown_table
 from embedlab.report.recommend import SweepReport
 from embedlab.tracking.wandb_logger import choose_mode
 
@@ -26,8 +26,20 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 log = logging.getLogger(__name__)
 
 # The resolved config keys the job runs logged, as parallel-coordinates columns.
-_CONFIG_COLUMNS = ("model.name", "pooling.mode", "dimension.name", "quantization.name", "index.kind",
-                   "data.name", "seed")  # fmt: skip
+_CONFIG_COLUMNS = (
+    "model.name",
+    "pooling.mode",
+    "dimension.name",
+    "quantization.name",
+    "index.kind",
+    "data.name",
+)
+# Cost name -> which metric keys measure it (scatter plots of quality against each).
+_COST_KEYS = {
+    "encode throughput": lambda k: k.endswith(THROUGHPUT_SUFFIXES),
+    "index memory": lambda k: "/index_total_mb@" in k,
+    "p50 latency": lambda k: "/index_latency_p50_ms@" in k,
+}
 
 
 @dataclass
@@ -52,9 +64,9 @@ def log_to_wandb(
     mode: str = "auto",
     save_dir: str | Path | None = None,
 ) -> WandbSummary | None:
-    """Log the report (its ``html`` page and Pareto ``plots``) as one ``job_type="report"`` run
-    in the sweep's W&B group. Offline unless a key and a reachable server exist
-    (``choose_mode``); the run is always finished, even when logging fails."""
+    """Log the report (its ``html`` page and Pareto ``plots``) as one ``job_type="report"`` run in
+    the sweep's group. Offline unless a key and a reachable server exist (``choose_mode``); the
+    run is always finished, even when logging fails."""
     resolved = choose_mode(mode)  # type: ignore[arg-type]
     if resolved == "disabled":
         log.info("W&B disabled: no summary run logged.")
@@ -64,66 +76,74 @@ def log_to_wandb(
     save_dir = Path(save_dir or os.environ.get("WANDB_DIR") or html.parent)
     save_dir.mkdir(parents=True, exist_ok=True)
     summary = report.as_dict()
-    run = wandb.init(project=project or report.wandb.get("project") or "embedlab",
-                     entity=entity or report.wandb.get("entity"), group=report.sweep_id, job_type="report",
-                     name=f"report {report.sweep_id}", mode=resolved, dir=str(save_dir), tags=["report"],
-                     config={k: summary[k] for k in ("metric", "budget", "sources")}, reinit="create_new")  # fmt: skip
+    run = wandb.init(
+        project=project or report.wandb.get("project") or "embedlab",
+        entity=entity or report.wandb.get("entity"),
+        group=report.sweep_id,
+        job_type="report",
+        name=f"report {report.sweep_id}",
+        mode=resolved,
+        dir=str(save_dir),
+        tags=["report"],
+        config={k: summary[k] for k in ("metric", "budget", "sources")},
+        reinit="create_new",
+    )
     exit_code = 1
     try:
         rows, jobs, recs = summary["rows"], summary["jobs"], summary["recommendations"]
+        job_columns = list(jobs[0]) if jobs else ["name"]
         payload: dict[str, Any] = {
-            "report/ranked": wandb.Table(columns=list(CSV_COLUMNS), data=[[r[c] for c in CSV_COLUMNS] for r in rows]),
-            "report/jobs": wandb.Table(columns=list(jobs[0]) if jobs else ["name"], data=[list(j.values()) for j in jobs]),
+            "report/ranked": wandb.Table(columns=list(CSV_COLUMNS), data=[list(r.values()) for r in rows]),
+            "report/jobs": wandb.Table(columns=job_columns, data=[list(j.values()) for j in jobs]),
             "report/html": wandb.Html(html.read_text(encoding="utf-8")),
-        }  # fmt: skip
+        }
         for cost, png in plots.items():
             payload[f"report/pareto_{cost}"] = wandb.Image(str(png), caption=f"quality vs {cost}")
         run.log(payload)
-        run.summary.update({
-            "report/recommendation": " ".join(r["text"] for r in recs),
-            "report/met_budget": all(r["met_budget"] for r in recs),
-            "report/encode_passes": summary["encode"]["passes"],
-            "report/encoder_combos": summary["encode"]["encoder_combos"],
-            "report/n_jobs": len(jobs), "report/n_failed": sum(1 for j in jobs if j["status"] != "ok"),
-        })  # fmt: skip
+        run.summary.update(
+            {
+                "report/recommendation": " ".join(r["text"] for r in recs),
+                "report/met_budget": all(r["met_budget"] for r in recs),
+                "report/encode_passes": summary["encode"]["passes"],
+                "report/encoder_combos": summary["encode"]["encoder_combos"],
+                "report/n_jobs": len(jobs),
+                "report/n_failed": sum(1 for j in jobs if j["status"] != "ok"),
+            }
+        )
         exit_code = 0
     finally:
         run_id, run_dir, url = run.id, str(run.dir), getattr(run, "url", None)
         run.finish(exit_code=exit_code)
     log.info("W&B summary run %s (%s) in group %s", run_id, resolved, report.sweep_id)
-    return WandbSummary(run_id, run_dir, resolved, report.sweep_id, url if resolved == "online" else None,
-                        bool(getattr(run, "_is_finished", True)))  # fmt: skip
-
-
-def _keys_by_frequency(report: SweepReport, wanted: Callable[[str], bool]) -> list[str]:
-    """Metric keys of completed jobs that ``wanted`` accepts, the most often reported first."""
-    seen: dict[str, int] = {}
-    for k in (k for j in report.jobs if j.ok for k in j.metrics if wanted(k)):
-        seen[k] = seen.get(k, 0) + 1
-    return sorted(seen, key=lambda k: -seen[k])
+    finished = bool(getattr(run, "_is_finished", True))
+    return WandbSummary(
+        run_id, run_dir, resolved, report.sweep_id, url if resolved == "online" else None, finished
+    )
 
 
 def _job_panels(report: SweepReport, max_panels_per_cost: int) -> list[dict[str, Any]]:
-    """Quality-vs-cost scatter plots, parallel coordinates and bars over the job runs."""
-    quality = [
-        k for k in dict.fromkeys(r.quality_key for r in report.rows) if k and not k.startswith("worst of")
+    """Quality-vs-cost scatter plots (the most often reported cost keys), parallel coordinates
+    and bars over the job runs."""
+    keys = [k for k in dict.fromkeys(r.quality_key for r in report.rows) if k and "worst of" not in k]
+    q = (keys or [j.monitor for j in report.jobs if j.monitor] or [None])[0]
+    compare = {"type": "RunComparer", "diff_only": "split"}
+    if not q:
+        return [compare]
+    panels = []
+    for name, wanted in _COST_KEYS.items():
+        counts = Counter(k for j in report.jobs if j.ok for k in j.metrics if wanted(k))
+        for key, _ in counts.most_common(max_panels_per_cost):
+            title = f"{q} vs {name} ({key})"
+            panels.append({"type": "ScatterPlot", "title": title, "x": {"summary": key}, "y": {"summary": q}})
+    refs = [{"config": c} for c in _CONFIG_COLUMNS] + [{"summary": q}]
+    columns = [{"type": "ParallelCoordinatesPlotColumn", "metric": ref} for ref in refs]
+    parallel = {"type": "ParallelCoordinatesPlot", "title": "configuration -> quality", "columns": columns}
+    return [
+        *panels,
+        parallel,
+        {"type": "BarPlot", "title": f"{q} by run", "metrics": [{"summary": q}]},
+        compare,
     ]
-    q = (quality or [j.monitor for j in report.jobs if j.monitor] or [None])[0]
-    panels: list[dict[str, Any]] = []
-    if q:
-        costs = {
-            "encode throughput": _keys_by_frequency(report, lambda k: k.endswith(THROUGHPUT_SUFFIXES)),
-            "index memory": _keys_by_frequency(report, lambda k: "/index_total_mb@" in k),
-            "p50 latency": _keys_by_frequency(report, lambda k: "/index_latency_p50_ms@" in k),
-        }
-        panels += [{"type": "ScatterPlot", "title": f"{q} vs {name} ({key})", "x": {"summary": key},
-                    "y": {"summary": q}} for name, keys in costs.items() for key in keys[:max_panels_per_cost]]  # fmt: skip
-        columns = [{"config": c} for c in _CONFIG_COLUMNS] + [{"summary": q}]
-        panels.append(
-            {"type": "ParallelCoordinatesPlot", "title": "configuration -> quality", "columns": columns}
-        )
-        panels.append({"type": "BarPlot", "title": f"{q} by run", "metrics": [{"summary": q}]})
-    return panels + [{"type": "RunComparer", "diff_only": "split"}]
 
 
 def wandb_report_spec(
@@ -133,96 +153,64 @@ def wandb_report_spec(
     entity: str | None = None,
     max_panels_per_cost: int = 3,
 ) -> dict[str, Any]:
-    """The W&B Report of the sweep as plain data: title, the run sets, and block by block
-    the text and panels. Metric panels read run summaries (the per-job runs log every
-    results.json key); config panels read the resolved config the job runs logged."""
-    group = report.sweep_id
-    report_panels = [
-        {"type": "WeavePanelSummaryTable", "table_name": "report/ranked"},
-        {"type": "WeavePanelSummaryTable", "table_name": "report/jobs"},
-        {"type": "MediaBrowser", "title": "Pareto fronts", "media_keys": [f"report/pareto_{c}" for c in PARETO_COSTS]},
-    ]  # fmt: skip
-    blocks = [
-        {"type": "H1", "text": f"Sweep {group}"},
-        *({"type": "P", "text": line} for line in report.summary_lines()),
-        {"type": "H2", "text": "Recommendation"},
-        *({"type": "P", "text": rec.text} for rec in report.recommendations),
-        {"type": "P", "text": report.encode.summary()},
-        {"type": "H2", "text": "Ranked configurations"},
-        {"type": "MarkdownBlock", "text": markdown_table(*ranked_table(report.rows))},
-        {"type": "H2", "text": "Quality vs cost (job runs)"},
-        {"type": "PanelGrid", "runset": "jobs", "panels": _job_panels(report, max_panels_per_cost)},
-        {"type": "H2", "text": "Report run: tables and Pareto plots"},
-        {"type": "PanelGrid", "runset": "report", "panels": report_panels},
-    ]
-    return {
-        "project": project or report.wandb.get("project") or "embedlab",
-        "entity": entity or report.wandb.get("entity"),
-        "title": f"Sweep {group}: decision report",
-        "description": report.recommendations[0].text[:500] if report.recommendations else "",
-        "group": group,
-        "runsets": {
-            "jobs": {"name": f"{group} jobs", "filters": f"Group = '{group}' and JobType != 'report'"},
-            "report": {"name": f"{group} report", "filters": f"Group = '{group}' and JobType = 'report'"},
-        },
-        "blocks": blocks,
+    """The W&B Report as plain data: the blocks of ``SweepReport.sections``, its Pareto section as
+    panel grids over the job runs and over the report run. Elements carry their wandb-workspaces
+    class in ``type``; ``{"summary"|"config": key}`` names a run summary metric or config key."""
+    group, project = report.sweep_id, project or report.wandb.get("project") or "embedlab"
+    entity = entity or report.wandb.get("entity")
+    base = {"type": "Runset", "entity": entity or "", "project": project}
+    runsets = {
+        name: {**base, "name": f"{group} {name}", "filters": f"Group = '{group}' and JobType {op} 'report'"}
+        for name, op in (("jobs", "!="), ("report", "="))
     }
+    pngs = [f"report/pareto_{c}" for c in PARETO_COSTS]
+    media = {"type": "MediaBrowser", "title": "Pareto fronts", "media_keys": pngs}
+    tables = [{"type": "WeavePanelSummaryTable", "table_name": f"report/{t}"} for t in ("ranked", "jobs")]
+    blocks: list[dict[str, Any]] = []
+    for kind, x in report.sections():
+        if kind in ("ul", "notes"):
+            blocks += [{"type": "P", "text": line} for line in x]
+        elif kind == "table":
+            blocks.append({"type": "MarkdownBlock", "text": markdown_table(*x)})
+        elif kind == "pareto":
+            panels = _job_panels(report, max_panels_per_cost)
+            blocks.append({"type": "PanelGrid", "runsets": [runsets["jobs"]], "panels": panels})
+            blocks.append({"type": "PanelGrid", "runsets": [runsets["report"]], "panels": [*tables, media]})
+        else:
+            blocks.append({"type": {"h1": "H1", "h2": "H2"}.get(kind, "P"), "text": x})
+    head = {"project": project, "entity": entity, "title": f"Sweep {group}: decision report", "group": group}
+    description = report.recommendations[0].text[:500] if report.recommendations else ""
+    return {**head, "description": description, "runsets": runsets, "blocks": blocks}
 
 
-def _panel(wr: Any, p: dict[str, Any]) -> Any:
-    def metric(ref: dict[str, str]) -> Any:
-        return wr.Config(ref["config"]) if "config" in ref else wr.SummaryMetric(ref["summary"])
-
-    kind = p["type"]
-    if kind == "ScatterPlot":
-        return wr.ScatterPlot(title=p["title"], x=metric(p["x"]), y=metric(p["y"]))
-    if kind == "ParallelCoordinatesPlot":
-        cols = [wr.ParallelCoordinatesPlotColumn(metric=metric(c)) for c in p["columns"]]
-        return wr.ParallelCoordinatesPlot(title=p["title"], columns=cols)
-    if kind == "BarPlot":
-        return wr.BarPlot(title=p["title"], metrics=[metric(m) for m in p["metrics"]])
-    if kind == "RunComparer":
-        return wr.RunComparer(diff_only=p["diff_only"])
-    if kind == "WeavePanelSummaryTable":
-        return wr.WeavePanelSummaryTable(table_name=p["table_name"])
-    if kind == "MediaBrowser":
-        return wr.MediaBrowser(title=p["title"], media_keys=list(p["media_keys"]))
-    raise ValueError(f"unknown panel type {kind!r}")
+def _build(wr: Any, node: Any) -> Any:
+    """wandb-workspaces objects from a spec node (see wandb_report_spec)."""
+    if isinstance(node, list):
+        return [_build(wr, n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "summary" in node or "config" in node:
+        return wr.SummaryMetric(node["summary"]) if "summary" in node else wr.Config(node["config"])
+    if not hasattr(wr, node["type"]):
+        raise ValueError(f"unknown W&B Report element {node['type']!r}")
+    return getattr(wr, node["type"])(**{k: _build(wr, v) for k, v in node.items() if k != "type"})
 
 
 def build_wandb_report(spec: dict[str, Any]) -> WandbReport:
-    """A ``wandb_workspaces.reports.v2.Report`` from wandb_report_spec (needs wandb-workspaces).
-
-    Building touches no network; only ``publish_wandb_report`` (``Report.save()``) does.
-    """
+    """A ``wandb_workspaces.reports.v2.Report`` from wandb_report_spec (no network; only saving is)."""
     import wandb_workspaces.reports.v2 as wr
 
-    runsets = {key: wr.Runset(entity=spec["entity"] or "", project=spec["project"], name=rs["name"],
-                              filters=rs["filters"]) for key, rs in spec["runsets"].items()}  # fmt: skip
-    blocks: list[Any] = []
-    for b in spec["blocks"]:
-        kind = b["type"]
-        if kind in {"H1", "H2", "P", "MarkdownBlock"}:
-            blocks.append(getattr(wr, kind)(text=b["text"]))
-        elif kind == "PanelGrid":
-            blocks.append(
-                wr.PanelGrid(runsets=[runsets[b["runset"]]], panels=[_panel(wr, p) for p in b["panels"]])
-            )
-        else:
-            raise ValueError(f"unknown block type {kind!r}")
-    # Report's default entity asks the W&B API for the user's entity: give one so that
-    # building stays offline (the server resolves "" to the key's default entity on save).
+    # Without an entity the Report asks the W&B API for one: pass one so building stays offline
+    # (the server resolves "" to the key's default entity on save).
     entity = spec["entity"] or os.environ.get("WANDB_ENTITY") or ""
-    return wr.Report(project=spec["project"], title=spec["title"], description=spec["description"],
-                     blocks=blocks, entity=entity)  # fmt: skip
+    fields = {k: spec[k] for k in ("project", "title", "description")}
+    return wr.Report(**fields, blocks=_build(wr, spec["blocks"]), entity=entity)
 
 
 def publish_wandb_report(report_obj: WandbReport, *, mode: str = "auto") -> str | None:
     """Save the W&B Report to the server and return its URL; None (nothing sent) unless online."""
     if choose_mode(mode) != "online":  # type: ignore[arg-type]
-        log.warning(
-            "W&B Report not published: no API key or server unreachable (the spec is in wandb_report.json)."
-        )
+        log.warning("W&B Report not published: no API key or server unreachable (spec in wandb_report.json).")
         return None
     report_obj.save()
     return str(report_obj.url)
@@ -230,13 +218,7 @@ def publish_wandb_report(report_obj: WandbReport, *, mode: str = "auto") -> str 
 
 def publish_spec(spec: dict[str, Any], *, mode: str = "auto") -> str | None:
     """Build and publish the Report of ``spec``; None when wandb-workspaces is missing or offline."""
-    from importlib.util import find_spec
-
-    try:
-        available = find_spec("wandb_workspaces") is not None
-    except (ImportError, ValueError):
-        available = False
-    if not available:
+    if find_spec("wandb_workspaces") is None:
         log.warning(
             "wandb-workspaces is not installed: W&B Report not published (spec in wandb_report.json)."
         )
