@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from embedlab.eval.variants import Cell
 from embedlab.report.scan import AXES, JobRecord, Mode
 
@@ -173,19 +175,12 @@ def pareto_front(
     points: Sequence[tuple[float, float]], *, maximize: tuple[bool, bool] = (True, True)
 ) -> list[bool]:
     """Flags the points no other point dominates (at least as good on both, better on one).
-
-    A NaN coordinate is never on the front; identical points do not dominate each other.
-    """
-    sx, sy = (1.0 if m else -1.0 for m in maximize)
-    pts = [(x * sx, y * sy) for x, y in points]
-    flags = []
-    for i, (x, y) in enumerate(pts):
-        dominated = any(
-            j != i and math.isfinite(a) and math.isfinite(b) and a >= x and b >= y and (a > x or b > y)
-            for j, (a, b) in enumerate(pts)
-        )
-        flags.append(math.isfinite(x) and math.isfinite(y) and not dominated)
-    return flags
+    A NaN coordinate is never on the front; identical points do not dominate each other."""
+    p = np.asarray(points, dtype=float).reshape(-1, 2) * np.where(maximize, 1.0, -1.0)  # (N, 2)
+    ok = np.isfinite(p).all(axis=1)
+    # dominated[i, j]: point j is at least as good as i on both and better on one
+    dominated = (p[None] >= p[:, None]).all(axis=2) & (p[None] > p[:, None]).any(axis=2) & ok[None]
+    return (ok & ~dominated.any(axis=1)).tolist()
 
 
 def _mark_pareto(group: list[CellRow]) -> None:

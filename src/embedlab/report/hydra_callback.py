@@ -1,16 +1,9 @@
 """Hydra callback: write the decision report into every multirun folder when the sweep ends.
 
-Wired in configs/hydra (``hydra.callbacks.report._target_``). Two details matter:
-
-- Hydra's basic sweeper raises after the batch when any job failed, and then never calls
-  ``on_multirun_end``. The callback therefore also registers an exit hook at sweep start
-  that writes the files-only report if the normal path did not run, so a sweep with a
-  failed job still gets its report (with that job listed as failed).
-- A failed job's exception goes to the launcher's stderr, not to the job's log file.
-  ``on_job_end`` writes it to ``<job dir>/error.txt``, which the report reads as the reason.
-
-A report failure is logged and swallowed: it must never turn a finished sweep into a
-failed one.
+Wired in configs/hydra (``hydra.callbacks.report``). Hydra's basic sweeper raises after a batch
+with a failed job and never calls ``on_multirun_end``, so an exit hook writes the files-only
+report then; a failed job's exception goes to the launcher's stderr, so ``on_job_end`` saves it
+as ``<job dir>/error.txt`` for the report. A report failure is logged, never raised.
 """
 
 from __future__ import annotations
@@ -23,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,10 +30,9 @@ log = logging.getLogger(__name__)
 def planned_overrides(multirun_dir: str | Path) -> list[list[str]] | None:
     """Every job a basic-sweeper multirun planned, in job-number order (None if unknown).
 
-    The sweep's overrides from ``multirun.yaml``, parsed with Hydra's public override
-    parser and expanded in the basic sweeper's order (the cartesian product, the first
-    override varying slowest), so a sweep killed half-way reports its never-started jobs.
-    Other sweepers (Optuna, ...) choose jobs adaptively: there is no plan to compare to.
+    ``multirun.yaml``'s overrides, parsed by Hydra's public parser and expanded as the basic
+    sweeper does (cartesian product, first override slowest), so a sweep killed half-way lists
+    its never-started jobs. Adaptive sweepers (Optuna, ...) have no plan to compare to.
     """
     conf = load_yaml(Path(multirun_dir) / "multirun.yaml")
     sweeper = get(conf, "hydra", "sweeper", default={}) or {}
@@ -62,9 +55,8 @@ def planned_overrides(multirun_dir: str | Path) -> list[list[str]] | None:
 class ReportCallback(Callback):
     """Runs :func:`embedlab.report.render.generate_report` on ``hydra.sweep.dir``.
 
-    ``wandb``: ``"auto"`` logs the summary run when the sweep's config has a
-    ``logger.wandb`` entry whose mode is not ``disabled``; ``True`` / ``False`` force it.
-    Budget arguments mirror report.py's options.
+    ``wandb="auto"`` logs the summary run when the sweep's ``logger.wandb`` mode is not
+    ``disabled``; ``True`` / ``False`` force it. Budget arguments mirror report.py's options.
     """
 
     def __init__(
@@ -79,54 +71,50 @@ class ReportCallback(Callback):
         publish_wandb_report: bool = False,
         write_job_errors: bool = True,
     ) -> None:
-        self.enabled = enabled
-        self.metric = metric
-        self.budget_args = (max_latency_ms, min_throughput, max_memory_mb)
-        self.out_dir = out_dir
-        self.wandb = wandb
-        self.publish_wandb_report = publish_wandb_report
-        self.write_job_errors = write_job_errors
+        self.enabled, self.wandb, self.write_job_errors = enabled, wandb, write_job_errors
+        self.publish = publish_wandb_report
+        budget = Budget(max_latency_ms, min_throughput, max_memory_mb)
+        self.options = {"metric": metric, "budget": budget, "out_dir": out_dir}
         self._sweep_dir: str | None = None
-        self._done = False
-
-    # --- sweep level -----------------------------------------------------------------
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not self.enabled:
-            return
-        self._sweep_dir = str(config.hydra.sweep.dir)
-        self._done = False
-        atexit.register(self._report_at_exit)
+        if self.enabled:
+            self._sweep_dir = str(config.hydra.sweep.dir)
+            atexit.register(self._report_at_exit)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not self.enabled:
-            return
-        self._done = True
-        self.run_report(str(config.hydra.sweep.dir), use_wandb=self._wandb_wanted(config), config=config)
+        if self.enabled:
+            self._sweep_dir = None  # done: the exit hook has nothing left to do
+            section = _wandb_section(config)
+            wanted = (
+                self.wandb
+                if isinstance(self.wandb, bool)
+                else bool(section) and section.get("mode") != "disabled"
+            )
+            self.run_report(str(config.hydra.sweep.dir), use_wandb=wanted, wandb_cfg=section)
 
     def _report_at_exit(self) -> None:
-        """The sweep stopped without on_multirun_end (a job failed): files only, no W&B,
-        since W&B's own exit hooks may already be tearing down."""
-        if self._done or self._sweep_dir is None:
-            return
-        self._done = True
-        log.info("Sweep ended early (a job failed?): writing the report anyway.")
-        self.run_report(self._sweep_dir, use_wandb=False)
+        """The sweep stopped without on_multirun_end (a job failed): files only, no W&B, whose
+        own exit hooks may already be tearing down."""
+        if self._sweep_dir is not None:
+            log.info("Sweep ended early (a job failed?): writing the report anyway.")
+            sweep_dir, self._sweep_dir = self._sweep_dir, None
+            self.run_report(sweep_dir, use_wandb=False)
 
-    def run_report(self, sweep_dir: str, *, use_wandb: bool, config: DictConfig | None = None) -> Path | None:
+    def run_report(
+        self, sweep_dir: str, *, use_wandb: bool, wandb_cfg: dict[str, Any] | None = None
+    ) -> Path | None:
         """Generate the report; any error is logged, never raised. Returns report.md's path."""
+        wandb_cfg = wandb_cfg or {}
         try:
-            wandb_cfg = _wandb_section(config) if config is not None else {}
             outcome = generate_report(
                 sweep_dir,
-                metric=self.metric,
-                budget=Budget(*self.budget_args),
-                out_dir=self.out_dir,
+                **self.options,
                 wandb=use_wandb,
                 wandb_project=wandb_cfg.get("project"),
                 wandb_entity=wandb_cfg.get("entity"),
                 wandb_mode=wandb_cfg.get("mode"),
-                publish_wandb=self.publish_wandb_report and use_wandb,
+                publish_wandb=self.publish and use_wandb,
                 running_window_s=0.0,  # the sweep is over: nothing is still running
                 planner=planned_overrides,
             )
@@ -139,23 +127,14 @@ class ReportCallback(Callback):
         log.info("Sweep report written to %s", outcome.files.markdown)
         return outcome.files.markdown
 
-    def _wandb_wanted(self, config: DictConfig) -> bool:
-        if isinstance(self.wandb, bool):
-            return self.wandb
-        section = _wandb_section(config)
-        return bool(section) and section.get("mode") != "disabled"
-
-    # --- job level -------------------------------------------------------------------
-
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """Record a failed job's exception in ``<job dir>/error.txt`` for the report."""
-        if not (self.enabled and self.write_job_errors):
+        if (
+            not (self.enabled and self.write_job_errors)
+            or getattr(job_return, "status", None) != JobStatus.FAILED
+        ):
             return
         try:
-            from hydra.core.utils import JobStatus
-
-            if getattr(job_return, "status", None) != JobStatus.FAILED:
-                return
             exc = job_return._return_value  # the exception; `.return_value` would re-raise it
             out = Path(str(OmegaConf.select(config, "hydra.runtime.output_dir") or job_return.working_dir))
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -164,18 +143,9 @@ class ReportCallback(Callback):
             log.warning("Could not record the failed job's error: %s", err)
 
 
-def _wandb_section(config: DictConfig | None) -> dict[str, Any]:
-    """The sweep config's ``logger.wandb`` node as a dict ({} when W&B is not configured)."""
-    if config is None:
-        return {}
-    try:
-        node = OmegaConf.select(config, "logger.wandb", default=None)
-        if node is None:
-            return {}
-        out = OmegaConf.to_container(node, resolve=False)
-    except Exception:
-        return {}
-    if not isinstance(out, dict):
-        return {}
-    # Interpolations (${...}) cannot be resolved outside a job: keep plain values only.
-    return {k: v for k, v in out.items() if not (isinstance(v, str) and "${" in v)}
+def _wandb_section(config: DictConfig) -> dict[str, Any]:
+    """The sweep config's ``logger.wandb`` node as plain values ({} without W&B); interpolations
+    (``${...}``) cannot be resolved outside a job and are dropped."""
+    node = OmegaConf.select(config, "logger.wandb", default=None)
+    items = OmegaConf.to_container(node, resolve=False).items() if isinstance(node, DictConfig) else []
+    return {k: v for k, v in items if not (isinstance(v, str) and "${" in v)}

@@ -130,13 +130,6 @@ def _axes_from(config: dict[str, Any], overrides: Sequence[str], cells: Sequence
     return {a: str(found[a] if found[a] is not None else given.get(a, "?")) for a in AXES}
 
 
-def _as_float(value: Any) -> float:
-    try:
-        return float(value) if value is not None else math.nan
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _tail(path: Path, n_bytes: int = 8192) -> list[str]:
     """The non-blank lines of the last ``n_bytes`` of a file ([] when unreadable)."""
     try:
@@ -232,7 +225,7 @@ def read_job(
     cells = read_cells(meta.get("cells"))
     seed = get(config, "seed")
     seed = str(_parse(overrides).get("seed") if seed is None else seed)
-    monitor = get(config, "monitor")
+    monitor, metrics = get(config, "monitor"), payload.get("metrics") or {}
     return JobRecord(
         path=job_dir,
         name=job_dir.name,
@@ -244,7 +237,7 @@ def read_job(
         seed=int(seed) if seed.lstrip("-").isdigit() else None,
         weights=str(get(config, "quantization", "weights", default="fp32")),
         extras=_extras(overrides),
-        metrics={str(k): _as_float(v) for k, v in (payload.get("metrics") or {}).items()},
+        metrics={str(k): float(v) if isinstance(v, int | float) else math.nan for k, v in metrics.items()},
         monitor=str(monitor) if monitor is not None and "${" not in str(monitor) else None,
         monitor_mode="min" if get(config, "monitor_mode") == "min" else "max",
         config=config,
