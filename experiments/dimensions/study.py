@@ -35,7 +35,7 @@ def main() -> None:
     from embedlab.encode.encoder import Encoder
     from embedlab.studies.dimensions import dimension_study
     from embedlab.studies.inputs import load_model, stsb_test
-    from embedlab.viz.study_plots import plot_distance_histograms
+    from embedlab.viz.plots import plot_distance_histograms
 
     torch.set_num_threads(1)
     test = stsb_test(args.data_dir)

@@ -20,7 +20,7 @@ from embedlab.data.text_corpus import load_corpus
 from embedlab.encode.encoder import Encoder, EncodeSettings
 from embedlab.studies.doc_similarity import doc_similarity_report
 from embedlab.studies.inputs import corpus_spec, load_model, read_config
-from embedlab.viz.study_plots import plot_similarity_heatmap
+from embedlab.viz.plots import plot_similarity_heatmap
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

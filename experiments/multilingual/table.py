@@ -67,7 +67,7 @@ def render(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
-    from embedlab.viz.study_plots import plot_lines
+    from embedlab.viz.plots import plot_lines
 
     sts, bitext = res["stsb_multi_mt_test_spearman"], res["tatoeba_accuracy"]
     langs = list(TATOEBA)

@@ -19,7 +19,7 @@ import logging
 import os
 from pathlib import Path
 
-from embedlab.viz.study_plots import mean_std, plot_metric_vs_noise
+from embedlab.viz.plots import mean_std, plot_metric_vs_noise
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

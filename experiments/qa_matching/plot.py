@@ -95,7 +95,7 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def plot(results: dict[str, dict[str, dict[str, float]]], out: Path) -> None:
-    from embedlab.viz.study_plots import plot_grouped_bars
+    from embedlab.viz.plots import plot_grouped_bars
 
     panels = []
     for data in (d for d in PANELS if d in results):

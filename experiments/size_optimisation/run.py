@@ -9,7 +9,7 @@ of the saved model folder, 1-thread encode latency on the same STS-B sentences (
 interleaved rounds), STS-B test Spearman and cosine agreement with fp32 on every STS-B test
 sentence. Model folders go to outputs/size_optimisation/<model>/; the results
 (<model>.results.json), table and plot to this folder. The measuring code is
-src/embedlab/studies/size.py (ONNX: studies/onnx_export.py; plot: viz/study_plots.py).
+src/embedlab/studies/size.py (ONNX: studies/onnx_export.py; plot: viz/plots.py).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from embedlab.studies.inputs import load_model, stsb_test
     from embedlab.studies.size import build_variants, markdown_table, measure_variants, pair_texts
     from embedlab.tracking.results import package_versions
-    from embedlab.viz.study_plots import plot_size_quality
+    from embedlab.viz.plots import plot_size_quality
 
     torch.set_num_threads(args.threads)
     split = stsb_test(resolve_data_dir())

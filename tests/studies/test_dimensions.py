@@ -17,7 +17,7 @@ from embedlab.studies.dimensions import (
     pairwise_distances,
     relative_contrast,
 )
-from embedlab.viz.study_plots import plot_distance_histograms
+from embedlab.viz.plots import plot_distance_histograms
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])

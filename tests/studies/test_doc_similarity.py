@@ -26,7 +26,7 @@ from embedlab.studies.doc_similarity import (
     similarity_matrix,
     similarity_spearman,
 )
-from embedlab.viz.study_plots import plot_similarity_heatmap
+from embedlab.viz.plots import plot_similarity_heatmap
 
 ROOT = Path(__file__).resolve().parents[2]
 torch.set_num_threads(1)

@@ -141,7 +141,7 @@ def test_retrieval_under_typos_encodes_the_corpus_once(tiny_model_dirs, tmp_path
 
 
 def test_metric_vs_noise_plot(tmp_path) -> None:
-    from embedlab.viz.study_plots import mean_std, plot_metric_vs_noise
+    from embedlab.viz.plots import mean_std, plot_metric_vs_noise
 
     rows = [{"model": m, "rate": r, "seed": s, "ndcg@10": 0.5 - r + 0.01 * s}
             for m in ("a", "b") for r in (0.0, 0.1) for s in (1, 2)]  # fmt: skip

@@ -27,7 +27,7 @@ from embedlab.studies.size import (
     pair_texts,
     save_model,
 )
-from embedlab.viz.study_plots import plot_size_quality
+from embedlab.viz.plots import plot_size_quality
 
 TEXTS = [
     "The government said on Tuesday it would review its refugee policy.",

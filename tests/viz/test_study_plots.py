@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embedlab.viz.study_plots import plot_grouped_bars, plot_lines
+from embedlab.viz.plots import plot_grouped_bars, plot_lines
 
 
 def test_grouped_bars_and_lines_write_pngs(tmp_path: Path) -> None:

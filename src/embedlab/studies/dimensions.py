@@ -13,7 +13,7 @@ prefix) embeddings:
 - ``distance_stats``: mean, standard deviation, coefficient of variation (std / mean)
   and relative contrast, the mean over points of (D_max - D_min) / D_min;
 - ``dimension_study``: those numbers for every (source, dimension, metric) cell, next to
-  Gaussian vectors of the same shape; ``embedlab.viz.study_plots.plot_distance_histograms``
+  Gaussian vectors of the same shape; ``embedlab.viz.plots.plot_distance_histograms``
   draws them.
 """
 

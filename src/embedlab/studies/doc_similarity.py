@@ -4,7 +4,7 @@ the most similar pair, and the four similarity functions of STS evaluation.
 Pure functions on (N, D) embeddings plus one ``doc_similarity_report`` that encodes a
 set of documents (truncation counted, as every embedlab encode) and puts them together.
 ``experiments/document_similarity/doc_similarity.py`` drives it; its heatmap is
-``embedlab.viz.study_plots.plot_similarity_heatmap``.
+``embedlab.viz.plots.plot_similarity_heatmap``.
 
 The similarity functions are the ones sentence-transformers' ``EmbeddingSimilarityEvaluator``
 scores (cosine, dot, negative euclidean and manhattan distance), so their STS Spearman

@@ -14,7 +14,7 @@ folder and measures, on the same texts:
 Every variant runs the float32 model's own tokenizer, batching and pooling modules; only the
 transformer changes. ONNX variants run the exported transformer in onnxruntime and hand its
 token embeddings to the same pooling and normalisation modules (``studies/onnx_export.py``).
-The plot is ``embedlab.viz.study_plots.plot_size_quality``.
+The plot is ``embedlab.viz.plots.plot_size_quality``.
 """
 
 from __future__ import annotations
