@@ -25,16 +25,7 @@ from embedlab.report.cells import (
     ranked_table,
     varying_axes,
 )
-from embedlab.report.scan import (
-    AXES,
-    RUNNING_WINDOW_S,
-    JobRecord,
-    Mode,
-    Planner,
-    get,
-    scan,
-    sweep_group_for_dir,
-)
+from embedlab.report.scan import AXES, JobRecord, Mode, scan, sweep_id_for, wandb_target
 
 log = logging.getLogger(__name__)
 
@@ -312,25 +303,6 @@ class SweepReport:
         }
 
 
-def sweep_id_for(jobs: Sequence[JobRecord], sources: Sequence[Path]) -> str:
-    """The jobs' ``logger.wandb.group`` when they agree on one, else the group the runner
-    derives from the sweep folder (sweep_group_for_dir)."""
-    groups = {get(j.config, "logger", "wandb", "group") for j in jobs if j.config} - {None}
-    if len(groups) == 1:
-        return str(groups.pop())
-    return sweep_group_for_dir(sources[0]) if sources else "sweep"
-
-
-def wandb_target(jobs: Sequence[JobRecord]) -> dict[str, Any]:
-    """Project, entity and mode of the jobs' W&B logger (defaults when none logged to W&B)."""
-    w = next((w for j in jobs if isinstance(w := get(j.config, "logger", "wandb"), dict)), {})
-    return {
-        "project": w.get("project") or "embedlab",
-        "entity": w.get("entity"),
-        "mode": w.get("mode") or "auto",
-    }
-
-
 def build_report(
     paths: str | Path | Sequence[str | Path],
     *,
@@ -338,13 +310,12 @@ def build_report(
     mode: Mode | None = None,
     budget: Budget | None = None,
     variant_aware: bool = True,
-    running_window_s: float = RUNNING_WINDOW_S,
-    planner: Planner | None = None,
+    **scan_options: Any,
 ) -> SweepReport:
     """Scan, rank, mark Pareto fronts, recommend and count encode passes in one call.
-    ``planner`` expands a sweep's plan so that its never-started jobs are listed."""
+    ``scan_options`` go to :func:`scan` (``running_window_s``; ``planner`` lists never-started jobs)."""
     sources = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
-    jobs = scan(sources, running_window_s=running_window_s, planner=planner)
+    jobs = scan(sources, **scan_options)
     if not jobs:
         raise FileNotFoundError(
             f"no job folders (results.json or .hydra/) under {', '.join(map(str, sources))}"

@@ -344,3 +344,22 @@ def sweep_group_for_dir(sweep_dir: str | Path) -> str:
     """The W&B group of a multirun's job runs: ``sweep-<date>_<time>`` from the folder's last two
     parts (the rule of ``embedlab.run.sweep_id``; keep the two equal)."""
     return "sweep-" + "_".join(Path(sweep_dir).resolve().parts[-2:])
+
+
+def sweep_id_for(jobs: Sequence[JobRecord], sources: Sequence[Path]) -> str:
+    """The jobs' ``logger.wandb.group`` when they agree on one, else the group the runner
+    derives from the sweep folder (sweep_group_for_dir)."""
+    groups = {get(j.config, "logger", "wandb", "group") for j in jobs if j.config} - {None}
+    if len(groups) == 1:
+        return str(groups.pop())
+    return sweep_group_for_dir(sources[0]) if sources else "sweep"
+
+
+def wandb_target(jobs: Sequence[JobRecord]) -> dict[str, Any]:
+    """Project, entity and mode of the jobs' W&B logger (defaults when none logged to W&B)."""
+    w = next((w for j in jobs if isinstance(w := get(j.config, "logger", "wandb"), dict)), {})
+    return {
+        "project": w.get("project") or "embedlab",
+        "entity": w.get("entity"),
+        "mode": w.get("mode") or "auto",
+    }
