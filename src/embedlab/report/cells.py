@@ -25,12 +25,13 @@ CSV_COLUMNS: tuple[str, ...] = (
     *("throughput", "throughput_shared", "memory_mb", "latency_ms", "bytes_per_vector"),
     *("pareto_throughput", "pareto_memory", "seeds", "jobs"),
 )
-# Cost columns of the ranked table: (row attribute, header, format); shown when some row has a value.
-COST_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("throughput", "encode texts/s", ".0f"),
-    ("memory_mb", "index MB", ".2f"),
-    ("latency_ms", "p50 ms", ".3g"),
-    ("bytes_per_vector", "bytes/vector", ".0f"),
+# Costs: (row attribute, ranked-table header and format, recommendation text); a table column
+# is shown when some row has a value.
+COST_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("throughput", "encode texts/s", ".0f", "encodes {:.0f} texts/s"),
+    ("memory_mb", "index MB", ".2f", "index {:.1f} MB"),
+    ("latency_ms", "p50 ms", ".3g", "p50 latency {:.3g} ms"),
+    ("bytes_per_vector", "bytes/vector", ".0f", "{:.0f} bytes/vector"),
 )
 # Pareto fronts: cost name -> (row attribute, flag attribute, larger cost is better)
 PARETO_COSTS: dict[str, tuple[str, str, bool]] = {
@@ -276,7 +277,7 @@ def ranked_table(rows: Sequence[CellRow]) -> tuple[list[str], list[list[str]]]:
     show_other = len({r.extras for r in rows}) > 1
     costs = [c for c in COST_COLUMNS if any(math.isfinite(getattr(r, c[0])) for r in rows)]
     header = ["rank", *varying, *(["other"] if show_other else []), "quality", "± std", "seeds", "failed"]
-    header += [h for _, h, _ in costs] + ["front: throughput", "front: memory"]
+    header += [h for _, h, _, _ in costs] + ["front: throughput", "front: memory"]
     body = []
     for r in rows:
         q = _num(r.quality_mean, ".4f") or ("NaN" if r.n_seeds else "failed")
@@ -285,7 +286,7 @@ def ranked_table(rows: Sequence[CellRow]) -> tuple[list[str], list[list[str]]]:
         ] * show_other
         cells += [q + (f" ({r.n_nan} NaN)" if r.n_nan else ""), _num(r.quality_std, ".4f")]
         cells += [str(r.n_seeds), str(r.n_failed or "")]
-        for attr, _, spec in costs:
+        for attr, _, spec, _ in costs:
             text = _num(getattr(r, attr), spec)
             cells.append(text + ("*" if attr == "throughput" and r.throughput_shared and text else ""))
         body.append(cells + [_FLAG[f] for f in (r.pareto_throughput, r.pareto_memory)])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from embedlab.report.cells import (
+    COST_COLUMNS,
     PARETO_COSTS,
     CellRow,
     build_table,
@@ -35,13 +36,6 @@ _LIMITS = {
     "min_throughput": ("encode throughput", "throughput", False, "texts/s"),
     "max_memory_mb": ("index memory", "memory_mb", True, "MB"),
 }
-# How the recommendation text states a cost: (row attribute, template)
-_COST_TEXT = (
-    ("throughput", "encodes {:.0f} texts/s"),
-    ("memory_mb", "index {:.1f} MB"),
-    ("latency_ms", "p50 latency {:.3g} ms"),
-    ("bytes_per_vector", "{:.0f} bytes/vector"),
-)
 _NOTES = (
     "Quality is the mean over seeds; ± is the sample standard deviation (n-1).",
     "* throughput measured by a job with the same model and pooling (this one read cached embeddings).",
@@ -119,7 +113,9 @@ def _quality_text(r: CellRow) -> str:
 
 
 def _cost_text(r: CellRow) -> str:
-    parts = [text.format(getattr(r, attr)) for attr, text in _COST_TEXT if math.isfinite(getattr(r, attr))]
+    parts = [
+        text.format(getattr(r, attr)) for attr, _, _, text in COST_COLUMNS if math.isfinite(getattr(r, attr))
+    ]
     if r.throughput_shared and math.isfinite(r.throughput):
         parts[0] += " (measured by a sibling job)"
     return "; ".join(parts) or "no cost measured"
