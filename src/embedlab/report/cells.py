@@ -57,11 +57,8 @@ def _mean(values: Iterable[float]) -> float:
 def quality_of(
     job: JobRecord, metric: str | None = None, *, variant_aware: bool = True
 ) -> tuple[str | None, float]:
-    """The job's quality as ``(key used, value)``, ``metric`` defaulting to its monitor.
-
-    ``variant_aware`` reads each deployed cell's key instead (``ndcg@10@128``); a job with
-    a precision and an index deploys two cells, and the worst counts, since it pays both losses.
-    """
+    """The job's quality as ``(key used, value)``, ``metric`` defaulting to its monitor. ``variant_aware``
+    reads each deployed cell's key (``ndcg@10@128``); of two (precision and index), the worse: both apply."""
     base = metric or job.monitor
     if base is None:
         return None, math.nan
@@ -85,11 +82,8 @@ def throughput_of(job: JobRecord) -> float:
 
 
 def costs_of(job: JobRecord) -> dict[str, float]:
-    """Index memory, p50 latency and stored bytes per vector of the job's deployed cells.
-
-    An exact (flat) index stores the vectors alone, so at a lower precision the measured
-    float32 flat index is scaled by bytes per vector; other index kinds report what they measured.
-    """
+    """Index memory, p50 latency and stored bytes per vector of the job's deployed cells. A flat
+    index stores the vectors alone: at a lower precision its float32 size scales by bytes per vector."""
     names = {k.split("/", 2)[-1]: v for k, v in job.metrics.items()}
     cells = job.deployed or [Cell()]
     index = next((c for c in cells if c.index), None)
@@ -234,13 +228,10 @@ def build_table(
     mode: Mode | None = None,
     variant_aware: bool = True,
 ) -> list[CellRow]:
-    """One row per configuration cell, ranked by quality within each dataset.
-
-    Seeds fold into mean and sample std (NaN qualities counted, kept out of the mean); costs
-    are cell means. A job that read cached corpus embeddings borrows the throughput of jobs
-    that encoded with the same encoder (``throughput_shared``). Cells without a completed
-    job stay in the table, unranked.
-    """
+    """One row per configuration cell, ranked by quality within each dataset; seeds fold into mean and
+    sample std (NaN qualities counted, not averaged), costs into means. A job that read cached corpus
+    embeddings borrows the throughput of its encoder's jobs (``throughput_shared``); cells without a
+    completed job stay, unranked."""
     cells: dict[tuple[str, ...], list[JobRecord]] = defaultdict(list)
     speeds: dict[tuple[str, ...], list[float]] = defaultdict(list)
     for job in jobs:

@@ -28,12 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def planned_overrides(multirun_dir: str | Path) -> list[list[str]] | None:
-    """Every job a basic-sweeper multirun planned, in job-number order (None if unknown).
-
-    ``multirun.yaml``'s overrides, parsed by Hydra's public parser and expanded as the basic
-    sweeper does (cartesian product, first override slowest), so a sweep killed half-way lists
-    its never-started jobs. Adaptive sweepers (Optuna, ...) have no plan to compare to.
-    """
+    """Every job a basic-sweeper multirun planned (``multirun.yaml`` expanded as the sweeper does:
+    cartesian product, first override slowest), so a killed sweep lists its never-started jobs.
+    None for adaptive sweepers (Optuna, ...), which have no plan."""
     conf = load_yaml(Path(multirun_dir) / "multirun.yaml")
     sweeper = get(conf, "hydra", "sweeper", default={}) or {}
     if "BasicSweeper" not in str(sweeper.get("_target_", "")):

@@ -146,11 +146,8 @@ def _pick_text(meeting: list[CellRow], best: CellRow, n: int, budget: Budget) ->
 
 
 def recommend(rows: Sequence[CellRow], budget: Budget | None = None) -> list[Recommendation]:
-    """Per dataset, the best-quality cell meeting every limit (ties: higher throughput, the ranking order).
-
-    When nothing meets the budget, the closest cell (smallest summed relative miss, then best
-    quality) is named with what it misses, and ``choice`` stays empty.
-    """
+    """Per dataset, the best-quality cell meeting every limit (ties: the ranking order); when none
+    does, the closest (smallest summed relative miss) is named with its misses and ``choice`` is None."""
     budget = budget or Budget()
     out = []
     for data in dict.fromkeys(r.data for r in rows):

@@ -156,10 +156,8 @@ def generate_report(
     publish_wandb: bool = False,
     **options: Any,
 ) -> ReportOutcome:
-    """Build the report (``options`` go to build_report), write the files and, when asked, the
-    W&B summary run and Report. The Report's spec (wandb_report.json) is always written; the
-    Report is published only if ``publish_wandb``, wandb-workspaces is installed and W&B is online.
-    """
+    """Build the report (``options`` go to build_report), write the files and the W&B Report spec,
+    and when asked log the W&B summary run and publish the Report (needs wandb-workspaces, online)."""
     report = build_report(paths, **options)
     outcome = ReportOutcome(report, write_report(report, out_dir))
     spec = wandb_report_spec(report, project=wandb_project, entity=wandb_entity)

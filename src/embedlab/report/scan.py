@@ -47,12 +47,8 @@ LOST_JOBS_FILE = "lost_jobs.json"  # written by embedlab's submitit launchers
 
 @dataclass
 class JobRecord:
-    """One job of a sweep (or one run folder), whatever became of it.
-
-    ``axes``: the configuration values; ``extras``: its other overrides (``objective.lr=2e-5``),
-    so that cells differing only there are not merged. Metrics: ``split/dataset/metric`` keys,
-    ``null`` read as NaN; ``cells``: the variant cells it scored (results.json ``meta["cells"]``).
-    """
+    """One job of a sweep (or one run folder), whatever became of it. ``extras``: its other overrides
+    (``objective.lr=2e-5``), so cells differing only there are not merged; a ``null`` metric is NaN."""
 
     path: Path
     name: str
@@ -149,11 +145,8 @@ def _clean(line: str, limit: int = 300) -> str:
 def diagnose(
     job_dir: Path, *, now: float | None = None, running_window_s: float = RUNNING_WINDOW_S
 ) -> tuple[Status, str]:
-    """Why a job folder has no results.json: ``failed`` with the telling log line, or ``running``.
-
-    Without a kill / OOM / limit / exception line, a log written within ``running_window_s``
-    means still going; an older one died silently, and its last line is the best clue.
-    """
+    """Why a job folder has no results.json: ``failed`` with the telling log line, or ``running``
+    if it has none and wrote within ``running_window_s`` (else its last line is the best clue)."""
     now = time.time() if now is None else now
     logs = [p for g in _LOG_GLOBS for p in sorted(job_dir.glob(g)) if p.is_file()]
     error_file = _tail(job_dir / "error.txt")
@@ -324,12 +317,9 @@ def scan(
 
 
 def _fill_unknown_axes(jobs: list[JobRecord]) -> None:
-    """Give a job that died before Hydra saved its config the axis values its siblings had.
-
-    Its overrides name options (``index=exact``), configured jobs record values (``flat``):
-    translate through siblings with the same override, and take axes nobody overrode from
-    siblings that agree. Without this the dead job would sit in a cell of its own.
-    """
+    """Give a job that died before Hydra saved its config the axis values of siblings with the same
+    overrides (which name options, ``index=exact``, where configs hold values, ``flat``), so the
+    dead job does not sit in a cell of its own."""
     configured = [j for j in jobs if j.config]
     given = {id(j): _parse(j.overrides) for j in jobs}
     for job in (j for j in jobs if not j.config):

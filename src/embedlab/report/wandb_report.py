@@ -1,9 +1,6 @@
-"""The sweep report on W&B: a summary run in the sweep's group, and a W&B Report of it.
-
-``log_to_wandb`` logs one ``job_type="report"`` run beside the job runs (tables, Pareto PNGs,
-the HTML page, the recommendation in its summary). ``wandb_report_spec`` describes the Report
-as plain data (wandb_report.json, reviewable without wandb-workspaces); ``build_wandb_report``
-turns it into wandb-workspaces objects. Both libraries are imported where needed.
+"""The sweep report on W&B: a ``job_type="report"`` run in the sweep's group (tables, Pareto PNGs,
+HTML page, recommendation), and a W&B Report, first as plain data (wandb_report.json, reviewable
+without wandb-workspaces), then built from it. wandb / wandb-workspaces are imported where needed.
 """
 
 from __future__ import annotations
