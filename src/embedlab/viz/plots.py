@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 Series = Mapping[str, Sequence[float]]  # legend label -> one value per x category
 Bars = Sequence[tuple[str, Sequence[str], Series]]  # panels of (title, categories, series)
 Lines = Sequence[tuple[str, str, Sequence[str], Series]]  # panels of (title, xlabel, categories, series)
+Records = Sequence[Mapping[str, Any]]
 
 
 def new_figure(
@@ -187,12 +188,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def plot_metric_vs_noise(
-    rows: Sequence[Mapping[str, Any]],
-    path: str | Path,
-    *,
-    metric: str = "ndcg@10",
-    ylabel: str = "",
-    title: str = "",
+    rows: Records, path: str | Path, *, metric: str = "ndcg@10", ylabel: str = "", title: str = ""
 ) -> Path:
     """``metric`` against the typo rate, one line per model (mean over seeds, std as error bars),
     from ``{"model", "rate", "seed", metric}`` rows (the OOV study's retrieval rows)."""

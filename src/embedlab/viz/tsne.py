@@ -27,11 +27,8 @@ def tsne_plot(
     seed: int = 0,
     pca_dims: int = 50,
 ) -> Path:
-    """Project (N, D) embeddings to 2-D with PCA + t-SNE and write a scatter plot PNG.
-
-    t-SNE needs perplexity < N; a larger request is lowered to (N - 1) / 3 and logged
-    rather than failing, so small held-out sets still get a plot.
-    """
+    """Project (N, D) embeddings to 2-D with PCA + t-SNE and write a scatter plot PNG. t-SNE needs
+    perplexity < N: a larger one is lowered to (N - 1) / 3 and logged, so small sets still get a plot."""
     import numpy as np
     from matplotlib import colormaps
     from sklearn.decomposition import PCA
