@@ -1,12 +1,6 @@
-"""One transformer pass for every pooling of a sweep.
-
-Cells that differ only in pooling run the same transformer over the same texts.
-:func:`prefetch_poolings` runs it once, pools the token embeddings every requested way with
-each pooling's own head, and stores each result under exactly the key that pooling's job
-computes, so those jobs encode nothing (tested against encoding each pooling on its own).
-Applies to Transformer -> Pooling [-> Normalize] encoders (every config-built model without
-a projection); anything else encodes on its own, with a log line.
-"""
+"""One transformer pass for every pooling of a sweep: :func:`prefetch_poolings` pools the token
+embeddings every requested way and stores each result under the key that pooling's own job computes,
+so those jobs encode nothing. Applies to Transformer -> Pooling [-> Normalize] encoders."""
 
 from __future__ import annotations
 
@@ -28,8 +22,7 @@ log = logging.getLogger(__name__)
 def pooling_variants(
     model: SentenceTransformer, modes: Sequence[str]
 ) -> dict[str, SentenceTransformer] | None:
-    """{mode: the same encoder with that pooling}, sharing the transformer; None if the
-    model is not Transformer -> Pooling [-> Normalize]."""
+    """{mode: the same encoder with that pooling}, sharing the transformer; None for other chains."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize
 
@@ -50,8 +43,7 @@ def pooling_variants(
 
 
 def _all_poolings(variants: dict[str, SentenceTransformer]):
-    """A last module that pools the token embeddings every way at once; its sentence
-    embedding is their concatenation, split again by :func:`prefetch_poolings`."""
+    """A last module pooling every way at once: its sentence embedding concatenates the poolings."""
     import torch
 
     class AllPoolings(torch.nn.Module):
@@ -70,12 +62,8 @@ def _all_poolings(variants: dict[str, SentenceTransformer]):
 def prefetch_poolings(
     encoder: Encoder, text_sets: Sequence[tuple[str, Sequence[str]]], modes: Sequence[str]
 ) -> int:
-    """Fill ``encoder.cache`` for every pooling in ``modes`` with one transformer pass per text set.
-
-    ``text_sets``: (what, texts) pairs, each cached as one entry (as the evaluation that
-    follows will ask for them). Returns how many texts went through the transformer (0
-    when every entry was there already or the model does not qualify).
-    """
+    """Fill ``encoder.cache`` for every pooling in ``modes``, one transformer pass per (what, texts)
+    set (each one entry, as the evaluation asks for it); returns the texts run through the transformer."""
     from sentence_transformers import SentenceTransformer
 
     model, cache = encoder.model, encoder.cache
@@ -99,18 +87,20 @@ def prefetch_poolings(
             texts, what=what
         )
         n_run += len(texts)
+        info = {
+            "what": what,
+            "n": len(texts),
+            "pooling_prefetch": list(missing),
+            "encode_stats": asdict(stats),
+        }
         start = 0
         for mode, variant in missing.items():
             d = variant.get_embedding_dimension()
-            info = {
-                "what": what,
-                "n": len(texts),
-                "pooling_prefetch": list(missing),
-                "encode_stats": asdict(stats),
-            }
             cache.put(entry_key(keys[mode], texts), emb[:, start : start + d], info)
             start += d
         cache.stats.n_encoded += len(texts)
-        log.info("Pooled %d %s once for %s: one transformer pass instead of %d.", len(texts), what,
-                 ", ".join(missing), len(missing))  # fmt: skip
+        names = ", ".join(missing)
+        log.info(
+            "Pooled %d %s once for %s: one transformer pass, not %d.", len(texts), what, names, len(missing)
+        )
     return n_run
