@@ -35,10 +35,9 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-autocast")
 
 @dataclass(frozen=True)
 class Tokenized:
-    """Every distinct text tokenized once; ``lengths`` are before truncation."""
+    """Every distinct text tokenized once, truncated to the model's limit; ``lengths`` before truncation."""
 
-    ids: list[list[int]]  # truncated to the model's limit
-    type_ids: list[list[int]] | None  # token type ids where the model takes them
+    features: dict[str, list[list[int]]]  # input_ids [, token_type_ids where the model takes them]
     lengths: np.ndarray  # (N,) int64 token counts before truncation
 
 
@@ -51,17 +50,15 @@ def tokenize_once(model: SentenceTransformer, texts: Sequence[str], limit: int) 
         add_special_tokens=True, return_attention_mask=False, return_token_type_ids=want_types, verbose=False
     )
     enc = tok(list(texts), truncation=False, **kwargs)
-    ids: list[list[int]] = enc["input_ids"]
-    type_ids: list[list[int]] | None = enc["token_type_ids"] if want_types else None
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    features = {n: enc[n] for n in (["input_ids", "token_type_ids"] if want_types else ["input_ids"])}
+    lengths = np.fromiter((len(x) for x in enc["input_ids"]), dtype=np.int64, count=len(texts))
     over = np.flatnonzero(lengths > limit)
     if len(over):
         cut = tok([texts[i] for i in over], truncation=True, max_length=limit, **kwargs)
-        for k, i in enumerate(over):
-            ids[i] = cut["input_ids"][k]
-            if type_ids is not None:
-                type_ids[i] = cut["token_type_ids"][k]
-    return Tokenized(ids, type_ids, lengths)
+        for name, rows in features.items():
+            for k, i in enumerate(over):
+                rows[i] = cut[name][k]
+    return Tokenized(features, lengths)
 
 
 def plan_batches(
@@ -96,9 +93,7 @@ def collate(
     model: SentenceTransformer, tokens: Tokenized, idx: np.ndarray, device: torch.device
 ) -> dict[str, Any]:
     """Padded features for one batch, in the form ``model[0].preprocess`` returns them."""
-    rows = {"input_ids": [tokens.ids[i] for i in idx]}
-    if tokens.type_ids is not None:
-        rows["token_type_ids"] = [tokens.type_ids[i] for i in idx]
+    rows = {name: [values[i] for i in idx] for name, values in tokens.features.items()}
     feats = model.tokenizer.pad(rows, padding=True, return_attention_mask=True, return_tensors="pt")
     return {**feats.to(device), "modality": "text"}
 
@@ -182,7 +177,7 @@ def embed_unique(
             features = apply_head(rest, features)  # pooling, dense, normalize, in float32
             emb = features["sentence_embedding"].float().cpu().numpy()  # (B, D)
             if out is None:
-                out = np.empty((len(tokens.ids), emb.shape[1]), dtype=np.float32)
+                out = np.empty((len(tokens.lengths), emb.shape[1]), dtype=np.float32)
             out[idx] = emb
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 

@@ -128,15 +128,6 @@ def encode_shard(
     return replace(done, n_encoded=stop - start, seconds=secs)
 
 
-def missing_shards(
-    encoder: Encoder, texts: Sequence[str], n_shards: int, chunk_size: int = CHUNK_SIZE
-) -> list[int]:
-    """Non-empty shards of ``texts`` that have no complete entry in ``encoder.cache``."""
-    keys = shard_keys(encoder, texts, n_shards, chunk_size)
-    bounds = [shard_bounds(len(texts), i, n_shards, chunk_size) for i in range(n_shards)]
-    return [i for i, (a, b) in enumerate(bounds) if a < b and not encoder.cache.has(keys[i])]
-
-
 def merge_shards(
     encoder: Encoder,
     texts: Sequence[str],
@@ -189,12 +180,11 @@ def _assemble(
             missing,
         )
 
-    missing = missing_shards(encoder, texts, n_shards, chunk_size)
-    if missing:
+    bounds = [shard_bounds(len(texts), i, n_shards, chunk_size) for i in range(n_shards)]
+    if missing := [i for i, (a, b) in enumerate(bounds) if a < b and not cache.has(keys[i])]:
         fail(missing)
     out: np.ndarray | None = None
-    for i, key in enumerate(keys):
-        start, stop = shard_bounds(len(texts), i, n_shards, chunk_size)
+    for i, (key, (start, stop)) in enumerate(zip(keys, bounds, strict=True)):
         if start == stop:
             continue
         arr = cache.get(key)  # verifies the checksum; removes the entry and returns None when corrupt
