@@ -23,7 +23,6 @@ def pooling_variants(
     model: SentenceTransformer, modes: Sequence[str]
 ) -> dict[str, SentenceTransformer] | None:
     """{mode: the same encoder with that pooling}, sharing the transformer; None for other chains."""
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize
 
     mods = list(model)
@@ -35,11 +34,17 @@ def pooling_variants(
     variants = {}
     for mode in dict.fromkeys(modes):
         pool = mods[1] if mods[1].pooling_mode == mode else build_pooling(dim, mode)
-        modules = [mods[0], pool] + ([Normalize()] if normalize else [])
-        variant = SentenceTransformer(modules=modules, device=str(model.device))
-        variant.max_seq_length = model.max_seq_length
-        variants[mode] = variant
+        variants[mode] = _like(model, [mods[0], pool] + ([Normalize()] if normalize else []))
     return variants
+
+
+def _like(model: SentenceTransformer, modules: list) -> SentenceTransformer:
+    """A SentenceTransformer of ``modules`` on ``model``'s device, with its token limit."""
+    from sentence_transformers import SentenceTransformer
+
+    out = SentenceTransformer(modules=modules, device=str(model.device))
+    out.max_seq_length = model.max_seq_length
+    return out
 
 
 def _all_poolings(variants: dict[str, SentenceTransformer]):
@@ -64,8 +69,6 @@ def prefetch_poolings(
 ) -> int:
     """Fill ``encoder.cache`` for every pooling in ``modes``, one transformer pass per (what, texts)
     set (each one entry, as the evaluation asks for it); returns the texts run through the transformer."""
-    from sentence_transformers import SentenceTransformer
-
     model, cache = encoder.model, encoder.cache
     if cache.root is None or not modes:
         return 0
@@ -81,26 +84,18 @@ def prefetch_poolings(
         missing = {m: v for m, v in variants.items() if not cache.has(entry_key(keys[m], texts))}
         if len(missing) < 2:  # one pooling missing: its own job encodes it just as fast
             continue
-        combined = SentenceTransformer(modules=[model[0], _all_poolings(missing)], device=str(model.device))
-        combined.max_seq_length = model.max_seq_length
-        emb, stats = encoder.replace(model=combined, cache=EmbeddingCache(None)).encode_chunked(
-            texts, what=what
-        )
-        n_run += len(texts)
-        info = {
-            "what": what,
-            "n": len(texts),
-            "pooling_prefetch": list(missing),
-            "encode_stats": asdict(stats),
-        }
+        combined = _like(model, [model[0], _all_poolings(missing)])
+        uncached = encoder.replace(model=combined, cache=EmbeddingCache(None))
+        emb, stats = uncached.encode_chunked(texts, what=what)
+        n = len(texts)
+        info = dict(what=what, n=n, pooling_prefetch=list(missing), encode_stats=asdict(stats))
         start = 0
         for mode, variant in missing.items():
             d = variant.get_embedding_dimension()
             cache.put(entry_key(keys[mode], texts), emb[:, start : start + d], info)
             start += d
-        cache.stats.n_encoded += len(texts)
-        names = ", ".join(missing)
-        log.info(
-            "Pooled %d %s once for %s: one transformer pass, not %d.", len(texts), what, names, len(missing)
-        )
+        cache.stats.n_encoded += n
+        n_run += n
+        names, k = ", ".join(missing), len(missing)
+        log.info("Pooled %d %s once for %s: one transformer pass instead of %d.", n, what, names, k)
     return n_run
