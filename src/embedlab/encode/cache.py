@@ -1,13 +1,9 @@
-"""Encode once, score many: an on-disk cache of embeddings, and the one family of cache keys.
+"""Encode once, score many: an on-disk embedding cache, and the one family of cache keys.
 
-An entry is keyed by the encoder's content (a hash of its weights and of its module
-settings: pooling, projection, normalisation, max_seq_length, weight precision), the
-encode path that ran it (``st-fp32``, ``fast-bf16``: :attr:`Encoder.tag`) and a hash of
-the texts in order; every key in the cache (entries, shards, PCA fits) is a
-:func:`cache_key` of those. Another index, embedding precision or dimension therefore reuses
-the float32 embeddings of an earlier run, and a fine-tuned model never hits its base model's.
-Files are written under a temporary name and renamed; each entry carries a sha256 of its
-bytes, so a corrupt entry is detected, removed and rebuilt.
+Every key (entries, shards, PCA fits) is a :func:`cache_key` of the encoder's content (weights
+and module settings), its encode path (:attr:`Encoder.tag`) and a hash of the texts, so other
+indexes, precisions or dimensions reuse float32 embeddings and a fine-tuned model never hits its
+base model's. Files are renamed into place and checksummed: a corrupt entry is rebuilt.
 """
 
 from __future__ import annotations
@@ -31,8 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Texts per encode call in Encoder.encode_cached (bounds memory). Sharded encoding cuts at
-# these boundaries too, so each chunk is batched exactly as in one process.
+# Texts per encode call in Encoder.encode_cached (bounds memory); shards cut at these boundaries too
 CHUNK_SIZE = 4096
 
 
@@ -71,12 +66,9 @@ def encoder_key(
     *,
     weights: hashlib._Hash | None = None,
 ) -> str:
-    """``<content hash>:<tag>``: every parameter and buffer, the module settings, the weight
-    precision, and the encode path ``tag`` (its numerics differ: bf16 is not fp32).
-
-    ``weights``: a :func:`weights_digest` computed before for a model with the same
-    parameters (encoders that differ only in pooling share it; hashing MPNet takes seconds).
-    """
+    """``<content hash>:<tag>`` over parameters, module settings, weight precision and encode path.
+    ``weights``: a :func:`weights_digest` of a model with the same parameters (hashing MPNet takes
+    seconds; encoders that differ only in pooling share it)."""
     digest = (weights or weights_digest(model)).copy()
     settings = [repr(m) for m in model]  # module configs: pooling mode, dims, normalisation
     digest.update(json.dumps([settings, int(model.max_seq_length or 0), weight_precision]).encode())
@@ -92,8 +84,7 @@ def texts_key(texts: Sequence[str]) -> str:
 
 
 def cache_key(*parts: str) -> str:
-    """The key of anything stored in the cache, from the keys it derives from (an encoder key,
-    a texts key) and what it is of them (``shard0of4``, ``pca``)."""
+    """The key of anything cached, from the keys it derives from and what it is (``shard0of4``, ``pca``)."""
     return hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
 
 
@@ -141,11 +132,9 @@ class EmbeddingCache:
             return None
 
     def get(self, key: str) -> np.ndarray | None:
-        if self.root is None:
+        if not self.has(key):
             return None
         data_path, meta_path = self._paths(key)
-        if not (data_path.exists() and meta_path.exists()):
-            return None
         try:
             meta = json.loads(meta_path.read_text())
             if _file_sha256(data_path) != meta["sha256"]:  # streamed: no second copy in memory
@@ -157,8 +146,7 @@ class EmbeddingCache:
         except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
             log.warning("Embedding cache entry %s is corrupt (%s); removing and re-encoding.", key, exc)
             self.stats.n_corrupt_rebuilt += 1
-            data_path.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
+            self.remove(key)
             return None
 
     def put(self, key: str, emb: np.ndarray, info: dict | None = None) -> None:
@@ -167,21 +155,15 @@ class EmbeddingCache:
         data_path, meta_path = self._paths(key)
         data_path.parent.mkdir(parents=True, exist_ok=True)
         arr = np.ascontiguousarray(emb, dtype=np.float32)  # no copy when it already is
-        _write_atomically(
-            data_path, lambda fh: np.save(fh, arr, allow_pickle=False)
-        )  # no .npy copy in memory
+        # streamed to disk (no .npy copy in memory); the metadata goes last: it marks the entry complete
+        _write_atomically(data_path, lambda fh: np.save(fh, arr, allow_pickle=False))
         meta = {"sha256": _file_sha256(data_path), "shape": list(arr.shape), **(info or {})}
-        _write_atomically(
-            meta_path, lambda fh: fh.write(json.dumps(meta).encode())
-        )  # last: marks it complete
+        _write_atomically(meta_path, lambda fh: fh.write(json.dumps(meta).encode()))
 
 
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -1,11 +1,8 @@
 """The encoder object: a SentenceTransformer, how to run it, and where its embeddings are cached.
 
-Whoever needs embeddings (an evaluation, a study, the corpus encoder) receives an
-:class:`Encoder` and calls ``encode`` / ``encode_cached``; nothing reads a global backend.
-Two backends: ``reference`` is sentence-transformers' own ``encode()`` in float32 (what
-published numbers were measured with), ``fast`` is :func:`embedlab.encode.fast.fast_encode`.
-Both reject empty texts, encode each distinct text once and count (never hide)
-truncation at the model's token limit.
+Whoever needs embeddings receives an :class:`Encoder` (no global backend). ``reference`` is
+sentence-transformers' ``encode()`` in float32 (the published numbers), ``fast`` is
+:func:`embedlab.encode.fast.fast_encode`; both reject empty texts and count truncation.
 """
 
 from __future__ import annotations
@@ -35,8 +32,7 @@ BACKEND_ALIASES = {"sentence-transformers": "reference"}  # the config spelling 
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    """How an :class:`Encoder` runs its model (``configs/encode/``); the library default is the
-    reference path, a run uses what its config says (``encode=fast`` by default)."""
+    """How an :class:`Encoder` runs its model (``configs/encode/``; runs default to ``fast``)."""
 
     backend: Backend = "reference"
     precision: Precision = "bf16"  # fast backend only: fp32 | bf16 | bf16-autocast
@@ -74,12 +70,9 @@ def reference_encode(
 
 
 class Encoder:
-    """A SentenceTransformer + how to run it (``settings``) + where its embeddings are cached.
-
-    ``cache=None``: nothing is stored (``encode_cached`` then encodes in chunks and counts).
-    :attr:`key` hashes the model's weights once, on first use: build the Encoder (or
-    :meth:`replace` its model) after any training that changes them.
-    """
+    """A SentenceTransformer + how to run it + where its embeddings are cached (``cache=None``:
+    nothing stored). :attr:`key` hashes the weights once, on first use: build the Encoder (or
+    :meth:`replace` its model) after any training that changes them."""
 
     def __init__(
         self,
@@ -117,18 +110,16 @@ class Encoder:
     def encode(self, texts: Sequence[str], *, what: str = "texts") -> tuple[np.ndarray, EncodeStats]:
         """(N, D) float32 embeddings of ``texts`` in their order, and the stats; no cache."""
         s = self.settings
-        if s.backend == "fast":
-            return fast_encode(
-                self.model, texts, batch_size=s.batch_size, what=what, precision=s.precision,
-                token_budget=s.token_budget, threads=s.threads,
-            )  # fmt: skip
-        return reference_encode(self.model, texts, batch_size=s.batch_size, what=what)
+        if s.backend == "reference":
+            return reference_encode(self.model, texts, batch_size=s.batch_size, what=what)
+        opts = {"precision": s.precision, "token_budget": s.token_budget, "threads": s.threads}
+        return fast_encode(self.model, texts, batch_size=s.batch_size, what=what, **opts)
 
     def encode_chunked(
         self, texts: Sequence[str], *, what: str = "texts", chunk_size: int = CHUNK_SIZE
     ) -> tuple[np.ndarray, EncodeStats]:
-        """:meth:`encode` over chunks of ``chunk_size`` texts into one preallocated array: memory
-        stays bounded, and sharded encoding cuts along the same chunks (bit-identical merges)."""
+        """:meth:`encode` chunk by chunk into one preallocated array: memory stays bounded, and
+        sharded encoding cuts along the same chunks (bit-identical merges)."""
         from tqdm.auto import tqdm
 
         out: np.ndarray | None = None
@@ -149,12 +140,8 @@ class Encoder:
     def encode_cached(
         self, texts: Sequence[str], *, what: str = "texts", chunk_size: int = CHUNK_SIZE
     ) -> tuple[np.ndarray, EncodeStats | None]:
-        """Embeddings of ``texts`` from the cache, or encoded in chunks and stored.
-
-        On a hit the stats are those recorded when the entry was encoded (so throughput stays
-        known for every cell of a sweep that reuses it), or None for an entry stored without
-        them; ``cache.stats`` counts what this process actually encoded.
-        """
+        """Embeddings of ``texts`` from the cache, or encoded in chunks and stored. A hit returns
+        the stats recorded at encode time (throughput stays known for every cell reusing it) or None."""
         cache = self.cache
         key = entry_key(self.key, texts) if cache.root is not None else ""
         hit = cache.get(key) if key else None

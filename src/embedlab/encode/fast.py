@@ -3,16 +3,7 @@
 Why no library does this: sentence-transformers' ``encode()`` sorts by characters and pads
 (39.5% padded tokens on STS-B), ONNX / optimum need an export per model; none runs a model's
 own modules in exact-length bf16 batches (3.5x ``encode()`` on STS-B, benchmarks/NOTES.md).
-
-Same contract as the reference path (empty texts rejected, duplicates encoded once,
-truncation counted and logged, (N, D) float32 in input order). One tokenizer pass gives
-ids and true lengths; texts sorted by token length fill batches of one length where enough
-share it (no padding, so no attention mask: SDPA's unmasked kernel), short texts in larger
-batches (``token_budget``). The transformer runs under ``inference_mode`` with its weights
-cast to bf16 for the call (float32 masters put back); its token embeddings then go through
-the model's own head (:func:`embedlab.models.pooling.apply_head`) in float32, so any
-pooling or projection gives what ``model.encode`` gives. Models that need more than a plain
-tokenizer call (prompts, processing kwargs, ``truncate_dim``, routers) run ``model.encode``.
+Same contract as the reference path; the model's own head pools in float32 (``apply_head``).
 """
 
 from __future__ import annotations
@@ -37,57 +28,45 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # bf16: transformer weights and activations in bfloat16 for the call (~2x fp32 on AVX512-BF16,
-# STS-B Spearman +0.01 point; reductions inside layer norm, softmax and matmuls accumulate in
-# float32); bf16-autocast: float32 weights, matmuls cast to bf16 per call
+# STS-B Spearman +0.01 point); bf16-autocast: float32 weights, matmuls cast to bf16 per call
 Precision = Literal["fp32", "bf16", "bf16-autocast"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-autocast")
 
 
 @dataclass(frozen=True)
 class Tokenized:
-    """Every distinct text tokenized once; ``lengths`` are before truncation."""
+    """Every distinct text tokenized once, truncated to the model's limit; ``lengths`` before truncation."""
 
-    ids: list[list[int]]  # truncated to the model's limit
-    type_ids: list[list[int]] | None  # token type ids where the model takes them
+    features: dict[str, list[list[int]]]  # input_ids [, token_type_ids where the model takes them]
     lengths: np.ndarray  # (N,) int64 token counts before truncation
 
 
 def tokenize_once(model: SentenceTransformer, texts: Sequence[str], limit: int) -> Tokenized:
-    """Token ids of ``texts`` as the model's tokenizer makes them, truncated at ``limit``.
-
-    One untruncated pass gives both the ids and the true lengths; only the texts over the
-    limit are tokenized again with ``truncation=True``, which reproduces the tokenizer's own
-    truncation (special tokens kept, ``longest_first``) for any tokenizer family.
-    """
+    """Token ids truncated at ``limit``, and true lengths, from one untruncated pass; only texts over
+    the limit are tokenized again with ``truncation=True`` (the tokenizer's own truncation rules)."""
     tok = model.tokenizer
     want_types = "token_type_ids" in getattr(tok, "model_input_names", ())
     kwargs: dict[str, Any] = dict(
         add_special_tokens=True, return_attention_mask=False, return_token_type_ids=want_types, verbose=False
     )
     enc = tok(list(texts), truncation=False, **kwargs)
-    ids: list[list[int]] = enc["input_ids"]
-    type_ids: list[list[int]] | None = enc["token_type_ids"] if want_types else None
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    features = {n: enc[n] for n in (["input_ids", "token_type_ids"] if want_types else ["input_ids"])}
+    lengths = np.fromiter((len(x) for x in enc["input_ids"]), dtype=np.int64, count=len(texts))
     over = np.flatnonzero(lengths > limit)
     if len(over):
         cut = tok([texts[i] for i in over], truncation=True, max_length=limit, **kwargs)
-        for k, i in enumerate(over):
-            ids[i] = cut["input_ids"][k]
-            if type_ids is not None:
-                type_ids[i] = cut["token_type_ids"][k]
-    return Tokenized(ids, type_ids, lengths)
+        for name, rows in features.items():
+            for k, i in enumerate(over):
+                rows[i] = cut[name][k]
+    return Tokenized(features, lengths)
 
 
 def plan_batches(
     lengths: np.ndarray, batch_size: int, token_budget: int | None, sort_by_length: bool
 ) -> list[np.ndarray]:
-    """Indices of each batch, longest texts first (the first batch shows peak memory).
-
-    Sorted, a batch holds texts of one token length where at least ``batch_size // 2`` share
-    it (no padding, no attention mask); rarer lengths pool with their neighbours up to
-    ``batch_size // 2`` texts or the next common length. A batch holds at most
-    ``max(batch_size, token_budget // longest)`` texts. Unsorted: ``batch_size`` texts each.
-    """
+    """Indices of each batch, longest first (the first batch shows peak memory). Sorted, a batch is
+    one token length where ``batch_size // 2`` texts share it (no padding), else neighbours pooled;
+    at most ``max(batch_size, token_budget // longest)`` texts. Unsorted: ``batch_size`` each."""
     n = len(lengths)
     if not sort_by_length:
         return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
@@ -110,40 +89,13 @@ def plan_batches(
     return batches
 
 
-def _pad(rows: Sequence[list[int]], width: int, value: int, left: bool) -> np.ndarray:
-    out = np.full((len(rows), width), value, dtype=np.int64)  # (B, T)
-    for r, row in enumerate(rows):
-        if left:
-            out[r, width - len(row) :] = row
-        else:
-            out[r, : len(row)] = row
-    return out
-
-
 def collate(
     model: SentenceTransformer, tokens: Tokenized, idx: np.ndarray, device: torch.device
 ) -> dict[str, Any]:
     """Padded features for one batch, in the form ``model[0].preprocess`` returns them."""
-    import torch
-
-    tok = model.tokenizer
-    rows = [tokens.ids[i] for i in idx]
-    width = max(len(r) for r in rows)
-    left = getattr(tok, "padding_side", "right") == "left"
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = _pad(rows, width, pad_id, left)
-    mask = _pad([[1] * len(r) for r in rows], width, 0, left)
-    feats: dict[str, Any] = {
-        "input_ids": torch.from_numpy(ids).to(device),
-        "attention_mask": torch.from_numpy(mask).to(device),
-    }
-    if tokens.type_ids is not None:
-        types = _pad(
-            [tokens.type_ids[i] for i in idx], width, int(getattr(tok, "pad_token_type_id", 0)), left
-        )
-        feats["token_type_ids"] = torch.from_numpy(types).to(device)
-    feats["modality"] = "text"
-    return feats
+    rows = {name: [values[i] for i in idx] for name, values in tokens.features.items()}
+    feats = model.tokenizer.pad(rows, padding=True, return_attention_mask=True, return_tensors="pt")
+    return {**feats.to(device), "modality": "text"}
 
 
 def unsupported_reason(model: SentenceTransformer) -> str | None:
@@ -169,9 +121,8 @@ def unsupported_reason(model: SentenceTransformer) -> str | None:
 
 @contextlib.contextmanager
 def _call_state(model: SentenceTransformer, threads: int | None) -> Iterator[None]:
-    """Eval mode and ``threads`` torch threads (None: as set) for the call; the thread count and
-    each submodule's own mode are put back (modes can differ: a freshly built SentenceTransformer
-    is in train mode around a transformer in eval mode)."""
+    """Eval mode and ``threads`` torch threads (None: as set) for the call; both are put back, each
+    submodule's mode on its own (a fresh SentenceTransformer trains around an eval transformer)."""
     import torch
 
     modes, before = [(m, m.training) for m in model.modules()], torch.get_num_threads()
@@ -187,9 +138,8 @@ def _call_state(model: SentenceTransformer, threads: int | None) -> Iterator[Non
 
 @contextlib.contextmanager
 def cast_weights(model: SentenceTransformer, dtype: torch.dtype) -> Iterator[None]:
-    """Run with the floating-point parameters and buffers in ``dtype``; the originals (the
-    float32 master weights) are put back afterwards, also on error. One cast per call:
-    ~20 ms for MiniLM, cheaper than a deep copy of the model and never stale."""
+    """Floating-point parameters and buffers in ``dtype`` for the call, float32 masters put back
+    (also on error): ~20 ms for MiniLM, cheaper than a deep copy and never stale."""
     import itertools
 
     saved = []
@@ -207,13 +157,9 @@ def cast_weights(model: SentenceTransformer, dtype: torch.dtype) -> Iterator[Non
 def embed_unique(
     model: SentenceTransformer, tokens: Tokenized, batches: Sequence[np.ndarray], precision: Precision
 ) -> np.ndarray:
-    """Run the model's own modules on each batch; (N, D) float32 in the order of ``tokens``.
-
-    In bf16 only the transformer (``model[0]``) runs in bfloat16; its token embeddings are
-    cast to float32 before pooling, projection and normalisation, which run on the float32
-    weights. Pooling 256 tokens in bf16 alone costs up to 0.003 of cosine; this way bf16
-    stays within 1e-4 of float32 (Lee documents, measured).
-    """
+    """The model's own modules on each batch; (N, D) float32 in the order of ``tokens``. Only the
+    transformer runs in bf16; the head runs in float32 (pooling 256 tokens in bf16 costs up to
+    0.003 of cosine; this way bf16 stays within 1e-4 of float32 on Lee documents)."""
     import torch
 
     device = model.device
@@ -231,7 +177,7 @@ def embed_unique(
             features = apply_head(rest, features)  # pooling, dense, normalize, in float32
             emb = features["sentence_embedding"].float().cpu().numpy()  # (B, D)
             if out is None:
-                out = np.empty((len(tokens.ids), emb.shape[1]), dtype=np.float32)
+                out = np.empty((len(tokens.lengths), emb.shape[1]), dtype=np.float32)
             out[idx] = emb
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
@@ -248,20 +194,15 @@ def fast_encode(
     sort_by_length: bool = True,
 ) -> tuple[np.ndarray, EncodeStats]:
     """Embed ``texts`` as ``model.encode`` does, faster on CPU; (N, D) float32 in input order.
-
-    ``token_budget``: a batch of short texts grows past ``batch_size`` up to this many tokens
-    (None: at most ``batch_size`` texts). ``threads``: torch intra-op threads for the call (on
-    a busy machine 1 can be >10x faster than 2). ``sort_by_length=False``: input order
-    batches. ``seconds`` in the stats covers tokenization and the forward passes.
-    """
+    ``token_budget``: short texts share batches up to this many tokens (None: ``batch_size``);
+    ``threads``: torch threads for the call (on a busy machine 1 can be >10x faster than 2)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     unique = check_texts(texts, what)
     limit = int(model.max_seq_length or 512)
     if not unique:  # (the reference path fails inside the tokenizer here)
-        return np.zeros((0, model.get_embedding_dimension() or 0), np.float32), EncodeStats(
-            0, 0, 0, 0, limit, 0.0
-        )
+        empty = np.zeros((0, model.get_embedding_dimension() or 0), np.float32)
+        return empty, EncodeStats(0, 0, 0, 0, limit, 0.0)
     start = time.perf_counter()
     tokens = tokenize_once(model, unique, limit)
     n_trunc = count_truncated(tokens.lengths, limit, what)

@@ -1,12 +1,6 @@
-"""One transformer pass for every pooling of a sweep.
-
-Cells that differ only in pooling run the same transformer over the same texts.
-:func:`prefetch_poolings` runs it once, pools the token embeddings every requested way with
-each pooling's own head, and stores each result under exactly the key that pooling's job
-computes, so those jobs encode nothing (tested against encoding each pooling on its own).
-Applies to Transformer -> Pooling [-> Normalize] encoders (every config-built model without
-a projection); anything else encodes on its own, with a log line.
-"""
+"""One transformer pass for every pooling of a sweep: :func:`prefetch_poolings` pools the token
+embeddings every requested way and stores each result under the key that pooling's own job computes,
+so those jobs encode nothing. Applies to Transformer -> Pooling [-> Normalize] encoders."""
 
 from __future__ import annotations
 
@@ -28,9 +22,7 @@ log = logging.getLogger(__name__)
 def pooling_variants(
     model: SentenceTransformer, modes: Sequence[str]
 ) -> dict[str, SentenceTransformer] | None:
-    """{mode: the same encoder with that pooling}, sharing the transformer; None if the
-    model is not Transformer -> Pooling [-> Normalize]."""
-    from sentence_transformers import SentenceTransformer
+    """{mode: the same encoder with that pooling}, sharing the transformer; None for other chains."""
     from sentence_transformers.models import Normalize
 
     mods = list(model)
@@ -42,16 +34,21 @@ def pooling_variants(
     variants = {}
     for mode in dict.fromkeys(modes):
         pool = mods[1] if mods[1].pooling_mode == mode else build_pooling(dim, mode)
-        modules = [mods[0], pool] + ([Normalize()] if normalize else [])
-        variant = SentenceTransformer(modules=modules, device=str(model.device))
-        variant.max_seq_length = model.max_seq_length
-        variants[mode] = variant
+        variants[mode] = _like(model, [mods[0], pool] + ([Normalize()] if normalize else []))
     return variants
 
 
+def _like(model: SentenceTransformer, modules: list) -> SentenceTransformer:
+    """A SentenceTransformer of ``modules`` on ``model``'s device, with its token limit."""
+    from sentence_transformers import SentenceTransformer
+
+    out = SentenceTransformer(modules=modules, device=str(model.device))
+    out.max_seq_length = model.max_seq_length
+    return out
+
+
 def _all_poolings(variants: dict[str, SentenceTransformer]):
-    """A last module that pools the token embeddings every way at once; its sentence
-    embedding is their concatenation, split again by :func:`prefetch_poolings`."""
+    """A last module pooling every way at once: its sentence embedding concatenates the poolings."""
     import torch
 
     class AllPoolings(torch.nn.Module):
@@ -70,14 +67,8 @@ def _all_poolings(variants: dict[str, SentenceTransformer]):
 def prefetch_poolings(
     encoder: Encoder, text_sets: Sequence[tuple[str, Sequence[str]]], modes: Sequence[str]
 ) -> int:
-    """Fill ``encoder.cache`` for every pooling in ``modes`` with one transformer pass per text set.
-
-    ``text_sets``: (what, texts) pairs, each cached as one entry (as the evaluation that
-    follows will ask for them). Returns how many texts went through the transformer (0
-    when every entry was there already or the model does not qualify).
-    """
-    from sentence_transformers import SentenceTransformer
-
+    """Fill ``encoder.cache`` for every pooling in ``modes``, one transformer pass per (what, texts)
+    set (each one entry, as the evaluation asks for it); returns the texts run through the transformer."""
     model, cache = encoder.model, encoder.cache
     if cache.root is None or not modes:
         return 0
@@ -93,24 +84,18 @@ def prefetch_poolings(
         missing = {m: v for m, v in variants.items() if not cache.has(entry_key(keys[m], texts))}
         if len(missing) < 2:  # one pooling missing: its own job encodes it just as fast
             continue
-        combined = SentenceTransformer(modules=[model[0], _all_poolings(missing)], device=str(model.device))
-        combined.max_seq_length = model.max_seq_length
-        emb, stats = encoder.replace(model=combined, cache=EmbeddingCache(None)).encode_chunked(
-            texts, what=what
-        )
-        n_run += len(texts)
+        combined = _like(model, [model[0], _all_poolings(missing)])
+        uncached = encoder.replace(model=combined, cache=EmbeddingCache(None))
+        emb, stats = uncached.encode_chunked(texts, what=what)
+        n = len(texts)
+        info = dict(what=what, n=n, pooling_prefetch=list(missing), encode_stats=asdict(stats))
         start = 0
         for mode, variant in missing.items():
             d = variant.get_embedding_dimension()
-            info = {
-                "what": what,
-                "n": len(texts),
-                "pooling_prefetch": list(missing),
-                "encode_stats": asdict(stats),
-            }
             cache.put(entry_key(keys[mode], texts), emb[:, start : start + d], info)
             start += d
-        cache.stats.n_encoded += len(texts)
-        log.info("Pooled %d %s once for %s: one transformer pass instead of %d.", len(texts), what,
-                 ", ".join(missing), len(missing))  # fmt: skip
+        cache.stats.n_encoded += n
+        n_run += n
+        names, k = ", ".join(missing), len(missing)
+        log.info("Pooled %d %s once for %s: one transformer pass instead of %d.", n, what, names, k)
     return n_run

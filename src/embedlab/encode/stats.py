@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
+TRUNCATION_WARNING = (
+    "%d of %d distinct %s exceed the model's limit of %d tokens (longest: %d) and are "
+    "truncated to it; raise model.max_seq_length (up to the model's positions) to keep more."
+)
 
 
 @dataclass(frozen=True)
@@ -32,16 +36,14 @@ class EncodeStats:
     @classmethod
     def total(cls, parts: Sequence[EncodeStats], max_seq_length: int) -> EncodeStats:
         """The stats of several encodes of one list (its chunks) added up."""
-        return cls(
-            sum(p.n_texts for p in parts), sum(p.n_encoded for p in parts), sum(p.n_truncated for p in parts),
-            max((p.max_tokens for p in parts), default=0), max_seq_length, sum(p.seconds for p in parts),
-        )  # fmt: skip
+        counts = [sum(getattr(p, f) for p in parts) for f in ("n_texts", "n_encoded", "n_truncated")]
+        max_tokens = max((p.max_tokens for p in parts), default=0)
+        return cls(*counts, max_tokens, max_seq_length, sum(p.seconds for p in parts))
 
 
 def token_lengths(model: SentenceTransformer, texts: Sequence[str]) -> np.ndarray:
     """Token count of each text with special tokens and without truncation."""
-    tok = model.tokenizer
-    enc = tok(list(texts), add_special_tokens=True, truncation=False, verbose=False)
+    enc = model.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
     return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
 
 
@@ -49,17 +51,13 @@ def count_truncated(lengths: np.ndarray, limit: int, what: str) -> int:
     """How many texts exceed ``limit`` tokens; logs a warning naming the fix when any do."""
     n_trunc = int((lengths > limit).sum())
     if n_trunc:
-        log.warning(
-            "%d of %d distinct %s exceed the model's limit of %d tokens (longest: %d) and are "
-            "truncated to it; raise model.max_seq_length (up to the model's positions) to keep more.",
-            n_trunc, len(lengths), what, limit, int(lengths.max()),
-        )  # fmt: skip
+        log.warning(TRUNCATION_WARNING, n_trunc, len(lengths), what, limit, int(lengths.max()))
     return n_trunc
 
 
 def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
-    """Reject texts that cannot be embedded meaningfully, naming the first offenders; returns
-    the distinct texts in first-seen order (every encode path runs each text once)."""
+    """Reject empty texts, naming the first offenders; returns the distinct texts in first-seen
+    order (every encode path runs each text once)."""
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
         raise DataError(

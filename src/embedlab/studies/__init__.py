@@ -1,4 +1,2 @@
-"""The studies of the source material (out-of-vocabulary words, document similarity, distance
-concentration per dimension, model size): plain functions on models and texts, built from plain
-arguments (``studies.inputs``), drawn by ``embedlab.viz.plots``. ``experiments/<name>/``
-scripts call them; no Hydra here."""
+"""The source material's studies (OOV words, document similarity, distance concentration, model
+size) as plain functions; ``experiments/<name>/`` scripts call them, ``viz.plots`` draws them."""

@@ -1,20 +1,8 @@
 """Concentration of distances: how pairwise distances spread at each embedding dimension.
 
-In high dimensions the distances between random points concentrate: their spread
-shrinks relative to their mean, and the nearest and farthest neighbour of a point end
-up almost equally far (Beyer et al. 1999, "When is nearest neighbor meaningful?";
-Aggarwal, Hinneburg & Keim 2001). Real sentence embeddings live near a much lower
-dimensional manifold, so they should keep more contrast than Gaussian vectors of the
-same dimension. This module measures both, for full and truncated (Matryoshka-style
-prefix) embeddings:
-
-- ``pairwise_distances``: all N (N - 1) / 2 cosine or euclidean distances (scipy's
-  ``pdist`` layout);
-- ``distance_stats``: mean, standard deviation, coefficient of variation (std / mean)
-  and relative contrast, the mean over points of (D_max - D_min) / D_min;
-- ``dimension_study``: those numbers for every (source, dimension, metric) cell, next to
-  Gaussian vectors of the same shape; ``embedlab.viz.plots.plot_distance_histograms``
-  draws them.
+In high dimensions distances between random points concentrate (Beyer et al. 1999; Aggarwal et al.
+2001); sentence embeddings near a low-dimensional manifold should keep more contrast than Gaussian
+vectors. :func:`dimension_study` measures both, for full and truncated (prefix) embeddings.
 """
 
 from __future__ import annotations
@@ -62,10 +50,8 @@ def pairwise_distances(x: Any, metric: Metric) -> np.ndarray:
 
 
 def relative_contrast(d: np.ndarray) -> float:
-    """Mean over points of (farthest - nearest) / nearest distance, from an (N, N) matrix.
-
-    Points with a duplicate (nearest distance 0) are skipped: their contrast is infinite.
-    """
+    """Mean over points of (farthest - nearest) / nearest distance, from an (N, N) matrix; points
+    with a duplicate (nearest distance 0, infinite contrast) are skipped."""
     n = d.shape[0]
     off = d[~np.eye(n, dtype=bool)].reshape(n, n - 1)  # (N, N-1): each point's distances to the others
     nearest, farthest = off.min(axis=1), off.max(axis=1)
@@ -119,15 +105,19 @@ def dimension_study(
     metrics: Sequence[Metric] = METRICS,
     seed: int = 0,
 ) -> DimensionStudy:
-    """Distance statistics per source and dimension, with Gaussian vectors of every size measured.
-
-    ``dims`` are prefix lengths (None: the full embedding); a dimension larger than a
-    source's is skipped for that source. Truncated prefixes are not renormalised:
-    cosine does not care, euclidean sees what an index storing the prefix would.
-    """
+    """Distance statistics per source and prefix length in ``dims`` (None: full; larger than a source:
+    skipped), next to Gaussian vectors of each size. Prefixes are not renormalised: euclidean sees
+    what an index storing the prefix would."""
     stats: list[DistanceStats] = []
     distances: dict[tuple[str, int, str], np.ndarray] = {}
     random_dims: dict[int, int] = {}  # dim -> number of points to draw
+
+    def measure(source: str, x: np.ndarray) -> None:
+        for metric in metrics:
+            s, pairs = distance_stats(x, metric, source=source)
+            stats.append(s)
+            distances[(source, x.shape[1], metric)] = pairs
+
     for source, emb in embeddings.items():
         if source == RANDOM_SOURCE:
             raise ValueError(f"'{RANDOM_SOURCE}' is reserved for the random reference; rename that source.")
@@ -140,14 +130,7 @@ def dimension_study(
             if d < 1:
                 raise ValueError(f"dimensions must be >= 1, got {d}.")
             random_dims[d] = max(random_dims.get(d, 0), x.shape[0])
-            for metric in metrics:
-                s, pairs = distance_stats(x[:, :d], metric, source=source)
-                stats.append(s)
-                distances[(source, d, metric)] = pairs
+            measure(source, x[:, :d])
     for d, n in sorted(random_dims.items(), reverse=True):
-        g = gaussian_points(n, d, seed=seed)
-        for metric in metrics:
-            s, pairs = distance_stats(g, metric, source=RANDOM_SOURCE)
-            stats.append(s)
-            distances[(RANDOM_SOURCE, d, metric)] = pairs
+        measure(RANDOM_SOURCE, gaussian_points(n, d, seed=seed))
     return DimensionStudy(stats, distances)

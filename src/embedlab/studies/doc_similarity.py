@@ -1,15 +1,6 @@
-"""Document similarity with sentence embeddings: similarity matrices, nearest neighbours,
-the most similar pair, and the four similarity functions of STS evaluation.
-
-Pure functions on (N, D) embeddings plus one ``doc_similarity_report`` that encodes a
-set of documents (truncation counted, as every embedlab encode) and puts them together.
-``experiments/document_similarity/doc_similarity.py`` drives it; its heatmap is
-``embedlab.viz.plots.plot_similarity_heatmap``.
-
-The similarity functions are the ones sentence-transformers' ``EmbeddingSimilarityEvaluator``
-scores (cosine, dot, negative euclidean and manhattan distance), so their STS Spearman
-can be compared one to one with its numbers.
-"""
+"""Document similarity with sentence embeddings: similarity matrices, nearest neighbours, the most
+similar pair, and the four similarity functions sentence-transformers' ``EmbeddingSimilarityEvaluator``
+scores (so STS Spearman compares one to one with its numbers)."""
 
 from __future__ import annotations
 
@@ -30,10 +21,7 @@ SIMILARITY_FUNCTIONS: tuple[SimilarityFn, ...] = ("cosine", "dot", "euclidean", 
 
 
 def paired_similarity(a: Any, b: Any, fn: SimilarityFn) -> np.ndarray:
-    """Row-wise similarity of two (N, D) arrays; higher means more similar for every ``fn``.
-
-    Distances are negated (as sentence-transformers does) so that rankings agree in sign.
-    """
+    """Row-wise similarity of two (N, D) arrays; distances negated (as in sentence-transformers)."""
     x, y = as_matrix(a, "a"), as_matrix(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}.")
@@ -109,8 +97,6 @@ def neighbour_label_agreement(sim: np.ndarray, labels: Sequence[str], k: int = 1
 
 @dataclass(frozen=True)
 class DocSimilarityReport:
-    """What ``doc_similarity_report`` found; ``as_dict`` is what the experiment records."""
-
     matrix: np.ndarray  # (N, N) cosine
     query: int
     neighbours: list[Neighbour]
@@ -125,22 +111,15 @@ class DocSimilarityReport:
             return {"index": i, "label": label, "text": self.texts[i][:snippet]}
 
         off_diag = self.matrix[~np.eye(len(self.matrix), dtype=bool)]
-        agreement = {}
-        if self.labels is not None:  # how often the nearest documents share a label (a domain check)
-            agreement = {
-                f"top{k}_same_label": neighbour_label_agreement(self.matrix, self.labels, k) for k in (1, 5)
-            }
+        agreement = {}  # how often the nearest documents share a label (a domain check)
+        for k in (1, 5) if self.labels is not None else ():
+            agreement[f"top{k}_same_label"] = neighbour_label_agreement(self.matrix, self.labels, k)
         return {
             "n_docs": len(self.texts),
             "query": doc(self.query),
             "neighbours": [{**doc(nb.index), "cosine": nb.score} for nb in self.neighbours],
             "most_similar_pair": {"a": doc(self.pair[0]), "b": doc(self.pair[1]), "cosine": self.pair[2]},
-            "off_diagonal_cosine": {
-                "mean": float(off_diag.mean()),
-                "std": float(off_diag.std()),
-                "min": float(off_diag.min()),
-                "max": float(off_diag.max()),
-            },  # fmt: skip
+            "off_diagonal_cosine": {k: float(getattr(off_diag, k)()) for k in ("mean", "std", "min", "max")},
             **agreement,
             "encode": self.encode_stats.as_dict(),
         }
@@ -159,7 +138,7 @@ def doc_similarity_report(
         raise ValueError(f"Document similarity needs at least 2 documents, got {len(texts)}.")
     emb, stats = encoder.encode(list(texts), what="documents")  # (N, D)
     sim = similarity_matrix(emb)
+    found = (nearest_neighbours(sim, query, k), most_similar_pair(sim))
     return DocSimilarityReport(
-        sim, query, nearest_neighbours(sim, query, k), most_similar_pair(sim), stats, list(texts),
-        None if labels is None else list(labels),
-    )  # fmt: skip
+        sim, query, *found, stats, list(texts), None if labels is None else list(labels)
+    )

@@ -1,11 +1,6 @@
-"""The models and texts a study runs on, built from plain arguments (no Hydra composition).
-
-The experiments name models and data as the configs do (``minilm``, ``medical``): a config
-file of ``configs/model/`` or ``configs/data/`` is read as plain YAML, its ``${...}``
-placeholders filled from the arguments, and its keys mapped onto the spec dataclass of the
-same field names, so a study builds exactly what ``evaluate.py model=<m> data=<d>`` builds
-without composing a config.
-"""
+"""The models and texts a study runs on, from plain arguments: a ``configs/model/`` or ``configs/data/``
+file is read as YAML, its ``${...}`` filled from the arguments and mapped onto the spec dataclass, so
+a study builds what ``evaluate.py model=<m> data=<d>`` builds without composing a config."""
 
 from __future__ import annotations
 
@@ -34,11 +29,8 @@ DEFAULT_SEED = 42  # configs/train.yaml and evaluate.yaml: seed
 
 
 def read_config(path: str | Path, values: Mapping[str, object] | None = None) -> dict[str, Any]:
-    """A config file as a dict, each ``${key}`` of ``values`` replaced by its value.
-
-    Only plain placeholders are filled (``${seed}``, ``${paths.data_dir}``); a value that still
-    holds ``${`` is left as text, so a caller that needs it sees what is missing.
-    """
+    """A config file as a dict, each ``${key}`` of ``values`` replaced; other ``${...}`` stay as text,
+    so a caller that needs them sees what is missing."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"No config file {path}. Fix: use a name of a file in {path.parent}.")
@@ -95,14 +87,13 @@ def load_fasttext(
         raise ConfigError(
             "load_fasttext trains on a retrieval corpus: give a retrieval data config (scifact)."
         )
-    texts, corpus = training_texts(
-        ft["corpus"], task=str(data.get("task")), file=ft.get("corpus_file"),
-        retrieval=(data["format"], data["root"], data["split"], data["name"]) if ft["corpus"] == "eval" else None,
-    )  # fmt: skip
-    return build_fasttext_encoder(
-        texts, FastTextParams.from_mapping(ft["params"]), corpus_name=corpus, pooling=pooling,
-        max_seq_length=int(m["max_seq_length"]), cache_dir=cache_root() if ft.get("cache") else None,
-    )  # fmt: skip
+    fields = ("format", "root", "split", "name")
+    retrieval = tuple(data[k] for k in fields) if ft["corpus"] == "eval" else None
+    task, file = str(data.get("task")), ft.get("corpus_file")
+    texts, corpus = training_texts(ft["corpus"], task=task, file=file, retrieval=retrieval)
+    kw = {"corpus_name": corpus, "pooling": pooling, "max_seq_length": int(m["max_seq_length"])}
+    cache_dir = cache_root() if ft.get("cache") else None
+    return build_fasttext_encoder(texts, FastTextParams.from_mapping(ft["params"]), cache_dir=cache_dir, **kw)
 
 
 def encoder_from_config(
@@ -117,9 +108,8 @@ def encoder_from_config(
     """``model`` run the way ``configs/encode/<backend>.yaml`` describes (``threads``: as
     ``encode.threads=...``), caching into ``cache`` under the key evaluate.py uses."""
     enc = read_config(Path(configs_dir) / "encode" / f"{backend}.yaml")
-    settings = EncodeSettings(backend=enc.get("backend", "reference"), precision=enc.get("precision", "bf16"),
-                              token_budget=enc.get("token_budget", 8192), threads=threads, batch_size=batch_size)  # fmt: skip
-    return Encoder(model, settings, cache)
+    keys = {k: enc[k] for k in ("backend", "precision", "token_budget") if k in enc}
+    return Encoder(model, EncodeSettings(**keys, threads=threads, batch_size=batch_size), cache)
 
 
 def corpus_spec(

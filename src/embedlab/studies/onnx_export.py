@@ -1,9 +1,5 @@
-"""ONNX variants of an encoder for the size study: export the transformer, quantize it to
-int8 with onnxruntime, and run it behind the model's own tokenizer and pooling modules.
-
-torch's TorchScript exporter and onnxruntime's dynamic quantization do the work; this module
-only fixes the input names, dynamic axes and threading the size study measures under.
-"""
+"""ONNX variants of an encoder for the size study: export the transformer (torch's exporter),
+quantize it to int8 (onnxruntime), and run it behind the model's own tokenizer and pooling modules."""
 
 from __future__ import annotations
 
@@ -27,10 +23,8 @@ def input_names(model: SentenceTransformer) -> list[str]:
 
 
 def export_onnx(model: SentenceTransformer, path: str | Path, opset: int = 17) -> Path:
-    """The transformer (token ids -> token embeddings) as an ONNX file with dynamic batch and
-    sequence axes. Uses torch's TorchScript exporter (``dynamo=False``): the torch.export one
-    needs onnxscript, which is not installed. Traced on a padded batch, so the attention mask
-    path is the one recorded."""
+    """The transformer (ids -> token embeddings) as ONNX with dynamic batch and sequence axes, traced
+    on a padded batch (the attention mask path is recorded); TorchScript exporter: no onnxscript."""
     import warnings
 
     import torch
@@ -48,14 +42,14 @@ def export_onnx(model: SentenceTransformer, path: str | Path, opset: int = 17) -
         def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
             return self.auto(**dict(zip(names, inputs, strict=True))).last_hidden_state  # (B, T, H)
 
-    enc = model.tokenizer(["a short one", "a somewhat longer example sentence to pad against"],
-                          padding=True, return_tensors="pt")  # fmt: skip
+    samples = ["a short one", "a somewhat longer example sentence to pad against"]
+    enc = model.tokenizer(samples, padding=True, return_tensors="pt")
     args = tuple(enc[n] for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
+    opts = dict(input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=opset)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(Wrapper(), args, str(path), input_names=names, output_names=["last_hidden_state"],
-                          dynamic_axes=axes, opset_version=opset, dynamo=False)  # fmt: skip
+        torch.onnx.export(Wrapper(), args, str(path), dynamo=False, **opts)
     return path
 
 
@@ -82,23 +76,20 @@ class OnnxEncoder:
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
-        missing = set(self.inputs) - set(input_names(model))
-        if missing:
-            raise ValueError(
-                f"{path} wants inputs {sorted(missing)} that the model's tokenizer does not make."
-            )
+        if missing := set(self.inputs) - set(input_names(model)):
+            raise ValueError(f"{path} wants inputs {sorted(missing)} the model's tokenizer does not make.")
         self.model, self.batch_size = model, batch_size
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
-        model = self.model
+        model, limit = self.model, int(self.model.max_seq_length)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # as SentenceTransformer.encode sorts
         out: np.ndarray | None = None
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
-            enc = model.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                  max_length=int(model.max_seq_length), return_tensors="np")  # fmt: skip
+            batch = [texts[i] for i in idx]
+            enc = model.tokenizer(batch, padding=True, truncation=True, max_length=limit, return_tensors="np")
             hidden = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0]  # (B, T, H)
             features: dict[str, Any] = {
                 "token_embeddings": torch.from_numpy(hidden).float(),

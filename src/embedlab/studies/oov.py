@@ -1,19 +1,6 @@
-"""Out-of-vocabulary words: how tokenizers cut them, and what typos do to retrieval.
-
-Two measurements, plain functions on plain inputs:
-
-- :func:`tokenizer_stats`: subword tokens per word and the share of words the tokenizer
-  splits into more than one token (over the running words of a corpus), and the share of
-  the tokens of the whole texts that are the unknown token. :func:`vocabulary_stats` gives the
-  word-level out-of-vocabulary rate of a word-vector model (fastText) on the same words.
-- :func:`add_typos` + :func:`retrieval_under_typos`: queries with seeded character
-  noise (insert / delete / swap adjacent / substitute one letter) in a given share of
-  their words, scored with the usual retrieval evaluation; the corpus is encoded once
-  (embedding cache) and only the noisy queries are encoded per noise level.
-
-A "word" is a maximal run of Unicode word characters (``\\w+``), the unit both studies
-count in; each word is tokenized on its own, without special tokens.
-"""
+"""Out-of-vocabulary words: how tokenizers cut them (:func:`tokenizer_stats`, and
+:func:`vocabulary_stats` for word-level fastText), and what seeded typos (:func:`add_typos`) do to
+retrieval (:func:`retrieval_under_typos`). A word is a run of ``\\w+`` characters."""
 
 from __future__ import annotations
 
@@ -36,9 +23,6 @@ Edit = Literal["insert", "delete", "swap", "substitute"]
 EDITS: tuple[Edit, ...] = ("insert", "delete", "swap", "substitute")
 
 
-# --- tokenizer statistics ----------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class TokenizerStats:
     """Word counts are over running words (a word occurring 5 times counts 5 times)."""
@@ -54,8 +38,7 @@ class TokenizerStats:
     split_examples: tuple[tuple[str, tuple[str, ...]], ...] = ()  # most frequent split words, pieces
     unk_examples: tuple[tuple[str, int], ...] = ()  # most frequent text pieces that became unknown
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    as_dict = asdict
 
 
 def word_counts(texts: Sequence[str]) -> Counter[str]:
@@ -64,11 +47,8 @@ def word_counts(texts: Sequence[str]) -> Counter[str]:
 
 def tokenizer_stats(tokenizer: Any, texts: Sequence[str], *, n_examples: int = 5) -> TokenizerStats:
     """Unknown-token rate, tokens per word and split rate of a Hugging Face tokenizer on ``texts``.
-
-    Word statistics tokenize each distinct word once, on its own, weighted by its count;
-    the unknown-token rate tokenizes the whole texts, since symbols and emoji (not words)
-    are where a WordPiece vocabulary most often runs out.
-    """
+    Words are tokenized once each, weighted by count; the unknown-token rate tokenizes whole texts,
+    since symbols and emoji (not words) are where a WordPiece vocabulary runs out."""
     counts = word_counts(texts)
     if not counts:
         raise ValueError("tokenizer_stats: the texts hold no words.")
@@ -98,20 +78,11 @@ def tokenizer_stats(tokenizer: Any, texts: Sequence[str], *, n_examples: int = 5
                 if fast:
                     a, b = enc["offset_mapping"][i][k]
                     unk_pieces[texts[i][a:b]] += 1
-    return TokenizerStats(
-        n_texts=len(texts),
-        n_words=n_words,
-        n_distinct_words=len(distinct),
-        tokens_per_word=n_tokens / n_words,
-        split_word_rate=n_split / n_words,
-        unk_word_rate=n_unk_words / n_words,
-        n_text_tokens=n_text_tokens,
-        unk_token_rate=n_unk / max(n_text_tokens, 1),
-        split_examples=tuple(
-            (w, tuple(tokenizer.convert_ids_to_tokens(p))) for _, w, p in split[:n_examples]
-        ),
-        unk_examples=tuple(unk_pieces.most_common(n_examples)),
-    )
+    rates = (n_tokens / n_words, n_split / n_words, n_unk_words / n_words)
+    splits = tuple((w, tuple(tokenizer.convert_ids_to_tokens(p))) for _, w, p in split[:n_examples])
+    unks = tuple(unk_pieces.most_common(n_examples))
+    unk_rate = n_unk / max(n_text_tokens, 1)
+    return TokenizerStats(len(texts), n_words, len(distinct), *rates, n_text_tokens, unk_rate, splits, unks)
 
 
 @dataclass(frozen=True)
@@ -132,9 +103,6 @@ def vocabulary_stats(
     n = sum(counts.values())
     oov = [w for w in counts if w not in vocab]
     return VocabularyStats(n, len(counts), sum(counts[w] for w in oov) / n, len(oov) / len(counts))
-
-
-# --- character noise ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -175,14 +143,9 @@ def add_typos(
     min_len: int = 2,
     alphabet: str = string.ascii_lowercase,
 ) -> NoisyTexts:
-    """Give exactly ``round(rate * n)`` of the ``n`` eligible words of ``texts`` one typo each.
-
-    Eligible: alphabetic words of at least ``min_len`` letters (numbers and 1-letter words
-    are left alone). Which words, and which edit each gets, depend only on ``seed`` and the
-    word's position, so noise levels are nested: the words edited at 5% are edited the same
-    way at 10%. Word boundaries are kept (edits only add, drop or change letters inside a
-    word), so the texts keep their word count.
-    """
+    """Give exactly ``round(rate * n)`` of the ``n`` eligible (alphabetic, ``min_len``+ letters) words
+    one typo each. Words and edits depend only on ``seed`` and position, so levels nest (the words
+    edited at 5% are edited the same way at 10%); word boundaries and counts are kept."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"typo rate must be in [0, 1], got {rate}.")
     if min_len < 2:
@@ -206,9 +169,6 @@ def add_typos(
     return NoisyTexts(out, rate, len(spans), n_edit, dict(sorted(kinds.items())))
 
 
-# --- retrieval under noise -----------------------------------------------------------------
-
-
 def retrieval_under_typos(
     encoder: Encoder,
     data: RetrievalSet,
@@ -216,11 +176,8 @@ def retrieval_under_typos(
     seeds: Sequence[int],
     settings: RetrievalEvalSettings,
 ) -> list[dict[str, Any]]:
-    """One row per (rate, seed): the retrieval metrics with typo'd queries.
-
-    The corpus is the same at every level, so after the first level its embeddings come
-    from the encoder's cache; rate 0 is evaluated once (seed ignored).
-    """
+    """One row per (rate, seed): the retrieval metrics with typo'd queries (rate 0 once). The corpus
+    is the same at every level, so after the first its embeddings come from the encoder's cache."""
     qids = data.query_ids
     clean = [data.queries[q] for q in qids]
     rows: list[dict[str, Any]] = []
@@ -229,6 +186,6 @@ def retrieval_under_typos(
             noisy = add_typos(clean, rate, seed)
             rset = replace(data, queries=dict(zip(qids, noisy.texts, strict=True)))
             result = evaluate_retrieval(encoder, rset, settings)
-            rows.append({"rate": rate, "seed": seed, "n_eligible_words": noisy.n_eligible,
-                         "n_edited_words": noisy.n_edited, **result.metrics})  # fmt: skip
+            counts = {"n_eligible_words": noisy.n_eligible, "n_edited_words": noisy.n_edited}
+            rows.append({"rate": rate, "seed": seed, **counts, **result.metrics})
     return rows

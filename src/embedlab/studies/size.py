@@ -1,20 +1,9 @@
 """Model size and speed, measured: what each way of shrinking an encoder costs and buys.
 
-For one SentenceTransformer this builds reduced variants (weights in bf16 or dynamic int8,
-every other transformer layer dropped, an ONNX export in float32 or ORT dynamic int8, and
-any prebuilt ONNX file of the same architecture as a reference point), saves each as a model
-folder and measures, on the same texts:
-
-- bytes on disk: the saved folder (every file) and its weight files alone;
-- encode latency: 1 thread, every variant once per round, the order rotated each round,
-  median over rounds (so a busy machine slows all variants alike);
-- agreement with the float32 model: cosine of each text's two embeddings, mean and min;
-- quality: STS-B test Spearman (or any scored pairs given).
-
-Every variant runs the float32 model's own tokenizer, batching and pooling modules; only the
-transformer changes. ONNX variants run the exported transformer in onnxruntime and hand its
-token embeddings to the same pooling and normalisation modules (``studies/onnx_export.py``).
-The plot is ``embedlab.viz.plots.plot_size_quality``.
+Reduced variants of one SentenceTransformer (bf16 / dynamic int8 weights, every other layer dropped,
+ONNX fp32 / int8, prebuilt ONNX files), each saved as a folder, measured on the same texts: bytes on
+disk, 1-thread latency (interleaved rounds, median), cosine agreement with float32 and STS-B Spearman.
+Only the transformer changes: tokenizer, batching and pooling are the float32 model's own.
 """
 
 from __future__ import annotations
@@ -44,12 +33,17 @@ log = logging.getLogger(__name__)
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> (N, D) float32
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx", ".onnx.data", ".onnx_data")
 INT8_WEIGHTS = "model.int8.pt"  # torch dynamic int8 transformer state dict (not safetensors-able)
+DESCRIPTIONS = {
+    "fp32": "float32 weights (reference)",
+    "bf16": "bfloat16 transformer weights",
+    "int8": "torch dynamic int8 Linear layers (embedding table fp32)",
+    "onnx-fp32": "ONNX export, float32, onnxruntime",
+    "onnx-int8": "ONNX export, onnxruntime dynamic int8: MatMul (per channel) + embedding table",
+}
 
 
 @dataclass
 class Variant:
-    """One reduced model: how to embed with it and where it was saved."""
-
     name: str
     description: str
     embed: Embed
@@ -70,11 +64,7 @@ class VariantResult:
     spearman: float | None  # quality on the scored pairs (STS-B test), None if not given
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# --- bytes on disk ---------------------------------------------------------------------
+    as_dict = asdict
 
 
 def folder_bytes(path: str | Path, weights_only: bool = False) -> int:
@@ -94,22 +84,17 @@ def _save_without_weights(reference: SentenceTransformer, folder: Path) -> None:
 
 
 def save_model(model: SentenceTransformer, folder: str | Path, reference: SentenceTransformer) -> Path:
-    """Save ``model`` as a model folder; ``reference`` is its float32 original.
-
-    fp32, bf16 and layer-dropped models are saved by sentence-transformers (safetensors).
-    A dynamic int8 model cannot be (its Linear layers keep packed int8 weights that
-    safetensors does not hold), so its folder holds the reference's configs and tokenizer and
-    the transformer's state dict in ``model.int8.pt`` (torch.save: int8 values, per-channel
-    scales, float32 biases, embeddings and layer norms); :func:`load_int8_weights` reads it.
-    """
+    """Save ``model`` as a model folder (``reference``: its float32 original). Safetensors cannot hold
+    dynamic int8 Linear layers, so an int8 model is the reference's configs and tokenizer plus the
+    transformer's state dict in ``model.int8.pt``, read by :func:`load_int8_weights`."""
     import torch
 
     folder = Path(folder)
     if detect_weight_precision(model) != "int8":
         model.save(str(folder))
-        return folder
-    _save_without_weights(reference, folder)
-    torch.save(model[0].auto_model.state_dict(), folder / INT8_WEIGHTS)
+    else:
+        _save_without_weights(reference, folder)
+        torch.save(model[0].auto_model.state_dict(), folder / INT8_WEIGHTS)
     return folder
 
 
@@ -123,15 +108,11 @@ def load_int8_weights(reference: SentenceTransformer, folder: str | Path) -> Sen
     return model
 
 
-# --- reductions ------------------------------------------------------------------------
-
-
-def _layer_list(auto_model) -> tuple[Any, str]:
-    """(the module holding the transformer's layer list, the attribute name)."""
-    for owner_name, attr in (("encoder", "layer"), ("transformer", "layer")):  # BERT/MPNet/XLM-R; DistilBERT
-        owner = getattr(auto_model, owner_name, None)
-        if owner is not None and hasattr(owner, attr):
-            return owner, attr
+def _layer_owner(auto_model) -> Any:
+    """The module whose ``layer`` is the transformer's layer list."""
+    for owner_name in ("encoder", "transformer"):  # BERT/MPNet/XLM-R; DistilBERT
+        if hasattr(owner := getattr(auto_model, owner_name, None), "layer"):
+            return owner
     raise ValueError(
         f"Cannot find the layer list of {type(auto_model).__name__}: layer dropping supports BERT-style "
         f"(encoder.layer) and DistilBERT-style (transformer.layer) models."
@@ -139,21 +120,18 @@ def _layer_list(auto_model) -> tuple[Any, str]:
 
 
 def drop_layers(model: SentenceTransformer, keep: Sequence[int]) -> SentenceTransformer:
-    """Keep only the transformer layers ``keep`` (0-based, in order), in place; no retraining.
-
-    The config's layer count follows, so the model saves and loads as a smaller model.
-    """
+    """Keep only the transformer layers ``keep`` (0-based, in order), in place, no retraining; the
+    config's layer count follows, so the model saves and loads as a smaller model."""
     import torch
 
     auto = model[0].auto_model
-    owner, attr = _layer_list(auto)
-    layers = getattr(owner, attr)
-    keep = list(keep)
+    owner = _layer_owner(auto)
+    layers, keep = owner.layer, list(keep)
     if not keep or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= len(layers):
         raise ValueError(
             f"keep={keep} must be increasing, distinct layer indices in [0, {len(layers) - 1}] ({len(layers)} layers)."
         )
-    setattr(owner, attr, torch.nn.ModuleList([layers[i] for i in keep]))
+    owner.layer = torch.nn.ModuleList([layers[i] for i in keep])
     for name in ("num_hidden_layers", "n_layers"):  # BERT-style; DistilBERT
         if hasattr(auto.config, name):
             setattr(auto.config, name, len(keep))
@@ -165,17 +143,10 @@ def every_other_layer(n_layers: int, offset: int = 1) -> list[int]:
     return list(range(offset, n_layers, 2))
 
 
-# --- variants --------------------------------------------------------------------------
-
-
 def torch_embed(model: SentenceTransformer, batch_size: int = 64) -> Embed:
     """sentence-transformers' own ``encode`` (float32 output)."""
-
-    def run(texts: Sequence[str]) -> np.ndarray:
-        emb = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(emb, dtype=np.float32)
-
-    return run
+    opts = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
+    return lambda texts: np.asarray(model.encode(list(texts), **opts), dtype=np.float32)
 
 
 def build_variants(
@@ -186,40 +157,27 @@ def build_variants(
     reference_onnx: dict[str, Path] | None = None,
     batch_size: int = 64,
 ) -> list[Variant]:
-    """Build and save each named variant of the float32 ``model`` under ``workdir``.
-
-    ``drop-odd`` drops layers 1, 3, 5 (1-based) and keeps 2, 4, 6 (the last layer stays),
-    ``drop-even`` drops 2, 4, 6 and keeps 1, 3, 5; ``reference_onnx`` maps a name to a prebuilt ONNX transformer of the
-    same architecture and tokenizer (its folder: the model's configs plus that file).
-    """
+    """Build and save each named variant of the float32 ``model`` under ``workdir``. ``drop-odd``
+    drops layers 1, 3, 5 (1-based; the last stays), ``drop-even`` 2, 4, 6; ``reference_onnx``: name ->
+    a prebuilt ONNX transformer of the same architecture and tokenizer."""
     workdir = Path(workdir)
-    n_layers = len(getattr(*_layer_list(model[0].auto_model)))
+    n_layers = len(_layer_owner(model[0].auto_model).layer)
     variants: list[Variant] = []
     onnx_fp32: Path | None = None
     for name in names:
         folder = workdir / name
-        if folder.exists():
-            shutil.rmtree(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        desc = DESCRIPTIONS.get(name, "")
         if name in {"fp32", "bf16", "int8"}:
             reduced = apply_weight_precision(copy.deepcopy(model), name)
-            desc = {"fp32": "float32 weights (reference)", "bf16": "bfloat16 transformer weights",
-                    "int8": "torch dynamic int8 Linear layers (embedding table fp32)"}[name]  # fmt: skip
         elif name in {"drop-odd", "drop-even"}:
             keep = every_other_layer(n_layers, offset=1 if name == "drop-odd" else 0)
             reduced = drop_layers(copy.deepcopy(model), keep)
             desc = f"layers {', '.join(str(i + 1) for i in keep)} of {n_layers} kept, no retraining"
         elif name in {"onnx-fp32", "onnx-int8"}:
-            _save_without_weights(model, folder)
-            if onnx_fp32 is None:
-                onnx_fp32 = export_onnx(model, workdir / "_export" / "model.onnx")
-            path = folder / "model.onnx"
-            if name == "onnx-fp32":
-                shutil.copyfile(onnx_fp32, path)
-                desc = "ONNX export, float32, onnxruntime"
-            else:
-                quantize_onnx_int8(onnx_fp32, path)
-                desc = "ONNX export, onnxruntime dynamic int8: MatMul (per channel) + embedding table"
-            variants.append(Variant(name, desc, OnnxEncoder(model, path, batch_size=batch_size), folder))
+            onnx_fp32 = onnx_fp32 or export_onnx(model, workdir / "_export" / "model.onnx")
+            make = shutil.copyfile if name == "onnx-fp32" else quantize_onnx_int8
+            variants.append(_onnx_variant(model, name, desc, folder, onnx_fp32, make, batch_size))
             continue
         else:
             raise ValueError(
@@ -228,18 +186,20 @@ def build_variants(
         save_model(reduced, folder, model)
         variants.append(Variant(name, desc, torch_embed(reduced, batch_size), folder))
     for name, src in (reference_onnx or {}).items():
-        folder = workdir / name
-        if folder.exists():
-            shutil.rmtree(folder)
-        _save_without_weights(model, folder)
-        shutil.copyfile(src, folder / "model.onnx")
-        variants.append(Variant(name, f"prebuilt ONNX file ({Path(src).parent.name}), onnxruntime",
-                                OnnxEncoder(model, folder / "model.onnx", batch_size=batch_size), folder))  # fmt: skip
+        desc = f"prebuilt ONNX file ({Path(src).parent.name}), onnxruntime"
+        shutil.rmtree(workdir / name, ignore_errors=True)
+        variants.append(_onnx_variant(model, name, desc, workdir / name, src, shutil.copyfile, batch_size))
     shutil.rmtree(workdir / "_export", ignore_errors=True)
     return variants
 
 
-# --- measurements ----------------------------------------------------------------------
+def _onnx_variant(
+    model: SentenceTransformer, name: str, desc: str, folder: Path, src: Path, make: Callable, batch_size: int
+) -> Variant:
+    """A folder of ``model``'s configs plus ``make(src, folder/model.onnx)``, run in onnxruntime."""
+    _save_without_weights(model, folder)
+    make(src, folder / "model.onnx")
+    return Variant(name, desc, OnnxEncoder(model, folder / "model.onnx", batch_size=batch_size), folder)
 
 
 def cosine_agreement(reference: np.ndarray, other: np.ndarray) -> tuple[float, float]:
@@ -281,17 +241,13 @@ def measure_variants(
     reference: str = "fp32",
     threads: int = 1,
 ) -> list[VariantResult]:
-    """Bytes, latency, agreement with ``reference`` and Spearman of every variant.
-
-    ``probe_texts`` are embedded once per variant for the agreement; with ``pairs``
-    (sentence1, sentence2, gold) the Spearman is scored from the same embeddings, so the
-    probe texts must then hold both sides (see :func:`pair_texts`).
-    """
+    """Bytes, latency, agreement with ``reference`` and Spearman of every variant. With ``pairs``
+    (sentence1, sentence2, gold) the Spearman is scored from the probe embeddings, so
+    ``probe_texts`` must hold both sides (:func:`pair_texts`)."""
     import torch
 
-    by_name = {v.name: v for v in variants}
-    if reference not in by_name:
-        raise ValueError(f"The reference variant {reference!r} is not among {sorted(by_name)}.")
+    if reference not in (names := sorted(v.name for v in variants)):
+        raise ValueError(f"The reference variant {reference!r} is not among {names}.")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -315,20 +271,9 @@ def measure_variants(
             e = emb[v.name]
             cos = paired_cosine(e[[index[t] for t in s1]], e[[index[t] for t in s2]])
             spearman = float(spearmanr(np.asarray(gold, np.float64), cos).statistic)
-        results.append(
-            VariantResult(
-                name=v.name,
-                description=v.description,
-                total_bytes=folder_bytes(v.folder),
-                weight_bytes=folder_bytes(v.folder, weights_only=True),
-                latency_s=statistics.median(seconds[v.name]),
-                latency_rounds=seconds[v.name],
-                n_latency_texts=len(latency_texts),
-                cosine_mean=mean,
-                cosine_min=low,
-                spearman=spearman,
-            )  # fmt: skip
-        )
+        sizes = (folder_bytes(v.folder), folder_bytes(v.folder, weights_only=True))
+        latency = (statistics.median(seconds[v.name]), seconds[v.name], len(latency_texts))
+        results.append(VariantResult(v.name, v.description, *sizes, *latency, mean, low, spearman))
     return results
 
 
@@ -337,15 +282,11 @@ def pair_texts(s1: Sequence[str], s2: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*s1, *s2]))
 
 
-# --- reporting -------------------------------------------------------------------------
-
-
 def markdown_table(results: Sequence[VariantResult], reference: str = "fp32") -> str:
     """The results as a Markdown table, sizes and speed relative to ``reference``."""
     ref = next(r for r in results if r.name == reference)
-    head = ("| variant | what | folder MB | weights MB | size vs fp32 | latency s (median) | speed vs fp32 "
-            "| STS-B Spearman | change (points) | cosine to fp32 mean / min |")  # fmt: skip
-    rows = [head, "|" + " --- |" * 10]
+    head = "variant | what | folder MB | weights MB | size vs fp32 | latency s (median) | speed vs fp32"
+    rows = [f"| {head} | STS-B Spearman | change (points) | cosine to fp32 mean / min |", "|" + " --- |" * 10]
     for r in results:
         sp = f"{100 * r.spearman:.2f}" if r.spearman is not None else "-"
         delta = (
