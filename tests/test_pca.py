@@ -109,7 +109,7 @@ def test_sts_pca_is_fitted_on_the_train_split(make_cfg, data_dir: Path, tmp_path
 
 
 def test_sts_pca_needs_enough_train_sentences(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     cfg = make_cfg("model=minilm", "data=lee", "dimension=pca128", "logger=none", task="evaluate")
     with pytest.raises(ValueError, match="train split of data=lee, which holds 50 distinct sentences"):
@@ -117,7 +117,7 @@ def test_sts_pca_needs_enough_train_sentences(make_cfg, tmp_path: Path) -> None:
 
 
 def test_pca_fast_dev_run(make_cfg, data_dir: Path, tmp_path: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     metrics, _ = train(_stsb_cfg(make_cfg, tmp_path, "dimension=pca128", "debug=fast", "data.max_pairs_per_split=80",
                                  task="train"))  # fmt: skip
@@ -152,7 +152,7 @@ def test_retrieval_pca_is_fitted_on_the_corpus(tmp_path: Path, tiny_model_dirs) 
 
 
 def test_retrieval_pca_through_the_runner(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     own_cache = f"paths.cache_dir={tmp_path / 'cache'}"
     base = ("model=tiny_bert", "data=retrieval_mock", "logger=none", "index=none", "dimension=pca128",

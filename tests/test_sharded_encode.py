@@ -199,7 +199,7 @@ QUALITY = ("ndcg@", "recall@", "mrr@", "map@", "precision@", "accuracy@")
 def assert_evaluation_reads_the_cache(make_cfg, tmp_path: Path, data: list[str], sharded_cache: Path) -> None:
     """evaluate.py on the merged cache encodes nothing and scores exactly as a one-process run."""
     from embedlab.eval.embedding_cache import EmbeddingCache
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     common = ["model=tiny_bert", *data, "logger=none", "encode.threads=1"]
     sharded, _ = evaluate(make_cfg(*common, f"paths.cache_dir={sharded_cache}", task="evaluate",

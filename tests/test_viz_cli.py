@@ -23,7 +23,7 @@ def test_score_bins_cover_the_range() -> None:
 
 
 def test_sts_run_is_plotted_by_gold_bin_and_logged_offline(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     run = tmp_path / "sts_run"
     train(
@@ -43,7 +43,7 @@ def test_sts_run_is_plotted_by_gold_bin_and_logged_offline(make_cfg, tmp_path: P
 
 
 def test_corpus_run_is_coloured_by_condition(make_cfg, tmp_path: Path, data_dir: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     run = tmp_path / "mlm_run"
     train(make_cfg("model=tiny_bert", "experiment=mlm_medical", "data.max_texts=60", "debug=fast", "logger=none",

@@ -41,7 +41,7 @@ def corpora(data_dir: str) -> dict[str, list[str]]:
     from embedlab.data.retrieval import load_scifact
     from embedlab.data.sts import load_sts
     from embedlab.data.text_corpus import CorpusSpec, load_corpus
-    from embedlab.run import sts_spec
+    from embedlab.config.specs import sts_spec
 
     stsb = load_sts(sts_spec(compose("minilm", "stsb", data_dir)), splits=("test",)).splits["test"]
     scifact = load_scifact(data_dir, "test")

@@ -31,6 +31,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from embedlab.tasks.runner import evaluate, train
+
+__all__ = ["evaluate", "run_job", "train"]  # train/evaluate: the runner, for entry scripts
+
 log = logging.getLogger(__name__)
 
 FAILED = "failed"
