@@ -78,7 +78,9 @@ def test_sts_pca_is_fitted_on_the_train_split(make_cfg, data_dir: Path, tmp_path
     from embedlab.eval.encode import encode
     from embedlab.eval.sts import sts_embeddings, sts_metrics
     from embedlab.report.aggregate import quality_of, read_job
-    from embedlab.run import encoding_from_cfg, evaluate
+    from embedlab.config import build_specs
+    from embedlab.jobs import evaluate
+    from embedlab.tasks.runner import encoding_for
 
     own_cache = f"paths.cache_dir={tmp_path / 'cache'}"
     cfg = _stsb_cfg(make_cfg, tmp_path / "a", "dimension=pca128", own_cache)
@@ -91,7 +93,7 @@ def test_sts_pca_is_fitted_on_the_train_split(make_cfg, data_dir: Path, tmp_path
     train, test = data.splits["train"], data.splits["test"]
     fit_texts = list(dict.fromkeys(list(train.sentence1) + list(train.sentence2)))
     model = objects["model"]
-    with encoding_from_cfg(cfg):  # the run's encode backend (bf16 results depend on the batches)
+    with encoding_for(build_specs(cfg)):  # the run's encode backend (bf16 results depend on the batches)
         pca = fit_pca(encode(model, fit_texts)[0], 128)
         a, b, _ = sts_embeddings(model, test)
     expected = sts_metrics(pca.transform(a), pca.transform(b), test.scores)["spearman_cosine"]

@@ -8,7 +8,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from embedlab.errors import ConfigError
-from embedlab.viz.cli import evaluation_texts, load_run_config, main, score_bins, visualise_run
+from embedlab.config import build_specs, load_run_specs
+from embedlab.config import load_run_config as load_run_config
+from embedlab.viz.cli import evaluation_texts, main, score_bins, visualise_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -30,8 +32,7 @@ def test_sts_run_is_plotted_by_gold_bin_and_logged_offline(make_cfg, tmp_path: P
         make_cfg("model=tiny_bert", "data=lee", "debug=fast", "logger=none", "callbacks=none", output_dir=run)
     )
     assert (run / "model" / "modules.json").is_file() and not (run / ".hydra").exists()
-    cfg = load_run_config(run)  # from results.json's resolved config
-    texts = evaluation_texts(cfg)
+    texts = evaluation_texts(load_run_specs(run))  # from results.json's resolved config
     assert len(texts.texts) == len(set(texts.texts)) > 5 and "test" in texts.what
     assert texts.labels is not None and set(texts.labels) <= set(
         score_bins([0.1, 0.3, 0.5, 0.7, 0.9], (0, 1))
@@ -54,7 +55,7 @@ def test_corpus_run_is_coloured_by_condition(make_cfg, tmp_path: Path, data_dir:
     cfg = OmegaConf.load(run / "results.json").meta.config  # type: ignore[union-attr]
     cfg.paths.output_dir = "${hydra:runtime.output_dir}"
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
-    texts = evaluation_texts(load_run_config(run))
+    texts = evaluation_texts(load_run_specs(run))
     assert texts.labels is not None and "neoplasms" in set(texts.labels) and "held-out" in texts.what
     out = tmp_path / "map.png"
     assert main([str(run), "--wandb", "disabled", "--out", str(out)]) == 0
@@ -66,4 +67,4 @@ def test_bad_folders_and_unsupported_runs_are_explained(tmp_path: Path, make_cfg
     with pytest.raises(ConfigError, match="is not a run folder"):
         load_run_config(tmp_path)
     with pytest.raises(ConfigError, match="a t-SNE map needs labelled texts"):
-        evaluation_texts(make_cfg("model=tiny_bert", "data=retrieval_mock", task="evaluate"))
+        evaluation_texts(build_specs(make_cfg("model=tiny_bert", "data=retrieval_mock", task="evaluate")))

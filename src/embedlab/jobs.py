@@ -113,3 +113,13 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], tuple[dict[str, float]
         )
         return None
     return metrics.get(cfg.monitor)
+
+
+def encode_corpus_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
+    """encode_corpus.py's job: the run's specs plus configs/encode_corpus.yaml's shard keys."""
+    from embedlab.config import build_specs
+    from embedlab.tasks.encode_corpus import ShardSettings, encode_corpus
+
+    keys = ShardSettings.__dataclass_fields__
+    shard = ShardSettings(**{k: cfg[k] for k in keys if k in cfg})
+    return encode_corpus(build_specs(cfg), shard, overrides)

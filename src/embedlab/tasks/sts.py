@@ -37,6 +37,9 @@ class STSTask(Task):
     def build_datamodule(self, model: Any) -> Any:
         return self.datamodule
 
+    def objects(self) -> dict[str, Any]:
+        return {"datamodule": self.datamodule}
+
     def train_texts(self, datamodule: Any) -> list[str]:
         train = datamodule.data.splits["train"]
         return list(dict.fromkeys(list(train.sentence1) + list(train.sentence2)))
