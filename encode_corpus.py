@@ -1,8 +1,8 @@
 """Encode a retrieval corpus into the embedding cache, in shards (see embedlab.tasks.encode_corpus):
 
-    python encode_corpus.py data=scifact model=minilm shard=$SLURM_ARRAY_TASK_ID n_shards=4
-    python encode_corpus.py data=scifact model=minilm n_shards=4 --merge
-    torchrun --nproc-per-node 4 encode_corpus.py data=scifact model=minilm
+python encode_corpus.py data=scifact model=minilm shard=$SLURM_ARRAY_TASK_ID n_shards=4
+python encode_corpus.py data=scifact model=minilm n_shards=4 --merge
+torchrun --nproc-per-node 4 encode_corpus.py data=scifact model=minilm
 """
 
 import sys

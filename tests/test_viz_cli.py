@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from embedlab.errors import ConfigError
 from embedlab.config import build_specs, load_run_specs
-from embedlab.config import load_run_config as load_run_config
+from embedlab.errors import ConfigError
 from embedlab.viz.cli import evaluation_texts, main, score_bins, visualise_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -65,6 +64,6 @@ def test_corpus_run_is_coloured_by_condition(make_cfg, tmp_path: Path, data_dir:
 def test_bad_folders_and_unsupported_runs_are_explained(tmp_path: Path, make_cfg) -> None:
     assert main([str(tmp_path), "--wandb", "disabled"]) == 2  # no config in it: exit code 2, error logged
     with pytest.raises(ConfigError, match="is not a run folder"):
-        load_run_config(tmp_path)
+        load_run_specs(tmp_path)
     with pytest.raises(ConfigError, match="a t-SNE map needs labelled texts"):
         evaluation_texts(build_specs(make_cfg("model=tiny_bert", "data=retrieval_mock", task="evaluate")))

@@ -26,7 +26,9 @@ class EchoTask(Task):
         norms = (emb * emb).sum(axis=1)
         metrics = {f"{prefix}/self_similarity": float(norms.mean())} | cache_counts(prefix, encoder.cache)
         cells = [{"tag": "", "axes": {"dim": None, "precision": "float32"}}]
-        return EvalOutput(metrics, data_meta={"name": self.specs.data_name, "n_texts": len(texts)}, cells=cells)
+        return EvalOutput(
+            metrics, data_meta={"name": self.specs.data_name, "n_texts": len(texts)}, cells=cells
+        )
 
 
 def test_toy_task_runs_through_the_runner(make_cfg, tmp_path: Path) -> None:

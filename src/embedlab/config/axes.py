@@ -39,7 +39,9 @@ class DimensionSpec:
 
     def __post_init__(self) -> None:
         if self.method not in ("truncate", "projection", "pca"):
-            raise ConfigError(f"Unknown dimension.method '{self.method}'. Choose truncate, projection or pca.")
+            raise ConfigError(
+                f"Unknown dimension.method '{self.method}'. Choose truncate, projection or pca."
+            )
         if self.size is not None and (isinstance(self.size, bool) or int(self.size) < 1):
             raise ConfigError(f"dimension.size must be a positive integer, got {self.size}.")
 
@@ -230,7 +232,9 @@ def check_run(s: RunSpecs) -> None:
     if s.model_kind == "fasttext":
         from embedlab.models.fasttext import check_fasttext_settings
 
-        check_fasttext_settings(pooling=s.pooling, fit=fit, projection_dim=s.dimension.projection_dim, task=task)
+        check_fasttext_settings(
+            pooling=s.pooling, fit=fit, projection_dim=s.dimension.projection_dim, task=task
+        )
     check_batch_sizes(s.data_cfg)
 
 

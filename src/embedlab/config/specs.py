@@ -90,7 +90,16 @@ def precision_spec(cfg: DictConfig) -> PrecisionSpec:
 
 def objective_spec(cfg: DictConfig) -> ObjectiveSpec:
     o = _plain(cfg.objective)
-    base = ("name", "loss", "lr", "weight_decay", "warmup_ratio", "scale", "matryoshka_dims", "matryoshka_weights")
+    base = (
+        "name",
+        "loss",
+        "lr",
+        "weight_decay",
+        "warmup_ratio",
+        "scale",
+        "matryoshka_dims",
+        "matryoshka_weights",
+    )
     dims, weights = o.get("matryoshka_dims"), o.get("matryoshka_weights")
     return ObjectiveSpec(
         name=o["name"], loss=o["loss"], lr=float(o["lr"]), weight_decay=float(o.get("weight_decay", 0.0)),

@@ -23,7 +23,6 @@ from embedlab.net import hub_reachable
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ResolvedModel:
     """Where a model's files are and how they were found."""

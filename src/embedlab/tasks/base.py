@@ -57,7 +57,9 @@ class Task:
     def check(cls, specs: RunSpecs) -> None:
         """This task's rules on the other axes (objective, fit, precision), before anything loads."""
         if specs.run.fit and not cls.can_fit:
-            raise ConfigError(f"data={specs.data_name} is a {cls.name} evaluation set: run it with evaluate.py (or fit=false).")
+            raise ConfigError(
+                f"data={specs.data_name} is a {cls.name} evaluation set: run it with evaluate.py (or fit=false)."
+            )
         if specs.precision.embeddings != "float32" and cls.name not in ("retrieval", "sts"):
             raise ConfigError(
                 f"quantization={specs.precision.name} (embedding precision {specs.precision.embeddings}) applies to "

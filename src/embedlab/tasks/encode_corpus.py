@@ -48,6 +48,7 @@ class ShardSettings:
     device: str = "cpu"
     dist_timeout_min: float = 120.0
 
+
 # not in the shard command quoted by error messages: they differ per process
 _PER_PROCESS_KEYS = ("shard", "n_shards", "merge", "hydra.")
 
@@ -115,7 +116,12 @@ def encode_corpus(specs: RunSpecs, cfg: ShardSettings, overrides: list[str] | No
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_shards = world if world > 1 else int(cfg.n_shards)
     chunk, batch = int(cfg.chunk_size), specs.encode.batch_size  # batch: as evaluate_retrieval encodes
-    summary: dict[str, Any] = {"data": specs.data_name, "revision": data.revision, "n_shards": n_shards, "lists": {}}
+    summary: dict[str, Any] = {
+        "data": specs.data_name,
+        "revision": data.revision,
+        "n_shards": n_shards,
+        "lists": {},
+    }
     if cfg.merge:
         role = "merge"
     elif world > 1:

@@ -91,7 +91,9 @@ class MLMTask(Task):
         if self.replay_cfg is not None:
             root = self.probe_cfg.get("root") if self.probe_cfg is not None else None
             general, where = general_sentences(self.replay_cfg["source"], stsb_root=root)
-            mix = mix_replay(texts, general, float(self.replay_cfg["fraction"]), seed=self.specs.run.seed, source=where)
+            mix = mix_replay(
+                texts, general, float(self.replay_cfg["fraction"]), seed=self.specs.run.seed, source=where
+            )
             texts = list(mix.texts)
             self.replay_meta = {"source": where, "fraction": mix.fraction, "n_domain": mix.n_domain,
                                 "n_replay": mix.n_replay}  # fmt: skip
@@ -181,9 +183,14 @@ class MLMTask(Task):
         if self.guard_cfg is None:
             return None
         assert self.previous is not None
-        decision = apply_guard(self.guard_cfg, self.before, after, name, model, self.previous, self.out / "model")
+        decision = apply_guard(
+            self.guard_cfg, self.before, after, name, model, self.previous, self.out / "model"
+        )
         self.metrics[f"val/{name}/guard_triggered"] = float(decision.triggered)
-        return {**decision.as_dict(), "saved": "previous encoder" if decision.triggered else "updated encoder"}
+        return {
+            **decision.as_dict(),
+            "saved": "previous encoder" if decision.triggered else "updated encoder",
+        }
 
     def finetune_stage(self, model: Any, kept_previous: bool, loggers: list[Any]) -> dict[str, Any]:
         """Fine-tune the kept encoder (and, to compare, the pre-update one); probe both.
@@ -197,7 +204,9 @@ class MLMTask(Task):
         record: dict[str, Any] = {**asdict(settings), "pairs_from": spec.name}
         stages = [("after_finetune", model, "MLM-updated" if not kept_previous else "kept (pre-update)")]
         if settings.compare_without_mlm and kept_previous:
-            log.info("The guard kept the pre-update encoder: fine-tuning it IS the without-MLM baseline; run once.")
+            log.info(
+                "The guard kept the pre-update encoder: fine-tuning it IS the without-MLM baseline; run once."
+            )
             record["without_mlm"] = "same as with_mlm: the guard rejected the MLM update"
         elif settings.compare_without_mlm:
             baseline = copy.deepcopy(model)

@@ -112,7 +112,9 @@ def guard_settings(extra: Any) -> tuple[dict | None, dict | None, dict | None]:
                 "(e.g. root=${paths.data_dir}/stsb) or turn the guard off with objective.guard.tolerance=null."
             )
         if guard.get("metric", "spearman_cosine") not in GUARD_METRICS:
-            raise ConfigError(f"objective.guard.metric must be one of {GUARD_METRICS}, got {guard['metric']!r}.")
+            raise ConfigError(
+                f"objective.guard.metric must be one of {GUARD_METRICS}, got {guard['metric']!r}."
+            )
     if replay is not None and not float(replay.get("fraction") or 0.0):
         replay = None
     return probe, guard, replay
@@ -166,7 +168,9 @@ def finetune_settings(specs: RunSpecs) -> FinetuneSettings | None:
     known = {k: ft[k] for k in FinetuneSettings.__dataclass_fields__ if ft.get(k) is not None}
     s = FinetuneSettings(**known)
     if s.loss not in PAIR_LOSSES:
-        raise ConfigError(f"objective.finetune.loss={s.loss!r}: fine-tuning on scored pairs takes one of {PAIR_LOSSES}.")
+        raise ConfigError(
+            f"objective.finetune.loss={s.loss!r}: fine-tuning on scored pairs takes one of {PAIR_LOSSES}."
+        )
     if int(s.epochs) < 1 or int(s.batch_size) < 2:
         raise ConfigError(
             f"objective.finetune needs epochs >= 1 and batch_size >= 2 (got {s.epochs}, {s.batch_size})."

@@ -44,7 +44,9 @@ def load_saved(specs: RunSpecs) -> tuple[Any, Any]:
 
     resolved = locate(specs.model)
     try:
-        model = SentenceTransformer(str(resolved.path), device="cpu", trust_remote_code=specs.model.trust_remote_code)
+        model = SentenceTransformer(
+            str(resolved.path), device="cpu", trust_remote_code=specs.model.trust_remote_code
+        )
     except (OSError, ValueError, KeyError, SafetensorError) as exc:
         raise ModelUnavailableError(
             f"Saved model '{specs.model.name}' at {resolved.path} could not be loaded ({type(exc).__name__}: "
@@ -93,8 +95,12 @@ def training_texts(source: str, specs: RunSpecs, *, file: str | None = None) -> 
         return list(load_corpus(spec).texts), source
     if source == "lines":
         if not file:
-            raise ConfigError("model.fasttext.corpus=lines needs model.fasttext.corpus_file=<path, one text a line>.")
-        return list(load_corpus(CorpusSpec(name=Path(file).stem, format="lines", file=file)).texts), f"lines:{Path(file).name}"
+            raise ConfigError(
+                "model.fasttext.corpus=lines needs model.fasttext.corpus_file=<path, one text a line>."
+            )
+        return list(
+            load_corpus(CorpusSpec(name=Path(file).stem, format="lines", file=file)).texts
+        ), f"lines:{Path(file).name}"
     from embedlab.models.fasttext import CORPUS_SOURCES
 
     raise ConfigError(f"Unknown model.fasttext.corpus '{source}'. Choose one of {CORPUS_SOURCES}.")

@@ -39,7 +39,12 @@ class RetrievalTask(Task):
 
     def build_datamodule(self, model: Any) -> Any:
         """(query, positive[, negatives]) training data from the set's training judgements."""
-        from embedlab.data.retrieval_pairs import RankingDataModule, mine_negatives, ranking_examples, split_queries
+        from embedlab.data.retrieval_pairs import (
+            RankingDataModule,
+            mine_negatives,
+            ranking_examples,
+            split_queries,
+        )
 
         s, d = self.specs, self.specs.data_cfg
         hn = s.objective.extra.get("hard_negatives") or {"num": 0}
@@ -57,7 +62,9 @@ class RetrievalTask(Task):
         return RankingDataModule(examples, batch_size=int(d["batch_size"]), seed=s.run.seed)
 
     def train_texts(self, datamodule: Any) -> list[str]:
-        return list(dict.fromkeys(t for e in datamodule.examples for t in (e.query, e.positive, *e.negatives)))
+        return list(
+            dict.fromkeys(t for e in datamodule.examples for t in (e.query, e.positive, *e.negatives))
+        )
 
     def settings(self) -> Any:
         from embedlab.eval.retrieval_task import RetrievalEvalSettings, parse_ks
@@ -81,7 +88,13 @@ class RetrievalTask(Task):
                                        ("queries", [data.queries[q] for q in data.query_ids])])  # fmt: skip
         jobs = [(f"{d['metric_split']}/{s.data_name}", data, settings)]
         if self.val_set is not None:
-            jobs.append((f"val/{s.data_name}", self.val_set, replace(settings, index=None, precision="float32", dims=())))
+            jobs.append(
+                (
+                    f"val/{s.data_name}",
+                    self.val_set,
+                    replace(settings, index=None, precision="float32", dims=()),
+                )
+            )
         out = EvalOutput({}, data_meta={"name": data.name, "fingerprint": data.revision, "n_docs": len(data.corpus),
                                         "n_queries": len(data.queries), "stats": dict(data.stats)})  # fmt: skip
         for prefix, rset, sett in jobs:

@@ -111,7 +111,9 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
                 lg.log_metrics(metrics, step=int(trainer.global_step))
             meta = collect_meta(specs, resolved, model_fp, result, time.perf_counter() - start, extra)
             write_results(out / "results.json", metrics, meta)
-            headline = {k: round(v, 4) for k, v in metrics.items() if k.endswith(f"/{specs.data_cfg.get('metric')}")}
+            headline = {
+                k: round(v, 4) for k, v in metrics.items() if k.endswith(f"/{specs.data_cfg.get('metric')}")
+            }
             log.info("Results: %s", headline)
             log.info("Wrote %s", out / "results.json")
         exit_code = 0
@@ -144,7 +146,9 @@ def fit(task: Task, specs: RunSpecs, trainer: Any, model: Any, module: Any, data
         lengths = token_lengths(model, texts)
         n_long = int((lengths > model.max_seq_length).sum())
         if n_long:
-            log.warning("%d distinct training texts exceed %d tokens and are truncated.", n_long, model.max_seq_length)
+            log.warning(
+                "%d distinct training texts exceed %d tokens and are truncated.", n_long, model.max_seq_length
+            )
         record = {"n_truncated_texts": n_long, "max_tokens": int(lengths.max())}
     task.before_fit(model, module, loggers)
     fit_start = time.perf_counter()
@@ -177,7 +181,9 @@ def fit_resumable(trainer: Any, module: Any, datamodule: Any, ckpt_path: str | N
                 last,
             )
     elif ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file. Use a .ckpt path or ckpt_path=last.")
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: no such checkpoint file. Use a .ckpt path or ckpt_path=last."
+        )
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -207,8 +213,12 @@ def collect_meta(specs: RunSpecs, resolved: Any, model_fp: str, result: EvalOutp
         "config": dict(specs.run.config),
         "packages": package_versions(),
         "git": git_state(Path(__file__).resolve().parent),
-        "model": {"name": specs.model.name, "source": resolved.source, "path": str(resolved.path),
-                  "fingerprint": model_fp},  # fmt: skip
+        "model": {
+            "name": specs.model.name,
+            "source": resolved.source,
+            "path": str(resolved.path),
+            "fingerprint": model_fp,
+        },  # fmt: skip
         "data": result.data_meta,
         "wall_time_s": seconds,
         **extra,

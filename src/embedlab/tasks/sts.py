@@ -23,7 +23,9 @@ class STSTask(Task):
             )
         for split in specs.run.eval_splits:
             if split not in SPLIT_KEY:
-                raise ConfigError(f"eval_splits holds unknown split '{split}'; use train, validation or test.")
+                raise ConfigError(
+                    f"eval_splits holds unknown split '{split}'; use train, validation or test."
+                )
 
     def __init__(self, specs) -> None:
         from embedlab.data.pair_datamodule import PairDataModule
@@ -73,7 +75,10 @@ class STSTask(Task):
             if stats is not None:  # None: a cache entry stored without its encode stats
                 out.metrics[f"{prefix}/encode_texts_per_s"] = stats.n_encoded / max(stats.seconds, 1e-9)
                 out.metrics[f"{prefix}/n_truncated_texts"] = float(stats.n_truncated)
-            out.details[prefix] = {"encode": stats.as_dict() if stats else "cached", "worst_pairs": result.worst_pairs}
+            out.details[prefix] = {
+                "encode": stats.as_dict() if stats else "cached",
+                "worst_pairs": result.worst_pairs,
+            }
             out.cells = list(getattr(result, "cells", None) or out.cells)
             log_worst_pairs(loggers, prefix, result.worst_pairs)
         keys = [f"{SPLIT_KEY[x]}/{s.data_name}" for x in s.run.eval_splits]

@@ -97,7 +97,9 @@ def run_model(specs: RunSpecs, run_dir: Path) -> tuple[Any, str]:
             f"{run_dir} holds no saved model and model={specs.model.name} is built by the task layer: "
             f"re-run it with save_model=true to plot it."
         )
-    model, resolved = build_encoder(replace(specs.model, projection_dim=None) if specs.task == "mlm" else specs.model)
+    model, resolved = build_encoder(
+        replace(specs.model, projection_dim=None) if specs.task == "mlm" else specs.model
+    )
     return model, f"model={specs.model.name} ({resolved.source})"
 
 
@@ -137,7 +139,9 @@ def visualise_run(
         log.warning("The run's texts carry no labels: the map is drawn in one colour.")
     model, source = run_model(specs, run)
     model.eval()
-    emb, stats = encode(model, texts.texts, batch_size=int(specs.data_cfg.get("eval_batch_size", 32)), what="texts")
+    emb, stats = encode(
+        model, texts.texts, batch_size=int(specs.data_cfg.get("eval_batch_size", 32)), what="texts"
+    )
     name = "saved_model" if source.endswith("model") else str(specs.model.name)
     path = Path(out) if out else run / "plots" / f"tsne_{split or 'eval'}_{name}.png"
     path = tsne_plot(emb, texts.labels, path, title=f"{run.name}: {texts.what}, {name}",
