@@ -27,7 +27,7 @@ from embedlab.data.retrieval import load_retrieval_set
 from embedlab.errors import ConfigError
 from embedlab.tasks.base import EncoderHandle
 from embedlab.tasks.model import build_model
-from embedlab.tasks.runner import encoding_for, make_encoder
+from embedlab.tasks.shared import encoding_for, make_encoder
 
 if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs

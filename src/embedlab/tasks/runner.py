@@ -8,19 +8,18 @@ A ``finally`` block always finishes the W&B run, so jobs of a sweep never share 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedlab.config import build_specs
 from embedlab.errors import ConfigError
 from embedlab.models.encoder import model_fingerprint
-from embedlab.tasks.base import EncoderHandle, EvalOutput, Task
+from embedlab.tasks.base import EvalOutput, Task
 from embedlab.tasks.registry import task_class
+from embedlab.tasks.shared import encoding_for, make_encoder
 from embedlab.tracking.results import git_state, package_versions, redact, write_results
 from embedlab.tracking.wandb_logger import finish_wandb
 
@@ -30,32 +29,6 @@ if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def encoding_for(specs: RunSpecs) -> Iterator[None]:
-    """The run's encode backend for every encode() inside the block.
-
-    TODO(merge): Encoder -- goes away: the Encoder object carries its settings."""
-    from embedlab.eval.encode import encoding
-    from embedlab.eval.fast_encode import EncodeOptions
-
-    e = specs.encode
-    options = EncodeOptions(precision=e.precision, token_budget=e.token_budget, threads=e.threads)
-    with encoding("fast" if e.backend == "fast" else "sentence-transformers", options):
-        yield
-
-
-def make_encoder(specs: RunSpecs, model: Any) -> EncoderHandle:
-    """The model, its embedding cache and its key there (call inside :func:`encoding_for`).
-
-    TODO(merge): Encoder -- ``Encoder(model, settings, EmbeddingCache(root))``."""
-    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
-    from embedlab.eval.encode import encoding_tag
-
-    root = Path(specs.run.cache_dir) / "embeddings" if specs.run.embedding_cache else None
-    key = f"{encoder_key(model, specs.weights.name)}:{encoding_tag()}"
-    return EncoderHandle(model, specs.encode, EmbeddingCache(root), key)
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

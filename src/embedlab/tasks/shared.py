@@ -1,13 +1,42 @@
-"""Helpers the siamese tasks share."""
+"""What tasks and encode_corpus share: the run's encoder (cache + key) and pooling prefetch."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from embedlab.tasks.base import EncoderHandle
 
 if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs
+
+
+@contextlib.contextmanager
+def encoding_for(specs: RunSpecs) -> Iterator[None]:
+    """The run's encode backend for every encode() inside the block.
+
+    TODO(merge): Encoder -- goes away: the Encoder object carries its settings."""
+    from embedlab.eval.encode import encoding
+    from embedlab.eval.fast_encode import EncodeOptions
+
+    e = specs.encode
+    options = EncodeOptions(precision=e.precision, token_budget=e.token_budget, threads=e.threads)
+    with encoding("fast" if e.backend == "fast" else "sentence-transformers", options):
+        yield
+
+
+def make_encoder(specs: RunSpecs, model: Any) -> EncoderHandle:
+    """The model, its embedding cache and its key there (call inside :func:`encoding_for`).
+
+    TODO(merge): Encoder -- ``Encoder(model, settings, EmbeddingCache(root))``."""
+    from embedlab.eval.embedding_cache import EmbeddingCache, encoder_key
+    from embedlab.eval.encode import encoding_tag
+
+    root = Path(specs.run.cache_dir) / "embeddings" if specs.run.embedding_cache else None
+    key = f"{encoder_key(model, specs.weights.name)}:{encoding_tag()}"
+    return EncoderHandle(model, specs.encode, EmbeddingCache(root), key)
 
 
 def prefetch_poolings(
