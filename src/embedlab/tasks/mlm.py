@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from embedlab.data.text_corpus import general_sentences, load_corpus, mix_replay
+from embedlab.errors import ConfigError
 from embedlab.models.encoder import build_encoder
 from embedlab.tasks.base import EncoderHandle, EvalOutput, Task, register
 from embedlab.tasks.mlm_probe import (
@@ -55,19 +56,23 @@ class MLMTask(Task):
     @classmethod
     def check(cls, specs) -> None:
         super().check(specs)
+        if not specs.run.fit:
+            raise ConfigError(
+                f"data={specs.data_name} is an MLM corpus: continued MLM trains, run it with train.py."
+            )
         guard_settings(specs.objective.extra)
         finetune_settings(specs)
 
     def build_model(self) -> tuple[Any, Any]:
-        pooling = self.specs.model.pooling or "mean"
-        return build_encoder(replace(self.specs.model, projection_dim=None, pooling=pooling))
+        model, self.resolved = build_encoder(replace(self.specs.model, projection_dim=None))
+        return model, self.resolved
 
     def build_datamodule(self, model: Any) -> Any:
         from embedlab.data.mlm_datamodule import MLMDataModule
         from embedlab.modules.mlm import MLMModule
 
         s, o = self.specs, self.specs.objective
-        self.module = MLMModule(self.resolved_path(model), lr=o.lr, weight_decay=o.weight_decay,
+        self.module = MLMModule(self.resolved.path, lr=o.lr, weight_decay=o.weight_decay,
                                 warmup_ratio=o.warmup_ratio, dataset_name=self.corpus.name)  # fmt: skip
         self.datamodule = MLMDataModule(
             self.module.tokenizer, self.train_texts_with_replay(), self.corpus.heldout_texts,
@@ -77,11 +82,6 @@ class MLMTask(Task):
         )  # fmt: skip
         self.datamodule.setup()
         return self.datamodule
-
-    def resolved_path(self, model: Any) -> Any:
-        from embedlab.models.encoder import locate
-
-        return locate(self.specs.model).path
 
     def build_module(self, model: Any) -> Any:
         return self.module
