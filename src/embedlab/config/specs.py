@@ -163,8 +163,13 @@ def run_settings(cfg: DictConfig) -> RunSettings:
     )  # fmt: skip
 
 
-def build_specs(cfg: DictConfig, *, check: bool = True) -> RunSpecs:
-    """Every axis of ``cfg`` as plain specs; with ``check``, the cross-axis and task rules too."""
+def build_specs(cfg: DictConfig, *, check: bool = True, fit: bool | None = None) -> RunSpecs:
+    """Every axis of ``cfg`` as plain specs; with ``check``, the cross-axis and task rules too.
+    ``fit`` overrides ``cfg.fit`` (evaluate.py: False)."""
+    if fit is not None:
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            cfg.fit = fit
     m = cfg.model
     specs = RunSpecs(
         model=encoder_spec(cfg), model_kind=str(m.get("kind", "transformer")),

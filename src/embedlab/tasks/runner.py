@@ -24,9 +24,9 @@ from embedlab.tracking.results import git_state, package_versions, redact, write
 from embedlab.tracking.wandb_logger import finish_wandb
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
-
     from embedlab.config.axes import RunSpecs
+
+DictConfig = Any  # a composed Hydra config: only embedlab.config reads it
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Evaluate a model without training (``fit=false``)."""
-    from omegaconf import OmegaConf
-
-    cfg = cfg.copy()
-    OmegaConf.set_struct(cfg, False)
-    cfg.fit = False
-    return train(cfg)
+    specs = build_specs(cfg, fit=False)
+    with encoding_for(specs):
+        return run(specs)
 
 
 def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
