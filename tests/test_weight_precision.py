@@ -144,7 +144,7 @@ def test_evaluate_run_records_int8_weights(make_cfg, tmp_path: Path) -> None:
         return json.loads((out / "results.json").read_text())
 
     fp32, int8 = run("fp32"), run("int8")
-    assert int8["meta"]["config"]["quantization"]["weights"] == "int8"
+    assert int8["meta"]["config"]["weights"]["name"] == "int8"
     assert int8["meta"]["weights"]["precision"] == "int8" and int8["meta"]["weights"]["n_int8_linear"] == 36
     assert "weights" not in fp32["meta"]
     key = "test/lee/spearman_cosine"
