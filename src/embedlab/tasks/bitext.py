@@ -12,7 +12,9 @@ class BitextTask(Task):
     can_fit = False
 
     def evaluate(self, encoder: EncoderHandle, loggers: list[Any]) -> EvalOutput:
-        from embedlab.eval.bitext_task import evaluate_bitext
+        from embedlab.eval.bitext_task import (
+            evaluate_bitext,  # TODO(merge): Encoder -- pass the encoder, not (model, cache, key)
+        )
 
         d = self.specs.data_cfg
         raw, revisions = evaluate_bitext(encoder.model, list(d["langs"]), d.get("root"), cache=encoder.cache,

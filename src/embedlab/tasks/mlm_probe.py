@@ -68,7 +68,9 @@ def general_probe_data(root: str | Path | None, *, max_pairs: int | None = None,
 
 def probe_general(encoder: Any, data: STSData, *, batch_size: int = 64) -> dict[str, float]:
     """Cosine Spearman / Pearson on the probe's validation and test splits, keyed split/name/metric."""
-    from embedlab.eval.sts import evaluate_sts
+    from embedlab.eval.sts import (
+        evaluate_sts,  # TODO(merge): Encoder -- pass the encoder, not (model, cache, key)
+    )
 
     out: dict[str, float] = {}
     for split, prefix in (("validation", "val"), ("test", "test")):

@@ -80,7 +80,9 @@ class RetrievalTask(Task):
     def evaluate(self, encoder: EncoderHandle, loggers: list[Any]) -> EvalOutput:
         """The evaluation split with the configured index and precision; the val split (after
         fine-tuning) with exact search only, since it picks checkpoints."""
-        from embedlab.eval.retrieval_task import evaluate_retrieval
+        from embedlab.eval.retrieval_task import (
+            evaluate_retrieval,  # TODO(merge): Encoder -- pass the encoder, not (model, cache, key)
+        )
 
         s, d = self.specs, self.specs.data_cfg
         data, settings = self.load(d["split"]), self.settings()

@@ -50,7 +50,11 @@ class STSTask(Task):
         """Score every split in ``eval_splits`` through the embedding cache, so cells that differ
         only in dimension or embedding precision encode nothing after the first. PCA is fitted
         on the train split's sentences."""
-        from embedlab.eval.sts import evaluate_sts, fit_sts_pca, split_texts
+        from embedlab.eval.sts import (  # TODO(merge): Encoder -- pass the encoder, not (model, cache, key)
+            evaluate_sts,
+            fit_sts_pca,
+            split_texts,
+        )
 
         s, data = self.specs, self.datamodule.data
         model, cache, key, batch = encoder.model, encoder.cache, encoder.key, s.encode.batch_size
