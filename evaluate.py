@@ -6,8 +6,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
-    from embedlab.jobs import run_job
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate, run_job
 
     return run_job(cfg, evaluate)
 

@@ -6,8 +6,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from embedlab.jobs import run_job  # heavy imports stay out of `--help`
-    from embedlab.run import train
+    from embedlab.jobs import run_job, train  # heavy imports stay out of `--help`
 
     return run_job(cfg, train)  # the monitored metric: what Optuna / sweepers optimise
 

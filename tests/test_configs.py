@@ -14,6 +14,7 @@ GROUPS = [
     "model",
     "pooling",
     "dimension",
+    "weights",
     "quantization",
     "index",
     "objective",
@@ -45,12 +46,14 @@ def test_every_option_composes(make_cfg, group: str, option: str, task: str) -> 
         overrides += ["data.name=mine", "data.root=somewhere"]
     cfg = make_cfg(*overrides, task=task)
     assert cfg.monitor.endswith(f"/{cfg.data.metric}")
-    from embedlab.run import encoder_spec, index_spec_from_cfg, sts_spec
+    from embedlab.config import build_specs
+    from embedlab.config.specs import encoder_spec, index_spec_from_cfg, sts_spec
 
     assert encoder_spec(cfg).name == cfg.model.name
     if cfg.data.task == "sts":
         assert sts_spec(cfg).name == cfg.data.name
     index_spec_from_cfg(cfg)  # every index config maps onto a spec
+    build_specs(cfg, check=False)  # and every axis onto its spec
 
 
 def test_monitor_is_named_once() -> None:
@@ -87,7 +90,7 @@ SMOKE = [
 
 @pytest.mark.parametrize("overrides", SMOKE, ids=[",".join(o) for o in SMOKE])
 def test_fast_dev_run(make_cfg, tmp_path: Path, overrides: tuple[str, ...]) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     cfg = make_cfg(*overrides, "debug=fast", "data=lee")
     metrics, objects = train(cfg)
@@ -109,14 +112,14 @@ def test_fast_dev_run(make_cfg, tmp_path: Path, overrides: tuple[str, ...]) -> N
 
 def test_dimension_larger_than_model_is_rejected(make_cfg) -> None:
     from embedlab.errors import ConfigError
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     with pytest.raises(ConfigError, match="dimension=d128 asks for 128 dimensions.*gives 32"):
         train(make_cfg("model=tiny_bert", "dimension=d128", "debug=fast", "logger=none"))
 
 
 def test_mlm_through_train(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     metrics, _ = train(make_cfg("model=tiny_bert", "objective=mlm", "data=mlm_lee", "data.max_texts=40",
                                 "logger=none", "+trainer.max_steps=2"))  # fmt: skip
@@ -126,7 +129,7 @@ def test_mlm_through_train(make_cfg, tmp_path: Path) -> None:
 
 def test_mlm_objective_needs_a_corpus(make_cfg) -> None:
     from embedlab.errors import ConfigError
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     with pytest.raises(ConfigError, match="continued MLM needs"):
         train(make_cfg("model=tiny_bert", "objective=mlm", "data=lee", "logger=none"))

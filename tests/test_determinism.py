@@ -12,7 +12,7 @@ ARGS = ("model=tiny_bert", "data=lee", "logger=none", "debug=limit", "trainer.de
 
 
 def _run(make_cfg, out: Path, *extra: str) -> dict[str, float]:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     train(make_cfg(*ARGS, *extra, output_dir=out))
     metrics = json.loads((out / "results.json").read_text())["metrics"]

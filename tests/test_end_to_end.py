@@ -15,7 +15,7 @@ def test_short_finetune_improves_and_saved_model_reproduces_score(make_cfg, tmp_
 
     from embedlab.encode.encoder import Encoder, EncodeSettings
     from embedlab.eval.sts import evaluate_sts
-    from embedlab.run import evaluate, train
+    from embedlab.jobs import evaluate, train
 
     before, _ = evaluate(make_cfg("model=minilm", "data=lee", "logger=none", output_dir=tmp_path / "before"))
     metrics, objects = train(
@@ -43,7 +43,7 @@ def test_minilm_stsb_test_matches_mteb(make_cfg, data_dir: Path, encoder: str, t
     """MTEB publishes 82.03 cosine Spearman for all-MiniLM-L6-v2 on STS-B test, in float32.
     The reference path reproduces it; the default fast bf16 path may lose at most 0.3 points
     (issue #6's bound; measured 82.04)."""
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     metrics, _ = evaluate(
         make_cfg(
@@ -66,7 +66,7 @@ def test_sbert_recipe_on_stsb(make_cfg, data_dir: Path, tmp_path: Path) -> None:
 
     from embedlab.encode.encoder import Encoder, EncodeSettings
     from embedlab.eval.sts import evaluate_sts
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     metrics, objects = train(make_cfg("experiment=stsb_sbert", "logger=none", f"paths.data_dir={data_dir}"))
     assert metrics["test/stsb/spearman_cosine"] >= 0.852
@@ -80,7 +80,7 @@ def test_sbert_recipe_on_stsb(make_cfg, data_dir: Path, tmp_path: Path) -> None:
 def test_minilm_scifact_ndcg_matches_mteb(make_cfg, data_dir: Path, tmp_path: Path) -> None:
     """MTEB publishes nDCG@10 64.51 for all-MiniLM-L6-v2 on SciFact (test), in float32: checked
     with the reference encode path (the default fast bf16 path gives 0.6442, see benchmarks/NOTES.md)."""
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     cfg = make_cfg("model=minilm", "data=scifact", "index=hnsw", "logger=none", f"paths.data_dir={data_dir}",
                    "encode=reference",

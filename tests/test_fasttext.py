@@ -123,8 +123,8 @@ def test_bad_params_are_clear_errors() -> None:
     ],
 )
 def test_unsupported_settings_fail_at_config_time(make_cfg, override: str, message: str) -> None:
+    from embedlab.config import check_config
     from embedlab.errors import ConfigError
-    from embedlab.run import check_config
 
     cfg = make_cfg("model=fasttext", "data=lee", override, task="evaluate")
     with pytest.raises(ConfigError, match=message):
@@ -132,15 +132,16 @@ def test_unsupported_settings_fail_at_config_time(make_cfg, override: str, messa
 
 
 def test_eval_corpus_needs_sts_or_retrieval_data(make_cfg) -> None:
+    from embedlab.config import build_specs
     from embedlab.errors import ConfigError
-    from embedlab.run import build_model
+    from embedlab.tasks.model import build_model
 
     with pytest.raises(ConfigError, match="corpus=wiki, lee, or lines"):
-        build_model(make_cfg("model=fasttext", "data=tatoeba", task="evaluate"))
+        build_model(build_specs(make_cfg("model=fasttext", "data=tatoeba", task="evaluate")))
 
 
 def test_evaluate_sts_writes_results(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     cfg = make_cfg("model=fasttext", "data=lee", "logger=none", *TINY_OVERRIDES, task="evaluate")
     metrics, objects = evaluate(cfg)
@@ -153,7 +154,7 @@ def test_evaluate_sts_writes_results(make_cfg, tmp_path: Path) -> None:
 
 
 def test_evaluate_retrieval_reuses_cached_embeddings(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     def run(name: str, *extra: str) -> dict[str, float]:
         cfg = make_cfg("model=fasttext", "data=retrieval_mock", "logger=none", *TINY_OVERRIDES, *extra,

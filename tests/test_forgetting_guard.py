@@ -12,7 +12,7 @@ import pytest
 
 from embedlab.data.text_corpus import mix_replay
 from embedlab.errors import ConfigError, DataError
-from embedlab.mlm_task import GuardDecision
+from embedlab.tasks.mlm_probe import GuardDecision
 
 FAST = ("model=tiny_bert", "objective=mlm", "data=mlm_lee", "data.max_texts=40", "debug=fast",
         "logger=none", "callbacks=none", "objective.general_probe.max_pairs=40")  # fmt: skip
@@ -46,7 +46,7 @@ def test_replay_mixes_the_stated_fraction() -> None:
 
 
 def _run(make_cfg, out: Path, *overrides: str):
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     metrics, objects = train(make_cfg(*FAST, *overrides, output_dir=out))
     return metrics, objects, json.loads((out / "results.json").read_text())
@@ -64,17 +64,17 @@ def _embed(path_or_model, texts=PROBE_TEXTS) -> np.ndarray:
 
 
 def _initial_encoder(cfg_fn) -> np.ndarray:
-    from embedlab.mlm_task import mlm_encoder_spec
+    from embedlab.config import build_specs
     from embedlab.models.encoder import build_encoder
 
-    encoder, _ = build_encoder(mlm_encoder_spec(cfg_fn(*FAST)))
+    encoder, _ = build_encoder(build_specs(cfg_fn(*FAST)).model)
     return _embed(encoder)
 
 
 def test_forced_guard_keeps_the_previous_encoder(
     make_cfg, tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="embedlab.mlm_task"):
+    with caplog.at_level(logging.INFO, logger="embedlab.tasks.mlm_probe"):
         metrics, objects, results = _run(make_cfg, tmp_path / "forced", "objective.guard.tolerance=-1")
     assert objects["trainer"].global_step == 1  # fast_dev_run: one training step happened
     key = "val/stsb/spearman_cosine"
@@ -93,7 +93,7 @@ def test_forced_guard_keeps_the_previous_encoder(
 def test_lenient_guard_keeps_the_update(
     make_cfg, tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="embedlab.mlm_task"):
+    with caplog.at_level(logging.INFO, logger="embedlab.tasks.mlm_probe"):
         metrics, _, results = _run(make_cfg, tmp_path / "lenient", "objective.guard.tolerance=100",
                                    "objective.lr=1e-2")  # fmt: skip
     assert metrics["val/stsb/guard_triggered"] == 0.0
@@ -119,7 +119,7 @@ def test_probe_falls_back_to_lee_without_stsb(
     make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     missing = tmp_path / "no-data" / "stsb"
-    with caplog.at_level(logging.WARNING, logger="embedlab.mlm_task"):
+    with caplog.at_level(logging.WARNING, logger="embedlab.tasks.mlm_probe"):
         metrics, _, results = _run(make_cfg, tmp_path / "offline", f"objective.general_probe.root={missing}")
     assert "STS-B not found" in caplog.text and "Lee" in caplog.text
     assert results["meta"]["general_probe"]["name"] == "lee"
@@ -127,7 +127,7 @@ def test_probe_falls_back_to_lee_without_stsb(
 
 
 def test_replay_from_missing_stsb_says_how_to_fix(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     cfg = make_cfg(*FAST, "objective.replay.fraction=0.2", f"objective.general_probe.root={tmp_path}/none")
     with pytest.raises(DataError, match="replay.source=wiki"):
@@ -135,7 +135,7 @@ def test_replay_from_missing_stsb_says_how_to_fix(make_cfg, tmp_path: Path) -> N
 
 
 def test_guard_without_probe_is_rejected(make_cfg) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     with pytest.raises(ConfigError, match="objective.guard needs the general-quality probe"):
         train(make_cfg(*FAST[:-1], "objective.general_probe=null"))

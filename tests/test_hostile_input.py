@@ -58,7 +58,7 @@ def _write_pairs(path: Path, rows: list[tuple[str, str, float]]) -> Path:
 
 
 def test_training_on_hostile_texts_runs(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     rows = [
         (t, HOSTILE_TEXTS[(i + 1) % len(HOSTILE_TEXTS)], float(i % 6))
@@ -137,7 +137,7 @@ def test_hostile_beir_files(tmp_path: Path, files: dict[str, bytes], message: st
 
 
 def test_data_dir_pointing_elsewhere_says_how_to_fix(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate, train
+    from embedlab.jobs import evaluate, train
 
     elsewhere = tmp_path / "not_the_data"
     elsewhere.mkdir()
@@ -162,7 +162,7 @@ def test_data_dir_pointing_elsewhere_says_how_to_fix(make_cfg, tmp_path: Path) -
      ("binary", r"is not valid UTF-8")],
 )  # fmt: skip
 def test_sts_file_pointing_at_the_wrong_thing(make_cfg, tmp_path: Path, target: str, message: str) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     path = {"folder": tmp_path, "header_only": tmp_path / "h.csv", "binary": tmp_path / "b.csv"}[target]
     (tmp_path / "h.csv").write_text("sentence1,sentence2,score\n")
@@ -176,7 +176,7 @@ def test_sts_file_pointing_at_the_wrong_thing(make_cfg, tmp_path: Path, target: 
 @pytest.mark.parametrize("override", ["data.batch_size=1000000000", "data.eval_batch_size=99999999999",
                                       "data.batch_size=2.5", "data.batch_size=0", "data.eval_batch_size=-3"])  # fmt: skip
 def test_huge_or_invalid_batch_size_is_refused_before_loading(make_cfg, override: str) -> None:
-    from embedlab.run import check_config
+    from embedlab.config import check_config
 
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"{key}=.*integer from 1 to 65536"):
@@ -184,7 +184,7 @@ def test_huge_or_invalid_batch_size_is_refused_before_loading(make_cfg, override
 
 
 def test_non_existent_saved_model(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     cfg = make_cfg("model=saved", f"model.name_or_path={tmp_path / 'no_such_run' / 'model'}", "data=lee",
                    "logger=none", "debug=fast", task="evaluate")  # fmt: skip
@@ -193,8 +193,8 @@ def test_non_existent_saved_model(make_cfg, tmp_path: Path) -> None:
 
 
 def test_truncated_weights_are_a_clear_error(make_cfg, tiny_model_dirs, tmp_path: Path) -> None:
+    from embedlab.jobs import evaluate
     from embedlab.models.encoder import EncoderSpec, build_encoder
-    from embedlab.run import evaluate
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dirs["bert"], broken)

@@ -96,7 +96,7 @@ def test_bad_settings_are_clear() -> None:
 
 
 def test_fast_dev_run_with_cosent_matryoshka(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     cfg = make_cfg("model=tiny_bert", "objective=cosent_matryoshka", "objective.matryoshka_dims=[32,16,8]",
                    "debug=fast", "data=lee", "logger=none")  # fmt: skip
@@ -111,7 +111,7 @@ def test_fast_dev_run_with_cosent_matryoshka(make_cfg, tmp_path: Path) -> None:
 
 
 def test_mnrl_with_matryoshka_trains(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     cfg = make_cfg("model=tiny_bert", "objective=mnrl", "objective.matryoshka_dims=[32,16]", "data=retrieval_mock",
                    "trainer.max_epochs=1", "logger=none")  # fmt: skip
@@ -121,7 +121,7 @@ def test_mnrl_with_matryoshka_trains(make_cfg, tmp_path: Path) -> None:
 
 
 def test_matryoshka_larger_than_model_fails_before_training(make_cfg) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     with pytest.raises(ConfigError, match="gives 32"):
         train(

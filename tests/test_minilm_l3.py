@@ -222,7 +222,7 @@ def test_a_graph_that_is_not_a_bert_export_is_rejected() -> None:
 def test_minilm_l3_stsb_test_score(make_cfg, data_dir: Path, encoder: str, tolerance: float) -> None:
     """STS-B test Spearman of the converted model with mean pooling, float32 reference path:
     0.8241 (experiments/sts_evaluation/README.md); the bf16 fast path may lose 0.3 points."""
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     metrics, _ = evaluate(
         make_cfg(

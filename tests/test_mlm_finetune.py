@@ -19,7 +19,7 @@ PROBE_TEXTS = ["A man is playing a guitar.", "The central bank raised interest r
 
 
 def _run(make_cfg, out: Path, *overrides: str):
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     metrics, objects = train(make_cfg(*FAST, *overrides, output_dir=out))
     return metrics, objects, json.loads((out / "results.json").read_text())
@@ -95,13 +95,15 @@ def test_offline_finetune_uses_the_embedded_lee_pairs(make_cfg, tmp_path: Path) 
     ],
 )
 def test_bad_finetune_settings_fail_before_training(make_cfg, overrides, message) -> None:
-    from embedlab.mlm_finetune import finetune_settings
+    from embedlab.config import build_specs
+    from embedlab.tasks.mlm_probe import finetune_settings
 
     with pytest.raises(ConfigError, match=message):
-        finetune_settings(make_cfg(*FAST, *overrides))
+        finetune_settings(build_specs(make_cfg(*FAST, *overrides), check=False))
 
 
 def test_finetune_is_off_by_default(make_cfg) -> None:
-    from embedlab.mlm_finetune import finetune_settings
+    from embedlab.config import build_specs
+    from embedlab.tasks.mlm_probe import finetune_settings
 
-    assert finetune_settings(make_cfg(*FAST[:8])) is None
+    assert finetune_settings(build_specs(make_cfg(*FAST[:8]), check=False)) is None

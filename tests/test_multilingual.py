@@ -14,8 +14,8 @@ LANGS = ["en", "de", "es", "fr", "it", "ja", "nl", "pl", "pt", "ru", "zh"]
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_every_language_loads_the_release_rows(make_cfg, data_dir: Path, lang: str) -> None:
+    from embedlab.config.specs import sts_spec
     from embedlab.data.sts import load_sts
-    from embedlab.run import sts_spec
 
     cfg = make_cfg("data=stsb_multi_mt", f"data.lang={lang}", task="evaluate")
     assert cfg.data.name == f"stsb_{lang}" and cfg.monitor == f"test/stsb_{lang}/spearman_cosine"
@@ -29,8 +29,8 @@ def test_every_language_loads_the_release_rows(make_cfg, data_dir: Path, lang: s
 
 
 def test_english_matches_the_original_stsb_release(make_cfg, data_dir: Path) -> None:
+    from embedlab.config.specs import sts_spec
     from embedlab.data.sts import load_sts
-    from embedlab.run import sts_spec
 
     mt = load_sts(sts_spec(make_cfg("data=stsb_multi_mt", "data.lang=en")), splits=("test",)).splits["test"]
     orig = load_sts(sts_spec(make_cfg("data=stsb")), splits=("test",)).splits["test"]
@@ -40,16 +40,16 @@ def test_english_matches_the_original_stsb_release(make_cfg, data_dir: Path) -> 
 
 
 def test_unknown_language_names_the_missing_file(make_cfg, data_dir: Path) -> None:
+    from embedlab.config.specs import sts_spec
     from embedlab.data.sts import load_sts
     from embedlab.errors import DataError
-    from embedlab.run import sts_spec
 
     with pytest.raises(DataError, match=r"(?s)stsb-xx-\w+\.csv.*folder exists.*stsb-de-dev\.csv"):
         load_sts(sts_spec(make_cfg("data=stsb_multi_mt", "data.lang=xx")), splits=("test",))
 
 
 def test_evaluate_writes_per_language_keys(make_cfg, data_dir: Path, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     cfg = make_cfg("model=tiny_xlmr", "data=stsb_multi_mt", "data.lang=de", "data.max_pairs_per_split=40",
                    "eval_splits=[test]", "logger=none", task="evaluate")  # fmt: skip
@@ -63,8 +63,9 @@ def test_evaluate_writes_per_language_keys(make_cfg, data_dir: Path, tmp_path: P
 def test_hub_only_models_fail_fast_offline(make_cfg, monkeypatch: pytest.MonkeyPatch, model: str) -> None:
     from huggingface_hub import snapshot_download
 
+    from embedlab.config import build_specs
     from embedlab.errors import ModelUnavailableError
-    from embedlab.run import build_model
+    from embedlab.tasks.model import build_model
 
     cfg = make_cfg(f"model={model}", task="evaluate")
     try:
@@ -75,7 +76,7 @@ def test_hub_only_models_fail_fast_offline(make_cfg, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
     with pytest.raises(ModelUnavailableError) as err:
-        build_model(cfg)
+        build_model(build_specs(cfg))
     assert time.perf_counter() - start < 10
     message = str(err.value)
     assert cfg.model.name_or_path in message and f"hf download {cfg.model.name_or_path}" in message

@@ -85,10 +85,12 @@ def _stsb_cfg(make_cfg, out: Path, *overrides: str, task: str = "evaluate"):
 
 
 def test_sts_pca_is_fitted_on_the_train_split(make_cfg, data_dir: Path, tmp_path: Path) -> None:
+    from embedlab.config import build_specs
     from embedlab.eval.sts import sts_embeddings, sts_metrics
+    from embedlab.jobs import evaluate
     from embedlab.report.cells import quality_of
     from embedlab.report.scan import read_job
-    from embedlab.run import encoder_from_cfg, evaluate
+    from embedlab.tasks.shared import make_encoder
 
     own_cache = f"paths.cache_dir={tmp_path / 'cache'}"
     cfg = _stsb_cfg(make_cfg, tmp_path / "a", "dimension=pca128", own_cache)
@@ -102,7 +104,7 @@ def test_sts_pca_is_fitted_on_the_train_split(make_cfg, data_dir: Path, tmp_path
     fit_texts = list(dict.fromkeys(list(train.sentence1) + list(train.sentence2)))
     model = objects["model"]
     # the run's encode settings (bf16 results depend on the batches), without its cache
-    encoder = encoder_from_cfg(cfg, model).replace(cache=EmbeddingCache(None))
+    encoder = make_encoder(build_specs(cfg), model).replace(cache=EmbeddingCache(None))
     pca = fit_pca(encoder.encode(fit_texts)[0], 128)
     a, b, _ = sts_embeddings(encoder, test)
     expected = sts_metrics(pca.transform(a), pca.transform(b), test.scores)["spearman_cosine"]
@@ -120,7 +122,7 @@ def test_sts_pca_is_fitted_on_the_train_split(make_cfg, data_dir: Path, tmp_path
 
 
 def test_sts_pca_needs_enough_train_sentences(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     cfg = make_cfg("model=minilm", "data=lee", "dimension=pca128", "logger=none", task="evaluate")
     with pytest.raises(ValueError, match="train split of data=lee, which holds 50 distinct sentences"):
@@ -128,7 +130,7 @@ def test_sts_pca_needs_enough_train_sentences(make_cfg, tmp_path: Path) -> None:
 
 
 def test_pca_fast_dev_run(make_cfg, data_dir: Path, tmp_path: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     metrics, _ = train(_stsb_cfg(make_cfg, tmp_path, "dimension=pca128", "debug=fast", "data.max_pairs_per_split=80",
                                  task="train"))  # fmt: skip
@@ -164,7 +166,7 @@ def test_retrieval_pca_is_fitted_on_the_corpus(tmp_path: Path, tiny_model_dirs) 
 
 
 def test_retrieval_pca_through_the_runner(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     own_cache = f"paths.cache_dir={tmp_path / 'cache'}"
     base = ("model=tiny_bert", "data=retrieval_mock", "logger=none", "index=none", "dimension=pca128",

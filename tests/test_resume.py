@@ -219,7 +219,7 @@ class NotATensor:
 
 def test_checkpoint_with_a_pickled_object_is_refused(make_cfg, tmp_path: Path) -> None:
     from embedlab.errors import ConfigError
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     bad = tmp_path / "bad.ckpt"
     torch.save({"state_dict": {}, "extra": NotATensor()}, bad)
@@ -231,7 +231,7 @@ def test_checkpoint_with_a_pickled_object_is_refused(make_cfg, tmp_path: Path) -
 
 def test_missing_checkpoint_path_is_a_clear_error(make_cfg, tmp_path: Path) -> None:
     from embedlab.errors import ConfigError
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     cfg = make_cfg(
         "model=tiny_bert", "data=lee", "logger=none", "debug=fast", f"ckpt_path={tmp_path / 'no.ckpt'}"

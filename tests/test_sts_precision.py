@@ -91,7 +91,7 @@ def test_pair_inputs_reject_bad_shapes() -> None:
 
 
 def _run(make_cfg, out: Path, *overrides: str) -> dict[str, float]:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     cfg = make_cfg("model=minilm", "data=lee", "data.max_pairs_per_split=40", "logger=none", *overrides,
                    task="evaluate", output_dir=out)  # fmt: skip
@@ -129,8 +129,8 @@ def test_sts_runs_share_the_embedding_cache(make_cfg, tmp_path: Path) -> None:
 
 
 def test_quantized_sts_needs_a_known_precision(make_cfg) -> None:
+    from embedlab.config import check_config
     from embedlab.errors import ConfigError
-    from embedlab.run import check_config
 
     check_config(make_cfg("data=lee", "quantization=int8", task="evaluate"))  # allowed now
     with pytest.raises(ConfigError, match="embedding precision fp8"):

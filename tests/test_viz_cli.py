@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from embedlab.config import build_specs, load_run_specs
 from embedlab.errors import ConfigError
-from embedlab.viz.cli import evaluation_texts, load_run_config, main, score_bins, visualise_run
+from embedlab.viz.cli import evaluation_texts, main, score_bins, visualise_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -23,15 +24,14 @@ def test_score_bins_cover_the_range() -> None:
 
 
 def test_sts_run_is_plotted_by_gold_bin_and_logged_offline(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     run = tmp_path / "sts_run"
     train(
         make_cfg("model=tiny_bert", "data=lee", "debug=fast", "logger=none", "callbacks=none", output_dir=run)
     )
     assert (run / "model" / "modules.json").is_file() and not (run / ".hydra").exists()
-    cfg = load_run_config(run)  # from results.json's resolved config
-    texts = evaluation_texts(cfg)
+    texts = evaluation_texts(load_run_specs(run))  # from results.json's resolved config
     assert len(texts.texts) == len(set(texts.texts)) > 5 and "test" in texts.what
     assert texts.labels is not None and set(texts.labels) <= set(
         score_bins([0.1, 0.3, 0.5, 0.7, 0.9], (0, 1))
@@ -43,7 +43,7 @@ def test_sts_run_is_plotted_by_gold_bin_and_logged_offline(make_cfg, tmp_path: P
 
 
 def test_corpus_run_is_coloured_by_condition(make_cfg, tmp_path: Path, data_dir: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     run = tmp_path / "mlm_run"
     train(make_cfg("model=tiny_bert", "experiment=mlm_medical", "data.max_texts=60", "debug=fast", "logger=none",
@@ -54,7 +54,7 @@ def test_corpus_run_is_coloured_by_condition(make_cfg, tmp_path: Path, data_dir:
     cfg = OmegaConf.load(run / "results.json").meta.config  # type: ignore[union-attr]
     cfg.paths.output_dir = "${hydra:runtime.output_dir}"
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
-    texts = evaluation_texts(load_run_config(run))
+    texts = evaluation_texts(load_run_specs(run))
     assert texts.labels is not None and "neoplasms" in set(texts.labels) and "held-out" in texts.what
     out = tmp_path / "map.png"
     assert main([str(run), "--wandb", "disabled", "--out", str(out)]) == 0
@@ -64,6 +64,6 @@ def test_corpus_run_is_coloured_by_condition(make_cfg, tmp_path: Path, data_dir:
 def test_bad_folders_and_unsupported_runs_are_explained(tmp_path: Path, make_cfg) -> None:
     assert main([str(tmp_path), "--wandb", "disabled"]) == 2  # no config in it: exit code 2, error logged
     with pytest.raises(ConfigError, match="is not a run folder"):
-        load_run_config(tmp_path)
+        load_run_specs(tmp_path)
     with pytest.raises(ConfigError, match="a t-SNE map needs labelled texts"):
-        evaluation_texts(make_cfg("model=tiny_bert", "data=retrieval_mock", task="evaluate"))
+        evaluation_texts(build_specs(make_cfg("model=tiny_bert", "data=retrieval_mock", task="evaluate")))

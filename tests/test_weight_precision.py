@@ -1,4 +1,4 @@
-"""Model weight precision (quantization.weights = fp32 | bf16 | int8): the weights really
+"""Model weight precision (weights = fp32 | bf16 | int8): the weights really
 change, embeddings stay close to float32 on both encode paths, runs record it and cache it
 under their own key, and training with reduced weights is refused at config time."""
 
@@ -123,28 +123,28 @@ def test_encoder_key_differs_per_precision_and_is_stable(tiny_bert) -> None:
 
 
 def test_reduced_weights_with_fit_fail_at_config_time(make_cfg) -> None:
-    from embedlab.run import check_config
+    from embedlab.config import check_config
 
     with pytest.raises(ConfigError, match="evaluation-only.*fit=true"):
-        check_config(make_cfg("model=tiny_bert", "quantization.weights=int8"))
+        check_config(make_cfg("model=tiny_bert", "weights=int8"))
     with pytest.raises(ConfigError, match="weights=int4 is unknown. Choose fp32, bf16 or int8"):
-        check_config(make_cfg("model=tiny_bert", "quantization.weights=int4", task="evaluate"))
-    check_config(make_cfg("model=tiny_bert", "quantization.weights=bf16", task="evaluate"))
-    check_config(make_cfg("model=tiny_bert", "quantization.weights=int8", "fit=false"))
+        check_config(make_cfg("model=tiny_bert", "weights.name=int4", task="evaluate"))
+    check_config(make_cfg("model=tiny_bert", "weights=bf16", task="evaluate"))
+    check_config(make_cfg("model=tiny_bert", "weights=int8", "fit=false"))
 
 
 def test_evaluate_run_records_int8_weights(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     def run(weights: str) -> dict:
         out = tmp_path / weights
-        cfg = make_cfg("model=minilm", "data=lee", "logger=none", f"quantization.weights={weights}",
+        cfg = make_cfg("model=minilm", "data=lee", "logger=none", f"weights={weights}",
                        task="evaluate", output_dir=out)  # fmt: skip
         evaluate(cfg)
         return json.loads((out / "results.json").read_text())
 
     fp32, int8 = run("fp32"), run("int8")
-    assert int8["meta"]["config"]["quantization"]["weights"] == "int8"
+    assert int8["meta"]["config"]["weights"]["name"] == "int8"
     assert int8["meta"]["weights"]["precision"] == "int8" and int8["meta"]["weights"]["n_int8_linear"] == 36
     assert "weights" not in fp32["meta"]
     key = "test/lee/spearman_cosine"
@@ -155,13 +155,13 @@ def test_evaluate_run_records_int8_weights(make_cfg, tmp_path: Path) -> None:
 
 
 def test_int8_run_has_its_own_cache_key(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     cache = f"paths.cache_dir={tmp_path / 'cache'}"
 
     def run(name: str, weights: str) -> dict[str, float]:
         cfg = make_cfg("model=tiny_bert", "data=retrieval_mock", "index=none", "logger=none", cache,
-                       f"quantization.weights={weights}", task="evaluate", output_dir=tmp_path / name)  # fmt: skip
+                       f"weights={weights}", task="evaluate", output_dir=tmp_path / name)  # fmt: skip
         return evaluate(cfg)[0]
 
     fp32 = run("a", "fp32")

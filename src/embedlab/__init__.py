@@ -1,7 +1,8 @@
 """embedlab: choose an embedding model for RAG by measuring it.
 
-Hydra meets the code only in :mod:`embedlab.run`; every other module takes plain
-arguments and can be used from a REPL.
+Hydra meets the code only at one edge: :mod:`embedlab.config` (config -> specs), the job
+wrapper :mod:`embedlab.jobs` and the report's Hydra callback; every other module takes
+plain specs and arguments and can be used from a REPL.
 """
 
 __version__ = "0.1.0"

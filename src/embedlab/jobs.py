@@ -31,6 +31,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from embedlab.config import build_specs
+from embedlab.tasks.runner import run
+
 log = logging.getLogger(__name__)
 
 FAILED = "failed"
@@ -109,3 +112,22 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], tuple[dict[str, float]
         )
         return None
     return metrics.get(cfg.monitor)
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fine-tune (unless ``fit=false``) and evaluate; returns (metrics, objects)."""
+    return run(build_specs(cfg))
+
+
+def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Evaluate a model without training (``fit=false``)."""
+    return run(build_specs(cfg, fit=False))
+
+
+def encode_corpus_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
+    """encode_corpus.py's job: the run's specs plus configs/encode_corpus.yaml's shard keys."""
+    from embedlab.tasks.encode_corpus import ShardSettings, encode_corpus
+
+    keys = ShardSettings.__dataclass_fields__
+    shard = ShardSettings(**{k: cfg[k] for k in keys if k in cfg})
+    return encode_corpus(build_specs(cfg), shard, overrides)

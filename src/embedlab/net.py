@@ -6,10 +6,12 @@ a single TCP connect with a short timeout tells us within seconds whether to try
 
 from __future__ import annotations
 
+import os
 import socket
 from urllib.parse import urlparse
 
 PROBE_TIMEOUT_S = 3.0
+HUB_PROBE_TIMEOUT_S = 3.0
 
 
 def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
@@ -21,3 +23,12 @@ def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
             return True, ""
     except OSError as exc:
         return False, f"{url} cannot be reached ({exc.__class__.__name__}: {exc})"
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    """Probe the Hugging Face hub endpoint with one TCP connect; returns (reachable, reason).
+
+    Here (not in models/) because both model resolution and hub datasets ask it."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False, "HF_HUB_OFFLINE is set"
+    return reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)

@@ -50,7 +50,7 @@ def test_encoder_with_projection_is_left_alone(tiny_model_dirs, tmp_path: Path) 
 
 
 def test_sweep_jobs_of_other_poolings_encode_nothing(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     common = ["model=tiny_bert", "data=lee", "logger=none", "encode.share_poolings=[mean,cls,max]",
               f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip

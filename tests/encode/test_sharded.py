@@ -109,7 +109,7 @@ def test_missing_corrupt_and_mismatched_shards_are_named(tiny, tmp_path: Path) -
     texts, cache = varied_texts(40), EmbeddingCache(tmp_path)
     enc = Encoder(tiny, cache=cache)
     first = encode_shard(enc, texts, 0, 4, chunk_size=10)
-    how = "python -m embedlab.encode_corpus data=x shard={shard} n_shards=4"
+    how = "python encode_corpus.py data=x shard={shard} n_shards=4"
     with pytest.raises(ShardsMissingError, match=r"shard\(s\) \[1, 2, 3\] are missing") as info:
         merge_shards(enc, texts, 4, chunk_size=10, how_to_run=how)
     assert info.value.missing == [1, 2, 3]
@@ -176,13 +176,13 @@ def free_port() -> int:
 
 
 def run_processes(args_and_env: list[tuple[list[str], dict[str, str]]], timeout: int = 240) -> None:
-    """``python -m embedlab.encode_corpus`` in parallel processes; fails with their output."""
+    """``python encode_corpus.py`` in parallel processes; fails with their output."""
     base = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HYDRA_FULL_ERROR": "1"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         base.pop(k, None)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "embedlab.encode_corpus", *args],
+            [sys.executable, "encode_corpus.py", *args],
             cwd=ROOT,
             env={**base, **env},
             stdout=subprocess.PIPE,
@@ -202,7 +202,7 @@ QUALITY = ("ndcg@", "recall@", "mrr@", "map@", "precision@", "accuracy@")
 def assert_evaluation_reads_the_cache(make_cfg, tmp_path: Path, data: list[str], sharded_cache: Path) -> None:
     """evaluate.py on the merged cache encodes nothing and scores exactly as a one-process run."""
     from embedlab.encode.cache import EmbeddingCache
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     common = ["model=tiny_bert", *data, "logger=none", "encode.threads=1"]
     sharded, _ = evaluate(make_cfg(*common, f"paths.cache_dir={sharded_cache}", task="evaluate",
@@ -247,7 +247,7 @@ def test_slurm_array_tasks_then_merge(make_cfg, tmp_path: Path) -> None:
     """Array tasks 0 and 1, then ``--merge``: the same entry point, here in this process (the
     test above runs separate processes); a merge before the tasks names what is missing."""
     from embedlab.encode.sharded import ShardsMissingError
-    from embedlab.encode_corpus import encode_corpus
+    from embedlab.jobs import encode_corpus_job as encode_corpus
 
     root = write_beir(tmp_path / "synth")
     data = ["data=beir", f"data.root={root}", "data.name=synth"]
@@ -265,7 +265,7 @@ def test_slurm_array_tasks_then_merge(make_cfg, tmp_path: Path) -> None:
         encode_corpus(
             merge_cfg, ["data=beir", "merge=true", "model=tiny_bert", "n_shards=2"]
         )  # its overrides
-    assert "python -m embedlab.encode_corpus data=beir model=tiny_bert shard=1 n_shards=2" in str(info.value)
+    assert "python encode_corpus.py data=beir model=tiny_bert shard=1 n_shards=2" in str(info.value)
     for i in (1, 0):  # any order
         task = encode_corpus(
             make_cfg(*common, f"shard={i}", task="encode_corpus", output_dir=tmp_path / f"t{i}")

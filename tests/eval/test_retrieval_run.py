@@ -13,7 +13,7 @@ from conftest import CONFIGS
 
 
 def _run(make_cfg, out: Path, *overrides: str) -> dict[str, float]:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     metrics, _ = evaluate(
         make_cfg(
@@ -113,7 +113,7 @@ def test_fine_tuned_weights_change_the_cache_key(tiny_model_dirs) -> None:
 
 def test_bad_combinations_fail_at_config_time(make_cfg) -> None:
     from embedlab.errors import ConfigError
-    from embedlab.run import evaluate, train
+    from embedlab.jobs import evaluate, train
 
     with pytest.raises(ConfigError, match="applies to retrieval and STS data"):
         evaluate(
@@ -125,7 +125,7 @@ def test_bad_combinations_fail_at_config_time(make_cfg) -> None:
 
 @pytest.mark.parametrize("objective", ["mnrl", "mnrl_hard"])
 def test_retrieval_fine_tuning_runs(make_cfg, tmp_path: Path, objective: str) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     cfg = make_cfg("model=tiny_bert", "data=retrieval_mock", f"objective={objective}", "logger=none",
                    "trainer.max_epochs=2", "objective.hard_negatives.range_min=1",
@@ -155,7 +155,7 @@ def test_no_duplicate_batches() -> None:
 
 
 def test_tatoeba_bitext_through_the_runner(make_cfg, tmp_path: Path, data_dir: Path, minilm) -> None:
-    from embedlab.run import evaluate
+    from embedlab.jobs import evaluate
 
     metrics, _ = evaluate(
         make_cfg("model=minilm", "data=tatoeba", "data.langs=[deu]", "logger=none", task="evaluate")

@@ -132,7 +132,7 @@ def test_truncation_is_counted_and_logged(tiny_model_dirs: dict[str, Path], corp
 def test_run_mlm_on_tiny_model(make_cfg, tmp_path: Path, corpus: TextCorpus) -> None:
     from omegaconf import OmegaConf, open_dict
 
-    from embedlab.mlm_task import run_mlm
+    from embedlab.jobs import train as run_mlm
 
     table = tmp_path / "labelled.csv"
     rows = [f'"{t.replace(chr(34), "")}",{"abc"[i % 3]}' for i, t in enumerate(corpus.texts)]
@@ -140,9 +140,9 @@ def test_run_mlm_on_tiny_model(make_cfg, tmp_path: Path, corpus: TextCorpus) -> 
     cfg = make_cfg("model=tiny_bert", "logger=none", "callbacks=none", "+trainer.max_steps=2",
                    output_dir=tmp_path / "run")  # fmt: skip
     with open_dict(cfg):
-        cfg.objective = OmegaConf.create(dict(name="mlm", mlm_probability=0.15, whole_word_mask=False, lr=1e-3,
+        cfg.objective = OmegaConf.create(dict(name="mlm", loss="mlm", mlm_probability=0.15, whole_word_mask=False, lr=1e-3,
                                               weight_decay=0.01, warmup_ratio=0.0))  # fmt: skip
-        cfg.data = OmegaConf.create(dict(name="toy", format="table", root=None, file=str(table), text_column="text",
+        cfg.data = OmegaConf.create(dict(task="mlm", metric="perplexity", name="toy", format="table", root=None, file=str(table), text_column="text",
                                          label_column="topic", val_fraction=0.5, batch_size=8, max_texts=None))  # fmt: skip
     metrics, objects = run_mlm(cfg)
     assert math.isfinite(metrics["val/toy/perplexity_before"]) and math.isfinite(

@@ -33,21 +33,22 @@ def test_key_but_unreachable_server_falls_back_fast(monkeypatch: pytest.MonkeyPa
 def test_wandb_run_is_finished_even_when_the_job_fails(make_cfg, tmp_path: Path, monkeypatch) -> None:
     import wandb
 
-    import embedlab.run as run
+    from embedlab.jobs import train
+    from embedlab.tasks.sts import STSTask
 
     def boom(*args, **kwargs):
         raise RuntimeError("evaluation exploded")
 
-    monkeypatch.setattr(run, "evaluate_splits", boom)
+    monkeypatch.setattr(STSTask, "evaluate", boom)
     cfg = make_cfg("model=tiny_bert", "debug=fast", "logger=wandb", "logger.wandb.mode=offline")
     with pytest.raises(RuntimeError, match="exploded"):
-        run.train(cfg)
+        train(cfg)
     assert wandb.run is None  # finished, so the next job of a sweep gets a new run
     assert list((tmp_path / "wandb").glob("offline-run-*"))
 
 
 def test_wandb_offline_run_gets_metrics_and_table(make_cfg, tmp_path: Path) -> None:
-    from embedlab.run import train
+    from embedlab.jobs import train
 
     train(make_cfg("model=tiny_bert", "debug=fast", "logger=wandb", "logger.wandb.mode=offline"))
     run_dir = next((tmp_path / "wandb").glob("offline-run-*"))

@@ -10,22 +10,10 @@ Latin-1 encoded (a pound sign is byte 0xA3).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from embedlab.errors import DataError
+from embedlab.resources import gensim_test_file
 
-
-def gensim_test_file(name: str) -> Path:
-    """Path of a file in gensim's bundled test data (without importing gensim itself)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gensim")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("The embedded Lee data comes with gensim. Fix: pip install gensim==4.4.0")
-    path = Path(next(iter(spec.submodule_search_locations))) / "test" / "test_data" / name
-    if not path.exists():
-        raise DataError(f"gensim's test data lacks {name} (looked at {path}); reinstall gensim.")
-    return path
+__all__ = ["gensim_test_file", "lee_pairs"]
 
 
 def lee_pairs() -> tuple[list[str], list[str], list[float]]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from embedlab.errors import DataError
+from embedlab.net import hub_reachable
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,6 @@ def _read_table(spec: STSSpec, path: Path) -> list[Row]:
 
 def _read_hub(spec: STSSpec, split: str) -> list[Row]:
     from datasets import load_dataset
-
-    from embedlab.models.resolve import hub_reachable
 
     try:
         ds = load_dataset(spec.hub_id, split=split, revision=spec.hub_revision)

@@ -225,7 +225,7 @@ def distributed_context(trainer: Any = None) -> tuple[int, int, Callable[[], Non
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(
             f"WORLD_SIZE={os.environ['WORLD_SIZE']} but no torch.distributed process group exists. "
-            "Fix: call torch.distributed.init_process_group() first (python -m embedlab.encode_corpus "
+            "Fix: call torch.distributed.init_process_group() first (python encode_corpus.py "
             "does), or pass the Lightning trainer."
         )
     return 0, 1, lambda: None

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from gensim.models.fasttext import FastTextKeyedVectors
     from sentence_transformers import SentenceTransformer
 
-    from embedlab.data.sts import STSSpec
     from embedlab.models.resolve import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -306,55 +305,6 @@ class FastTextParams:
             problems.append(f"sg must be 0 (CBOW) or 1 (skip-gram), got {self.sg}")
         if problems:
             raise ConfigError("model.fasttext: " + "; ".join(problems) + ".")
-
-
-def training_texts(
-    source: str,
-    *,
-    task: str,
-    sts: STSSpec | None = None,
-    retrieval: tuple[str, str | None, str, str] | None = None,
-    file: str | None = None,
-) -> tuple[list[str], str]:
-    """The texts to train on, and a name for them.
-
-    ``eval``: what the evaluation set offers at training time without its test labels:
-    an STS set's training sentences, a retrieval set's corpus documents (``retrieval`` is
-    (format, root, split, name)). ``lee``: gensim's 300 Lee background news documents.
-    ``wiki``: gensim's shortened English Wikipedia excerpt. ``lines``: ``file``, one text a line.
-    """
-    from embedlab.data.text_corpus import CorpusSpec, load_corpus
-
-    if source == "eval":
-        if task == "sts" and sts is not None:
-            from embedlab.data.sts import load_sts
-
-            split = load_sts(sts, splits=("train",)).splits["train"]
-            return list(dict.fromkeys(split.sentence1 + split.sentence2)), f"{sts.name}:train"
-        if task == "retrieval" and retrieval is not None:
-            from embedlab.data.retrieval import load_retrieval_set
-
-            fmt, root, split_name, name = retrieval
-            rset = load_retrieval_set(fmt, root, split=split_name, name=name)
-            return list(rset.corpus.values()), f"{rset.name}:corpus"
-        raise ConfigError(
-            f"model.fasttext.corpus=eval has no training texts for a {task} set (it uses STS training "
-            f"sentences or a retrieval corpus). Fix: model.fasttext.corpus=wiki, lee, or lines with "
-            f"model.fasttext.corpus_file=<one text a line>."
-        )
-    if source in {"lee", "wiki"}:
-        corpus = load_corpus(
-            CorpusSpec(name=source, format=source, encoding="latin-1" if source == "lee" else "utf-8")
-        )  # type: ignore[arg-type]
-        return list(corpus.texts), source
-    if source == "lines":
-        if not file:
-            raise ConfigError(
-                "model.fasttext.corpus=lines needs model.fasttext.corpus_file=<path, one text a line>."
-            )
-        corpus = load_corpus(CorpusSpec(name=Path(file).stem, format="lines", file=file))
-        return list(corpus.texts), f"lines:{Path(file).name}"
-    raise ConfigError(f"Unknown model.fasttext.corpus '{source}'. Choose one of {CORPUS_SOURCES}.")
 
 
 def corpus_key(texts: Sequence[str], params: FastTextParams) -> str:

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedlab.errors import ModelUnavailableError
-from embedlab.net import reachable
+from embedlab.net import hub_reachable
 
 log = logging.getLogger(__name__)
-
-HUB_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -131,13 +129,6 @@ PACKAGED: dict[str, tuple[Callable[[], Path], str]] = {
 
 
 # --- hub -----------------------------------------------------------------------------
-
-
-def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> tuple[bool, str]:
-    """Probe the hub endpoint with one TCP connect; returns (reachable, reason)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
-        return False, "HF_HUB_OFFLINE is set"
-    return reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
 
 
 def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from embedlab.models.resolve import cache_root
+from embedlab.resources import gensim_test_file
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ _FAMILY: dict[str, tuple[str, dict[str, str]]] = {
 
 def training_corpus() -> list[str]:
     """Real English text that gensim ships (the Lee news corpus), one document a line."""
-    from embedlab.data.embedded import gensim_test_file
-
     lines = gensim_test_file("lee_background.cor").read_text(encoding="latin-1").splitlines()
     return [line for line in lines if line.strip()]
 

@@ -47,7 +47,7 @@ def check_weight_precision(precision: str) -> WeightPrecision:
     if precision not in WEIGHT_PRECISIONS:
         raise ValueError(
             f"Unknown weight precision {precision!r}. Choose one of {', '.join(WEIGHT_PRECISIONS)} "
-            f"(quantization.weights=...)."
+            f"(weights=...)."
         )
     return precision  # type: ignore[return-value]
 
@@ -207,7 +207,7 @@ def apply_weight_precision(model: SentenceTransformer, precision: str) -> Senten
         if device.type != "cpu":
             raise ValueError(
                 f"Dynamic int8 weights run on the CPU only; the model is on {device}. "
-                f"Move it with model.to('cpu') or use quantization.weights=bf16 on a GPU."
+                f"Move it with model.to('cpu') or use weights=bf16 on a GPU."
             )
         _quantize_linear_int8(first)
     return model

@@ -228,7 +228,7 @@ def read_job(
         overrides=overrides,
         axes=_axes_from(config, overrides, cells),
         seed=int(seed) if seed.lstrip("-").isdigit() else None,
-        weights=str(get(config, "quantization", "weights", default="fp32")),
+        weights=str(get(config, "weights", "name", default="fp32")),
         extras=_extras(overrides),
         metrics={str(k): float(v) if isinstance(v, int | float) else math.nan for k, v in metrics.items()},
         monitor=str(monitor) if monitor is not None and "${" not in str(monitor) else None,
@@ -332,7 +332,7 @@ def _fill_unknown_axes(jobs: list[JobRecord]) -> None:
 
 def sweep_group_for_dir(sweep_dir: str | Path) -> str:
     """The W&B group of a multirun's job runs: ``sweep-<date>_<time>`` from the folder's last two
-    parts (the rule of ``embedlab.run.sweep_id``; keep the two equal)."""
+    parts (the rule of ``embedlab.config.specs`` sweep ids; keep the two equal)."""
     return "sweep-" + "_".join(Path(sweep_dir).resolve().parts[-2:])
 
 

@@ -1,7 +1,7 @@
 """t-SNE map of any run: ``python -m embedlab.viz <run output dir>``.
 
-It reads the run's config (``.hydra/config.yaml``, else the resolved copy in
-``results.json``), loads the model the run saved (``<run>/model``; the config's model
+It reads the run's specs through ``embedlab.config.load_run_specs`` (``.hydra/config.yaml``,
+else the resolved copy in ``results.json``), loads the model the run saved (``<run>/model``; the config's model
 when the run saved none), embeds the run's evaluation texts and plots them coloured by
 label with ``viz.tsne.tsne_plot``, the same plot ``run_mlm`` draws before and after MLM:
 
@@ -20,13 +20,18 @@ import argparse
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
-
+from embedlab.data.sts import load_sts
+from embedlab.data.text_corpus import load_corpus
 from embedlab.errors import ConfigError, DataError
+from embedlab.models.encoder import build_encoder
+from embedlab.viz.tsne import log_image_to_loggers, tsne_plot
+
+if TYPE_CHECKING:
+    from embedlab.config.axes import RunSpecs
 
 log = logging.getLogger("embedlab.viz")
 
@@ -36,29 +41,6 @@ class LabelledTexts:
     texts: list[str]
     labels: list[str] | None
     what: str  # for the plot title, e.g. "medical held-out abstracts"
-
-
-def load_run_config(run_dir: Path, data_dir: str | None = None) -> DictConfig:
-    """The run's composed config with ``paths.output_dir`` set to ``run_dir``."""
-    hydra_cfg = run_dir / ".hydra" / "config.yaml"
-    results = run_dir / "results.json"
-    if hydra_cfg.is_file():
-        cfg = OmegaConf.load(hydra_cfg)
-    elif results.is_file():
-        from embedlab.tracking.results import read_results
-
-        cfg = OmegaConf.create(read_results(results)["meta"]["config"])
-    else:
-        raise ConfigError(
-            f"{run_dir} is not a run folder: it holds neither .hydra/config.yaml nor results.json. "
-            f"Fix: pass the folder a train.py / evaluate.py run wrote (outputs/<task>/runs/<date>/<time>)."
-        )
-    assert isinstance(cfg, DictConfig)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)  # replaces ${hydra:runtime.output_dir}
-        if data_dir is not None:
-            cfg.paths.data_dir = str(data_dir)
-    return cfg
 
 
 def score_bins(scores: Sequence[float], score_range: Sequence[float], n_bins: int = 5) -> list[str]:
@@ -75,22 +57,16 @@ def score_bins(scores: Sequence[float], score_range: Sequence[float], n_bins: in
     return [name(min(max(int((s - lo) // width), 0), n_bins - 1)) for s in scores]
 
 
-def evaluation_texts(cfg: DictConfig, *, split: str | None = None, n_bins: int = 5) -> LabelledTexts:
+def evaluation_texts(specs: RunSpecs, *, split: str | None = None, n_bins: int = 5) -> LabelledTexts:
     """The texts a run evaluated on, with the labels that colour them."""
-    task = cfg.data.get("task")
+    task, name = specs.task, specs.data_name
     if task == "mlm":
-        from embedlab.data.text_corpus import load_corpus
-        from embedlab.mlm_task import corpus_spec
-
-        corpus = load_corpus(corpus_spec(cfg))
+        corpus = load_corpus(specs.data)
         n = len(corpus.heldout_idx)
         return LabelledTexts(corpus.heldout_texts, corpus.heldout_labels, f"{n} {corpus.name} held-out texts")
     if task == "sts":
-        from embedlab.data.sts import load_sts
-        from embedlab.run import sts_spec
-
-        split = split or str(list(cfg.eval_splits)[-1])
-        pairs = load_sts(sts_spec(cfg), splits=(split,)).splits[split]
+        split = split or str(specs.run.eval_splits[-1])
+        pairs = load_sts(specs.data, splits=(split,)).splits[split]
         bins = score_bins(pairs.scores, pairs.score_range, n_bins)
         first: dict[str, str] = {}  # a sentence in several pairs keeps its first pair's bin
         for a, b, label in zip(pairs.sentence1, pairs.sentence2, bins, strict=True):
@@ -99,32 +75,31 @@ def evaluation_texts(cfg: DictConfig, *, split: str | None = None, n_bins: int =
         return LabelledTexts(
             list(first),
             list(first.values()),
-            f"{len(first)} {cfg.data.name} {split} sentences by gold-score bin",
+            f"{len(first)} {name} {split} sentences by gold-score bin",
         )
     raise ConfigError(
-        f"The run used data={cfg.data.name} (task {task}); a t-SNE map needs labelled texts: corpus runs "
+        f"The run used data={name} (task {task}); a t-SNE map needs labelled texts: corpus runs "
         f"(data=medical, mlm_lee) or STS runs (data=stsb, lee, sts_file)."
     )
 
 
-def run_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, str]:
+def run_model(specs: RunSpecs, run_dir: Path) -> tuple[Any, str]:
     """The model the run saved, else the one its config names; returns (model, where from)."""
     saved = run_dir / "model"
     if (saved / "modules.json").is_file():
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(str(saved), device="cpu"), str(saved)
-    log.info("%s holds no saved model: using the config's model %s.", run_dir, cfg.model.name)
-    if cfg.data.get("task") == "mlm":
-        from embedlab.mlm_task import mlm_encoder_spec
-        from embedlab.models.encoder import build_encoder
-
-        model, resolved = build_encoder(mlm_encoder_spec(cfg))
-    else:
-        from embedlab.run import build_model
-
-        model, resolved = build_model(cfg)
-    return model, f"model={cfg.model.name} ({resolved.source})"
+    log.info("%s holds no saved model: using the config's model %s.", run_dir, specs.model.name)
+    if specs.model_kind != "transformer":
+        raise ConfigError(
+            f"{run_dir} holds no saved model and model={specs.model.name} is built by the task layer: "
+            f"re-run it with save_model=true to plot it."
+        )
+    model, resolved = build_encoder(
+        replace(specs.model, projection_dim=None) if specs.task == "mlm" else specs.model
+    )
+    return model, f"model={specs.model.name} ({resolved.source})"
 
 
 def subsample(texts: LabelledTexts, max_points: int | None, seed: int) -> LabelledTexts:
@@ -147,26 +122,26 @@ def visualise_run(
     seed: int = 0,
 ) -> Path:
     """Embed a run's evaluation texts with its model, plot t-SNE, log to W&B; returns the PNG."""
+    from embedlab.config import load_run_specs  # the run's saved config, read at Hydra's edge
     from embedlab.encode.encoder import Encoder, EncodeSettings
-    from embedlab.viz.tsne import log_image_to_loggers, tsne_plot
 
     run = Path(run_dir).expanduser().resolve()
     if not run.is_dir():
         raise ConfigError(f"Run folder {run} does not exist.")
-    cfg = load_run_config(run, data_dir)
+    specs = load_run_specs(run, data_dir)
     try:
-        texts = subsample(evaluation_texts(cfg, split=split, n_bins=n_bins), max_points, seed)
+        texts = subsample(evaluation_texts(specs, split=split, n_bins=n_bins), max_points, seed)
     except DataError as exc:
         raise DataError(
             f"{exc}\n(The run's data could not be read: pass --data-dir to point at it.)"
         ) from None
     if texts.labels is None:
         log.warning("The run's texts carry no labels: the map is drawn in one colour.")
-    model, source = run_model(cfg, run)
+    model, source = run_model(specs, run)
     model.eval()
-    settings = EncodeSettings(batch_size=int(cfg.data.get("eval_batch_size", 32)))
+    settings = EncodeSettings(batch_size=int(specs.data_cfg.get("eval_batch_size", 32)))
     emb, stats = Encoder(model, settings).encode(texts.texts, what="texts")
-    name = "saved_model" if source.endswith("model") else str(cfg.model.name)
+    name = "saved_model" if source.endswith("model") else str(specs.model.name)
     path = Path(out) if out else run / "plots" / f"tsne_{split or 'eval'}_{name}.png"
     path = tsne_plot(emb, texts.labels, path, title=f"{run.name}: {texts.what}, {name}",
                      seed=seed)  # fmt: skip
@@ -187,7 +162,7 @@ def visualise_run(
             logger.experiment.config.update(
                 {"run_dir": str(run), "model": source, "n_points": len(texts.texts)}
             )
-            log_image_to_loggers([logger], f"viz/{cfg.data.name}/tsne", path)
+            log_image_to_loggers([logger], f"viz/{specs.data_name}/tsne", path)
             exit_code = 0
         finally:
             finish_wandb([logger], exit_code)

@@ -7,7 +7,7 @@ runs. These launchers wait for every job, log each lost one with the reason subm
 gives, and hand Hydra a completed-but-empty return for it, so the sweep ends normally and
 ``report.py`` (run by the sweep's callback) lists the job as failed from its folder: its
 log names the kill, and it has no results.json. Jobs that raise inside Python never reach
-this point: train.py records them as failed results (see ``embedlab.run``).
+this point: train.py records them as failed results (see ``embedlab.jobs``).
 """
 
 from __future__ import annotations

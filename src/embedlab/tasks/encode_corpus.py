@@ -1,8 +1,8 @@
 """Encode a retrieval set's documents and queries into the embedding cache, in shards.
 
-    python -m embedlab.encode_corpus data=scifact model=minilm shard=$SLURM_ARRAY_TASK_ID n_shards=4
-    python -m embedlab.encode_corpus data=scifact model=minilm n_shards=4 --merge
-    torchrun --nproc-per-node 4 -m embedlab.encode_corpus data=scifact model=minilm
+    python encode_corpus.py data=scifact model=minilm shard=$SLURM_ARRAY_TASK_ID n_shards=4
+    python encode_corpus.py data=scifact model=minilm n_shards=4 --merge
+    torchrun --nproc-per-node 4 encode_corpus.py data=scifact model=minilm
 
 The config is ``evaluate.yaml`` plus the keys in ``configs/encode_corpus.yaml``, so the
 encoder, pooling, encode backend, batch size and data are the ones ``evaluate.py`` uses,
@@ -19,21 +19,35 @@ import json
 import logging
 import os
 import shlex
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import hydra
-from omegaconf import DictConfig
-
+from embedlab.data.retrieval import load_retrieval_set
 from embedlab.errors import ConfigError
+from embedlab.tasks.model import build_model
+from embedlab.tasks.shared import make_encoder
 
 if TYPE_CHECKING:
+    from embedlab.config.axes import RunSpecs
     from embedlab.data.retrieval import RetrievalSet
 
 log = logging.getLogger(__name__)
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """The keys configs/encode_corpus.yaml adds to evaluate.yaml."""
+
+    shard: int | None = None
+    n_shards: int = 1
+    merge: bool = False
+    keep_shards: bool = False
+    chunk_size: int = 4096
+    device: str = "cpu"
+    dist_timeout_min: float = 120.0
+
+
 # not in the shard command quoted by error messages: they differ per process
 _PER_PROCESS_KEYS = ("shard", "n_shards", "merge", "hydra.")
 
@@ -50,29 +64,29 @@ def _shard_command(overrides: list[str], n_shards: int) -> str:
     """The command that runs one shard, with ``{shard}`` left to fill in (str.format)."""
     kept = [o for o in overrides if not o.lstrip("+~").startswith(_PER_PROCESS_KEYS)]
     words = [
-        "python -m embedlab.encode_corpus",
+        "python encode_corpus.py",
         *(shlex.quote(o).replace("{", "{{").replace("}", "}}") for o in kept),
     ]
     return " ".join([*words, "shard={shard}", f"n_shards={n_shards}"])
 
 
-def _device(cfg: DictConfig) -> str:
+def _device(device: str) -> str:
     import torch
 
-    if cfg.device == "auto":
+    if device == "auto":
         return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-    if cfg.device not in ("cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
-        raise ConfigError(f"device={cfg.device} is unknown. Choose cpu, cuda or auto.")
-    return str(cfg.device)
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ConfigError(f"device={device} is unknown. Choose cpu, cuda or auto.")
+    return str(device)
 
 
-def _check(cfg: DictConfig) -> None:
-    if cfg.data.task != "retrieval":
+def _check(specs: RunSpecs, cfg: ShardSettings) -> None:
+    if specs.task != "retrieval":
         raise ConfigError(
-            f"encode_corpus encodes retrieval corpora; data={cfg.data.name} is a {cfg.data.task} set. "
+            f"encode_corpus encodes retrieval corpora; data={specs.data_name} is a {specs.task} set. "
             f"Use a retrieval data config (scifact, beir, squad, ...)."
         )
-    if not cfg.embedding_cache:
+    if not specs.run.embedding_cache:
         raise ConfigError("encode_corpus writes to the embedding cache: set embedding_cache=true.")
     n = int(cfg.n_shards)
     if n < 1:
@@ -92,35 +106,36 @@ def _check(cfg: DictConfig) -> None:
         )
 
 
-def encode_corpus(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
+def encode_corpus(specs: RunSpecs, cfg: ShardSettings, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run the mode ``cfg`` asks for (see the module docstring); returns what was done."""
-    from embedlab.data.retrieval import load_retrieval_set
-    from embedlab.run import build_model, check_config, encoder_from_cfg
-
-    _check(cfg)
-    check_config(cfg)
-    d = cfg.data
-    data = load_retrieval_set(d.format, d.root, split=d.split, name=d.name)
+    _check(specs, cfg)
+    d = specs.data_cfg
+    data = load_retrieval_set(d["format"], d.get("root"), split=d["split"], name=d["name"])
     lists = retrieval_texts(data)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_shards = world if world > 1 else int(cfg.n_shards)
     chunk = int(cfg.chunk_size)
-    summary: dict[str, Any] = {"data": d.name, "revision": data.revision, "n_shards": n_shards, "lists": {}}
+    summary: dict[str, Any] = {
+        "data": specs.data_name,
+        "revision": data.revision,
+        "n_shards": n_shards,
+        "lists": {},
+    }
     if cfg.merge:
         role = "merge"
     elif world > 1:
         role = f"rank{os.environ.get('RANK', '0')}"
     else:
         role = f"shard{cfg.shard}" if cfg.shard is not None else "all"
-    model, _ = build_model(cfg)  # also to merge: the cache key is a hash of the weights
-    model.to(_device(cfg))
-    encoder = encoder_from_cfg(cfg, model)  # batch size and backend: as evaluate.py encodes
+    model, _ = build_model(specs)  # also to merge: the cache key is a hash of the weights
+    model.to(_device(cfg.device))
+    encoder = make_encoder(specs, model)  # batch size and backend: as evaluate.py encodes
     cache = encoder.cache
     summary.update(role=role, model_key=encoder.key, cache=str(cache.root))
     run = _run_distributed if world > 1 else _run_local
     summary["lists"] = run(cfg, encoder, lists, chunk, overrides or [])
     summary["n_texts_encoded"] = cache.stats.n_encoded
-    out = Path(cfg.paths.output_dir)
+    out = Path(specs.run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = "encode_corpus.json" if role == "all" else f"encode_corpus.{role}.json"
     (out / name).write_text(json.dumps(summary, indent=2))
@@ -177,16 +192,3 @@ def _run_distributed(cfg, encoder, lists, chunk: int, overrides: list[str]) -> d
         return done
     finally:
         dist.destroy_process_group()
-
-
-@hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="encode_corpus")
-def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    encode_corpus(cfg, list(HydraConfig.get().overrides.task))
-
-
-if __name__ == "__main__":
-    # `--merge` reads better in a job script than merge=true; Hydra only takes key=value
-    sys.argv = ["merge=true" if a == "--merge" else a for a in sys.argv]
-    main()

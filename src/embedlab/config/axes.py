@@ -1,0 +1,244 @@
+"""Plain, frozen specs for the axes a run is configured by, each with its own checks.
+
+Nothing here knows Hydra: every spec can be built in a REPL with plain arguments
+(``DimensionSpec(size=128, method="pca")``). ``embedlab.config.specs`` builds them from a
+composed config; each spec's ``__post_init__`` is that axis's validation, so a bad value
+fails where the axis is defined. Rules that join axes sit in :func:`check_run`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from embedlab.data.text_corpus import CorpusSpec
+from embedlab.encode.encoder import EncodeSettings
+from embedlab.errors import ConfigError
+from embedlab.eval.precision import PRECISIONS
+from embedlab.models.encoder import EncoderSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from embedlab.eval.index import IndexSpec
+
+MAX_BATCH = 65536  # a sanity bound on data.batch_size / eval_batch_size, far above any useful value
+WEIGHT_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+DimensionMethod = Literal["truncate", "projection", "pca"]
+
+
+@dataclass(frozen=True)
+class DimensionSpec:
+    """``dimension/``: decided here once. truncate and pca act at evaluation time (on the
+    float32 embeddings); projection is a trained Dense layer, so it belongs to the model."""
+
+    name: str = "full"
+    size: int | None = None
+    method: DimensionMethod = "truncate"
+
+    def __post_init__(self) -> None:
+        if self.method not in ("truncate", "projection", "pca"):
+            raise ConfigError(
+                f"Unknown dimension.method '{self.method}'. Choose truncate, projection or pca."
+            )
+        if self.size is not None and (isinstance(self.size, bool) or int(self.size) < 1):
+            raise ConfigError(f"dimension.size must be a positive integer, got {self.size}.")
+
+    @property
+    def truncate_dims(self) -> tuple[int, ...]:
+        return (int(self.size),) if self.method == "truncate" and self.size else ()
+
+    @property
+    def pca_dims(self) -> tuple[int, ...]:
+        return (int(self.size),) if self.method == "pca" and self.size else ()
+
+    @property
+    def projection_dim(self) -> int | None:
+        return int(self.size) if self.method == "projection" and self.size else None
+
+    @property
+    def eval_size(self) -> int | None:
+        """The evaluation-time size (truncate or pca), checked against the model's output."""
+        return int(self.size) if self.size and self.method != "projection" else None
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """``weights/``: the precision the encoder's weights run in (evaluation only below fp32)."""
+
+    name: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.name not in WEIGHT_PRECISIONS:
+            raise ConfigError(f"weights={self.name} is unknown. Choose fp32, bf16 or int8.")
+
+
+@dataclass(frozen=True)
+class PrecisionSpec:
+    """``quantization/``: embedding precision and THE rescoring multiplier: a compressed
+    search (int8 / binary embeddings, the binary index) retrieves k * this candidates and
+    rescores them with the float32 query (0: no rescoring)."""
+
+    name: str = "none"
+    embeddings: str = "float32"
+    rescore_multiplier: int = 0
+
+    def __post_init__(self) -> None:
+        if self.embeddings not in PRECISIONS:
+            raise ConfigError(
+                f"quantization={self.name}: embedding precision {self.embeddings} is unknown. "
+                f"Choose one of {PRECISIONS}."
+            )
+        if int(self.rescore_multiplier) < 0:
+            raise ConfigError(f"quantization.rescore_multiplier must be >= 0, got {self.rescore_multiplier}.")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """``index/``: the ANN index benchmarked (None: exact search only) and its query settings."""
+
+    spec: IndexSpec | None = None
+    k: int = 10
+    n_latency_queries: int = 200
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """``objective/``: the loss and its optimiser settings; ``extra`` holds the loss's own
+    sections (hard_negatives for MNRL; probe, guard, replay, finetune for MLM)."""
+
+    name: str = "cosine"
+    loss: str = "cosine"
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    scale: float = 20.0
+    matryoshka_dims: tuple[int, ...] | None = None
+    matryoshka_weights: tuple[float, ...] | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class EncodeSpec:
+    """``encode/``: the evaluation Encoder's settings, and the poolings a sweep shares one
+    transformer pass between (``share_poolings``)."""
+
+    settings: EncodeSettings = field(default_factory=EncodeSettings)
+    share_poolings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """A class to build by dotted path with keyword arguments (trainer, a logger, a callback)."""
+
+    target: str
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def build(self, **overrides: Any) -> Any:
+        module, _, name = self.target.rpartition(".")
+        return getattr(importlib.import_module(module), name)(**{**self.kwargs, **overrides})
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Run-level keys of train.yaml / evaluate.yaml and what the job knows about itself."""
+
+    task_name: str = "train"
+    output_dir: str = "outputs/run"
+    cache_dir: str = "cache"
+    seed: int = 42
+    fit: bool = True
+    ckpt_path: str | None = None
+    eval_splits: tuple[str, ...] = ("validation", "test")
+    save_model: bool = True
+    n_worst_pairs: int = 20
+    embedding_cache: bool = True
+    monitor: str = ""
+    run_name: str = "defaults"
+    sweep_id: str | None = None
+    trainer: ObjectSpec = ObjectSpec("lightning.Trainer")
+    callbacks: tuple[ObjectSpec, ...] = ()
+    loggers: tuple[ObjectSpec, ...] = ()
+    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # resolved, for meta
+
+
+@dataclass(frozen=True)
+class RunSpecs:
+    """Every axis of one run. ``data`` is the task's own spec (STSSpec, CorpusSpec, ...) or,
+    for a task config.specs has no builder for, the plain ``data`` mapping."""
+
+    model: EncoderSpec
+    model_kind: str
+    model_extra: Mapping[str, Any]  # e.g. the fasttext section, from_saved_modules
+    dimension: DimensionSpec
+    weights: WeightsSpec
+    precision: PrecisionSpec
+    index: IndexSettings
+    task: str
+    data_name: str
+    data: Any
+    data_cfg: Mapping[str, Any]  # the plain data section (batch sizes, metric, ks, ...)
+    objective: ObjectiveSpec
+    encode: EncodeSpec
+    run: RunSettings
+
+    @property
+    def pooling(self) -> str:
+        return self.model.pooling
+
+
+def check_batch_sizes(data: Mapping[str, Any]) -> None:
+    for key in ("batch_size", "eval_batch_size"):
+        value = data.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH
+        ):
+            raise ConfigError(
+                f"data.{key}={value!r}: use an integer from 1 to {MAX_BATCH} (typical: 16-256). One batch is "
+                f"encoded at once, so a huge one needs memory for every text of the split together."
+            )
+
+
+def check_run(s: RunSpecs) -> None:
+    """Rules that join axes (each axis checked itself when its spec was built)."""
+    fit, task = s.run.fit, s.task
+    if (s.objective.loss == "mlm") != (task == "mlm"):
+        raise ConfigError(
+            f"objective={s.objective.name} with data={s.data_name} (task {task}): continued MLM needs "
+            f"objective=mlm with a text corpus (data=medical, mlm_lee), and MLM corpora train only with objective=mlm."
+        )
+    w = s.weights.name
+    if w != "fp32" and (fit or task == "mlm"):  # reduced weights are for scoring only
+        raise ConfigError(
+            f"weights={w} is evaluation-only: it cannot be combined with fit=true or data={s.data_name} "
+            f"(task {task}). Fine-tune in fp32, then evaluate the saved model: "
+            f"evaluate.py model=saved model.name_or_path=<run>/model weights={w}."
+        )
+    if w != "fp32" and s.model_kind != "transformer":
+        raise ConfigError(
+            f"weights={w} applies to transformer encoders; model={s.model.name} is {s.model_kind}. Use weights=fp32."
+        )
+    if s.model_kind == "fasttext":
+        from embedlab.models.fasttext import check_fasttext_settings
+
+        check_fasttext_settings(
+            pooling=s.pooling, fit=fit, projection_dim=s.dimension.projection_dim, task=task
+        )
+    check_batch_sizes(s.data_cfg)
+
+
+def corpus_spec(data: Mapping[str, Any], seed: int) -> CorpusSpec:
+    """The corpus a `data/` mapping describes (missing keys take CorpusSpec's defaults)."""
+    d = CorpusSpec(name=data["name"])
+    max_texts = data.get("max_texts", data.get("max_pairs"))
+    return CorpusSpec(
+        name=data["name"], format=data.get("format", d.format), root=data.get("root"), file=data.get("file"),
+        text_column=data.get("text_column", d.text_column), label_column=data.get("label_column"),
+        label_names_file=data.get("label_names_file"), delimiter=data.get("delimiter"),
+        has_header=bool(data.get("has_header", True)), encoding=data.get("encoding", d.encoding),
+        on_empty=data.get("on_empty", d.on_empty), val_fraction=float(data.get("val_fraction", d.val_fraction)),
+        split_seed=int(data.get("split_seed", seed)), max_texts=None if max_texts is None else int(max_texts),
+        min_words=int(data.get("min_words", d.min_words)),
+    )  # fmt: skip

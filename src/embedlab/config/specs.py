@@ -1,0 +1,242 @@
+"""The one place a composed Hydra config becomes plain specs (``build_specs``).
+
+Every axis is read here once (dimension.method, pooling, weights, embedding precision,
+index, data, objective, encode, trainer); the task layer and everything below it take the
+resulting :class:`~embedlab.config.axes.RunSpecs` and never see a DictConfig.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from embedlab.config.axes import (
+    DimensionSpec,
+    EncodeSpec,
+    IndexSettings,
+    ObjectiveSpec,
+    ObjectSpec,
+    PrecisionSpec,
+    RunSettings,
+    RunSpecs,
+    WeightsSpec,
+    check_run,
+    corpus_spec,
+)
+from embedlab.data.sts import STSSpec
+from embedlab.encode.encoder import EncodeSettings
+from embedlab.errors import ConfigError
+from embedlab.eval.index import IndexSpec, index_spec
+from embedlab.models.encoder import EncoderSpec
+from embedlab.tasks.registry import task_class
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def _frozen(node: Any) -> MappingProxyType:
+    return MappingProxyType(dict(_plain(node) or {}))
+
+
+def dimension_spec(cfg: DictConfig) -> DimensionSpec:
+    d = cfg.dimension
+    return DimensionSpec(name=str(d.get("name", "full")), size=None if d.size is None else int(d.size),
+                         method=d.method)  # fmt: skip
+
+
+def encoder_spec(cfg: DictConfig) -> EncoderSpec:
+    """model/ + pooling/ + the trained projection of dimension/ (the only dimension the model owns)."""
+    m = cfg.model
+    return EncoderSpec(
+        name=m.name, name_or_path=m.get("name_or_path"), packaged=m.get("packaged"), revision=m.get("revision"),
+        tiny_architecture=m.get("tiny_architecture"), max_seq_length=int(m.max_seq_length),
+        pooling=cfg.pooling.mode if cfg.get("pooling") else "mean",
+        projection_dim=dimension_spec(cfg).projection_dim, trust_remote_code=bool(m.get("trust_remote_code")),
+    )  # fmt: skip
+
+
+def sts_spec(cfg: DictConfig) -> STSSpec:
+    d = cfg.data
+    return STSSpec(
+        name=d.name, format=d.format, score_range=tuple(float(x) for x in d.score_range),  # type: ignore[arg-type]
+        root=d.root, files=dict(d.files or {}), columns=dict(d.columns), delimiter=d.delimiter,
+        has_header=bool(d.has_header), split_fractions=tuple(float(x) for x in d.split_fractions),  # type: ignore[arg-type]
+        split_seed=int(d.split_seed), hub_id=d.hub_id, hub_revision=d.hub_revision, on_invalid=d.on_invalid,
+        max_pairs_per_split=d.max_pairs_per_split,
+    )  # fmt: skip
+
+
+def index_spec_from_cfg(cfg: DictConfig) -> IndexSpec | None:
+    node = cfg.get("index")
+    if not node or not node.get("kind"):
+        return None
+    return index_spec(node.kind, **_plain(node.get("params") or {}))
+
+
+def index_settings(cfg: DictConfig) -> IndexSettings:
+    spec, node = index_spec_from_cfg(cfg), cfg.get("index") or {}
+    if spec is None:
+        return IndexSettings(None, 10, 0)
+    return IndexSettings(spec, int(node.get("k", 10)), int(node.get("n_latency_queries", 200)))
+
+
+def precision_spec(cfg: DictConfig) -> PrecisionSpec:
+    q = cfg.quantization
+    return PrecisionSpec(str(q.name), str(q.embeddings), int(q.get("rescore_multiplier") or 0))
+
+
+def objective_spec(cfg: DictConfig) -> ObjectiveSpec:
+    o = _plain(cfg.objective)
+    base = (
+        "name",
+        "loss",
+        "lr",
+        "weight_decay",
+        "warmup_ratio",
+        "scale",
+        "matryoshka_dims",
+        "matryoshka_weights",
+    )
+    dims, weights = o.get("matryoshka_dims"), o.get("matryoshka_weights")
+    return ObjectiveSpec(
+        name=o["name"], loss=o["loss"], lr=float(o["lr"]), weight_decay=float(o.get("weight_decay", 0.0)),
+        warmup_ratio=float(o.get("warmup_ratio", 0.0)), scale=float(o.get("scale", 20.0)),
+        matryoshka_dims=None if dims is None else tuple(int(x) for x in dims),
+        matryoshka_weights=None if weights is None else tuple(float(x) for x in weights),
+        extra=MappingProxyType({k: v for k, v in o.items() if k not in base}),
+    )  # fmt: skip
+
+
+def encode_spec(cfg: DictConfig) -> EncodeSpec:
+    enc = cfg.get("encode") or {}
+    backend = enc.get("backend", "sentence-transformers")
+    settings = EncodeSettings(
+        backend=backend,
+        precision=enc.get("precision") or "bf16",
+        token_budget=enc.get("token_budget"),
+        threads=enc.get("threads"),
+        batch_size=int(cfg.data.get("eval_batch_size", 64)),
+        weight_precision=str(cfg.weights.name),
+    )
+    return EncodeSpec(settings, share_poolings=tuple(enc.get("share_poolings") or ()))
+
+
+def data_spec(cfg: DictConfig) -> Any:
+    """The task's data spec: STS pairs and MLM corpora have typed specs; other tasks read
+    their (frozen, plain) ``data`` mapping, so a new task needs no builder here."""
+    task = cfg.data.task
+    if task == "sts":
+        return sts_spec(cfg)
+    if task == "mlm":
+        return corpus_spec(_plain(cfg.data), int(cfg.seed))
+    return _frozen(cfg.data)
+
+
+def object_specs(section: Any) -> tuple[ObjectSpec, ...]:
+    plain = _plain(section) or {}
+    return tuple(
+        ObjectSpec(c.pop("_target_"), MappingProxyType(c))
+        for c in plain.values()
+        if isinstance(c, dict) and "_target_" in c
+    )
+
+
+def run_settings(cfg: DictConfig) -> RunSettings:
+    run_name, sweep = hydra_job_names()
+    loggers = []
+    for spec in object_specs(cfg.get("logger")):
+        if "make_wandb_logger" in spec.target:  # one W&B run per job, grouped by its sweep
+            kw = dict(spec.kwargs)
+            kw["name"], kw["group"] = kw.get("name") or run_name, kw.get("group") or sweep
+            spec = ObjectSpec(spec.target, MappingProxyType(kw))
+        loggers.append(spec)
+    trainer = _plain(cfg.trainer)
+    return RunSettings(
+        task_name=str(cfg.task_name), output_dir=str(cfg.paths.output_dir), cache_dir=str(cfg.paths.cache_dir),
+        seed=int(cfg.seed), fit=bool(cfg.fit), ckpt_path=cfg.get("ckpt_path"),
+        eval_splits=tuple(cfg.get("eval_splits") or ()), save_model=bool(cfg.get("save_model", True)),
+        n_worst_pairs=int(cfg.get("n_worst_pairs", 20)), embedding_cache=bool(cfg.get("embedding_cache", True)),
+        monitor=str(cfg.monitor), run_name=run_name, sweep_id=sweep,
+        trainer=ObjectSpec(trainer.pop("_target_"), MappingProxyType(trainer)),
+        callbacks=object_specs(cfg.get("callbacks")), loggers=tuple(loggers),
+        config=MappingProxyType(_plain(cfg)),
+    )  # fmt: skip
+
+
+def build_specs(cfg: DictConfig, *, check: bool = True, fit: bool | None = None) -> RunSpecs:
+    """Every axis of ``cfg`` as plain specs; with ``check``, the cross-axis and task rules too.
+    ``fit`` overrides ``cfg.fit`` (evaluate.py: False)."""
+    if fit is not None:
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            cfg.fit = fit
+    m = cfg.model
+    specs = RunSpecs(
+        model=encoder_spec(cfg), model_kind=str(m.get("kind", "transformer")),
+        model_extra=_frozen({k: v for k, v in m.items() if k in ("fasttext", "from_saved_modules")}),
+        dimension=dimension_spec(cfg), weights=WeightsSpec(str(cfg.weights.name)), precision=precision_spec(cfg),
+        index=index_settings(cfg), task=str(cfg.data.task), data_name=str(cfg.data.name), data=data_spec(cfg),
+        data_cfg=_frozen(cfg.data), objective=objective_spec(cfg), encode=encode_spec(cfg), run=run_settings(cfg),
+    )  # fmt: skip
+    if check:
+        check_config(specs)
+    return specs
+
+
+def check_config(specs: RunSpecs | DictConfig) -> None:
+    """Reject combinations that cannot work, before anything heavy is loaded."""
+    if isinstance(specs, DictConfig):
+        specs = build_specs(specs, check=False)
+    task_class(specs.task).check(specs)  # an unknown data.task is a ConfigError here
+    check_run(specs)
+
+
+def hydra_job_names() -> tuple[str, str | None]:
+    """(the job's override string, its multirun's sweep id or None) from Hydra's runtime."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+    except Exception:  # no Hydra context: a test or a REPL
+        return "defaults", None
+    sweep = None
+    if hc.mode == RunMode.MULTIRUN:
+        from embedlab.report.scan import sweep_group_for_dir
+
+        sweep = sweep_group_for_dir(hc.sweep.dir)  # the report's summary run uses the same group
+    return hc.job.override_dirname or "defaults", sweep
+
+
+def load_run_config(run_dir: Path, data_dir: str | None = None) -> DictConfig:
+    """A run's composed config (``.hydra/config.yaml``, else results.json's resolved copy),
+    with ``paths.output_dir`` set to ``run_dir``."""
+    hydra_cfg, results = run_dir / ".hydra" / "config.yaml", run_dir / "results.json"
+    if hydra_cfg.is_file():
+        cfg = OmegaConf.load(hydra_cfg)
+    elif results.is_file():
+        from embedlab.tracking.results import read_results
+
+        cfg = OmegaConf.create(read_results(results)["meta"]["config"])
+    else:
+        raise ConfigError(
+            f"{run_dir} is not a run folder: it holds neither .hydra/config.yaml nor results.json. "
+            f"Fix: pass the folder a train.py / evaluate.py run wrote (outputs/<task>/runs/<date>/<time>)."
+        )
+    assert isinstance(cfg, DictConfig)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)  # replaces ${hydra:runtime.output_dir}
+        if data_dir is not None:
+            cfg.paths.data_dir = str(data_dir)
+        if "weights" not in cfg:  # a run from before the weights/ group
+            cfg.weights = {"name": (cfg.get("quantization") or {}).get("weights", "fp32")}
+    return cfg
+
+
+def load_run_specs(run_dir: str | Path, data_dir: str | None = None) -> RunSpecs:
+    """The specs of a finished run (what ``python -m embedlab.viz`` reads)."""
+    return build_specs(load_run_config(Path(run_dir), data_dir), check=False)

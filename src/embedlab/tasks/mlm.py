@@ -1,0 +1,239 @@
+"""Continued masked-LM training of an encoder's backbone on a text corpus (domain adaptation).
+
+Held-out perplexity (fixed masks) and the encoder's held-out embeddings are measured
+before and after; the trained backbone is written back into the sentence encoder, which
+the runner saves. Labelled corpora get a k-NN probe and t-SNE maps. Continual updates can
+forget: a general-quality probe runs before and after, a guard keeps the previous encoder
+when validation drops by more than ``objective.guard.tolerance``, replay mixes general
+sentences into the training texts, and an optional fine-tune step follows (tasks/mlm_probe.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from embedlab.data.text_corpus import general_sentences, load_corpus, mix_replay
+from embedlab.encode.encoder import Encoder
+from embedlab.errors import ConfigError
+from embedlab.models.encoder import build_encoder
+from embedlab.tasks.base import EvalOutput, Task, register
+from embedlab.tasks.mlm_probe import (
+    STAGE_TITLES,
+    apply_guard,
+    finetune_on_pairs,
+    finetune_settings,
+    general_probe_data,
+    general_probe_spec,
+    guard_settings,
+    knn_accuracy,
+    probe_general,
+)
+
+log = logging.getLogger(__name__)
+
+
+@register("mlm")
+class MLMTask(Task):
+    def __init__(self, specs) -> None:
+        super().__init__(specs)
+        self.probe_cfg, self.guard_cfg, self.replay_cfg = guard_settings(specs.objective.extra)
+        self.finetune = finetune_settings(specs)
+        self.corpus = load_corpus(specs.data)
+        self.batch = int(specs.data_cfg.get("eval_batch_size", 32))
+        self.out = Path(specs.run.output_dir)
+        self.key = f"val/{self.corpus.name}"
+        self.metrics: dict[str, float] = {}
+        self.plots: dict[str, str] = {}
+        self.probe_data, self.previous, self.before, self.steps = None, None, {}, 0
+        if self.probe_cfg is not None:
+            mp = self.probe_cfg.get("max_pairs")
+            self.probe_data = general_probe_data(self.probe_cfg.get("root"), seed=specs.run.seed,
+                                                 max_pairs=None if mp is None else int(mp))  # fmt: skip
+
+    @classmethod
+    def check(cls, specs) -> None:
+        super().check(specs)
+        if not specs.run.fit:
+            raise ConfigError(
+                f"data={specs.data_name} is an MLM corpus: continued MLM trains, run it with train.py."
+            )
+        guard_settings(specs.objective.extra)
+        finetune_settings(specs)
+
+    def build_model(self) -> tuple[Any, Any]:
+        model, self.resolved = build_encoder(replace(self.specs.model, projection_dim=None))
+        return model, self.resolved
+
+    def build_datamodule(self, model: Any) -> Any:
+        from embedlab.data.mlm_datamodule import MLMDataModule
+        from embedlab.modules.mlm import MLMModule
+
+        s, o = self.specs, self.specs.objective
+        self.module = MLMModule(self.resolved.path, lr=o.lr, weight_decay=o.weight_decay,
+                                warmup_ratio=o.warmup_ratio, dataset_name=self.corpus.name)  # fmt: skip
+        self.datamodule = MLMDataModule(
+            self.module.tokenizer, self.train_texts_with_replay(), self.corpus.heldout_texts,
+            max_length=s.model.max_seq_length, batch_size=int(s.data_cfg["batch_size"]), eval_batch_size=self.batch,
+            mlm_probability=float(o.extra["mlm_probability"]), whole_word_mask=bool(o.extra["whole_word_mask"]),
+            seed=s.run.seed,
+        )  # fmt: skip
+        self.datamodule.setup()
+        return self.datamodule
+
+    def build_module(self, model: Any) -> Any:
+        return self.module
+
+    def train_texts_with_replay(self) -> list[str]:
+        texts, self.replay_meta = list(self.corpus.train_texts), None
+        if self.replay_cfg is not None:
+            root = self.probe_cfg.get("root") if self.probe_cfg is not None else None
+            general, where = general_sentences(self.replay_cfg["source"], stsb_root=root)
+            mix = mix_replay(
+                texts, general, float(self.replay_cfg["fraction"]), seed=self.specs.run.seed, source=where
+            )
+            texts = list(mix.texts)
+            self.replay_meta = {"source": where, "fraction": mix.fraction, "n_domain": mix.n_domain,
+                                "n_replay": mix.n_replay}  # fmt: skip
+        return texts
+
+    def perplexity(self) -> float:
+        from embedlab.modules.mlm import perplexity
+
+        o = self.specs.objective.extra
+        return perplexity(self.module.model, self.module.tokenizer, self.corpus.heldout_texts,
+                          mlm_probability=float(o["mlm_probability"]), whole_word_mask=bool(o["whole_word_mask"]),
+                          seed=self.specs.run.seed, batch_size=self.batch,
+                          max_length=self.specs.model.max_seq_length)  # fmt: skip  # same masks before and after
+
+    def before_fit(self, model: Any, module: Any, loggers: list[Any]) -> None:
+        self.metrics[f"{self.key}/perplexity_before"] = self.perplexity()
+        model.eval()
+        self.embed_and_plot(model, "before", loggers)
+        if self.probe_data is not None:
+            self.before = probe_general(model, self.probe_data, settings=self.specs.encode.settings)
+            self.metrics.update({f"{k}_before": v for k, v in self.before.items()})
+            # the guard may have to put the pre-update encoder back: keep a copy of its weights
+            self.previous = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def after_fit(self, module: Any, trainer: Any) -> None:
+        self.steps = int(trainer.global_step)
+
+    def embed_and_plot(self, encoder: Any, stage: str, loggers: list[Any]) -> None:
+        """Held-out embeddings -> k-NN accuracy and a t-SNE PNG, for labelled corpora."""
+        from embedlab.viz.tsne import log_image_to_loggers, tsne_plot
+
+        corpus, seed, labels = self.corpus, self.specs.run.seed, self.corpus.heldout_labels
+        if labels is None:
+            return
+        emb = encoder.encode(corpus.heldout_texts, batch_size=self.batch, convert_to_numpy=True,
+                             show_progress_bar=False)  # fmt: skip  # (N, D)
+        self.metrics[f"val/{corpus.name}/knn_accuracy_{stage}"] = knn_accuracy(emb, labels, seed=seed)
+        title = f"{corpus.name}: held-out embeddings, {STAGE_TITLES.get(stage, stage)} ({len(labels)} texts)"
+        path = tsne_plot(emb, labels, self.out / "plots" / f"tsne_{stage}.png", title=title, seed=seed)
+        log_image_to_loggers(loggers, f"val/{corpus.name}/tsne_{stage}", path)
+        self.plots[stage] = str(path)
+
+    def evaluate(self, encoder: Encoder, loggers: list[Any]) -> EvalOutput:
+        import torch
+
+        from embedlab.modules.mlm import copy_backbone_to_encoder
+
+        model, m = encoder.model, self.metrics
+        m[f"{self.key}/perplexity_after"] = self.perplexity()
+        copied = copy_backbone_to_encoder(self.module.model, model)
+        model.to(torch.device("cpu"))
+        model.eval()
+        self.embed_and_plot(model, "after", loggers)
+        guard_meta = self.guard(model)
+        finetune_meta = None
+        if self.finetune is not None:
+            kept_previous = bool(guard_meta and guard_meta["guard_triggered"])
+            finetune_meta = self.finetune_stage(model, kept_previous, loggers)
+            if guard_meta is not None:
+                guard_meta["saved"] += ", then fine-tuned"
+        self.count_texts()
+        report = self.module.head_report
+        extra = {
+            "mlm": {"head_newly_initialised": list(report.new_head_keys),
+                    "missing_backbone_keys": list(report.missing_backbone_keys),
+                    "backbone_tensors_copied": copied.n_tensors, "steps": self.steps},
+            "plots": self.plots, "guard": guard_meta, "replay": self.replay_meta, "finetune": finetune_meta,
+            "general_probe": None if self.probe_data is None else {
+                "name": self.probe_data.name, "fingerprint": self.probe_data.fingerprint(),
+                "pairs": {k: len(v) for k, v in self.probe_data.splits.items()}},
+        }  # fmt: skip
+        log.info("Perplexity on %d held-out texts: %.2f before, %.2f after %d steps%s", len(self.corpus.heldout_idx),
+                 m[f"{self.key}/perplexity_before"], m[f"{self.key}/perplexity_after"], self.steps,
+                 " (the MLM head started at random)" if report.head_is_new else "")  # fmt: skip
+        return EvalOutput(m, data_meta=self.corpus.meta(), extra_meta=extra)
+
+    def guard(self, model: Any) -> dict[str, Any] | None:
+        """The probe after the update and, with a guard, its decision (None: no guard)."""
+        if self.probe_data is None:
+            return None
+        after = probe_general(model, self.probe_data, settings=self.specs.encode.settings)
+        self.metrics.update({f"{k}_after": v for k, v in after.items()})
+        name = self.probe_data.name
+        log.info("General quality (%s cosine Spearman): validation %.4f -> %.4f, test %.4f -> %.4f", name,
+                 self.before[f"val/{name}/spearman_cosine"], after[f"val/{name}/spearman_cosine"],
+                 self.before[f"test/{name}/spearman_cosine"], after[f"test/{name}/spearman_cosine"])  # fmt: skip
+        if self.guard_cfg is None:
+            return None
+        assert self.previous is not None
+        decision = apply_guard(
+            self.guard_cfg, self.before, after, name, model, self.previous, self.out / "model"
+        )
+        self.metrics[f"val/{name}/guard_triggered"] = float(decision.triggered)
+        return {
+            **decision.as_dict(),
+            "saved": "previous encoder" if decision.triggered else "updated encoder",
+        }
+
+    def finetune_stage(self, model: Any, kept_previous: bool, loggers: list[Any]) -> dict[str, Any]:
+        """Fine-tune the kept encoder (and, to compare, the pre-update one); probe both.
+
+        Keys: ``<probe key>_after_finetune`` for the encoder the guard kept, ``..._finetuned_without_mlm``
+        for the baseline fine-tuned from the pre-update weights."""
+        assert self.probe_data is not None and self.previous is not None and self.finetune is not None
+        settings, probe = self.finetune, self.probe_data
+        spec = general_probe_spec(self.probe_cfg.get("root") if self.probe_cfg else None,
+                                  max_pairs=settings.max_pairs, seed=self.specs.run.seed)  # fmt: skip
+        record: dict[str, Any] = {**asdict(settings), "pairs_from": spec.name}
+        stages = [("after_finetune", model, "MLM-updated" if not kept_previous else "kept (pre-update)")]
+        if settings.compare_without_mlm and kept_previous:
+            log.info(
+                "The guard kept the pre-update encoder: fine-tuning it IS the without-MLM baseline; run once."
+            )
+            record["without_mlm"] = "same as with_mlm: the guard rejected the MLM update"
+        elif settings.compare_without_mlm:
+            baseline = copy.deepcopy(model)
+            baseline.load_state_dict(self.previous)
+            stages.append(("finetuned_without_mlm", baseline, "pre-update"))
+        for stage, encoder, label in stages:
+            step = finetune_on_pairs(encoder, spec, settings, self.specs, label=label)
+            step["encoder"] = label  # "with_mlm" holds the encoder the guard kept: pre-update if it rejected
+            record["with_mlm" if stage == "after_finetune" else "without_mlm"] = step
+            self.embed_and_plot(encoder, stage, loggers)
+            general = probe_general(encoder, probe, settings=self.specs.encode.settings)
+            self.metrics.update({f"{k}_{stage}": v for k, v in general.items()})
+            name = f"val/{probe.name}/spearman_cosine"
+            log.info("Fine-tuned %s encoder: %s %.4f, test %.4f", label, name, general[name],
+                     general[f"test/{probe.name}/spearman_cosine"])  # fmt: skip
+        return record
+
+    def objects(self) -> dict[str, Any]:
+        return {"corpus": self.corpus, "plots": self.plots}
+
+    def count_texts(self) -> None:
+        m, dm = self.metrics, self.datamodule
+        if self.replay_meta is not None:
+            m[f"{self.key}/n_replay_texts"] = float(self.replay_meta["n_replay"])
+        assert dm.train_tokens is not None and dm.val_tokens is not None
+        m[f"{self.key}/n_train_texts"] = float(len(self.corpus.train_idx))
+        m[f"{self.key}/n_heldout_texts"] = float(len(self.corpus.heldout_idx))
+        m[f"{self.key}/n_truncated_train_texts"] = float(dm.train_tokens.n_truncated)
+        m[f"{self.key}/n_truncated_heldout_texts"] = float(dm.val_tokens.n_truncated)

@@ -1,0 +1,106 @@
+"""The run's encoder from its specs: a transformer, a saved model, or fastText trained on
+texts this module collects (models/ knows no datasets, so the texts come from here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embedlab.data.retrieval import load_retrieval_set
+from embedlab.data.sts import load_sts
+from embedlab.data.text_corpus import CorpusSpec, load_corpus
+from embedlab.errors import ConfigError, ModelUnavailableError
+from embedlab.models.encoder import build_encoder, drop_unused_pooler, embedding_dimension, locate
+
+if TYPE_CHECKING:
+    from embedlab.config.axes import RunSpecs
+
+
+def build_model(specs: RunSpecs) -> tuple[Any, Any]:
+    """(SentenceTransformer, ResolvedModel); checks the requested dimension against the model."""
+    if specs.model_kind == "fasttext":
+        model, resolved = build_fasttext(specs)
+    elif specs.model_extra.get("from_saved_modules"):
+        model, resolved = load_saved(specs)
+    else:
+        model, resolved = build_encoder(specs.model)
+    if specs.weights.name != "fp32":
+        from embedlab.models.weight_precision import apply_weight_precision
+
+        apply_weight_precision(model, specs.weights.name)  # evaluation only (config.axes.check_run)
+    full, size = embedding_dimension(model), specs.dimension.eval_size
+    if size is not None and size > full:
+        raise ConfigError(
+            f"dimension={specs.dimension.name} asks for {size} dimensions but model={specs.model.name} "
+            f"with this pooling gives {full}. Fix: dimension=full or a size <= {full}."
+        )
+    return model, resolved
+
+
+def load_saved(specs: RunSpecs) -> tuple[Any, Any]:
+    """A saved sentence-transformers folder with its own modules (pooling, projection) kept."""
+    from safetensors import SafetensorError
+    from sentence_transformers import SentenceTransformer
+
+    resolved = locate(specs.model)
+    try:
+        model = SentenceTransformer(
+            str(resolved.path), device="cpu", trust_remote_code=specs.model.trust_remote_code
+        )
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        raise ModelUnavailableError(
+            f"Saved model '{specs.model.name}' at {resolved.path} could not be loaded ({type(exc).__name__}: "
+            f"{str(exc)[:300]}). Fix: point model.name_or_path at a folder a run wrote (<run dir>/model); "
+            f"if its files are truncated or corrupt, write it again."
+        ) from exc
+    drop_unused_pooler(model[0].auto_model)
+    return model, resolved
+
+
+def build_fasttext(specs: RunSpecs) -> tuple[Any, Any]:
+    """A fastText encoder trained (or read from the cache) on ``model.fasttext.corpus``."""
+    from embedlab.models.fasttext import FastTextParams, build_fasttext_encoder
+
+    ft = specs.model_extra["fasttext"]
+    texts, corpus = training_texts(ft["corpus"], specs, file=ft.get("corpus_file"))
+    return build_fasttext_encoder(
+        texts, FastTextParams.from_mapping(ft["params"]), corpus_name=corpus, pooling=specs.pooling,
+        max_seq_length=specs.model.max_seq_length,
+        cache_dir=Path(specs.run.cache_dir) if ft.get("cache") else None,
+    )  # fmt: skip
+
+
+def training_texts(source: str, specs: RunSpecs, *, file: str | None = None) -> tuple[list[str], str]:
+    """The texts fastText trains on, and a name for them.
+
+    ``eval``: what the evaluation set offers at training time without its test labels: an
+    STS set's training sentences, a retrieval set's corpus documents. ``lee``: gensim's 300
+    Lee background news documents. ``wiki``: gensim's Wikipedia excerpt. ``lines``: ``file``.
+    """
+    d = specs.data_cfg
+    if source == "eval" and specs.task == "sts":
+        split = load_sts(specs.data, splits=("train",)).splits["train"]
+        return list(dict.fromkeys(split.sentence1 + split.sentence2)), f"{specs.data_name}:train"
+    if source == "eval" and specs.task == "retrieval":
+        rset = load_retrieval_set(d["format"], d.get("root"), split=d["split"], name=d["name"])
+        return list(rset.corpus.values()), f"{rset.name}:corpus"
+    if source == "eval":
+        raise ConfigError(
+            f"model.fasttext.corpus=eval has no training texts for a {specs.task} set (it uses STS training "
+            f"sentences or a retrieval corpus). Fix: model.fasttext.corpus=wiki, lee, or lines with "
+            f"model.fasttext.corpus_file=<one text a line>."
+        )
+    if source in {"lee", "wiki"}:
+        spec = CorpusSpec(name=source, format=source, encoding="latin-1" if source == "lee" else "utf-8")  # type: ignore[arg-type]
+        return list(load_corpus(spec).texts), source
+    if source == "lines":
+        if not file:
+            raise ConfigError(
+                "model.fasttext.corpus=lines needs model.fasttext.corpus_file=<path, one text a line>."
+            )
+        return list(
+            load_corpus(CorpusSpec(name=Path(file).stem, format="lines", file=file)).texts
+        ), f"lines:{Path(file).name}"
+    from embedlab.models.fasttext import CORPUS_SOURCES
+
+    raise ConfigError(f"Unknown model.fasttext.corpus '{source}'. Choose one of {CORPUS_SOURCES}.")

@@ -1,0 +1,181 @@
+"""train(cfg) / evaluate(cfg): specs -> task -> model -> trainer -> fit -> evaluate -> results.json.
+
+The runner owns what every task shares: seeding, the output folder, loggers, trainer and
+callbacks, resumable fitting, the encoder handed to the task's evaluation, the saved model,
+results.json and its meta. It never asks which task it runs (``embedlab.tasks.base.Task``).
+A ``finally`` block always finishes the W&B run, so jobs of a sweep never share one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embedlab.errors import ConfigError
+from embedlab.models.encoder import model_fingerprint
+from embedlab.tasks.base import EvalOutput, Task
+from embedlab.tasks.registry import task_class
+from embedlab.tasks.shared import make_encoder
+from embedlab.tracking.results import git_state, package_versions, redact, write_results
+from embedlab.tracking.wandb_logger import finish_wandb
+
+if TYPE_CHECKING:
+    from embedlab.config.axes import RunSpecs
+
+log = logging.getLogger(__name__)
+
+
+def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
+    """One run from plain specs (what ``train`` does after reading the config)."""
+    import lightning as L
+
+    start = time.perf_counter()
+    L.seed_everything(specs.run.seed, workers=True)
+    out = Path(specs.run.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    task: Task = task_class(specs.task)(specs)
+    model, resolved = task.build_model()
+    model_fp = model_fingerprint(resolved)
+    loggers = [spec.build() for spec in specs.run.loggers]
+    exit_code = 1
+    try:  # from here on the W&B run exists: the finally block must finish it
+        trainer, module, datamodule, extra = None, None, None, {}
+        if specs.run.fit:
+            datamodule = task.build_datamodule(model)
+            module = task.build_module(model)
+            trainer = make_trainer(specs, loggers, with_callbacks=True)
+            extra = fit(task, specs, trainer, model, module, datamodule, loggers, out)
+        else:
+            trainer = make_trainer(specs, loggers, with_callbacks=False)
+        if specs.weights.name != "fp32":  # what the weights really are, read from the model
+            from embedlab.models.weight_precision import weight_precision_summary
+
+            extra["weights"] = weight_precision_summary(model)
+        metrics: dict[str, float] = {}
+        if trainer.is_global_zero:
+            model.eval()
+            result = task.evaluate(make_encoder(specs, model), loggers)
+            metrics = result.metrics
+            extra.update(save_model(specs, model, out))
+            for lg in loggers:
+                lg.log_metrics(metrics, step=int(trainer.global_step))
+            meta = collect_meta(specs, resolved, model_fp, result, time.perf_counter() - start, extra)
+            write_results(out / "results.json", metrics, meta)
+            headline = {
+                k: round(v, 4) for k, v in metrics.items() if k.endswith(f"/{specs.data_cfg.get('metric')}")
+            }
+            log.info("Results: %s", headline)
+            log.info("Wrote %s", out / "results.json")
+        exit_code = 0
+        return metrics, {"model": model, "encoder": model, "module": module, "trainer": trainer,
+                         "datamodule": datamodule, "task": task, **task.objects()}  # fmt: skip
+    finally:
+        finish_wandb(loggers, exit_code)
+
+
+def make_trainer(specs: RunSpecs, loggers: list[Any], *, with_callbacks: bool) -> Any:
+    callbacks = [c.build() for c in specs.run.callbacks] if with_callbacks else []
+    if not loggers:  # Lightning refuses a LearningRateMonitor without a logger
+        from lightning.pytorch.callbacks import LearningRateMonitor
+
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer = specs.run.trainer.build(callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(redact(dict(specs.run.config)))
+    return trainer
+
+
+def fit(task: Task, specs: RunSpecs, trainer: Any, model: Any, module: Any, datamodule: Any,
+        loggers: list[Any], out: Path) -> dict[str, Any]:  # fmt: skip
+    """Count truncated training texts, train (resumably), record steps and the cluster."""
+    from embedlab.encode.stats import token_lengths
+
+    record: dict[str, Any] = {}
+    texts = task.train_texts(datamodule)
+    if texts:
+        lengths = token_lengths(model, texts)
+        n_long = int((lengths > model.max_seq_length).sum())
+        if n_long:
+            log.warning(
+                "%d distinct training texts exceed %d tokens and are truncated.", n_long, model.max_seq_length
+            )
+        record = {"n_truncated_texts": n_long, "max_tokens": int(lengths.max())}
+    task.before_fit(model, module, loggers)
+    fit_start = time.perf_counter()
+    model.train()  # built in eval mode; Lightning keeps submodule modes, so dropout needs this
+    fit_resumable(trainer, module, datamodule, specs.run.ckpt_path, out)
+    task.after_fit(module, trainer)
+    record.update(seconds=time.perf_counter() - fit_start, steps=int(trainer.global_step))
+    return {"train": record, "distributed": {
+        "world_size": int(trainer.world_size), "num_nodes": int(trainer.num_nodes),
+        "strategy": type(trainer.strategy).__name__,
+        "cluster_environment": type(getattr(trainer.strategy, "cluster_environment", None)).__name__,
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }}  # fmt: skip
+
+
+def fit_resumable(trainer: Any, module: Any, datamodule: Any, ckpt_path: str | None, out: Path) -> None:
+    """``trainer.fit`` that resumes from ``ckpt_path`` ("last": ``<out>/checkpoints/last.ckpt``,
+    the run's own mid-epoch checkpoint) and loads it with ``weights_only=True``: a checkpoint
+    holding pickled Python objects is refused, since unpickling it could run any code."""
+    import pickle
+
+    if ckpt_path == "last":
+        last = out / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            log.info("Resuming from %s", last)
+        else:
+            log.warning(
+                "ckpt_path=last but %s does not exist: training from scratch. To resume a run, "
+                "point hydra.run.dir (or hydra.sweep.dir for a sweep) at that run's folder.",
+                last,
+            )
+    elif ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: no such checkpoint file. Use a .ckpt path or ckpt_path=last."
+        )
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        culprit = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")
+        raise ConfigError(
+            f"Refusing checkpoint ckpt_path={ckpt_path}: it holds pickled Python objects, not only tensors "
+            f"and plain values, and embedlab loads checkpoints with torch.load(weights_only=True). Resume only "
+            f"from checkpoints that embedlab wrote (<run dir>/checkpoints/last.ckpt). torch: {culprit}"
+        ) from exc
+
+
+def save_model(specs: RunSpecs, model: Any, out: Path) -> dict[str, Any]:
+    if specs.run.save_model and specs.weights.name != "fp32":
+        log.info("Model not saved: its %s weights are for evaluation only.", specs.weights.name)
+    elif specs.run.save_model:
+        model.save(str(out / "model"))
+        return {"saved_model": str(out / "model")}
+    return {}
+
+
+def collect_meta(specs: RunSpecs, resolved: Any, model_fp: str, result: EvalOutput, seconds: float,
+                 extra: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "task": specs.run.task_name,
+        "run_name": specs.run.run_name,
+        "config": dict(specs.run.config),
+        "packages": package_versions(),
+        "git": git_state(Path(__file__).resolve().parent),
+        "model": {
+            "name": specs.model.name,
+            "source": resolved.source,
+            "path": str(resolved.path),
+            "fingerprint": model_fp,
+        },  # fmt: skip
+        "data": result.data_meta,
+        "wall_time_s": seconds,
+        **extra,
+        **result.extra_meta,
+        "eval": result.details,
+        "cells": result.cells,
+    }

@@ -1,0 +1,101 @@
+"""STS pairs: fine-tune a siamese encoder on scored pairs; score Spearman / Pearson per split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from embedlab.encode.encoder import Encoder
+from embedlab.errors import ConfigError
+from embedlab.tasks.base import EvalOutput, Task, cache_counts, register
+from embedlab.tasks.shared import prefetch_poolings
+
+SPLIT_KEY = {"train": "train", "validation": "val", "test": "test"}
+
+
+@register("sts")
+class STSTask(Task):
+    @classmethod
+    def check(cls, specs) -> None:
+        super().check(specs)
+        if specs.run.fit and specs.objective.loss == "mnrl":
+            raise ConfigError(
+                f"objective={specs.objective.name} trains on (query, positive) pairs: use retrieval data "
+                f"(data=scifact) or a pair objective (objective=cosine, cosent) for data={specs.data_name}."
+            )
+        for split in specs.run.eval_splits:
+            if split not in SPLIT_KEY:
+                raise ConfigError(
+                    f"eval_splits holds unknown split '{split}'; use train, validation or test."
+                )
+
+    def __init__(self, specs) -> None:
+        from embedlab.data.pair_datamodule import PairDataModule
+
+        super().__init__(specs)
+        d = specs.data_cfg
+        self.datamodule = PairDataModule(specs.data, batch_size=int(d["batch_size"]),
+                                         eval_batch_size=int(d["eval_batch_size"]), seed=specs.run.seed)  # fmt: skip
+        self.datamodule.setup()
+
+    def build_datamodule(self, model: Any) -> Any:
+        return self.datamodule
+
+    def objects(self) -> dict[str, Any]:
+        return {"datamodule": self.datamodule}
+
+    def train_texts(self, datamodule: Any) -> list[str]:
+        train = datamodule.data.splits["train"]
+        return list(dict.fromkeys(list(train.sentence1) + list(train.sentence2)))
+
+    def evaluate(self, encoder: Encoder, loggers: list[Any]) -> EvalOutput:
+        """Score every split in ``eval_splits`` through the embedding cache, so cells that differ
+        only in dimension or embedding precision encode nothing after the first. PCA is fitted
+        on the train split's sentences."""
+        from embedlab.eval.sts import evaluate_sts, fit_sts_pca, split_texts
+        from embedlab.eval.variants import cells_record
+
+        s, data, cache = self.specs, self.datamodule.data, encoder.cache
+        prefetch_poolings(s, encoder, [("sentences", split_texts(data.splits[x])) for x in s.run.eval_splits])
+        pca, fit = None, encoder.replace(cache=type(cache)(cache.root))  # counted apart: not the scored texts
+        if s.dimension.pca_dims:
+            prefetch_poolings(s, fit, [("sentences", split_texts(data.splits["train"]))])
+            pca = fit_sts_pca(fit, data.splits["train"], s.dimension.pca_dims[0], dataset=s.data_name)
+        out = EvalOutput({}, data_meta={"name": data.name, "fingerprint": data.fingerprint(),
+                                        "pairs": {k: len(v) for k, v in data.splits.items()},
+                                        "dropped_invalid": dict(data.dropped)})  # fmt: skip
+        for split in s.run.eval_splits:
+            prefix = f"{SPLIT_KEY[split]}/{s.data_name}"
+            result = evaluate_sts(
+                encoder,
+                data.splits[split],
+                dims=list(s.dimension.truncate_dims),
+                precisions=[s.precision.embeddings],
+                pca=pca,
+                n_worst=s.run.n_worst_pairs,
+            )
+            out.metrics.update({f"{prefix}/{k}": v for k, v in result.metrics.items()})
+            out.metrics[f"{prefix}/n_pairs"] = float(len(data.splits[split]))
+            stats = result.encode_stats
+            if stats is not None:  # None: a cache entry stored without its encode stats
+                out.metrics[f"{prefix}/encode_texts_per_s"] = stats.n_encoded / max(stats.seconds, 1e-9)
+                out.metrics[f"{prefix}/n_truncated_texts"] = float(stats.n_truncated)
+            out.details[prefix] = {
+                "encode": stats.as_dict() if stats else "cached",
+                "worst_pairs": result.worst_pairs,
+            }
+            out.cells = cells_record(result.cells)  # every split scores the same grid
+            log_worst_pairs(loggers, prefix, result.worst_pairs)
+        keys = [f"{SPLIT_KEY[x]}/{s.data_name}" for x in s.run.eval_splits]
+        prefix = next((k for k in keys if s.run.monitor.startswith(f"{k}/")), keys[0] if keys else None)
+        if prefix is not None:
+            out.metrics.update(cache_counts(prefix, cache))
+            if pca is not None:
+                out.metrics[f"{prefix}/n_pca_fit_texts_encoded"] = float(fit.cache.stats.n_encoded)
+        return out
+
+
+def log_worst_pairs(loggers: list[Any], key: str, rows: list[dict[str, Any]]) -> None:
+    for lg in loggers:
+        if hasattr(lg, "log_table"):
+            cols = list(rows[0]) if rows else []
+            lg.log_table(key=f"{key}/worst_pairs", columns=cols, data=[list(r.values()) for r in rows])
