@@ -64,6 +64,11 @@ class Judged:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     missing_examples: list[str] = field(default_factory=list)
 
+    @property
+    def scored(self) -> list[str]:
+        """The ids of the scored queries, in input order."""
+        return [self.query_ids[p] for p in self.positions]
+
 
 def _check_unique(ids: Sequence[str], what: str) -> None:
     dups = [i for i, n in Counter(ids).items() if n > 1]

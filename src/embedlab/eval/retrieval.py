@@ -86,32 +86,27 @@ class BitextAccuracy:
     match: str  # "index" or "text"
 
 
-def _trec_eval(prep: Judged, ranked: np.ndarray, ks: tuple[int, ...]) -> list[dict[str, float]]:
-    """trec_eval's measures per scored query; ranked: (Qs, >= 0) doc indices best first, -1 = none."""
+def _metric_values(prep: Judged, ranked: np.ndarray, ks: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Per-query metrics (Qs,) under ST's names and conventions (see the module doc) from trec_eval's
+    measures; ranked: (Qs, >= 0) doc indices best first, -1 = none."""
     import pytrec_eval
 
-    cut = ",".join(map(str, ks))
-    measures = {f"{m}.{cut}" for m in _TREC.values()} | {"recip_rank"}
+    cut, qids = ",".join(map(str, ks)), prep.scored
     names = np.asarray(prep.doc_ids, dtype=object)
     rank_scores = [float(max(ks) - r) for r in range(max(ks))]  # strictly decreasing: trec keeps our order
-    qids = [prep.query_ids[p] for p in prep.positions]
     run = {
         q: dict(zip(names[row[row >= 0]].tolist(), rank_scores, strict=False))
         for q, row in zip(qids, ranked[:, : max(ks)], strict=True)
     }
+    measures = {f"{m}.{cut}" for m in _TREC.values()} | {"recip_rank"}
     trec = pytrec_eval.RelevanceEvaluator(prep.qrels, measures).evaluate(run)
-    return [trec.get(q, {}) for q in qids]  # an empty ranking scores 0 everywhere
 
-
-def _metric_values(prep: Judged, trec: list[dict[str, float]], ks: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Per-query metrics (Qs,) under ST's names and conventions (see the module doc)."""
-
-    def col(measure: str) -> np.ndarray:
-        return np.asarray([t.get(measure, 0.0) for t in trec], dtype=np.float64)
+    def col(measure: str) -> np.ndarray:  # an empty ranking is missing from trec: 0 everywhere
+        return np.asarray([trec.get(q, {}).get(measure, 0.0) for q in qids], dtype=np.float64)
 
     rr = col("recip_rank")
     first = np.where(rr > 0, np.round(1.0 / np.where(rr > 0, rr, 1.0)), 0)  # rank of the first relevant doc
-    n_rel = np.asarray([sum(g > 0 for g in prep.qrels[prep.query_ids[p]].values()) for p in prep.positions])
+    n_rel = np.asarray([sum(g > 0 for g in prep.qrels[q].values()) for q in qids])
     out = {}
     for m in METRIC_NAMES:
         for k in ks:
@@ -133,24 +128,21 @@ def _evaluate(
 ) -> RetrievalMetrics:
     """Check inputs, rank the scored queries (``rank(prep, exclude)`` -> (Qs, K) doc indices), score."""
     prep = prepare_judgements(query_ids, doc_ids, qrels, opts)
-    ranked = rank(prep, None if prep.exclude is None else prep.exclude[prep.positions])
+    exclude = None if prep.exclude is None else prep.exclude[prep.positions]
+    ranked = rank(prep, exclude)
     ks = tuple(sorted(set(opts.ks)))
-    values = _metric_values(prep, _trec_eval(prep, ranked, ks), ks)
-    qids = [prep.query_ids[p] for p in prep.positions]
+    values = _metric_values(prep, ranked, ks)
     # A ranking is short when it holds fewer docs than it could (max k, or what the corpus allows).
-    n_eligible = np.full(len(qids), len(prep.doc_ids))
-    if prep.exclude is not None:
-        n_eligible -= prep.exclude[prep.positions] >= 0
-    lengths = (ranked[:, : max(ks)] >= 0).sum(axis=1) if ranked.ndim == 2 else np.zeros(len(qids), np.int64)
-    n_short = int((lengths < np.minimum(max(ks), n_eligible)).sum())
+    n_eligible = len(prep.doc_ids) - (0 if exclude is None else exclude >= 0)
+    n_short = int(((ranked[:, : max(ks)] >= 0).sum(axis=1) < np.minimum(max(ks), n_eligible)).sum())
     if n_short:
         log.warning(
-            "%d of %d rankings hold fewer than min(k=%d, corpus) documents", n_short, len(qids), max(ks)
+            "%d of %d rankings hold fewer than min(k=%d, corpus) documents", n_short, len(ranked), max(ks)
         )
-    per_q = {q: {key: float(v[i]) for key, v in values.items()} for i, q in enumerate(qids)}
+    per_q = {q: {key: float(v[i]) for key, v in values.items()} for i, q in enumerate(prep.scored)}
     return RetrievalMetrics(
         metrics={key: float(v.mean()) for key, v in values.items()},
-        n_queries_scored=len(qids),
+        n_queries_scored=len(prep.scored),
         n_queries_short_ranking=n_short,
         n_docs=len(prep.doc_ids),
         ks=ks,
