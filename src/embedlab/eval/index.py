@@ -19,6 +19,7 @@ import numpy as np
 
 from embedlab.errors import ConfigError, DataError
 from embedlab.eval.arrays import as_f32
+from embedlab.eval.precision import quantize
 from embedlab.eval.topk import pad_topk, rescore_candidates, topk_dot
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,6 @@ class BuiltIndex:
     params: dict[str, int] = field(default_factory=dict)  # effective values after clamping
     rescore_vectors: np.ndarray | None = field(default=None, repr=False)  # (N, d) float32, binary only
 
-    def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return search(self, queries, k)
-
     @property
     def rescore_bytes(self) -> int:
         """Float vectors kept for re-ranking: the binary index's, or an IVF-PQ refine stage's."""
@@ -151,13 +149,6 @@ class IndexBenchmark:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _packbits(x: np.ndarray) -> np.ndarray:
-    """Sign bits packed 8 per byte, via sentence-transformers' ubinary quantization."""
-    from sentence_transformers.util import quantize_embeddings
-
-    return np.ascontiguousarray(quantize_embeddings(x, precision="ubinary"))
 
 
 def _ivf(spec: IVFFlatSpec | IVFPQSpec, x: np.ndarray) -> tuple[Any, dict[str, int]]:
@@ -219,7 +210,7 @@ def build_index(spec: IndexSpec, doc_emb: Any) -> BuiltIndex:
     params: dict[str, int] = {}
     if isinstance(spec, BinarySpec):
         index = faiss.IndexBinaryFlat(math.ceil(d / 8) * 8)  # padding bits are 0 in docs and queries
-        index.add(_packbits(x))
+        index.add(quantize(x, "ubinary"))
         rescore = x if spec.rescore_multiplier > 0 else None
         return BuiltIndex(spec, index, n, d, {"rescore_multiplier": spec.rescore_multiplier}, rescore)
     if isinstance(spec, FlatSpec):
@@ -254,7 +245,7 @@ def search(index: BuiltIndex | Any, queries: Any, k: int) -> tuple[np.ndarray, n
         scores, ids = index.index.search(q, k)
         return scores, ids.astype(np.int64, copy=False)
     n_cand = min(index.n_docs, k * max(1, index.spec.rescore_multiplier))
-    ham, ids = index.index.search(_packbits(q), n_cand)  # (Q, c) int32 distances, int64 ids
+    ham, ids = index.index.search(quantize(q, "ubinary"), n_cand)  # (Q, c) int32 distances, int64 ids
     scores = (index.index.d - 2 * ham).astype(np.float32)
     if index.rescore_vectors is not None:
         vecs = index.rescore_vectors
@@ -274,9 +265,8 @@ def index_bytes(index: BuiltIndex | Any) -> int:
     inner = index.index if isinstance(index, BuiltIndex) else index
     if _is_refine(inner):  # the codes only: the float copy counts as rescoring vectors
         inner = inner.base_index
-    if isinstance(inner, faiss.IndexBinary):
-        return int(len(faiss.serialize_index_binary(inner)))
-    return int(len(faiss.serialize_index(inner)))
+    binary = isinstance(inner, faiss.IndexBinary)
+    return len(faiss.serialize_index_binary(inner) if binary else faiss.serialize_index(inner))
 
 
 def recall_vs_exact(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
@@ -315,7 +305,7 @@ def benchmark_index(
     if len(queries) == 0:
         raise ValueError("benchmark_index needs at least one query")
     if isinstance(spec, BinarySpec):
-        _packbits(docs[:1])  # import sentence-transformers now, not inside the timed build
+        quantize(docs[:1], "ubinary")  # import sentence-transformers now, not inside the timed build
     t0 = time.perf_counter()
     built = build_index(spec, docs)
     build_s = time.perf_counter() - t0
