@@ -161,57 +161,45 @@ def _cell_metrics(
     common: dict,
     details: dict,
 ) -> dict[str, float]:
-    """Metrics of one cell, ``docs`` and ``queries`` already reduced: through the index, at a lower
-    precision, or exact at a reduced dimension (the full exact cell is scored before the grid)."""
+    """Metrics of one cell, ``docs`` and ``queries`` already reduced: through the benchmarked index,
+    at a lower precision, or exact at a reduced dimension (the full exact cell is scored before)."""
     ids = (data.query_ids, data.doc_ids, data.qrels)
+    out: dict[str, float] = {}  # the index's benchmark, then the cell's metrics, then its storage
+    size: float | None = None
     if cell.index is not None:
-        return _index_metrics(settings, data, docs, queries, cell.tag, common, details)
-    if cell.precision != "float32":
+        assert settings.index is not None
+        b = benchmark_index(
+            settings.index, docs, queries, settings.index_k, n_latency_queries=settings.n_latency_queries
+        )
+        details[f"index{cell.tag}"] = b.as_dict()
+        t = cell.tag
+        out = {
+            f"index_build_s{t}": b.build_s,
+            f"index_bytes_per_vector{t}": b.bytes_per_vector,
+            f"index_total_mb{t}": b.total_bytes / 2**20,
+            f"index_latency_p50_ms{t}": b.latency_ms_p50,
+            f"index_latency_p95_ms{t}": b.latency_ms_p95,
+            f"index_latency_p99_ms{t}": b.latency_ms_p99,
+            f"index_qps_batched{t}": b.qps_batched,
+            f"index_recall@{settings.index_k}{t}": b.recall_at_k,
+        }
+        depth = max(settings.ks) + (1 if data.ignore_identical_ids else 0)
+        ranked = search(build_index(settings.index, docs), queries, min(depth, len(data.corpus)))
+        scored = retrieval_metrics_from_ranked(*ids, ranked, settings.ks, **common)
+    elif cell.precision != "float32":
         pe = evaluate_precision(
             *ids, queries, docs, cell.precision, settings.ks, rescore_multiplier=cell.rescore, **common
         )
-        return {
-            **{cell.key(k): v for k, v in pe.metrics.metrics.items()},
-            cell.bytes_key: float(pe.bytes_per_vector),
-        }
-    if not cell.dim_tag:
+        scored, size = pe.metrics, pe.bytes_per_vector
+    elif cell.dim_tag:
+        scored = retrieval_metrics_from_embeddings(*ids, queries, docs, settings.ks, **common)
+        size = 4 * docs.shape[1]
+    else:
         return {}
-    sub = retrieval_metrics_from_embeddings(*ids, queries, docs, settings.ks, **common)
-    return {**{cell.key(k): v for k, v in sub.metrics.items()}, cell.bytes_key: float(4 * docs.shape[1])}
-
-
-def _index_metrics(
-    settings: RetrievalEvalSettings,
-    data: RetrievalSet,
-    docs: np.ndarray,
-    queries: np.ndarray,
-    tag: str,
-    common: dict,
-    details: dict,
-) -> dict[str, float]:
-    """Benchmark the configured index on these embeddings and score retrieval through it."""
-    assert settings.index is not None
-    bench = benchmark_index(
-        settings.index, docs, queries, k=settings.index_k, n_latency_queries=settings.n_latency_queries
-    )
-    details[f"index{tag}"] = bench.as_dict()
-    built = build_index(settings.index, docs)
-    depth = max(settings.ks) + (1 if data.ignore_identical_ids else 0)
-    ranked = search(built, queries, min(depth, len(data.corpus)))
-    via_index = retrieval_metrics_from_ranked(
-        data.query_ids, data.doc_ids, data.qrels, ranked, settings.ks, **common
-    )
-    return {
-        f"index_build_s{tag}": bench.build_s,
-        f"index_bytes_per_vector{tag}": bench.bytes_per_vector,
-        f"index_total_mb{tag}": bench.total_bytes / 2**20,
-        f"index_latency_p50_ms{tag}": bench.latency_ms_p50,
-        f"index_latency_p95_ms{tag}": bench.latency_ms_p95,
-        f"index_latency_p99_ms{tag}": bench.latency_ms_p99,
-        f"index_qps_batched{tag}": bench.qps_batched,
-        f"index_recall@{settings.index_k}{tag}": bench.recall_at_k,
-        **{f"{k}{tag}": v for k, v in via_index.metrics.items()},
-    }
+    out.update({cell.key(k): v for k, v in scored.metrics.items()})
+    if size is not None:
+        out[cell.bytes_key] = float(size)
+    return out
 
 
 def parse_ks(ks: Sequence[int]) -> tuple[int, ...]:
