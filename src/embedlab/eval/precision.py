@@ -16,19 +16,13 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import numpy as np
 
 from embedlab.eval.arrays import as_numpy
-from embedlab.eval.retrieval import (
-    DEFAULT_KS,
-    MissingDocPolicy,
-    NdcgGain,
-    Qrels,
-    RetrievalMetrics,
-    retrieval_metrics_from_ranked,
-)
+from embedlab.eval.qrels import Qrels, RankingKwargs
+from embedlab.eval.retrieval import DEFAULT_KS, RetrievalMetrics, retrieval_metrics_from_ranked
 from embedlab.eval.topk import pad_topk, rescore_candidates, topk_dot
 
 log = logging.getLogger(__name__)
@@ -176,13 +170,11 @@ def evaluate_precision(
     *,
     calibration_embeddings: Any = None,
     rescore_multiplier: int = 0,
-    ignore_identical_ids: bool = False,
-    missing_doc_policy: MissingDocPolicy = "error",
-    ndcg_gain: NdcgGain = "binary",
+    **options: Unpack[RankingKwargs],
 ) -> PrecisionEvaluation:
     """Retrieval metrics at one precision; with ``ignore_identical_ids`` one extra result is
     fetched, so dropping the query's own document still leaves max(ks)."""
-    depth = max(ks) + (1 if ignore_identical_ids else 0)
+    depth = max(ks) + (1 if options.get("ignore_identical_ids") else 0)
     res = search_with_precision(
         query_emb,
         doc_emb,
@@ -191,16 +183,7 @@ def evaluate_precision(
         calibration_embeddings=calibration_embeddings,
         rescore_multiplier=rescore_multiplier,
     )
-    metrics = retrieval_metrics_from_ranked(
-        query_ids,
-        doc_ids,
-        qrels,
-        (res.scores, res.ids),
-        ks,
-        ignore_identical_ids=ignore_identical_ids,
-        missing_doc_policy=missing_doc_policy,
-        ndcg_gain=ndcg_gain,
-    )
+    metrics = retrieval_metrics_from_ranked(query_ids, doc_ids, qrels, (res.scores, res.ids), ks, **options)
     return PrecisionEvaluation(precision, res.rescore_multiplier, res.bytes_per_vector, res.dim, metrics)
 
 

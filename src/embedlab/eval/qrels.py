@@ -10,7 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -30,15 +30,24 @@ COUNTS = (  # the skip counts every RetrievalMetrics carries
 )
 
 
+class RankingKwargs(TypedDict, total=False):
+    """The keyword options of every metric entry point, defaults as in :class:`RankingOptions`."""
+
+    ignore_identical_ids: bool
+    missing_doc_policy: MissingDocPolicy
+    ndcg_gain: NdcgGain
+    per_query: bool
+
+
 @dataclass(frozen=True)
 class RankingOptions:
     """How to score: cut-offs, identical-id and missing-document policies, nDCG gains."""
 
     ks: tuple[int, ...]
-    ignore_identical_ids: bool
-    missing_doc_policy: MissingDocPolicy
-    ndcg_gain: NdcgGain
-    per_query: bool
+    ignore_identical_ids: bool = False
+    missing_doc_policy: MissingDocPolicy = "error"
+    ndcg_gain: NdcgGain = "binary"
+    per_query: bool = False  # also keep every query's metrics
 
     def check(self) -> None:
         if self.missing_doc_policy not in ("error", "drop", "keep"):

@@ -15,13 +15,13 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import numpy as np
 
 from embedlab.errors import DataError
 from embedlab.eval.arrays import as_numpy, unit_rows
-from embedlab.eval.qrels import Judged, MissingDocPolicy, NdcgGain, Qrels, RankingOptions, prepare_judgements
+from embedlab.eval.qrels import Judged, Qrels, RankingKwargs, RankingOptions, prepare_judgements
 from embedlab.eval.topk import ranked_to_array, topk_dot, topk_from_scores
 
 log = logging.getLogger(__name__)
@@ -162,11 +162,8 @@ def retrieval_metrics_from_scores(
     scores: Any,
     ks: Sequence[int] = DEFAULT_KS,
     *,
-    ignore_identical_ids: bool = False,
-    missing_doc_policy: MissingDocPolicy = "error",
-    ndcg_gain: NdcgGain = "binary",
-    per_query: bool = False,
     chunk_size: int = 1024,
+    **options: Unpack[RankingKwargs],
 ) -> RetrievalMetrics:
     """Metrics from a (Q, D) score matrix (numpy or torch); only judged rows are ranked."""
     s = as_numpy(scores)
@@ -178,8 +175,7 @@ def retrieval_metrics_from_scores(
             )
         return topk_from_scores(s, max(ks), rows=prep.positions, exclude=exclude, chunk_size=chunk_size)[1]
 
-    opts = RankingOptions(tuple(map(int, ks)), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query)
-    return _evaluate(query_ids, doc_ids, qrels, opts, rank)
+    return _evaluate(query_ids, doc_ids, qrels, RankingOptions(tuple(map(int, ks)), **options), rank)
 
 
 def retrieval_metrics_from_embeddings(
@@ -190,11 +186,8 @@ def retrieval_metrics_from_embeddings(
     doc_emb: Any,
     ks: Sequence[int] = DEFAULT_KS,
     *,
-    ignore_identical_ids: bool = False,
-    missing_doc_policy: MissingDocPolicy = "error",
-    ndcg_gain: NdcgGain = "binary",
-    per_query: bool = False,
     chunk_size: int = 1024,
+    **options: Unpack[RankingKwargs],
 ) -> RetrievalMetrics:
     """Metrics from exact dot-product search (cosine for unit rows), ``chunk_size`` queries at a time."""
 
@@ -204,8 +197,7 @@ def retrieval_metrics_from_embeddings(
             raise ValueError("Embedding rows must match query_ids and doc_ids one to one.")
         return topk_dot(q[prep.positions], doc_emb, max(ks), exclude=exclude, chunk_size=chunk_size)[1]
 
-    opts = RankingOptions(tuple(map(int, ks)), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query)
-    return _evaluate(query_ids, doc_ids, qrels, opts, rank)
+    return _evaluate(query_ids, doc_ids, qrels, RankingOptions(tuple(map(int, ks)), **options), rank)
 
 
 def retrieval_metrics_from_ranked(
@@ -214,11 +206,7 @@ def retrieval_metrics_from_ranked(
     qrels: Qrels,
     ranked: tuple[Any, Any] | Sequence[Sequence[tuple[int, float]]],
     ks: Sequence[int] = DEFAULT_KS,
-    *,
-    ignore_identical_ids: bool = False,
-    missing_doc_policy: MissingDocPolicy = "error",
-    ndcg_gain: NdcgGain = "binary",
-    per_query: bool = False,
+    **options: Unpack[RankingKwargs],
 ) -> RetrievalMetrics:
     """Metrics from faiss-style ``(scores, ids)`` (Q, K) arrays (-1 padded) or per-query lists of
     ``(doc_index, score)``; rows are re-sorted by (-score, doc index). With ``ignore_identical_ids``
@@ -231,8 +219,7 @@ def retrieval_metrics_from_ranked(
             ids = np.take_along_axis(ids, np.argsort(ids < 0, axis=1, kind="stable"), axis=1)
         return ids
 
-    opts = RankingOptions(tuple(map(int, ks)), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query)
-    return _evaluate(query_ids, doc_ids, qrels, opts, rank)
+    return _evaluate(query_ids, doc_ids, qrels, RankingOptions(tuple(map(int, ks)), **options), rank)
 
 
 _WS = re.compile(r"\s+")
