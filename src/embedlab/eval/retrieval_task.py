@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -102,13 +102,8 @@ def evaluate_retrieval(
 
     # Precision and index cells are scored at every dimension, so a job that sets both gets the
     # combined key (ndcg@10@128@int8): the deployed system pays both losses at once.
-    # the index's tag: ivf_pq+rescore32 for re-ranked IVF-PQ
-    spec = settings.index
-    index = (
-        None
-        if spec is None
-        else index_tag(spec.kind, {"rescore_multiplier": getattr(spec, "rescore_multiplier", 0)})
-    )
+    spec = settings.index  # its tag: ivf_pq+rescore32 for re-ranked IVF-PQ
+    index = None if spec is None else index_tag(spec.kind, asdict(spec))
     grid = variant_grid(
         docs.shape[1],
         dims=settings.dims,
