@@ -72,10 +72,6 @@ class Cell:
             "index": self.index,
         }
 
-    def record(self) -> dict[str, Any]:
-        """The results.json entry: ``{"tag": "@128@int8", "axes": {...}}``."""
-        return {"tag": self.tag, "axes": self.axes}
-
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Cell:
         a = record["axes"]
@@ -127,8 +123,8 @@ def variant_grid(
 
 
 def cells_record(cells: Iterable[Cell]) -> list[dict[str, Any]]:
-    """``meta["cells"]`` of results.json."""
-    return [c.record() for c in cells]
+    """``meta["cells"]`` of results.json: ``[{"tag": "@128@int8", "axes": {...}}, ...]``."""
+    return [{"tag": c.tag, "axes": c.axes} for c in cells]
 
 
 def read_cells(records: Iterable[dict[str, Any]] | None) -> list[Cell]:
