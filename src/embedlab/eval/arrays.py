@@ -8,6 +8,24 @@ from typing import Any
 import numpy as np
 
 
+def as_numpy(x: Any, dtype: Any = None) -> np.ndarray:
+    """numpy view of an array-like; torch tensors are detached and moved to CPU first."""
+    if hasattr(x, "detach"):  # torch.Tensor, without importing torch
+        x = x.detach().cpu()
+        if str(x.dtype) in ("torch.bfloat16", "torch.float16"):  # numpy has no bfloat16
+            x = x.float()
+        x = x.numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def as_f32(x: Any, what: str) -> np.ndarray:
+    """``x`` as a C-contiguous float32 (N, D) array (what faiss and the dot products take)."""
+    a = np.ascontiguousarray(as_numpy(x, np.float32))
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be 2-D (n, dim), got shape {a.shape}")
+    return a
+
+
 def as_matrix(x: Any, what: str = "embeddings", *, min_rows: int = 1) -> np.ndarray:
     """``x`` as a finite float64 (N, D) array with N >= ``min_rows``; raises ValueError otherwise."""
     arr = np.asarray(x, dtype=np.float64)

@@ -1,17 +1,8 @@
-"""PCA as an evaluation-time dimension: fit on training texts, project both sides, renormalise.
-
-Where truncation keeps the first k coordinates (free, but only good for models trained
-with a Matryoshka loss), PCA keeps the k directions of largest variance of the model's
-own embeddings. It is fitted on texts the evaluation never scores: an STS set's
-train-split sentences, a retrieval set's corpus (what an index holds; never the test
-queries). Both the fit and the projection use L2-normalised embeddings, since the
-scores are cosines, and the projected vectors are renormalised before scoring.
-
-The fit is scikit-learn's ``PCA(svd_solver="full")`` on the normalised embeddings in
-float64 (exact SVD, sklearn's sign convention). The mean and components are rounded to
-float32 once, and that is what every run applies; a fitted projection is stored in the
-embedding cache under (encoder, fit texts, k), so later jobs neither refit it nor
-re-encode the fit texts.
+"""PCA as an evaluation-time dimension: fit on texts the evaluation never scores (an STS train split,
+a retrieval corpus), project both sides, renormalise. Unlike truncation it needs no Matryoshka
+training. scikit-learn's exact ``PCA(svd_solver="full")`` on L2-normalised float64 embeddings (the
+scores are cosines); mean and components are rounded to float32 once and cached under (encoder,
+fit texts, k), so later jobs neither refit nor re-encode.
 """
 
 from __future__ import annotations
@@ -23,12 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedlab.encode.cache import EmbeddingCache, cache_key, texts_key
+from embedlab.eval.arrays import unit_rows
 
 log = logging.getLogger(__name__)
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass(frozen=True)
@@ -55,7 +43,7 @@ class PCAProjection:
             raise ValueError(
                 f"PCA was fitted on {self.mean.shape[0]}-dim embeddings; got an array of shape {x.shape}."
             )
-        return _normalise((_normalise(x) - self.mean) @ self.components.T)
+        return unit_rows((unit_rows(x) - self.mean) @ self.components.T)
 
     def to_array(self) -> np.ndarray:
         """(k + 2, D) float32: mean, components, then the variance ratios (zero-padded)."""
@@ -88,7 +76,7 @@ def fit_pca(embeddings: np.ndarray, n_components: int) -> PCAProjection:
         )
     from sklearn.decomposition import PCA
 
-    fit = PCA(n_components=n_components, svd_solver="full").fit(_normalise(x))
+    fit = PCA(n_components=n_components, svd_solver="full").fit(unit_rows(x))
     return PCAProjection(
         fit.mean_.astype(np.float32),
         np.ascontiguousarray(fit.components_, dtype=np.float32),
@@ -102,16 +90,9 @@ def pca_key(model_key: str, fit_texts: Sequence[str], n_components: int) -> str:
 
 
 def fitted_pca(
-    fit_embeddings: Callable[[], np.ndarray],
-    n_components: int,
-    *,
-    cache: EmbeddingCache,
-    key: str,
+    fit_embeddings: Callable[[], np.ndarray], n_components: int, *, cache: EmbeddingCache, key: str
 ) -> PCAProjection:
-    """The projection stored under ``key``, else fit it on ``fit_embeddings()`` and store it.
-
-    ``fit_embeddings`` is only called on a miss, so a cached projection costs no encoding.
-    """
+    """The projection cached under ``key``, else fit on ``fit_embeddings()`` (only called on a miss)."""
     hit = cache.get(key)
     if hit is not None and hit.shape[0] == n_components + 2:
         log.info("Read the %d-component PCA from the cache (%s)", n_components, key)

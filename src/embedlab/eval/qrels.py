@@ -1,8 +1,7 @@
 """Checks of retrieval inputs and the trec qrels they leave: what gets scored, and why not.
 
-Every metric entry point of ``eval/retrieval.py`` runs :func:`prepare_judgements` first, so
-bad input (duplicate ids, an empty corpus, judgements naming missing documents) is reported
-the same way whatever the ranking came from, and every skip is counted for the result.
+Every metric entry point of ``eval/retrieval.py`` runs :func:`prepare_judgements` first, so bad
+input is reported the same way whatever the ranking came from, and every skip is counted.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -22,7 +21,22 @@ log = logging.getLogger(__name__)
 Qrels = Mapping[str, Mapping[str, int]]
 MissingDocPolicy = Literal["error", "drop", "keep"]
 NdcgGain = Literal["binary", "graded"]
-_COUNTS = ("n_queries_skipped_no_qrels", "n_queries_skipped_no_relevant", "n_judgements_missing_doc")
+COUNTS = (  # the skip counts every RetrievalMetrics carries
+    "n_queries_skipped_no_qrels",
+    "n_queries_skipped_no_relevant",
+    "n_qrels_queries_unknown",
+    "n_judgements_missing_doc",
+    "n_judgements_identical",
+)
+
+
+class RankingKwargs(TypedDict, total=False):
+    """The keyword options of every metric entry point, defaults as in :class:`RankingOptions`."""
+
+    ignore_identical_ids: bool
+    missing_doc_policy: MissingDocPolicy
+    ndcg_gain: NdcgGain
+    per_query: bool
 
 
 @dataclass(frozen=True)
@@ -30,10 +44,10 @@ class RankingOptions:
     """How to score: cut-offs, identical-id and missing-document policies, nDCG gains."""
 
     ks: tuple[int, ...]
-    ignore_identical_ids: bool
-    missing_doc_policy: MissingDocPolicy
-    ndcg_gain: NdcgGain
-    per_query: bool
+    ignore_identical_ids: bool = False
+    missing_doc_policy: MissingDocPolicy = "error"
+    ndcg_gain: NdcgGain = "binary"
+    per_query: bool = False  # also keep every query's metrics
 
     def check(self) -> None:
         if self.missing_doc_policy not in ("error", "drop", "keep"):
@@ -52,17 +66,22 @@ class Judged:
 
     query_ids: list[str]
     doc_ids: list[str]
-    positions: np.ndarray  # (Qs,) rows of the input that are scored
-    qrels: dict[str, dict[str, int]]  # trec qrels of the scored queries: doc id -> gain (0 = not relevant)
     exclude: np.ndarray | None  # (Q,) doc index equal to the query id, or -1
-    counts: dict[str, int]
     ks_clamped: tuple[int, ...]
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (Qs,) scored rows
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)  # doc id -> gain (0 = not relevant)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     missing_examples: list[str] = field(default_factory=list)
+
+    @property
+    def scored(self) -> list[str]:
+        """The ids of the scored queries, in input order."""
+        return [self.query_ids[p] for p in self.positions]
 
 
 def _check_unique(ids: Sequence[str], what: str) -> None:
-    if len(set(ids)) != len(ids):
-        dups = [i for i, n in Counter(ids).items() if n > 1]
+    dups = [i for i, n in Counter(ids).items() if n > 1]
+    if dups:
         raise DataError(f"Duplicate {what} ids ({len(dups)} repeats, e.g. {dups[:3]}); ids must be unique.")
 
 
@@ -144,31 +163,25 @@ def prepare_judgements(
     _check_unique(qids, "query")
     _check_unique(dids, "document")
     doc_index = {d: i for i, d in enumerate(dids)}
-    counts = dict.fromkeys((*_COUNTS, "n_judgements_identical"), 0)
-    counts["n_qrels_queries_unknown"] = len(set(map(str, qrels)) - set(qids))
-    identical = opts.ignore_identical_ids and bool(set(qids) & set(dids))
-    n_eligible = len(dids) - identical
+    n_eligible = len(dids) - (opts.ignore_identical_ids and bool(set(qids) & set(dids)))
     prep = Judged(
-        query_ids=qids,
-        doc_ids=dids,
-        positions=np.zeros(0, np.int64),
-        qrels={},
+        qids,
+        dids,
         exclude=np.asarray([doc_index.get(q, -1) for q in qids]) if opts.ignore_identical_ids else None,
-        counts=counts,
         ks_clamped=tuple(sorted({k for k in opts.ks if k > n_eligible})),
     )
     positions = []
     for pos, qid in enumerate(qids):
         judged = qrels.get(qid)
+        gains = _judgements(qid, judged, doc_index, opts, prep) if judged else {}
         if not judged:
-            counts["n_queries_skipped_no_qrels"] += 1
-            continue
-        gains = _judgements(qid, judged, doc_index, opts, prep)
-        if not any(gains.values()):
-            counts["n_queries_skipped_no_relevant"] += 1
-            continue
-        positions.append(pos)
-        prep.qrels[qid] = gains
+            prep.counts["n_queries_skipped_no_qrels"] += 1
+        elif not any(gains.values()):
+            prep.counts["n_queries_skipped_no_relevant"] += 1
+        else:
+            positions.append(pos)
+            prep.qrels[qid] = gains
     prep.positions = np.asarray(positions, dtype=np.int64)
+    prep.counts["n_qrels_queries_unknown"] = len(set(map(str, qrels)) - set(qids))
     _report(prep, opts)
     return prep

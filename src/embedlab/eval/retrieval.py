@@ -1,32 +1,12 @@
 """Retrieval metrics (Accuracy, Precision, Recall, MRR, nDCG, MAP at k) from scores or rankings.
 
-trec_eval (pytrec_eval) computes the metrics; this module ranks (``eval/topk.py``), checks the
-inputs (``eval/qrels.py``) and maps trec's measures to the conventions of sentence-transformers'
-``InformationRetrievalEvaluator`` (ST), pinned in tests/eval/test_retrieval_metrics.py:
-
-- Relevant: qrels relevance > 0 (trec ``relevance_level=1``); 0 marks a judged non-relevant doc.
-- ``accuracy@k`` = ``success_k``; ``precision@k`` = ``P_k`` (always / k); ``recall@k`` = ``recall_k``.
-- ``mrr@k`` = ``recip_rank`` when the first relevant document is within the top k, else 0.
-- ``ndcg@k`` = ``ndcg_cut_k`` (ideal DCG over *all* relevant judgements). ``ndcg_gain="binary"``
-  (default, as ST) gives every relevant document gain 1; ``"graded"`` uses the integer qrels
-  relevance (BEIR and MTEB). On binary qrels (SciFact, SQuAD) the two coincide.
-- ``map@k`` = ``map_cut_k * R / min(k, R)`` with R relevant judgements: ST divides the sum of
-  precision@r over relevant ranks r <= k by min(k, R), trec_eval by R.
-- Ties in score go to the lowest document index, so chunk sizes never change a result; the run
-  handed to trec_eval carries strictly decreasing scores so that trec keeps this order.
-
-Bad input is reported, not absorbed; every count ends up in the result:
-
-- duplicate query or document ids, empty corpus, NaN scores, shape mismatches: error.
-- queries without judgements: skipped, ``n_queries_skipped_no_qrels``; queries whose
-  judgements are all 0: skipped, ``n_queries_skipped_no_relevant``.
-- judgements naming documents missing from the corpus (``n_judgements_missing_doc``):
-  ``missing_doc_policy`` ``"error"`` (default: usually a wrong corpus or split), ``"drop"``, or
-  ``"keep"`` (relevant but unretrievable, as trec_eval and ST count them).
-- k larger than the corpus: depth clamped (warning, ``ks_clamped``); precision still divides by k.
-- ``ignore_identical_ids=True`` removes the query's own id from its ranking and drops judgements
-  naming the query itself (BEIR/MTEB convention for question-to-question sets), counted in
-  ``n_judgements_identical``.
+pytrec_eval computes them; this module ranks (``eval/topk.py``), checks inputs (``eval/qrels.py``)
+and maps trec's measures to sentence-transformers' ``InformationRetrievalEvaluator`` (ST), pinned in
+tests/eval/test_retrieval_metrics.py. Relevant: relevance > 0. accuracy = success, precision = P
+(always / k), recall, ndcg = ndcg_cut (ideal DCG over all judgements; ``ndcg_gain="binary"`` as ST,
+``"graded"`` as BEIR/MTEB), mrr@k = recip_rank if the first hit is within k, map@k = map_cut * R /
+min(k, R) (ST divides by min(k, R), trec by R). Ties go to the lowest doc index, so chunk sizes never
+change a result. Bad input raises; every skip is counted in the result (see ``eval/qrels.py``).
 """
 
 from __future__ import annotations
@@ -35,13 +15,14 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import numpy as np
 
 from embedlab.errors import DataError
-from embedlab.eval.qrels import Judged, MissingDocPolicy, NdcgGain, Qrels, RankingOptions, prepare_judgements
-from embedlab.eval.topk import as_numpy, ranked_to_array, topk_dot, topk_from_scores
+from embedlab.eval.arrays import as_numpy, unit_rows
+from embedlab.eval.qrels import Judged, Qrels, RankingKwargs, RankingOptions, prepare_judgements
+from embedlab.eval.topk import ranked_to_array, topk_dot, topk_from_scores
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +48,9 @@ class RetrievalMetrics:
     n_queries_short_ranking: int  # ranking shorter than min(max k, eligible docs)
     n_docs: int
     ks: tuple[int, ...]
-    ks_clamped: tuple[int, ...]  # ks larger than the corpus
-    ignore_identical_ids: bool
-    missing_doc_policy: str
+    ks_clamped: tuple[int, ...]  # ks larger than the corpus: depth clamped, precision still / k
+    ignore_identical_ids: bool  # query's own id removed from its ranking and judgements (BEIR/MTEB)
+    missing_doc_policy: str  # judgements naming missing docs: "error", "drop" or "keep" (trec, ST)
     ndcg_gain: str
     per_query: dict[str, dict[str, float]] | None = field(default=None, repr=False)
 
@@ -105,35 +86,27 @@ class BitextAccuracy:
     match: str  # "index" or "text"
 
 
-# --- metric core: pytrec_eval ----------------------------------------------------------
-
-
-def _trec_eval(prep: Judged, ranked: np.ndarray, ks: tuple[int, ...]) -> list[dict[str, float]]:
-    """trec_eval's measures per scored query; ranked: (Qs, >= 0) doc indices best first, -1 = none."""
+def _metric_values(prep: Judged, ranked: np.ndarray, ks: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Per-query metrics (Qs,) under ST's names and conventions (see the module doc) from trec_eval's
+    measures; ranked: (Qs, >= 0) doc indices best first, -1 = none."""
     import pytrec_eval
 
-    cut = ",".join(map(str, ks))
-    measures = {f"{m}.{cut}" for m in _TREC.values()} | {"recip_rank"}
+    cut, qids = ",".join(map(str, ks)), prep.scored
     names = np.asarray(prep.doc_ids, dtype=object)
     rank_scores = [float(max(ks) - r) for r in range(max(ks))]  # strictly decreasing: trec keeps our order
-    qids = [prep.query_ids[p] for p in prep.positions]
     run = {
         q: dict(zip(names[row[row >= 0]].tolist(), rank_scores, strict=False))
         for q, row in zip(qids, ranked[:, : max(ks)], strict=True)
     }
+    measures = {f"{m}.{cut}" for m in _TREC.values()} | {"recip_rank"}
     trec = pytrec_eval.RelevanceEvaluator(prep.qrels, measures).evaluate(run)
-    return [trec.get(q, {}) for q in qids]  # an empty ranking scores 0 everywhere
 
-
-def _metric_values(prep: Judged, trec: list[dict[str, float]], ks: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Per-query metrics (Qs,) under ST's names and conventions (see the module doc)."""
-
-    def col(measure: str) -> np.ndarray:
-        return np.asarray([t.get(measure, 0.0) for t in trec], dtype=np.float64)
+    def col(measure: str) -> np.ndarray:  # an empty ranking is missing from trec: 0 everywhere
+        return np.asarray([trec.get(q, {}).get(measure, 0.0) for q in qids], dtype=np.float64)
 
     rr = col("recip_rank")
     first = np.where(rr > 0, np.round(1.0 / np.where(rr > 0, rr, 1.0)), 0)  # rank of the first relevant doc
-    n_rel = np.asarray([sum(g > 0 for g in prep.qrels[prep.query_ids[p]].values()) for p in prep.positions])
+    n_rel = np.asarray([sum(g > 0 for g in prep.qrels[q].values()) for q in qids])
     out = {}
     for m in METRIC_NAMES:
         for k in ks:
@@ -146,23 +119,30 @@ def _metric_values(prep: Judged, trec: list[dict[str, float]], ks: tuple[int, ..
     return out
 
 
-def _compute(prep: Judged, ranked: np.ndarray, opts: RankingOptions) -> RetrievalMetrics:
+def _evaluate(
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    qrels: Qrels,
+    opts: RankingOptions,
+    rank: Callable[[Judged, np.ndarray | None], np.ndarray],
+) -> RetrievalMetrics:
+    """Check inputs, rank the scored queries (``rank(prep, exclude)`` -> (Qs, K) doc indices), score."""
+    prep = prepare_judgements(query_ids, doc_ids, qrels, opts)
+    exclude = None if prep.exclude is None else prep.exclude[prep.positions]
+    ranked = rank(prep, exclude)
     ks = tuple(sorted(set(opts.ks)))
-    kmax = max(ks)
-    values = _metric_values(prep, _trec_eval(prep, ranked, ks), ks)
-    qids = [prep.query_ids[p] for p in prep.positions]
+    values = _metric_values(prep, ranked, ks)
     # A ranking is short when it holds fewer docs than it could (max k, or what the corpus allows).
-    n_eligible = np.full(len(qids), len(prep.doc_ids))
-    if prep.exclude is not None:
-        n_eligible -= prep.exclude[prep.positions] >= 0
-    lengths = (ranked[:, :kmax] >= 0).sum(axis=1) if ranked.ndim == 2 else np.zeros(len(qids), np.int64)
-    n_short = int((lengths < np.minimum(kmax, n_eligible)).sum())
+    n_eligible = len(prep.doc_ids) - (0 if exclude is None else exclude >= 0)
+    n_short = int(((ranked[:, : max(ks)] >= 0).sum(axis=1) < np.minimum(max(ks), n_eligible)).sum())
     if n_short:
-        log.warning("%d of %d rankings hold fewer than min(k=%d, corpus) documents", n_short, len(qids), kmax)
-    per_q = {q: {key: float(v[i]) for key, v in values.items()} for i, q in enumerate(qids)}
+        log.warning(
+            "%d of %d rankings hold fewer than min(k=%d, corpus) documents", n_short, len(ranked), max(ks)
+        )
+    per_q = {q: {key: float(v[i]) for key, v in values.items()} for i, q in enumerate(prep.scored)}
     return RetrievalMetrics(
         metrics={key: float(v.mean()) for key, v in values.items()},
-        n_queries_scored=len(qids),
+        n_queries_scored=len(prep.scored),
         n_queries_short_ranking=n_short,
         n_docs=len(prep.doc_ids),
         ks=ks,
@@ -175,22 +155,6 @@ def _compute(prep: Judged, ranked: np.ndarray, opts: RankingOptions) -> Retrieva
     )
 
 
-def _evaluate(
-    query_ids: Sequence[str],
-    doc_ids: Sequence[str],
-    qrels: Qrels,
-    opts: RankingOptions,
-    rank: Callable[[Judged, np.ndarray | None], np.ndarray],
-) -> RetrievalMetrics:
-    """Check inputs, rank the scored queries (``rank(prep, exclude)`` -> (Qs, K) doc indices), score."""
-    prep = prepare_judgements(query_ids, doc_ids, qrels, opts)
-    exclude = None if prep.exclude is None else prep.exclude[prep.positions]
-    return _compute(prep, rank(prep, exclude), opts)
-
-
-# --- public entry points ---------------------------------------------------------------
-
-
 def retrieval_metrics_from_scores(
     query_ids: Sequence[str],
     doc_ids: Sequence[str],
@@ -198,16 +162,10 @@ def retrieval_metrics_from_scores(
     scores: Any,
     ks: Sequence[int] = DEFAULT_KS,
     *,
-    ignore_identical_ids: bool = False,
-    missing_doc_policy: MissingDocPolicy = "error",
-    ndcg_gain: NdcgGain = "binary",
-    per_query: bool = False,
     chunk_size: int = 1024,
+    **options: Unpack[RankingKwargs],
 ) -> RetrievalMetrics:
-    """Metrics from a (Q, D) score matrix (numpy or torch); row q scores ``query_ids[q]``.
-
-    Only the rows of queries with judgements are ranked, ``chunk_size`` rows at a time.
-    """
+    """Metrics from a (Q, D) score matrix (numpy or torch); only judged rows are ranked."""
     s = as_numpy(scores)
 
     def rank(prep: Judged, exclude: np.ndarray | None) -> np.ndarray:
@@ -217,10 +175,7 @@ def retrieval_metrics_from_scores(
             )
         return topk_from_scores(s, max(ks), rows=prep.positions, exclude=exclude, chunk_size=chunk_size)[1]
 
-    opts = RankingOptions(
-        tuple(int(k) for k in ks), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query
-    )
-    return _evaluate(query_ids, doc_ids, qrels, opts, rank)
+    return _evaluate(query_ids, doc_ids, qrels, RankingOptions(tuple(map(int, ks)), **options), rank)
 
 
 def retrieval_metrics_from_embeddings(
@@ -231,16 +186,10 @@ def retrieval_metrics_from_embeddings(
     doc_emb: Any,
     ks: Sequence[int] = DEFAULT_KS,
     *,
-    ignore_identical_ids: bool = False,
-    missing_doc_policy: MissingDocPolicy = "error",
-    ndcg_gain: NdcgGain = "binary",
-    per_query: bool = False,
     chunk_size: int = 1024,
+    **options: Unpack[RankingKwargs],
 ) -> RetrievalMetrics:
-    """Metrics from exact dot-product search (cosine when embeddings are unit-norm).
-
-    Memory-bounded: queries are scored ``chunk_size`` at a time against all documents.
-    """
+    """Metrics from exact dot-product search (cosine for unit rows), ``chunk_size`` queries at a time."""
 
     def rank(prep: Judged, exclude: np.ndarray | None) -> np.ndarray:
         q = as_numpy(query_emb, np.float32)
@@ -248,10 +197,7 @@ def retrieval_metrics_from_embeddings(
             raise ValueError("Embedding rows must match query_ids and doc_ids one to one.")
         return topk_dot(q[prep.positions], doc_emb, max(ks), exclude=exclude, chunk_size=chunk_size)[1]
 
-    opts = RankingOptions(
-        tuple(int(k) for k in ks), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query
-    )
-    return _evaluate(query_ids, doc_ids, qrels, opts, rank)
+    return _evaluate(query_ids, doc_ids, qrels, RankingOptions(tuple(map(int, ks)), **options), rank)
 
 
 def retrieval_metrics_from_ranked(
@@ -260,17 +206,11 @@ def retrieval_metrics_from_ranked(
     qrels: Qrels,
     ranked: tuple[Any, Any] | Sequence[Sequence[tuple[int, float]]],
     ks: Sequence[int] = DEFAULT_KS,
-    *,
-    ignore_identical_ids: bool = False,
-    missing_doc_policy: MissingDocPolicy = "error",
-    ndcg_gain: NdcgGain = "binary",
-    per_query: bool = False,
+    **options: Unpack[RankingKwargs],
 ) -> RetrievalMetrics:
-    """Metrics from per-query results: faiss-style ``(scores, ids)`` (Q, K) arrays with
-    -1 padding, or one list of ``(doc_index, score)`` per query. Rows are re-sorted by
-    (-score, doc index). With ``ignore_identical_ids`` the query's own document is
-    removed here, so retrieve max(ks) + 1 to keep full depth.
-    """
+    """Metrics from faiss-style ``(scores, ids)`` (Q, K) arrays (-1 padded) or per-query lists of
+    ``(doc_index, score)``; rows are re-sorted by (-score, doc index). With ``ignore_identical_ids``
+    the query's own document is removed here, so retrieve max(ks) + 1 to keep full depth."""
 
     def rank(prep: Judged, exclude: np.ndarray | None) -> np.ndarray:
         ids = ranked_to_array(ranked, len(query_ids), len(doc_ids))[prep.positions]
@@ -279,13 +219,8 @@ def retrieval_metrics_from_ranked(
             ids = np.take_along_axis(ids, np.argsort(ids < 0, axis=1, kind="stable"), axis=1)
         return ids
 
-    opts = RankingOptions(
-        tuple(int(k) for k in ks), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query
-    )
-    return _evaluate(query_ids, doc_ids, qrels, opts, rank)
+    return _evaluate(query_ids, doc_ids, qrels, RankingOptions(tuple(map(int, ks)), **options), rank)
 
-
-# --- RAG and bitext helpers ------------------------------------------------------------
 
 _WS = re.compile(r"\s+")
 
@@ -300,12 +235,10 @@ def answer_hit_rate_at_k(
     gold_answers: Sequence[Sequence[str]],
     ks: Sequence[int] = (1, 5, 10),
 ) -> AnswerHitRate:
-    """Share of questions where one of the top-k retrieved passages contains a gold answer.
+    """Share of questions where one of the top-k retrieved passages (best first) contains a gold answer.
 
-    Matching is substring containment after :func:`normalise_answer_text` (case and
-    whitespace only; no punctuation or article stripping as in SQuAD's F1, since a
-    reader model sees the raw passage). Questions without gold answers are skipped and
-    counted. ``retrieved_texts[i]`` is question i's ranking, best first.
+    Substring match after :func:`normalise_answer_text` only (no SQuAD-style punctuation or article
+    stripping: a reader model sees the raw passage). Questions without gold answers are skipped.
     """
     if len(retrieved_texts) != len(gold_answers):
         raise ValueError(f"{len(retrieved_texts)} rankings but {len(gold_answers)} answer lists")
@@ -313,19 +246,16 @@ def answer_hit_rate_at_k(
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
     first_hits: list[int] = []  # rank (1-based) of the first passage holding an answer, 0 = none
-    skipped = 0
     for passages, answers in zip(retrieved_texts, gold_answers, strict=True):
-        golds = [a for a in (normalise_answer_text(x) for x in answers) if a]
-        if not golds:
-            skipped += 1
-            continue
-        first = 0
-        for rank, passage in enumerate(passages[: ks[-1]], start=1):
-            p = normalise_answer_text(passage)
-            if any(g in p for g in golds):
-                first = rank
-                break
-        first_hits.append(first)
+        golds = [a for a in map(normalise_answer_text, answers) if a]
+        if golds:
+            hits = (
+                r
+                for r, p in enumerate(passages[: ks[-1]], 1)
+                if any(g in normalise_answer_text(p) for g in golds)
+            )
+            first_hits.append(next(hits, 0))
+    skipped = len(gold_answers) - len(first_hits)
     if skipped:
         log.warning("answer_hit_rate_at_k: skipped %d questions without a gold answer", skipped)
     if not first_hits:
@@ -344,15 +274,9 @@ def bitext_retrieval_accuracy(
     tgt_texts: Sequence[str] | None = None,
     chunk_size: int = 1024,
 ) -> BitextAccuracy:
-    """Translation retrieval accuracy: line i's cosine nearest neighbour is line i.
-
-    Computed both ways (src->tgt and tgt->src); ties go to the lowest index, as
-    ``np.argmax`` does. ``match="index"`` requires the exact aligned line (MTEB bitext
-    mining / LASER Tatoeba convention). ``match="text"`` also accepts a neighbour whose
-    *text* equals the aligned line's (sentence-transformers' ``TranslationEvaluator``,
-    which forgives duplicates such as two identical English sentences); it needs the
-    texts.
-    """
+    """Share of lines whose cosine nearest neighbour is their aligned line, both ways; ties to the
+    lowest index. ``match="index"``: the exact line (MTEB / LASER Tatoeba). ``"text"``: a line with
+    the aligned line's text also counts (ST's ``TranslationEvaluator``); needs the texts."""
     s = as_numpy(src_emb, np.float32)
     t = as_numpy(tgt_emb, np.float32)
     if s.shape != t.shape or s.ndim != 2 or len(s) == 0:
@@ -363,19 +287,14 @@ def bitext_retrieval_accuracy(
         raise ValueError("match='text' needs src_texts and tgt_texts")
     if match not in ("index", "text"):
         raise ValueError(f"match must be 'index' or 'text', got {match!r}")
-    s = s / np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-12)
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
-    n = len(s)
-    gold = np.arange(n)
+    s, t = unit_rows(s), unit_rows(t)
 
     def accuracy(a: np.ndarray, b: np.ndarray, b_texts: Sequence[str] | None) -> float:
-        _, nn = topk_dot(a, b, 1, chunk_size=chunk_size)
-        nn = nn[:, 0]
+        nn = topk_dot(a, b, 1, chunk_size=chunk_size)[1][:, 0]
         if match == "index":
-            return float((nn == gold).mean())
+            return float((nn == np.arange(len(nn))).mean())
         assert b_texts is not None
         return float(np.mean([b_texts[j] == b_texts[i] for i, j in enumerate(nn)]))
 
-    s2t = accuracy(s, t, tgt_texts)
-    t2s = accuracy(t, s, src_texts)
-    return BitextAccuracy(src2tgt=s2t, tgt2src=t2s, mean=(s2t + t2s) / 2, n=n, match=match)
+    s2t, t2s = accuracy(s, t, tgt_texts), accuracy(t, s, src_texts)
+    return BitextAccuracy(src2tgt=s2t, tgt2src=t2s, mean=(s2t + t2s) / 2, n=len(s), match=match)

@@ -1,14 +1,7 @@
-"""STS evaluation: cosine Spearman / Pearson, as sentence-transformers'
-``EmbeddingSimilarityEvaluator`` computes them, at full and reduced dimensions and at
-lower embedding precisions, all scored from one float32 encode.
-
-Metric keys follow the retrieval convention (``eval/retrieval_task.py``):
-``spearman_cosine`` (float32, full dimension), ``spearman_cosine@128`` (truncated),
-``spearman_cosine@pca128`` (PCA, see ``eval/pca.py``), ``spearman_cosine@int8``
-(embedding precision, ST's ``precision=`` semantics), and combined
-``spearman_cosine@128@int8`` for a job that sets both: the deployed system pays both.
-``bytes_per_vector@...`` gives the storage of each variant. The cells and their tags are
-those of ``eval/variants.py``; :class:`STSResult` lists them for results.json.
+"""STS evaluation: cosine Spearman / Pearson as sentence-transformers' ``EmbeddingSimilarityEvaluator``
+computes them, for every (dimension x embedding precision) cell of ``eval/variants.py``, all from one
+float32 encode: ``spearman_cosine``, ``spearman_cosine@128``, ``@pca128``, ``@int8``, ``@128@int8``
+(the deployed system pays both losses), and ``bytes_per_vector@...`` for each cell's storage.
 """
 
 from __future__ import annotations
@@ -19,22 +12,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embedlab.eval.pca import PCAProjection, fitted_pca, pca_key
+from embedlab.eval.precision import bytes_per_vector, pair_similarity_inputs
 from embedlab.eval.variants import Cell, variant_grid
 
 if TYPE_CHECKING:
     from embedlab.data.sts import PairSplit
     from embedlab.encode.encoder import Encoder
     from embedlab.encode.stats import EncodeStats
-    from embedlab.eval.pca import PCAProjection
 
 
 def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two (N, D) arrays, in float32.
-
-    It is sentence-transformers' ``pairwise_cos_sim``, the function
-    ``EmbeddingSimilarityEvaluator`` scores with, so the rounding (and with it the order
-    of near-tied pairs, common with binary codes) is identical to ST's.
-    """
+    """Row-wise float32 cosine of two (N, D) arrays with ST's ``pairwise_cos_sim``, the function its
+    evaluator scores with, so the order of near-tied pairs (common with binary codes) is ST's."""
     from sentence_transformers.util import pairwise_cos_sim
 
     a32 = np.ascontiguousarray(a, dtype=np.float32)
@@ -54,8 +44,13 @@ def sts_metrics(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float]) -> di
     }
 
 
-def sts_grid(full_dim: int, *, dims: Sequence[int] = (), pca: PCAProjection | None = None,
-             precisions: Sequence[str] = ()) -> list[Cell]:  # fmt: skip
+def sts_grid(
+    full_dim: int,
+    *,
+    dims: Sequence[int] = (),
+    pca: PCAProjection | None = None,
+    precisions: Sequence[str] = (),
+) -> list[Cell]:
     """The cells an STS evaluation scores (pairs have no candidates to rescore, no index)."""
     pca_dims = (pca.n_components,) if pca is not None else ()
     return variant_grid(full_dim, dims=dims, pca_dims=pca_dims, precisions=precisions)
@@ -70,11 +65,7 @@ def sts_variant_metrics(
     pca: PCAProjection | None = None,
     precisions: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Every (dimension x precision) cell of :func:`sts_grid` from one pair of float32 (N, D)
-    embeddings: full, truncated (``@128``), PCA (``@pca128``), each also at every precision
-    in ``precisions`` other than float32 (``@int8``, ``@128@int8``)."""
-    from embedlab.eval.precision import bytes_per_vector, pair_similarity_inputs
-
+    """Every cell of :func:`sts_grid` from one pair of float32 (N, D) embeddings."""
     metrics: dict[str, float] = {}
     reduced: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # dimension tag -> float32 pair
     for cell in sts_grid(emb1.shape[1], dims=dims, pca=pca, precisions=precisions):
@@ -108,18 +99,16 @@ def worst_pairs(split: PairSplit, predicted: np.ndarray, n: int = 20) -> list[di
 
     gold = np.asarray(split.scores, dtype=np.float64)
     error = np.abs(rankdata(predicted) - rankdata(gold)) / len(gold)
-    rows = []
-    for i in np.argsort(-error, kind="stable")[:n]:
-        rows.append(
-            {
-                "sentence1": split.sentence1[i],
-                "sentence2": split.sentence2[i],
-                "gold": float(gold[i]),
-                "cosine": float(predicted[i]),
-                "rank_error": float(error[i]),
-            }
-        )
-    return rows
+    return [
+        {
+            "sentence1": split.sentence1[i],
+            "sentence2": split.sentence2[i],
+            "gold": float(gold[i]),
+            "cosine": float(predicted[i]),
+            "rank_error": float(error[i]),
+        }
+        for i in np.argsort(-error, kind="stable")[:n]
+    ]
 
 
 def split_texts(split: PairSplit) -> list[str]:
@@ -130,8 +119,7 @@ def split_texts(split: PairSplit) -> list[str]:
 def sts_embeddings(encoder: Encoder, split: PairSplit) -> tuple[np.ndarray, np.ndarray, EncodeStats | None]:
     """(sentence1, sentence2) float32 embeddings of a split, through the encoder's cache."""
     emb, stats = encoder.encode_cached(split_texts(split), what="sentences")
-    n = len(split)
-    return emb[:n], emb[n:], stats
+    return emb[: len(split)], emb[len(split) :], stats
 
 
 def evaluate_sts(
@@ -153,13 +141,8 @@ def evaluate_sts(
 def fit_sts_pca(
     encoder: Encoder, train: PairSplit, n_components: int, *, dataset: str = "sts"
 ) -> PCAProjection:
-    """PCA fitted on the distinct sentences of an STS train split (never the scored splits).
-
-    Cached under (encoder, train sentences, k): a later job with the same model reads the
-    projection and encodes nothing; otherwise the train sentences go through the encoder's cache too.
-    """
-    from embedlab.eval.pca import fitted_pca, pca_key
-
+    """PCA fitted on the distinct sentences of an STS train split (never the scored splits), cached
+    under (encoder, train sentences, k): a later job with the same model encodes nothing."""
     texts = split_texts(train)
     first = list({t: i for i, t in reversed(list(enumerate(texts)))}.values())  # one row per distinct text
     if len(first) < n_components:
@@ -173,6 +156,5 @@ def fit_sts_pca(
         a, b, _ = sts_embeddings(encoder, train)
         return np.concatenate([a, b])[sorted(first)]
 
-    return fitted_pca(
-        embeddings, n_components, cache=encoder.cache, key=pca_key(encoder.key, texts, n_components)
-    )
+    key = pca_key(encoder.key, texts, n_components)
+    return fitted_pca(embeddings, n_components, cache=encoder.cache, key=key)

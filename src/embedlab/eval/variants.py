@@ -1,19 +1,10 @@
 """The variant grid: the (dimension x embedding precision x index) cells one evaluation scores.
 
-Dimension, embedding precision and index are evaluation-time axes: one float32 encode,
-then every cell is scored from the same embeddings. A cell's *tag* is the suffix its
-metric keys carry (``ndcg@10`` + ``@128@int8+rescore4``); its *axes* are the same
-choice as plain values, recorded in results.json (``meta["cells"]``) so that the
-report reads what was measured instead of parsing tags or configs back.
-
-Tag rules (the keys of every committed result depend on them, byte for byte):
-
-- dimension: ``""`` (full), ``@128`` (first 128 dims), ``@pca128`` (128 principal components);
-- embedding precision: ``""`` (float32), ``@int8``, ``@binary+rescore4`` (retrieval re-ranks
-  ``k * 4`` candidates with the float query; pairs have no candidates, so STS never rescores);
-- index: ``@hnsw``, ``@ivf_pq+rescore32`` (IVF-PQ re-ranked by float vectors); none for exact search;
-- combined in that order: ``@128@int8``, ``@pca128@hnsw``. Precision and index are scored
-  on each dimension, never together (an index searches float vectors).
+All three are evaluation-time axes: one float32 encode, every cell scored from it. A cell's *tag* is
+its metric-key suffix, byte for byte what every committed result uses: dimension ``@128`` or
+``@pca128``, then precision ``@int8`` / ``@binary+rescore4`` (retrieval re-ranks k * 4 candidates;
+STS never rescores), or index ``@hnsw`` / ``@ivf_pq+rescore32``; precision and index never together
+(an index searches float vectors). Its *axes* go to results.json (``meta["cells"]``) for the report.
 """
 
 from __future__ import annotations
@@ -26,18 +17,16 @@ DimMethod = Literal["full", "truncate", "pca"]
 
 
 def index_tag(kind: str, params: dict[str, Any] | None = None) -> str:
-    """The name results keys carry for an index (``ndcg@10@<tag>``): the kind, plus the
-    re-ranking depth for IVF-PQ with float re-ranking, whose numbers differ from plain
-    IVF-PQ's (binary always rescores: its kind says so)."""
+    """An index's tag: the kind, plus the re-ranking depth for re-ranked IVF-PQ, whose numbers differ
+    from plain IVF-PQ's (binary always rescores: its kind says so)."""
     depth = int((params or {}).get("rescore_multiplier") or 0)
     return f"{kind}+rescore{depth}" if kind == "ivf_pq" and depth > 0 else kind
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One scored variant. ``dim`` is the scored width (the full one for ``dim_method="full"``);
-    ``rescore`` the embedding-precision re-ranking multiplier (0: none); ``index`` an
-    :func:`index_tag` or None for exact search."""
+    """One scored variant: ``dim`` the scored width (the full one for ``"full"``), ``rescore`` the
+    precision's re-ranking multiplier (0: none), ``index`` an :func:`index_tag` or None (exact)."""
 
     dim: int | None = None
     dim_method: DimMethod = "full"
@@ -83,15 +72,16 @@ class Cell:
             "index": self.index,
         }
 
-    def record(self) -> dict[str, Any]:
-        """The results.json entry: ``{"tag": "@128@int8", "axes": {...}}``."""
-        return {"tag": self.tag, "axes": self.axes}
-
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Cell:
         a = record["axes"]
-        return cls(a.get("dimension"), a.get("dim_method", "full"), a.get("precision", "float32"),
-                   int(a.get("rescore") or 0), a.get("index"))  # fmt: skip
+        return cls(
+            a.get("dimension"),
+            a.get("dim_method", "full"),
+            a.get("precision", "float32"),
+            int(a.get("rescore") or 0),
+            a.get("index"),
+        )
 
     def refines(self, other: Cell) -> bool:
         """True when this cell applies every choice ``other`` makes, and more."""
@@ -133,8 +123,8 @@ def variant_grid(
 
 
 def cells_record(cells: Iterable[Cell]) -> list[dict[str, Any]]:
-    """``meta["cells"]`` of results.json."""
-    return [c.record() for c in cells]
+    """``meta["cells"]`` of results.json: ``[{"tag": "@128@int8", "axes": {...}}, ...]``."""
+    return [{"tag": c.tag, "axes": c.axes} for c in cells]
 
 
 def read_cells(records: Iterable[dict[str, Any]] | None) -> list[Cell]:
@@ -143,7 +133,6 @@ def read_cells(records: Iterable[dict[str, Any]] | None) -> list[Cell]:
 
 
 def deployed(cells: Sequence[Cell]) -> list[Cell]:
-    """The cells no other cell refines: what the job's configuration deploys. A job with a
-    dimension, a precision and an index has two (``@128@int8`` and ``@128@hnsw``); the system
-    pays both losses."""
+    """The cells no other cell refines: what the job deploys. With a dimension, a precision and an
+    index there are two (``@128@int8`` and ``@128@hnsw``); the system pays both losses."""
     return [c for c in cells if not any(o.refines(c) for o in cells)]
