@@ -67,7 +67,9 @@ def _pick(record: Any, keys: Sequence[str | int], where: str, available: object,
         try:
             out.append(record[key])
         except (KeyError, IndexError, TypeError):
-            raise DataError(f"{where}: column {key!r} not found. Available columns: {available}. {fix}") from None
+            raise DataError(
+                f"{where}: column {key!r} not found. Available columns: {available}. {fix}"
+            ) from None
     return out
 
 

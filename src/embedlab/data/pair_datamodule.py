@@ -1,9 +1,6 @@
-"""A LightningDataModule over scored sentence pairs (any STS spec).
-
-Batches carry raw texts; the module tokenizes them with its own encoder, so one
-datamodule serves every model. The training order is a function of (``seed``, epoch)
-and survives a mid-epoch resume (embedlab.data.resumable).
-"""
+"""A LightningDataModule over scored sentence pairs (any STS spec). Batches carry raw texts
+(the module tokenizes), so one datamodule serves every model; training batches resume
+mid-epoch (embedlab.data.resumable)."""
 
 from __future__ import annotations
 
@@ -50,17 +47,13 @@ class PairDataModule(L.LightningDataModule):
         self.seed, self.num_workers = seed, num_workers
         self.data: STSData | None = None
 
-    def prepare_data(self) -> None:  # nothing to download: loaders read files or the hub lazily
-        pass
-
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
             self.data = load_sts(self.spec, SPLITS)
 
     def split(self, name: str) -> PairSplit:
         self.setup()
-        assert self.data is not None
-        return self.data.splits[name]
+        return self.data.splits[name]  # type: ignore[union-attr]
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         # Every loader has its own generator: iterating one never draws from the global
@@ -76,11 +69,8 @@ class PairDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches that resume mid-epoch (same order as a seeded shuffle=True loader).
-
-        Under DDP Lightning swaps in a DistributedSampler (seeded, per-epoch); the loader
-        is then a plain one, and a mid-epoch resume restarts that epoch's data order.
-        """
+        """Shuffled batches that resume mid-epoch (the order of a seeded shuffle=True loader).
+        Under DDP Lightning's DistributedSampler needs a plain loader: a resume restarts the epoch."""
         if self.trainer is not None and self.trainer.world_size > 1:
             return self._loader("train", shuffle=True)
         pairs = _Pairs(self.split("train"))

@@ -207,7 +207,9 @@ def _seeded_split(rows: list[Row], fractions: Sequence[float], seed: int) -> dic
     random.Random(seed).shuffle(order)
     n_train, n_val = round(fractions[0] * len(rows)), round(fractions[1] * len(rows))
     bounds = (0, n_train, n_train + n_val, len(rows))
-    return {k: [rows[i] for i in sorted(order[a:b])] for k, a, b in zip(SPLITS, bounds, bounds[1:], strict=False)}
+    return {
+        k: [rows[i] for i in sorted(order[a:b])] for k, a, b in zip(SPLITS, bounds, bounds[1:], strict=False)
+    }
 
 
 def _raw_splits(spec: STSSpec) -> dict[str, list[Row]]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 
-from embedlab.data.mlm_datamodule import masked_batches, tokenize_texts
+from embedlab.data.mlm_datamodule import MLMCollator, masked_batches, tokenize_texts
 from embedlab.modules.resume_hooks import ResumableTraining
 
 if TYPE_CHECKING:
@@ -109,10 +109,10 @@ def perplexity(
     tokens = tokenize_texts(
         tokenizer, texts, max_length=max_length, whole_word_mask=whole_word_mask, what="perplexity texts"
     )
-    batches = masked_batches(
-        tokenizer, tokens, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask,
-        seed=seed, batch_size=batch_size,
-    )  # fmt: skip
+    collate = MLMCollator(
+        tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask, seed=seed
+    )
+    batches = masked_batches(collate, tokens, batch_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
