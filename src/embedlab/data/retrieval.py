@@ -95,6 +95,10 @@ def _first_existing(folder: Path, names: list[str], what: str) -> Path:
     raise DataError(f"{what} not found in {folder} (looked for {', '.join(names)}). {_FIX}")
 
 
+def _stats(corpus: dict[str, str], queries: dict[str, str], **extra: int) -> dict[str, int]:
+    return {"n_docs": len(corpus), "n_queries": len(queries), **extra}
+
+
 def _unique_put(target: dict[str, Any], key: str, value: Any, what: str, source: Path) -> None:
     if key in target:
         raise DataError(f"Duplicate {what} id {key!r} in {source}; ids must be unique.")
@@ -172,23 +176,16 @@ def load_beir(
     n_missing_doc = sum(d not in corpus for r in qrels.values() for d in r)
     if n_missing_doc:
         log.warning("%s: %d judgements name documents missing from the corpus", root.name, n_missing_doc)
-    stats = {
-        "n_docs": len(corpus),
-        "n_queries": len(queries),
-        "n_queries_without_qrels": len(all_queries) - len(queries),
-        "n_qrels_unknown_queries": len(unknown),
-        "n_qrels_duplicate_lines": n_dup,
-        "n_judgements_missing_doc": n_missing_doc,
-    }
-    return RetrievalSet(
-        name=name or f"{root.name}/{split}",
-        corpus=corpus,
-        queries=queries,
-        qrels=qrels,
-        answers=None,
-        revision=_fingerprint("beir", {"split": split}, [corpus_path, queries_path, qrels_path]),
-        stats=stats,
+    revision = _fingerprint("beir", {"split": split}, [corpus_path, queries_path, qrels_path])
+    stats = _stats(
+        corpus,
+        queries,
+        n_queries_without_qrels=len(all_queries) - len(queries),
+        n_qrels_unknown_queries=len(unknown),
+        n_qrels_duplicate_lines=n_dup,
+        n_judgements_missing_doc=n_missing_doc,
     )
+    return RetrievalSet(name or f"{root.name}/{split}", corpus, queries, qrels, None, revision, stats=stats)
 
 
 def load_scifact(data_dir: str | os.PathLike[str] | None = None, split: str = "test") -> RetrievalSet:
@@ -209,10 +206,8 @@ def _read_squad(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
             data = json.load(fh)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc.msg}).") from None
-    out = []
-    for article in data.get("data", []):
-        for para in article.get("paragraphs", []):
-            out.append((str(para["context"]), list(para.get("qas", []))))
+    paragraphs = [para for article in data.get("data", []) for para in article.get("paragraphs", [])]
+    out = [(str(para["context"]), list(para.get("qas", []))) for para in paragraphs]
     if not out:
         raise DataError(f"Empty corpus: {path} holds no SQuAD paragraphs.")
     return out
@@ -243,19 +238,11 @@ def load_squad_paragraphs(path: str | os.PathLike[str] | None = None) -> Retriev
             answers[qid] = list(dict.fromkeys(str(a["text"]) for a in qa.get("answers", [])))
     if n_dup_para:
         log.info("SQuAD: merged %d duplicate paragraphs", n_dup_para)
+    n_no_answer = sum(not a for a in answers.values())
+    stats = _stats(corpus, queries, n_duplicate_paragraphs=n_dup_para, n_queries_without_answer=n_no_answer)
+    name = f"squad/{p.name.split('.json')[0]}/q2p"
     return RetrievalSet(
-        name=f"squad/{p.name.split('.json')[0]}/q2p",
-        corpus=corpus,
-        queries=queries,
-        qrels=qrels,
-        answers=answers,
-        revision=_fingerprint("squad_q2p", {}, [p]),
-        stats={
-            "n_docs": len(corpus),
-            "n_queries": len(queries),
-            "n_duplicate_paragraphs": n_dup_para,
-            "n_queries_without_answer": sum(not a for a in answers.values()),
-        },
+        name, corpus, queries, qrels, answers, _fingerprint("squad_q2p", {}, [p]), stats=stats
     )
 
 
@@ -277,16 +264,9 @@ def load_squad_questions(path: str | os.PathLike[str] | None = None) -> Retrieva
     n_alone = len(corpus) - len(queries)
     if n_alone:
         log.info("SQuAD q2q: %d questions are alone on their paragraph: documents only", n_alone)
-    return RetrievalSet(
-        name=f"squad/{p.name.split('.json')[0]}/q2q",
-        corpus=corpus,
-        queries=queries,
-        qrels=qrels,
-        answers=None,
-        revision=_fingerprint("squad_q2q", {}, [p]),
-        ignore_identical_ids=True,
-        stats={"n_docs": len(corpus), "n_queries": len(queries), "n_questions_alone": n_alone},
-    )
+    name, revision = f"squad/{p.name.split('.json')[0]}/q2q", _fingerprint("squad_q2q", {}, [p])
+    stats = _stats(corpus, queries, n_questions_alone=n_alone)
+    return RetrievalSet(name, corpus, queries, qrels, None, revision, ignore_identical_ids=True, stats=stats)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -333,17 +313,9 @@ def mock_retrieval_set() -> RetrievalSet:
     }
     qrels = {"q0": {"d0": 2, "d1": 1}, "q1": {"d3": 2, "d4": 0}, "q2": {"d5": 2, "d6": 1}, "q3": {"d2": 1}}
     answers = {"q0": ["when content"], "q1": ["1889"], "q2": ["into sugar"], "q3": ["sticks"]}
-    revision = hashlib.sha256(
-        json.dumps([corpus, queries, qrels, answers], sort_keys=True).encode()
-    ).hexdigest()
+    revision = hashlib.sha256(json.dumps([corpus, queries, qrels, answers], sort_keys=True).encode())
     return RetrievalSet(
-        name="mock",
-        corpus=corpus,
-        queries=queries,
-        qrels=qrels,
-        answers=answers,
-        revision=revision[:16],
-        stats={"n_docs": len(corpus), "n_queries": len(queries)},
+        "mock", corpus, queries, qrels, answers, revision.hexdigest()[:16], stats=_stats(corpus, queries)
     )
 
 

@@ -84,8 +84,6 @@ class STSData:
         return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
-# --- reading raw rows ---------------------------------------------------------------
-
 Row = tuple[str, str, float, str]  # sentence1, sentence2, score, where (file:line)
 
 
@@ -153,14 +151,8 @@ def _read_hub(spec: STSSpec, split: str) -> list[Row]:
             f"{'' if ok else ' (' + reason + ')'}: {exc.__class__.__name__}: {str(exc)[:200]}. "
             f"Fix: use a local copy (data=stsb with EMBEDLAB_DATA set) or check the dataset id."
         ) from exc
-    c = spec.columns
-    return [
-        (r[c["sentence1"]], r[c["sentence2"]], float(r[c["score"]]), f"{spec.hub_id}[{split}]:{i}")
-        for i, r in enumerate(ds)
-    ]
-
-
-# --- validation and splitting ---------------------------------------------------------
+    s1, s2, score = (spec.columns[k] for k in ("sentence1", "sentence2", "score"))
+    return [(r[s1], r[s2], float(r[score]), f"{spec.hub_id}[{split}]:{i}") for i, r in enumerate(ds)]
 
 
 def _invalid_reason(row: Row, score_range: tuple[float, float]) -> str | None:
@@ -262,10 +254,7 @@ def load_sts(spec: STSSpec, splits: Sequence[str] = SPLITS) -> STSData:
     out: dict[str, PairSplit] = {}
     dropped: dict[str, int] = {}
     for split in splits:
-        rows, n_bad = validate_rows(raw[split], spec, split)
+        rows, dropped[split] = validate_rows(raw[split], spec, split)
         rows = seeded_subsample(rows, spec.max_pairs_per_split, spec.split_seed)
-        out[split] = PairSplit(
-            tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows), spec.score_range
-        )
-        dropped[split] = n_bad
+        out[split] = PairSplit(*(tuple(r[k] for r in rows) for k in range(3)), spec.score_range)
     return STSData(spec.name, out, dropped)

@@ -249,10 +249,10 @@ def load_corpus(spec: CorpusSpec) -> TextCorpus:
         labels = tuple(names.get(str(r[1]).strip(), str(r[1]).strip()) for r in records)
     train, held = _split(labels, len(texts), spec.val_fraction, spec.split_seed)
     corpus = TextCorpus(spec.name, texts, labels, train, held, len(empty), source)
+    msg = "Corpus '%s' (%s): %d texts, %d train / %d held-out, %d labels, fingerprint %s"
     log.info(
-        "Corpus '%s' (%s): %d texts, %d train / %d held-out, %d labels, fingerprint %s",
-        spec.name, source, len(texts), len(train), len(held), len(corpus.label_set), corpus.fingerprint(),
-    )  # fmt: skip
+        msg, spec.name, source, len(texts), len(train), len(held), len(corpus.label_set), corpus.fingerprint()
+    )
     return corpus
 
 
@@ -313,12 +313,8 @@ def stsb_spec(root: str | Path, *, max_pairs: int | None = None, seed: int = 42)
 def mix_replay(
     domain: Sequence[str], general: Sequence[str], fraction: float, *, seed: int, source: str = "general"
 ) -> ReplayMix:
-    """Add general texts so that they make up ``fraction`` of the training texts.
-
-    With n domain texts, round(fraction * n / (1 - fraction)) general texts are drawn
-    without replacement (seeded). The fraction counts texts, not tokens: STS-B sentences
-    are much shorter than abstracts, so their share of masked tokens is smaller.
-    """
+    """Draw round(fraction * n / (1 - fraction)) distinct general texts (seeded) so that they make
+    up ``fraction`` of the n domain texts plus them. It counts texts, not (fewer, shorter) tokens."""
     if not 0.0 <= fraction < 1.0:
         raise DataError(f"replay.fraction must be in [0, 1), got {fraction}.")
     n_replay = round(fraction * len(domain) / (1.0 - fraction))
@@ -330,8 +326,6 @@ def mix_replay(
         )
     replay = random.Random(seed).sample(pool, n_replay)
     mix = ReplayMix(tuple(domain) + tuple(replay), len(domain), n_replay, source)
-    log.info(
-        "Replay: %d general texts from %s mixed into %d domain texts (%.1f%% of training texts)",
-        n_replay, source, len(domain), 100 * mix.fraction,
-    )  # fmt: skip
+    msg = "Replay: %d general texts from %s mixed into %d domain texts (%.1f%% of training texts)"
+    log.info(msg, n_replay, source, len(domain), 100 * mix.fraction)
     return mix

@@ -35,10 +35,7 @@ class MatryoshkaLoss:
     """
 
     def __init__(
-        self,
-        base: Callable[..., torch.Tensor],
-        dims: Sequence[int],
-        weights: Sequence[float] | None = None,
+        self, base: Callable[..., torch.Tensor], dims: Sequence[int], weights: Sequence[float] | None = None
     ) -> None:
         dims = [int(d) for d in dims or ()]
         if not dims or any(d < 1 for d in dims):
