@@ -61,15 +61,17 @@ def load_mlm_model(path: str | Path) -> tuple[Any, Any, HeadReport]:
     report = HeadReport(tuple(head), tuple(missing_backbone), tuple(sorted(info.get("unexpected_keys", []))))
     if report.head_is_new:
         msg = (
-            "MLM head newly initialised: %s ships no masked-LM head, so %d head tensors (%s) start at random. "
-            "Early MLM loss and the perplexity before training measure this random head, not the encoder."
+            "MLM head newly initialised: %s ships no masked-LM head, so %d head tensors (%s) start at "
+            "random. Early MLM loss and the perplexity before training measure this random head, "
+            "not the encoder."
         )
         log.warning(msg, path, len(head), ", ".join(head))
     else:
         log.info("MLM head loaded from the checkpoint at %s.", path)
     if missing_backbone:
-        msg = "%d encoder tensors are missing from %s, initialised at random (%s ...): the checkpoint does not match %s."
-        log.error(msg, len(missing_backbone), path, ", ".join(missing_backbone[:5]), type(model).__name__)
+        msg = "%d encoder tensors are missing from %s and were initialised at random (%s ...): %s."
+        why = f"the checkpoint does not match {type(model).__name__}"
+        log.error(msg, len(missing_backbone), path, ", ".join(missing_backbone[:5]), why)
     return model, tokenizer, report
 
 
