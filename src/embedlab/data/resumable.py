@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -100,8 +101,7 @@ class ResumableDataLoader(DataLoader):
     def __init__(self, dataset: Any, batch_sampler: ResumableBatches, **kwargs: Any) -> None:
         kwargs.setdefault("generator", torch.Generator().manual_seed(batch_sampler.sampler.seed))
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
-        self._epoch = 0
-        self._done = 0
+        self._epoch, self._done = 0, 0
         self._resume: tuple[int, int] | None = None
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
@@ -118,12 +118,8 @@ class ResumableDataLoader(DataLoader):
             yield batch
 
     def _run_identity(self) -> dict[str, int]:
-        batches: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
-        return {
-            "seed": batches.sampler.seed,
-            "n_items": len(batches.sampler),
-            "batch_size": batches.batch_size,
-        }
+        b: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
+        return {"seed": b.sampler.seed, "n_items": len(b.sampler), "batch_size": b.batch_size}
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epoch": self._epoch, "batches_done": self._done, **self._run_identity()}
@@ -187,8 +183,6 @@ def resumable_loader(
 def checkpoint_rng_state() -> dict[str, Any]:
     """Global RNG states (torch, CUDA, numpy, random) as tensors and plain Python values,
     so a checkpoint holding them still loads with ``torch.load(weights_only=True)``."""
-    import numpy as np
-
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -201,8 +195,6 @@ def checkpoint_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
