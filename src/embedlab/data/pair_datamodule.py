@@ -8,22 +8,14 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from embedlab.data.resumable import resumable_loader
 from embedlab.data.sts import SPLITS, PairSplit, STSData, STSSpec, load_sts
 
 
-class _Pairs(Dataset):
-    def __init__(self, split: PairSplit) -> None:
-        self.s1, self.s2 = split.sentence1, split.sentence2
-        self.labels = split.normalized_scores()
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[str, str, float]:
-        return self.s1[i], self.s2[i], self.labels[i]
+def _pairs(split: PairSplit) -> list[tuple[str, str, float]]:
+    return list(zip(split.sentence1, split.sentence2, split.normalized_scores(), strict=True))
 
 
 def collate_pairs(items: Sequence[tuple[str, str, float]]) -> dict[str, object]:
@@ -60,7 +52,7 @@ class PairDataModule(L.LightningDataModule):
         # torch RNG, so dropout masks do not depend on how often loaders were iterated.
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            _Pairs(self.split(name)),
+            _pairs(self.split(name)),
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
             generator=generator,
@@ -73,7 +65,7 @@ class PairDataModule(L.LightningDataModule):
         Under DDP Lightning's DistributedSampler needs a plain loader: a resume restarts the epoch."""
         if self.trainer is not None and self.trainer.world_size > 1:
             return self._loader("train", shuffle=True)
-        pairs = _Pairs(self.split("train"))
+        pairs = _pairs(self.split("train"))
         return resumable_loader(
             pairs,
             len(pairs),
