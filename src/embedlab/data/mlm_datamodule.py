@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from embedlab.data.resumable import resumable_loader
+from embedlab.data.resumable import SeededDataModule, resumable_loader
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def tokenize_texts(
     if whole_word_mask and not getattr(tokenizer, "is_fast", False):
         raise ValueError("Whole-word masking needs a fast tokenizer (word ids); this one is not.")
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, return_special_tokens_mask=True)
-    keys = [k for k in enc.keys() if k in {"input_ids", "attention_mask", "token_type_ids"}]
-    keys.append("special_tokens_mask")
+    wanted = {"input_ids", "attention_mask", "token_type_ids"}
+    keys = [k for k in enc.keys() if k in wanted] + ["special_tokens_mask"]
     features = tuple({k: list(enc[k][i]) for k in keys} for i in range(len(texts)))
     if whole_word_mask:
         for i, feats in enumerate(features):
@@ -169,7 +169,7 @@ def masked_batches(
     return [collate(feats[i : i + batch_size]) for i in range(0, len(feats), batch_size)]
 
 
-class MLMDataModule(L.LightningDataModule):
+class MLMDataModule(SeededDataModule):
     """Train texts masked afresh each step (seeded); held-out texts masked once (fixed)."""
 
     def __init__(
@@ -186,37 +186,29 @@ class MLMDataModule(L.LightningDataModule):
         seed: int = 42,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}.")
+        super().__init__(batch_size, eval_batch_size, seed, num_workers)
         if not 0.0 < mlm_probability < 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}.")
-        self.tokenizer = tokenizer
-        self.train_texts, self.val_texts = list(train_texts), list(val_texts)
-        self.max_length, self.batch_size, self.eval_batch_size = max_length, batch_size, eval_batch_size
-        self.mlm_probability, self.whole_word_mask = mlm_probability, whole_word_mask
-        self.seed, self.num_workers = seed, num_workers
+        self.tokenizer, self.train_texts, self.val_texts = tokenizer, list(train_texts), list(val_texts)
+        self.max_length, self.whole_word_mask = max_length, whole_word_mask
+        self.mlm_probability = mlm_probability
         self.train_tokens: TokenizedTexts | None = None
         self.val_tokens: TokenizedTexts | None = None
         self._val_batches: list[dict[str, torch.Tensor]] | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        opts = {"max_length": self.max_length, "whole_word_mask": self.whole_word_mask}
+        tokenize = partial(
+            tokenize_texts, self.tokenizer, max_length=self.max_length, whole_word_mask=self.whole_word_mask
+        )
         if self.train_tokens is None:
-            self.train_tokens = tokenize_texts(
-                self.tokenizer, self.train_texts, **opts, what="training texts"
-            )
+            self.train_tokens = tokenize(self.train_texts, what="training texts")
         if self.val_tokens is None and self.val_texts:
-            self.val_tokens = tokenize_texts(self.tokenizer, self.val_texts, **opts, what="held-out texts")
+            self.val_tokens = tokenize(self.val_texts, what="held-out texts")
             self._val_batches = masked_batches(self._collator(), self.val_tokens, self.eval_batch_size)
 
     def _collator(self) -> MLMCollator:
-        return MLMCollator(
-            self.tokenizer,
-            mlm_probability=self.mlm_probability,
-            whole_word_mask=self.whole_word_mask,
-            seed=self.seed,
-        )
+        p, wwm = self.mlm_probability, self.whole_word_mask
+        return MLMCollator(self.tokenizer, mlm_probability=p, whole_word_mask=wwm, seed=self.seed)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from embedlab.data.resumable import resumable_loader
+from embedlab.data.resumable import SeededDataModule, resumable_loader
 from embedlab.data.sts import SPLITS, PairSplit, STSData, STSSpec, load_sts
 
 
@@ -23,7 +22,7 @@ def collate_pairs(items: Sequence[tuple[str, str, float]]) -> dict[str, object]:
     return {"sentence1": list(s1), "sentence2": list(s2), "label": torch.tensor(labels, dtype=torch.float32)}
 
 
-class PairDataModule(L.LightningDataModule):
+class PairDataModule(SeededDataModule):
     def __init__(
         self,
         spec: STSSpec,
@@ -32,11 +31,8 @@ class PairDataModule(L.LightningDataModule):
         seed: int = 42,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}.")
-        self.spec, self.batch_size, self.eval_batch_size = spec, batch_size, eval_batch_size
-        self.seed, self.num_workers = seed, num_workers
+        super().__init__(batch_size, eval_batch_size, seed, num_workers)
+        self.spec = spec
         self.data: STSData | None = None
 
     def setup(self, stage: str | None = None) -> None:
