@@ -217,20 +217,14 @@ def load_squad_paragraphs(path: str | os.PathLike[str] | None = None) -> Retriev
     """SQuAD v1.1 question -> paragraph (``p00000``... in file order), with gold answers.
     Identical paragraphs merge into the first (``stats["n_duplicate_paragraphs"]``)."""
     p = _squad_path(path)
-    corpus: dict[str, str] = {}
-    by_text: dict[str, str] = {}
+    by_text: dict[str, str] = {}  # paragraph -> its id
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
     answers: dict[str, list[str]] = {}
     n_dup_para = 0
     for context, qas in _read_squad(p):
-        pid = by_text.get(context)
-        if pid is None:
-            pid = f"p{len(corpus):05d}"
-            by_text[context] = pid
-            corpus[pid] = context
-        else:
-            n_dup_para += 1
+        n_dup_para += context in by_text
+        pid = by_text.setdefault(context, f"p{len(by_text):05d}")
         for qa in qas:
             qid = str(qa["id"])
             _unique_put(queries, qid, str(qa["question"]).strip(), "question", p)
@@ -238,6 +232,7 @@ def load_squad_paragraphs(path: str | os.PathLike[str] | None = None) -> Retriev
             answers[qid] = list(dict.fromkeys(str(a["text"]) for a in qa.get("answers", [])))
     if n_dup_para:
         log.info("SQuAD: merged %d duplicate paragraphs", n_dup_para)
+    corpus = {pid: text for text, pid in by_text.items()}
     n_no_answer = sum(not a for a in answers.values())
     stats = _stats(corpus, queries, n_duplicate_paragraphs=n_dup_para, n_queries_without_answer=n_no_answer)
     name = f"squad/{p.name.split('.json')[0]}/q2p"
