@@ -42,8 +42,7 @@ def length_groups(lengths: torch.Tensor, overhead: int = GROUP_OVERHEAD_TOKENS) 
     while j > 0:
         bounds.append((cut[j], j))
         j = cut[j]
-    device = lengths.device
-    return [order[i:j].to(device) for i, j in reversed(bounds)]
+    return [order[i:j].to(lengths.device) for i, j in reversed(bounds)]
 
 
 class SiameseModule(ResumableTraining, L.LightningModule):
@@ -80,11 +79,9 @@ class SiameseModule(ResumableTraining, L.LightningModule):
         features = self.encoder.preprocess(texts)
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         mask = features.get("attention_mask")
-        if not self._groupable(features, mask):
-            return self.encoder(features)["sentence_embedding"]
-        lengths = mask.sum(dim=1)  # (B,)
-        groups = length_groups(lengths)
-        if len(groups) == 1:
+        lengths = mask.sum(dim=1) if self._groupable(features, mask) else None  # (B,)
+        groups = length_groups(lengths) if lengths is not None else []
+        if len(groups) < 2:
             return self.encoder(features)["sentence_embedding"]
         parts = []
         for rows in groups:
