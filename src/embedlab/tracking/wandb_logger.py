@@ -63,18 +63,9 @@ def make_wandb_logger(
     resolved = choose_mode(mode)
     log.info("W&B mode: %s (requested %s)", resolved, mode)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
-        save_dir=save_dir,
-        project=project,
-        name=name,
-        group=group,
-        job_type=job_type,
-        tags=list(tags or []),
-        entity=entity,
-        offline=resolved == "offline",
-        mode=resolved,
-        **kwargs,
-    )
+    run = {"project": project, "name": name, "group": group, "job_type": job_type, "entity": entity}
+    offline, tags = resolved == "offline", list(tags or [])
+    return WandbLogger(save_dir=save_dir, tags=tags, offline=offline, mode=resolved, **run, **kwargs)
 
 
 def finish_wandb(loggers: list, exit_code: int) -> None:
