@@ -216,14 +216,9 @@ class MLMDataModule(SeededDataModule):
         # The order of a seeded shuffle=True DataLoader (recorded runs keep theirs), resumable
         # mid-epoch; the collator's masking generator travels in the loader's state. With
         # worker processes the masks are drawn in the workers, which a resume cannot replay.
-        features = list(self.train_tokens.features)
+        feats, collate = list(self.train_tokens.features), self._collator()
         return resumable_loader(
-            features,
-            len(features),
-            self.batch_size,
-            self.seed,
-            collate_fn=self._collator(),
-            num_workers=self.num_workers,
+            feats, len(feats), self.batch_size, self.seed, collate_fn=collate, num_workers=self.num_workers
         )
 
     def val_dataloader(self) -> DataLoader:

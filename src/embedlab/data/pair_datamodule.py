@@ -61,14 +61,9 @@ class PairDataModule(SeededDataModule):
         Under DDP Lightning's DistributedSampler needs a plain loader: a resume restarts the epoch."""
         if self.trainer is not None and self.trainer.world_size > 1:
             return self._loader("train", shuffle=True)
-        pairs = _pairs(self.split("train"))
+        pairs, workers = _pairs(self.split("train")), self.num_workers
         return resumable_loader(
-            pairs,
-            len(pairs),
-            self.batch_size,
-            self.seed,
-            collate_fn=collate_pairs,
-            num_workers=self.num_workers,
+            pairs, len(pairs), self.batch_size, self.seed, collate_fn=collate_pairs, num_workers=workers
         )
 
     def val_dataloader(self) -> DataLoader:

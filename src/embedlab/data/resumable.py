@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+Pack = Callable[[list[int]], list[list[int]]]  # one epoch's index order -> its batches
+
 
 class SeededPermutation(Sampler[int]):
     """A fresh shuffle of ``range(n)`` per epoch, a function of (seed, epoch) only.
@@ -61,12 +63,7 @@ class ResumableBatches(Sampler[list[int]]):
     batches (default: ``batch_size`` chunks, the last may be short). The next iteration
     only skips ``start`` batches (set by the loader on resume)."""
 
-    def __init__(
-        self,
-        sampler: SeededPermutation,
-        batch_size: int,
-        pack: Callable[[list[int]], list[list[int]]] | None = None,
-    ) -> None:
+    def __init__(self, sampler: SeededPermutation, batch_size: int, pack: Pack | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         self.sampler, self.batch_size = sampler, int(batch_size)

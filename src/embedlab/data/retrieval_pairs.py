@@ -83,19 +83,9 @@ def mine_negatives(
     ds = Dataset.from_dict(
         {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
     )
-    mined = mine_hard_negatives(
-        ds,
-        model,
-        corpus=list(corpus),
-        range_min=range_min,
-        range_max=range_max,
-        relative_margin=relative_margin,
-        num_negatives=num_negatives,
-        sampling_strategy="top",
-        output_format="n-tuple",
-        batch_size=batch_size,
-        verbose=False,
-    )
+    opts = {"range_min": range_min, "range_max": range_max, "relative_margin": relative_margin}
+    opts |= {"num_negatives": num_negatives, "sampling_strategy": "top", "output_format": "n-tuple"}
+    mined = mine_hard_negatives(ds, model, corpus=list(corpus), batch_size=batch_size, verbose=False, **opts)
     neg_cols = [c for c in mined.column_names if c.startswith("negative")]
     by_pair: dict[tuple[str, str], tuple[str, ...]] = {
         (row["anchor"], row["positive"]): tuple(row[c] for c in neg_cols) for row in mined
