@@ -97,12 +97,11 @@ def perplexity(
 ) -> float:
     """exp(mean NLL of the masked tokens) over ``texts``; masks come from a fresh generator seeded
     with ``seed``, so before and after training score the same tokens: comparable numbers."""
+    wwm = whole_word_mask
     tokens = tokenize_texts(
-        tokenizer, texts, max_length=max_length, whole_word_mask=whole_word_mask, what="perplexity texts"
+        tokenizer, texts, max_length=max_length, whole_word_mask=wwm, what="perplexity texts"
     )
-    collate = MLMCollator(
-        tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask, seed=seed
-    )
+    collate = MLMCollator(tokenizer, mlm_probability=mlm_probability, whole_word_mask=wwm, seed=seed)
     batches = masked_batches(collate, tokens, batch_size)
     was_training = model.training
     model.eval()
