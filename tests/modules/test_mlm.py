@@ -175,8 +175,6 @@ def test_training_batches_resume_mid_epoch_with_the_same_masks(
     seeded shuffle=True DataLoader that recorded runs used."""
     from torch.utils.data import DataLoader
 
-    from embedlab.data.mlm_datamodule import _Features
-
     _, tok, _ = load_mlm_model(tiny_model_dirs["bert"])
 
     def datamodule() -> MLMDataModule:
@@ -192,7 +190,7 @@ def test_training_batches_resume_mid_epoch_with_the_same_masks(
         straight.batch_sampler.set_epoch(epoch)
         epochs.append(_tensors(straight))
     old_style = DataLoader(
-        _Features(dm.train_tokens.features), batch_size=5, shuffle=True,
+        list(dm.train_tokens.features), batch_size=5, shuffle=True,
         generator=torch.Generator().manual_seed(3),
         collate_fn=MLMCollator(tok, seed=3, whole_word_mask=whole_word_mask),
     )  # fmt: skip

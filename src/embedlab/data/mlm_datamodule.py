@@ -1,10 +1,9 @@
 """Tokenized, masked batches for continued masked-LM training.
 
-Texts are tokenized once, truncated at ``max_length`` (how many were cut is counted and
-logged, never silent), and masked by transformers' ``DataCollatorForLanguageModeling``
-(token or whole-word masking). Training masks come from a seeded generator; the
-held-out batches are masked once, up front, so every validation pass -- and the
-``perplexity`` function with the same seed -- scores exactly the same masked tokens.
+Texts are tokenized once (truncation at ``max_length`` is counted and logged) and masked by
+transformers' ``DataCollatorForLanguageModeling``. Training masks come from a seeded
+generator; held-out batches are masked once, so every validation pass (and ``perplexity``
+with the same seed) scores the same masked tokens.
 """
 
 from __future__ import annotations
@@ -12,13 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from embedlab.data.resumable import resumable_loader
+from embedlab.data.resumable import SeededDataModule, resumable_loader
 
 log = logging.getLogger(__name__)
 
@@ -45,34 +44,27 @@ def tokenize_texts(
     whole_word_mask: bool = False,
     what: str = "texts",
 ) -> TokenizedTexts:
-    """Tokenize with truncation at ``max_length`` and count the texts that were cut.
-
-    Whole-word masking also keeps word boundaries, from the tokenizer's word ids
-    (see ``word_offsets``).
-    """
+    """Tokenize with truncation at ``max_length`` and count the texts that were cut; whole-word
+    masking also keeps the tokenizer's word boundaries (``word_offsets``)."""
     if max_length < 4:
         raise ValueError(f"max_length must be >= 4 tokens, got {max_length}.")
     if not texts:
         raise ValueError(f"No {what} to tokenize.")
-    full_lengths = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
-        "input_ids"
-    ]
-    lengths = [len(ids) for ids in full_lengths]
+    full = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    lengths = [len(ids) for ids in full]
     n_truncated = sum(n > max_length for n in lengths)
     if whole_word_mask and not getattr(tokenizer, "is_fast", False):
         raise ValueError("Whole-word masking needs a fast tokenizer (word ids); this one is not.")
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, return_special_tokens_mask=True)
-    keys = [k for k in enc.keys() if k in {"input_ids", "attention_mask", "token_type_ids"}]
-    keys.append("special_tokens_mask")
+    wanted = {"input_ids", "attention_mask", "token_type_ids"}
+    keys = [k for k in enc.keys() if k in wanted] + ["special_tokens_mask"]
     features = tuple({k: list(enc[k][i]) for k in keys} for i in range(len(texts)))
     if whole_word_mask:
         for i, feats in enumerate(features):
             feats["offset_mapping"] = word_offsets(enc.word_ids(i))
     if n_truncated:
-        log.warning(
-            "%d of %d %s exceed %d tokens and are truncated (longest: %d tokens).",
-            n_truncated, len(texts), what, max_length, max(lengths),
-        )  # fmt: skip
+        msg = "%d of %d %s exceed %d tokens and are truncated (longest: %d tokens)."
+        log.warning(msg, n_truncated, len(texts), what, max_length, max(lengths))
     else:
         log.info(
             "%d %s tokenized; none exceeds %d tokens (longest %d).",
@@ -85,13 +77,11 @@ def tokenize_texts(
 
 
 def word_offsets(word_ids: Sequence[int | None]) -> list[tuple[int, int]]:
-    """Offsets that encode the tokenizer's own word boundaries, for whole-word masking.
+    """Offsets that touch exactly within a word, for whole-word masking.
 
-    transformers groups a token with the previous one when its start offset equals the
-    previous end offset. Real character offsets break that for byte-level BPE
-    tokenizers that keep the leading space inside the token (every token then "touches"
-    the previous one, and a whole text becomes one word). The pre-tokenizer's word ids
-    are the reliable boundary, so we write offsets that touch exactly within a word.
+    transformers joins a token to the previous one when its start offset equals the previous
+    end. Real offsets break that for byte-level BPE (the leading space sits inside the token,
+    so a whole text becomes one word); the pre-tokenizer's word ids are the reliable boundary.
     """
     offsets: list[tuple[int, int]] = []
     end, previous = 0, None
@@ -108,11 +98,8 @@ def word_offsets(word_ids: Sequence[int | None]) -> list[tuple[int, int]]:
 
 
 class MLMCollator:
-    """Pad a list of token features and mask them with the transformers MLM collator.
-
-    We pad ourselves because ``tokenizer.pad`` does not pad ``offset_mapping``, which
-    whole-word masking needs; the transformers collator then only masks.
-    """
+    """Pad token features and mask them with the transformers MLM collator (we pad ourselves:
+    ``tokenizer.pad`` does not pad the ``offset_mapping`` that whole-word masking needs)."""
 
     def __init__(
         self,
@@ -175,45 +162,14 @@ class MLMCollator:
 
 
 def masked_batches(
-    tokenizer: Any,
-    tokenized: TokenizedTexts,
-    *,
-    mlm_probability: float,
-    whole_word_mask: bool,
-    seed: int,
-    batch_size: int,
+    collate: MLMCollator, tokenized: TokenizedTexts, batch_size: int
 ) -> list[dict[str, torch.Tensor]]:
-    """Mask the texts once, in order, with a fresh seeded generator: fixed evaluation batches."""
-    collate = MLMCollator(
-        tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask, seed=seed
-    )
+    """Mask the texts once, in order, with a fresh seeded collator: fixed evaluation batches."""
     feats = tokenized.features
     return [collate(feats[i : i + batch_size]) for i in range(0, len(feats), batch_size)]
 
 
-class _Features(Dataset):
-    def __init__(self, features: Sequence[Features]) -> None:
-        self.features = features
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, i: int) -> Features:
-        return self.features[i]
-
-
-class _Batches(Dataset):
-    def __init__(self, batches: list[dict[str, torch.Tensor]]) -> None:
-        self.batches = batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return self.batches[i]
-
-
-class MLMDataModule(L.LightningDataModule):
+class MLMDataModule(SeededDataModule):
     """Train texts masked afresh each step (seeded); held-out texts masked once (fixed)."""
 
     def __init__(
@@ -230,35 +186,29 @@ class MLMDataModule(L.LightningDataModule):
         seed: int = 42,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}.")
+        super().__init__(batch_size, eval_batch_size, seed, num_workers)
         if not 0.0 < mlm_probability < 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}.")
-        self.tokenizer = tokenizer
-        self.train_texts, self.val_texts = list(train_texts), list(val_texts)
-        self.max_length, self.batch_size, self.eval_batch_size = max_length, batch_size, eval_batch_size
-        self.mlm_probability, self.whole_word_mask = mlm_probability, whole_word_mask
-        self.seed, self.num_workers = seed, num_workers
+        self.tokenizer, self.train_texts, self.val_texts = tokenizer, list(train_texts), list(val_texts)
+        self.max_length, self.whole_word_mask = max_length, whole_word_mask
+        self.mlm_probability = mlm_probability
         self.train_tokens: TokenizedTexts | None = None
         self.val_tokens: TokenizedTexts | None = None
         self._val_batches: list[dict[str, torch.Tensor]] | None = None
 
     def setup(self, stage: str | None = None) -> None:
+        tokenize = partial(
+            tokenize_texts, self.tokenizer, max_length=self.max_length, whole_word_mask=self.whole_word_mask
+        )
         if self.train_tokens is None:
-            self.train_tokens = tokenize_texts(
-                self.tokenizer, self.train_texts, max_length=self.max_length,
-                whole_word_mask=self.whole_word_mask, what="training texts",
-            )  # fmt: skip
+            self.train_tokens = tokenize(self.train_texts, what="training texts")
         if self.val_tokens is None and self.val_texts:
-            self.val_tokens = tokenize_texts(
-                self.tokenizer, self.val_texts, max_length=self.max_length,
-                whole_word_mask=self.whole_word_mask, what="held-out texts",
-            )  # fmt: skip
-            self._val_batches = masked_batches(
-                self.tokenizer, self.val_tokens, mlm_probability=self.mlm_probability,
-                whole_word_mask=self.whole_word_mask, seed=self.seed, batch_size=self.eval_batch_size,
-            )  # fmt: skip
+            self.val_tokens = tokenize(self.val_texts, what="held-out texts")
+            self._val_batches = masked_batches(self._collator(), self.val_tokens, self.eval_batch_size)
+
+    def _collator(self) -> MLMCollator:
+        p, wwm = self.mlm_probability, self.whole_word_mask
+        return MLMCollator(self.tokenizer, mlm_probability=p, whole_word_mask=wwm, seed=self.seed)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
@@ -266,23 +216,11 @@ class MLMDataModule(L.LightningDataModule):
         # The order of a seeded shuffle=True DataLoader (recorded runs keep theirs), resumable
         # mid-epoch; the collator's masking generator travels in the loader's state. With
         # worker processes the masks are drawn in the workers, which a resume cannot replay.
-        features = _Features(self.train_tokens.features)
+        feats, collate = list(self.train_tokens.features), self._collator()
         return resumable_loader(
-            features,
-            len(features),
-            self.batch_size,
-            self.seed,
-            collate_fn=MLMCollator(
-                self.tokenizer,
-                mlm_probability=self.mlm_probability,
-                whole_word_mask=self.whole_word_mask,
-                seed=self.seed,
-            ),
-            num_workers=self.num_workers,
+            feats, len(feats), self.batch_size, self.seed, collate_fn=collate, num_workers=self.num_workers
         )
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
-        if not self._val_batches:
-            return DataLoader(_Batches([]), batch_size=None)
-        return DataLoader(_Batches(self._val_batches), batch_size=None)  # already batched and masked
+        return DataLoader(self._val_batches or [], batch_size=None)  # already batched and masked

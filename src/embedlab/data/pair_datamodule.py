@@ -1,32 +1,20 @@
-"""A LightningDataModule over scored sentence pairs (any STS spec).
-
-Batches carry raw texts; the module tokenizes them with its own encoder, so one
-datamodule serves every model. The training order is a function of (``seed``, epoch)
-and survives a mid-epoch resume (embedlab.data.resumable).
-"""
+"""A LightningDataModule over scored sentence pairs (any STS spec). Batches carry raw texts
+(the module tokenizes), so one datamodule serves every model; training batches resume
+mid-epoch (embedlab.data.resumable)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from embedlab.data.resumable import resumable_loader
+from embedlab.data.resumable import SeededDataModule, resumable_loader
 from embedlab.data.sts import SPLITS, PairSplit, STSData, STSSpec, load_sts
 
 
-class _Pairs(Dataset):
-    def __init__(self, split: PairSplit) -> None:
-        self.s1, self.s2 = split.sentence1, split.sentence2
-        self.labels = split.normalized_scores()
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[str, str, float]:
-        return self.s1[i], self.s2[i], self.labels[i]
+def _pairs(split: PairSplit) -> list[tuple[str, str, float]]:
+    return list(zip(split.sentence1, split.sentence2, split.normalized_scores(), strict=True))
 
 
 def collate_pairs(items: Sequence[tuple[str, str, float]]) -> dict[str, object]:
@@ -34,7 +22,7 @@ def collate_pairs(items: Sequence[tuple[str, str, float]]) -> dict[str, object]:
     return {"sentence1": list(s1), "sentence2": list(s2), "label": torch.tensor(labels, dtype=torch.float32)}
 
 
-class PairDataModule(L.LightningDataModule):
+class PairDataModule(SeededDataModule):
     def __init__(
         self,
         spec: STSSpec,
@@ -43,15 +31,9 @@ class PairDataModule(L.LightningDataModule):
         seed: int = 42,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}.")
-        self.spec, self.batch_size, self.eval_batch_size = spec, batch_size, eval_batch_size
-        self.seed, self.num_workers = seed, num_workers
+        super().__init__(batch_size, eval_batch_size, seed, num_workers)
+        self.spec = spec
         self.data: STSData | None = None
-
-    def prepare_data(self) -> None:  # nothing to download: loaders read files or the hub lazily
-        pass
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
@@ -59,15 +41,14 @@ class PairDataModule(L.LightningDataModule):
 
     def split(self, name: str) -> PairSplit:
         self.setup()
-        assert self.data is not None
-        return self.data.splits[name]
+        return self.data.splits[name]  # type: ignore[union-attr]
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         # Every loader has its own generator: iterating one never draws from the global
         # torch RNG, so dropout masks do not depend on how often loaders were iterated.
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            _Pairs(self.split(name)),
+            _pairs(self.split(name)),
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
             generator=generator,
@@ -76,21 +57,13 @@ class PairDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches that resume mid-epoch (same order as a seeded shuffle=True loader).
-
-        Under DDP Lightning swaps in a DistributedSampler (seeded, per-epoch); the loader
-        is then a plain one, and a mid-epoch resume restarts that epoch's data order.
-        """
+        """Shuffled batches that resume mid-epoch (the order of a seeded shuffle=True loader).
+        Under DDP Lightning's DistributedSampler needs a plain loader: a resume restarts the epoch."""
         if self.trainer is not None and self.trainer.world_size > 1:
             return self._loader("train", shuffle=True)
-        pairs = _Pairs(self.split("train"))
+        pairs, workers = _pairs(self.split("train")), self.num_workers
         return resumable_loader(
-            pairs,
-            len(pairs),
-            self.batch_size,
-            self.seed,
-            collate_fn=collate_pairs,
-            num_workers=self.num_workers,
+            pairs, len(pairs), self.batch_size, self.seed, collate_fn=collate_pairs, num_workers=workers
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -1,20 +1,11 @@
-"""Training batches that a run killed mid-epoch can resume exactly.
+"""Training batches that a run killed mid-epoch resumes exactly.
 
-Lightning 2.x restores the fit loop's batch counter from a mid-epoch checkpoint, but a
-plain DataLoader starts its epoch again from the first batch: the resumed run sees the
-first batches twice and never the last ones. Lightning saves and restores a loader's
-position only when the loader itself has ``state_dict``/``load_state_dict``
-(``CombinedLoader._state_dicts``), so:
-
-- the batch order of an epoch depends only on (seed, epoch): the batch sampler holds an
-  epoch-aware index sampler in ``.sampler``, where Lightning's ``_set_sampler_epoch``
-  finds it and calls ``set_epoch`` before every epoch;
-- :class:`ResumableDataLoader` counts the batches it has handed out this epoch and puts
-  ``{epoch, batches_done}`` into the checkpoint; loaded back, the next iteration of that
-  epoch skips the batches already trained on.
-
-Lightning does not prefetch from a loader whose length is known, so the count is exactly
-the number of batches trained on when ModelCheckpoint writes at a batch end.
+Why no library does it: Lightning 2.x restores its batch counter, but a plain DataLoader
+restarts the epoch from its first batch. Lightning keeps a loader's position only when the
+loader has ``state_dict``/``load_state_dict``, so here the batch order is a function of
+(seed, epoch) (the index sampler sits in ``.sampler``, where Lightning calls ``set_epoch``)
+and :class:`ResumableDataLoader` checkpoints ``{epoch, batches_done}`` and skips them on
+resume. Lightning does not prefetch from a sized loader, so the count is exact.
 """
 
 from __future__ import annotations
@@ -23,19 +14,19 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
+
+Pack = Callable[[list[int]], list[list[int]]]  # one epoch's index order -> its batches
 
 
 class SeededPermutation(Sampler[int]):
     """A fresh shuffle of ``range(n)`` per epoch, a function of (seed, epoch) only.
 
-    ``style="torch"`` gives exactly the order that ``DataLoader(shuffle=True,
-    generator=torch.Generator().manual_seed(seed))`` produced epoch after epoch over
-    complete epochs (each iteration draws the loader's base seed, then RandomSampler's
-    permutation and its empty remainder permutation, from that one generator), so runs
-    recorded before resumable loaders keep their data order.
-    ``style="python"`` is ``random.Random(seed + epoch).shuffle``.
+    ``style="torch"`` replays a seeded ``DataLoader(shuffle=True)`` over complete epochs (so
+    recorded runs keep their data order); ``style="python"`` is ``Random(seed + epoch).shuffle``.
     """
 
     def __init__(self, n: int, seed: int, style: str = "torch") -> None:
@@ -68,19 +59,11 @@ class SeededPermutation(Sampler[int]):
 
 
 class ResumableBatches(Sampler[list[int]]):
-    """Batches of indices in an order set by ``sampler`` (a :class:`SeededPermutation`).
+    """Batches of indices in the order of ``sampler``; ``pack`` turns an epoch's order into
+    batches (default: ``batch_size`` chunks, the last may be short). The next iteration
+    only skips ``start`` batches (set by the loader on resume)."""
 
-    ``pack`` turns one epoch's index order into batches; the default cuts it into
-    ``batch_size`` chunks (the last one may be short, as DataLoader's ``drop_last=False``).
-    ``start`` batches are skipped by the next iteration only (set by the loader on resume).
-    """
-
-    def __init__(
-        self,
-        sampler: SeededPermutation,
-        batch_size: int,
-        pack: Callable[[list[int]], list[list[int]]] | None = None,
-    ) -> None:
+    def __init__(self, sampler: SeededPermutation, batch_size: int, pack: Pack | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         self.sampler, self.batch_size = sampler, int(batch_size)
@@ -109,21 +92,14 @@ class ResumableBatches(Sampler[list[int]]):
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over a :class:`ResumableBatches` whose position goes into checkpoints.
-
-    ``state_dict()`` -> ``{"epoch", "batches_done", "seed", "n_items", "batch_size"}`` (plus
-    ``"collate"``, the collate function's own ``state_dict()`` where it has one); after
-    ``load_state_dict`` the next iteration of that same epoch starts at ``batches_done``
-    (another epoch ignores it: the checkpoint was written at the end of its epoch).
-    The loader draws its workers' base seed from its own generator, so iterating it
-    never consumes the global torch RNG that dropout uses.
-    """
+    """A DataLoader over :class:`ResumableBatches` whose position (and the collate function's
+    ``state_dict``, e.g. MLM mask RNG) goes into checkpoints; a resumed iteration of the same
+    epoch starts at ``batches_done``. Its own generator keeps dropout's global RNG untouched."""
 
     def __init__(self, dataset: Any, batch_sampler: ResumableBatches, **kwargs: Any) -> None:
         kwargs.setdefault("generator", torch.Generator().manual_seed(batch_sampler.sampler.seed))
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
-        self._epoch = 0
-        self._done = 0
+        self._epoch, self._done = 0, 0
         self._resume: tuple[int, int] | None = None
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
@@ -139,29 +115,20 @@ class ResumableDataLoader(DataLoader):
             self._done += 1
             yield batch
 
+    def _run_identity(self) -> dict[str, int]:
+        b: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
+        return {"seed": b.sampler.seed, "n_items": len(b.sampler), "batch_size": b.batch_size}
+
     def state_dict(self) -> dict[str, Any]:
-        batches: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
-        state: dict[str, Any] = {
-            "epoch": self._epoch,
-            "batches_done": self._done,
-            "seed": batches.sampler.seed,
-            "n_items": len(batches.sampler),
-            "batch_size": batches.batch_size,
-        }
+        state: dict[str, Any] = {"epoch": self._epoch, "batches_done": self._done, **self._run_identity()}
         collate_state = getattr(self.collate_fn, "state_dict", None)
         if collate_state is not None:  # a collator that draws random numbers (MLM masks) saves its RNG
             state["collate"] = collate_state()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        batches: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
-        now = {
-            "seed": batches.sampler.seed,
-            "n_items": len(batches.sampler),
-            "batch_size": batches.batch_size,
-        }
         what = {"seed": "seed", "n_items": "training examples", "batch_size": "data.batch_size"}
-        for key, value in now.items():
+        for key, value in self._run_identity().items():
             if key in state and int(state[key]) != value:
                 raise ValueError(
                     f"Cannot resume mid-epoch: the checkpoint's run had {what[key]} = {state[key]}, this run "
@@ -172,6 +139,17 @@ class ResumableDataLoader(DataLoader):
             self.collate_fn.load_state_dict(state["collate"])
 
 
+class SeededDataModule(L.LightningDataModule):
+    """The batch sizes, seed and workers every embedlab datamodule takes, checked once."""
+
+    def __init__(self, batch_size: int, eval_batch_size: int, seed: int, num_workers: int) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}.")
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.num_workers = seed, num_workers
+
+
 def saved_loader_states(checkpoint: dict[str, Any]) -> list[dict[str, int]]:
     """The training loaders' positions that Lightning stored in a checkpoint ([] if none)."""
     fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
@@ -179,14 +157,10 @@ def saved_loader_states(checkpoint: dict[str, Any]) -> list[dict[str, int]]:
 
 
 def restore_loader_positions(trainer: Any, states: list[dict[str, int]]) -> int:
-    """Load saved loader positions (:func:`saved_loader_states`) into the trainer's training loaders.
+    """Load saved positions into the trainer's training loaders; returns how many.
 
-    Lightning should do this itself, but when ``configure_optimizers`` reads
-    ``trainer.estimated_stepping_batches`` (as ours does, for the warm-up schedule) the
-    training loader is built before the loop state is restored and the saved positions
-    are silently dropped (Lightning-AI/pytorch-lightning#20550). Call it after the restore
-    and before the first batch (``on_train_start``); loading twice is harmless. Returns
-    how many loaders were positioned.
+    Lightning drops them when ``configure_optimizers`` reads ``estimated_stepping_batches``
+    (Lightning-AI/pytorch-lightning#20550), so call this at ``on_train_start``; twice is harmless.
     """
     if not states:
         return 0
@@ -218,8 +192,6 @@ def resumable_loader(
 def checkpoint_rng_state() -> dict[str, Any]:
     """Global RNG states (torch, CUDA, numpy, random) as tensors and plain Python values,
     so a checkpoint holding them still loads with ``torch.load(weights_only=True)``."""
-    import numpy as np
-
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -232,8 +204,6 @@ def checkpoint_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))

@@ -1,25 +1,9 @@
-"""Retrieval data sets as plain dicts: BEIR folders, SQuAD, Tatoeba bitext, and a mock set.
+"""Retrieval sets (BEIR folders, SQuAD, a mock set) and Tatoeba bitext as plain dicts.
 
-Every loader returns a frozen :class:`RetrievalSet` (or :class:`Bitext`) whose
-``revision`` is a content fingerprint: sha256 over the loader name, its parameters and
-the bytes of every file read, so a results file records exactly which data produced
-it. The shared benchmark data is found via ``data_dir``, else the ``EMBEDLAB_DATA``
-environment variable, else ``../shared/data`` beside the repository.
-
-Conventions:
-
-- BEIR: document text is ``(title + " " + text).strip()``, what BEIR's SentenceBERT
-  wrapper and sentence-transformers' ``InformationRetrievalEvaluator`` example feed the
-  model (SciFact titles are never empty). Only queries judged in the chosen qrels split
-  are kept; the others are counted in ``stats["n_queries_without_qrels"]``.
-- SQuAD question -> paragraph: the corpus is every distinct paragraph; a question's one
-  relevant document is its source paragraph; ``answers`` holds its gold answer texts
-  (for the answer hit rate).
-- SQuAD question -> question: every question is both a query and a document *under the
-  same id*; relevant = the other questions about the same paragraph. Evaluate with
-  ``ignore_identical_ids=True`` (the set carries ``ignore_identical_ids=True`` to say
-  so) so a question never retrieves itself, as BEIR does for Quora/CQADupStack.
-  Questions that are alone on their paragraph stay in the corpus but are not queries.
+``revision`` is a content fingerprint (loader, parameters, bytes of every file read), so a
+results file records which data produced it. BEIR documents are ``title + " " + text`` (as
+ST's IR evaluator example); only queries judged relevant in the split are kept. SQuAD q2q
+uses question ids as both query and doc ids: evaluate with ``ignore_identical_ids``.
 """
 
 from __future__ import annotations
@@ -33,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedlab.data.jsonl import read_jsonl
+from embedlab.data.files import read_jsonl
 from embedlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -74,9 +58,6 @@ class Bitext:
     revision: str
 
 
-# --- paths and fingerprints ------------------------------------------------------------
-
-
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """The shared data folder: the argument, else $EMBEDLAB_DATA, else ../shared/data."""
     if data_dir:
@@ -107,17 +88,15 @@ def _fingerprint(tag: str, params: dict[str, Any], files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _open_text(path: Path) -> Any:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
-
-
 def _first_existing(folder: Path, names: list[str], what: str) -> Path:
     for name in names:
         if (folder / name).is_file():
             return folder / name
     raise DataError(f"{what} not found in {folder} (looked for {', '.join(names)}). {_FIX}")
+
+
+def _stats(corpus: dict[str, str], queries: dict[str, str], **extra: int) -> dict[str, int]:
+    return {"n_docs": len(corpus), "n_queries": len(queries), **extra}
 
 
 def _unique_put(target: dict[str, Any], key: str, value: Any, what: str, source: Path) -> None:
@@ -126,7 +105,36 @@ def _unique_put(target: dict[str, Any], key: str, value: Any, what: str, source:
     target[key] = value
 
 
-# --- BEIR ------------------------------------------------------------------------------
+def _read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], int]:
+    """query id -> doc id -> grade from a BEIR qrels TSV, and how many lines repeated a judgement."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            lines = [ln.rstrip("\r\n") for ln in fh]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not valid UTF-8 ({exc.reason} at byte {exc.start}).") from None
+    qrels: dict[str, dict[str, int]] = {}
+    n_dup = 0
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) != 3:
+            raise DataError(f"{path}:{n}: expected 3 tab-separated columns (query-id corpus-id score).")
+        qid, did, score = cols
+        if n == 1 and not score.strip().lstrip("-").isdigit():
+            continue  # header "query-id corpus-id score"
+        try:
+            rel = int(score)
+        except ValueError:
+            raise DataError(
+                f"{path}:{n}: relevance {score!r} is not an integer (BEIR qrels grade 0, 1, 2, ...)."
+            ) from None
+        prev = qrels.setdefault(qid, {}).get(did)
+        if prev is not None and prev != rel:
+            raise DataError(f"{path}:{n}: {qid}->{did} judged both {prev} and {rel}.")
+        n_dup += prev is not None
+        qrels[qid][did] = rel
+    return qrels, n_dup
 
 
 def load_beir(
@@ -153,35 +161,7 @@ def load_beir(
             raise DataError(f"Query {row['_id']!r} in {queries_path} is empty or whitespace only.")
         _unique_put(all_queries, str(row["_id"]), str(row["text"]).strip(), "query", queries_path)
 
-    qrels: dict[str, dict[str, int]] = {}
-    n_dup = 0
-    try:
-        with qrels_path.open(encoding="utf-8") as fh:
-            lines = [ln.rstrip("\r\n") for ln in fh]
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{qrels_path} is not valid UTF-8 ({exc.reason} at byte {exc.start}).") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        cols = line.split("\t")
-        if len(cols) != 3:
-            raise DataError(f"{qrels_path}:{n}: expected 3 tab-separated columns (query-id corpus-id score).")
-        qid, did, score = cols
-        if n == 1 and not score.strip().lstrip("-").isdigit():
-            continue  # header "query-id corpus-id score"
-        try:
-            rel = int(score)
-        except ValueError:
-            raise DataError(
-                f"{qrels_path}:{n}: relevance {score!r} is not an integer (BEIR qrels grade 0, 1, 2, ...)."
-            ) from None
-        prev = qrels.setdefault(qid, {}).get(did)
-        if prev is not None:
-            if prev != rel:
-                raise DataError(f"{qrels_path}:{n}: {qid}->{did} judged both {prev} and {rel}.")
-            n_dup += 1
-        qrels[qid][did] = rel
-
+    qrels, n_dup = _read_qrels(qrels_path)
     unknown = sorted(set(qrels) - set(all_queries))
     if unknown:
         log.warning(
@@ -196,31 +176,21 @@ def load_beir(
     n_missing_doc = sum(d not in corpus for r in qrels.values() for d in r)
     if n_missing_doc:
         log.warning("%s: %d judgements name documents missing from the corpus", root.name, n_missing_doc)
-    stats = {
-        "n_docs": len(corpus),
-        "n_queries": len(queries),
-        "n_queries_without_qrels": len(all_queries) - len(queries),
-        "n_qrels_unknown_queries": len(unknown),
-        "n_qrels_duplicate_lines": n_dup,
-        "n_judgements_missing_doc": n_missing_doc,
-    }
-    return RetrievalSet(
-        name=name or f"{root.name}/{split}",
-        corpus=corpus,
-        queries=queries,
-        qrels=qrels,
-        answers=None,
-        revision=_fingerprint("beir", {"split": split}, [corpus_path, queries_path, qrels_path]),
-        stats=stats,
+    revision = _fingerprint("beir", {"split": split}, [corpus_path, queries_path, qrels_path])
+    stats = _stats(
+        corpus,
+        queries,
+        n_queries_without_qrels=len(all_queries) - len(queries),
+        n_qrels_unknown_queries=len(unknown),
+        n_qrels_duplicate_lines=n_dup,
+        n_judgements_missing_doc=n_missing_doc,
     )
+    return RetrievalSet(name or f"{root.name}/{split}", corpus, queries, qrels, None, revision, stats=stats)
 
 
 def load_scifact(data_dir: str | os.PathLike[str] | None = None, split: str = "test") -> RetrievalSet:
     """SciFact (BEIR layout) from the shared data: 5,183 abstracts; test has 300 claims."""
     return load_beir(resolve_data_dir(data_dir) / "scifact_beir", split, name=f"scifact/{split}")
-
-
-# --- SQuAD -----------------------------------------------------------------------------
 
 
 def _squad_path(path: str | os.PathLike[str] | None) -> Path:
@@ -232,41 +202,29 @@ def _squad_path(path: str | os.PathLike[str] | None) -> Path:
 def _read_squad(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
     """(paragraph text, its qas) in file order."""
     try:
-        with _open_text(path) as fh:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as fh:
             data = json.load(fh)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc.msg}).") from None
-    out = []
-    for article in data.get("data", []):
-        for para in article.get("paragraphs", []):
-            out.append((str(para["context"]), list(para.get("qas", []))))
+    paragraphs = [para for article in data.get("data", []) for para in article.get("paragraphs", [])]
+    out = [(str(para["context"]), list(para.get("qas", []))) for para in paragraphs]
     if not out:
         raise DataError(f"Empty corpus: {path} holds no SQuAD paragraphs.")
     return out
 
 
 def load_squad_paragraphs(path: str | os.PathLike[str] | None = None) -> RetrievalSet:
-    """SQuAD v1.1: question -> paragraph retrieval over all paragraphs, with gold answers.
-
-    Paragraph ids are ``p00000``... in file order; identical paragraph texts are merged
-    into the first one (``stats["n_duplicate_paragraphs"]``) and their questions point
-    to it.
-    """
+    """SQuAD v1.1 question -> paragraph (``p00000``... in file order), with gold answers.
+    Identical paragraphs merge into the first (``stats["n_duplicate_paragraphs"]``)."""
     p = _squad_path(path)
-    corpus: dict[str, str] = {}
-    by_text: dict[str, str] = {}
+    by_text: dict[str, str] = {}  # paragraph -> its id
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
     answers: dict[str, list[str]] = {}
     n_dup_para = 0
     for context, qas in _read_squad(p):
-        pid = by_text.get(context)
-        if pid is None:
-            pid = f"p{len(corpus):05d}"
-            by_text[context] = pid
-            corpus[pid] = context
-        else:
-            n_dup_para += 1
+        n_dup_para += context in by_text
+        pid = by_text.setdefault(context, f"p{len(by_text):05d}")
         for qa in qas:
             qid = str(qa["id"])
             _unique_put(queries, qid, str(qa["question"]).strip(), "question", p)
@@ -274,28 +232,18 @@ def load_squad_paragraphs(path: str | os.PathLike[str] | None = None) -> Retriev
             answers[qid] = list(dict.fromkeys(str(a["text"]) for a in qa.get("answers", [])))
     if n_dup_para:
         log.info("SQuAD: merged %d duplicate paragraphs", n_dup_para)
+    corpus = {pid: text for text, pid in by_text.items()}
+    n_no_answer = sum(not a for a in answers.values())
+    stats = _stats(corpus, queries, n_duplicate_paragraphs=n_dup_para, n_queries_without_answer=n_no_answer)
+    name = f"squad/{p.name.split('.json')[0]}/q2p"
     return RetrievalSet(
-        name=f"squad/{p.name.split('.json')[0]}/q2p",
-        corpus=corpus,
-        queries=queries,
-        qrels=qrels,
-        answers=answers,
-        revision=_fingerprint("squad_q2p", {}, [p]),
-        stats={
-            "n_docs": len(corpus),
-            "n_queries": len(queries),
-            "n_duplicate_paragraphs": n_dup_para,
-            "n_queries_without_answer": sum(not a for a in answers.values()),
-        },
+        name, corpus, queries, qrels, answers, _fingerprint("squad_q2p", {}, [p]), stats=stats
     )
 
 
 def load_squad_questions(path: str | os.PathLike[str] | None = None) -> RetrievalSet:
-    """SQuAD v1.1 question -> question matching: same paragraph = relevant.
-
-    Query ids and doc ids coincide (the SQuAD question ids); evaluate with
-    ``ignore_identical_ids=True``, which the returned set records.
-    """
+    """SQuAD v1.1 question -> question matching: same paragraph = relevant. A question
+    alone on its paragraph is a document only; query ids are doc ids (``ignore_identical_ids``)."""
     p = _squad_path(path)
     corpus: dict[str, str] = {}
     groups: dict[str, list[str]] = {}  # paragraph text -> question ids
@@ -305,36 +253,21 @@ def load_squad_questions(path: str | os.PathLike[str] | None = None) -> Retrieva
             qid = str(qa["id"])
             _unique_put(corpus, qid, str(qa["question"]).strip(), "question", p)
             ids.append(qid)
-    qrels: dict[str, dict[str, int]] = {}
-    for ids in groups.values():
-        for qid in ids:
-            others = {o: 1 for o in ids if o != qid}
-            if others:
-                qrels[qid] = others
+    # ids are unique, so a question has others exactly when its paragraph has several
+    qrels = {q: {o: 1 for o in ids if o != q} for ids in groups.values() if len(ids) > 1 for q in ids}
     queries = {q: corpus[q] for q in corpus if q in qrels}
     n_alone = len(corpus) - len(queries)
     if n_alone:
         log.info("SQuAD q2q: %d questions are alone on their paragraph: documents only", n_alone)
-    return RetrievalSet(
-        name=f"squad/{p.name.split('.json')[0]}/q2q",
-        corpus=corpus,
-        queries=queries,
-        qrels=qrels,
-        answers=None,
-        revision=_fingerprint("squad_q2q", {}, [p]),
-        ignore_identical_ids=True,
-        stats={"n_docs": len(corpus), "n_queries": len(queries), "n_questions_alone": n_alone},
-    )
-
-
-# --- Tatoeba ---------------------------------------------------------------------------
+    name, revision = f"squad/{p.name.split('.json')[0]}/q2q", _fingerprint("squad_q2q", {}, [p])
+    stats = _stats(corpus, queries, n_questions_alone=n_alone)
+    return RetrievalSet(name, corpus, queries, qrels, None, revision, ignore_identical_ids=True, stats=stats)
 
 
 def _read_lines(path: Path) -> list[str]:
     # split on "\n" only: str.splitlines would also break on U+2028 and friends inside a sentence
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if lines[-1] == "":
         lines.pop()
     return [ln.rstrip("\r") for ln in lines]
 
@@ -354,15 +287,9 @@ def load_tatoeba(lang: str, data_dir: str | os.PathLike[str] | None = None) -> B
     return Bitext(lang, sentences, english, _fingerprint("tatoeba", {"lang": lang}, [src, eng]))
 
 
-# --- mock ------------------------------------------------------------------------------
-
-
 def mock_retrieval_set() -> RetrievalSet:
-    """A tiny deterministic set for tests: 8 docs on 4 topics, 4 queries, graded qrels.
-
-    Words overlap between a query and its relevant documents, so even a bag-of-words
-    or a randomly initialised tiny encoder has signal; answers make it a RAG set.
-    """
+    """A tiny deterministic RAG set for tests: 8 docs, 4 queries, graded qrels. Queries share
+    words with their relevant documents, so even a random tiny encoder has signal."""
     corpus = {
         "d0": "Cats are small domesticated felines that purr and hunt mice.",
         "d1": "A cat sleeps most of the day and purrs when content.",
@@ -379,24 +306,11 @@ def mock_retrieval_set() -> RetrievalSet:
         "q2": "How does photosynthesis use sunlight?",
         "q3": "What do dogs fetch?",
     }
-    qrels = {
-        "q0": {"d0": 2, "d1": 1},
-        "q1": {"d3": 2, "d4": 0},
-        "q2": {"d5": 2, "d6": 1},
-        "q3": {"d2": 1},
-    }
+    qrels = {"q0": {"d0": 2, "d1": 1}, "q1": {"d3": 2, "d4": 0}, "q2": {"d5": 2, "d6": 1}, "q3": {"d2": 1}}
     answers = {"q0": ["when content"], "q1": ["1889"], "q2": ["into sugar"], "q3": ["sticks"]}
-    revision = hashlib.sha256(
-        json.dumps([corpus, queries, qrels, answers], sort_keys=True).encode()
-    ).hexdigest()
+    revision = hashlib.sha256(json.dumps([corpus, queries, qrels, answers], sort_keys=True).encode())
     return RetrievalSet(
-        name="mock",
-        corpus=corpus,
-        queries=queries,
-        qrels=qrels,
-        answers=answers,
-        revision=revision[:16],
-        stats={"n_docs": len(corpus), "n_queries": len(queries)},
+        "mock", corpus, queries, qrels, answers, revision.hexdigest()[:16], stats=_stats(corpus, queries)
     )
 
 

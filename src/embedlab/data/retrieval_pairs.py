@@ -1,12 +1,7 @@
-"""Training data for retrieval fine-tuning: (query, positive[, hard negatives]) tuples.
-
-Pairs come from a retrieval set's judgements (every relevant document of a training
-query). A seeded share of the training queries is held out for validation. Hard
-negatives are mined with sentence-transformers' ``mine_hard_negatives`` (the base model
-ranks the corpus; negatives are taken below ``range_min`` and above ``range_max`` ranks,
-skipping any judged-relevant document). Batches never hold the same text twice, so an
-in-batch "negative" is never another copy of the positive.
-"""
+"""Retrieval fine-tuning data: (query, positive[, hard negatives]) examples from a retrieval
+set's judgements, a seeded held-out share of queries, hard negatives mined with ST's
+``mine_hard_negatives``, and batches that never hold the same text twice (so an in-batch
+"negative" is never a copy of the positive)."""
 
 from __future__ import annotations
 
@@ -80,22 +75,17 @@ def mine_negatives(
     relative_margin: float | None = 0.05,
     batch_size: int = 64,
 ) -> list[RankingExample]:
-    """Add hard negatives with sentence-transformers' miner (NV-Retriever settings by default).
-
-    Examples for which no negative passes the filters are kept without negatives; the
-    count is logged.
-    """
+    """Add hard negatives with ST's miner (NV-Retriever settings by default); examples that get
+    none keep training on in-batch negatives (counted in a warning)."""
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
     ds = Dataset.from_dict(
         {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
     )
-    mined = mine_hard_negatives(
-        ds, model, corpus=list(corpus), range_min=range_min, range_max=range_max,
-        relative_margin=relative_margin, num_negatives=num_negatives, sampling_strategy="top",
-        output_format="n-tuple", batch_size=batch_size, verbose=False,
-    )  # fmt: skip
+    opts = {"range_min": range_min, "range_max": range_max, "relative_margin": relative_margin}
+    opts |= {"num_negatives": num_negatives, "sampling_strategy": "top", "output_format": "n-tuple"}
+    mined = mine_hard_negatives(ds, model, corpus=list(corpus), batch_size=batch_size, verbose=False, **opts)
     neg_cols = [c for c in mined.column_names if c.startswith("negative")]
     by_pair: dict[tuple[str, str], tuple[str, ...]] = {
         (row["anchor"], row["positive"]): tuple(row[c] for c in neg_cols) for row in mined
@@ -103,18 +93,14 @@ def mine_negatives(
     out = [replace(e, negatives=by_pair.get((e.query, e.positive), ())) for e in examples]
     missing = sum(1 for e in out if len(e.negatives) < num_negatives)
     if missing:
-        log.warning("%d of %d examples got fewer than %d hard negatives; they train with in-batch negatives only.",
-                    missing, len(out), num_negatives)  # fmt: skip
+        msg = "%d of %d examples got fewer than %d hard negatives; they train with in-batch negatives only."
+        log.warning(msg, missing, len(out), num_negatives)
     return out
 
 
 class NoDuplicateBatches(ResumableBatches):
-    """Shuffled batches in which no text appears twice.
-
-    The order is ``random.Random(seed + epoch)``'s shuffle, packed greedily: a function of
-    (seed, epoch) only, so a run resumed mid-epoch (ResumableDataLoader) picks up exactly
-    where the killed one stopped. Lightning sets the epoch through ``.sampler.set_epoch``.
-    """
+    """Shuffled batches in which no text appears twice: ``Random(seed + epoch)``'s order packed
+    greedily, a function of (seed, epoch) only, so a mid-epoch resume is exact."""
 
     def __init__(self, examples: Sequence[RankingExample], batch_size: int, seed: int) -> None:
         self.examples = examples

@@ -1,23 +1,14 @@
-"""STS (scored sentence pairs): a declarative spec, loaders for each source, validation.
+"""STS (scored sentence pairs): a declarative spec, a loader per source, validation.
 
-A spec says where the pairs come from and what they mean (columns, score range); a
-loader turns it into validated ``PairSplit``s. Sources:
-
-- ``stsb_tsv``: the original STS Benchmark release (tab-separated, no header, quoting
-  off; score in column 4, sentences in 5 and 6; some rows carry two extra columns).
-- ``table``: any CSV / TSV / JSONL file with a column mapping (bring your own pairs).
-- ``lee``: the Lee document-similarity ratings that gensim ships (the offline default).
-- ``hub``: a Hugging Face dataset with sentence1 / sentence2 / score columns.
-
-Files without predefined splits are split at random with a fixed seed
-(``split_fractions``, ``split_seed``); every pair lands in exactly one split.
+Sources: ``stsb_tsv`` (the STS Benchmark release: no header, quoting off, score in
+column 4, sentences in 5 and 6), ``table`` (any CSV / TSV / JSONL file with a column
+mapping), ``lee`` (gensim's Lee ratings, offline), ``hub`` (a Hugging Face dataset).
+Files without predefined splits are split at random with ``split_seed``.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import logging
 import math
 import random
@@ -26,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from embedlab.data.files import seeded_subsample, table_rows, under_root
 from embedlab.errors import DataError
 from embedlab.net import hub_reachable
 
@@ -93,15 +85,11 @@ class STSData:
         return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
-# --- reading raw rows ---------------------------------------------------------------
-
 Row = tuple[str, str, float, str]  # sentence1, sentence2, score, where (file:line)
 
 
 def _resolve_file(spec: STSSpec, name: str) -> Path:
-    path = Path(name).expanduser()
-    if not path.is_absolute() and spec.root:
-        path = Path(spec.root).expanduser() / path
+    path = under_root(spec.root, name)
     if not path.exists():
         hint = (
             "Fix: set the data root with the EMBEDLAB_DATA environment variable or "
@@ -132,70 +120,22 @@ def _read_stsb_tsv(path: Path) -> list[Row]:
                     f"{path}:{i}: expected >= 7 tab-separated fields (genre, file, year, id, "
                     f"score, sentence1, sentence2), found {len(parts)}."
                 )
-            rows.append((parts[5], parts[6], _to_float(parts[4], path, i), f"{path.name}:{i}"))
+            rows.append((parts[5], parts[6], _to_float(parts[4], f"{path}:{i}"), f"{path.name}:{i}"))
     return rows
 
 
-def _to_float(value: object, path: Path | str, line: int) -> float:
+def _to_float(value: object, where: str) -> float:
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise DataError(f"{path}:{line}: score {value!r} is not a number.") from None
-
-
-def _column(row: Sequence | Mapping, key: str | int, path: Path, line: int, available) -> str:
-    try:
-        return row[key]  # type: ignore[index]
-    except (KeyError, IndexError):
-        raise DataError(
-            f"{path}:{line}: column {key!r} not found. Available columns: {available}. "
-            f"Fix: set data.columns.<sentence1|sentence2|score> to one of them."
-        ) from None
+        raise DataError(f"{where}: score {value!r} is not a number.") from None
 
 
 def _read_table(spec: STSSpec, path: Path) -> list[Row]:
-    cols = spec.columns
-    rows: list[Row] = []
-    if path.suffix in {".jsonl", ".json"}:
-        with path.open(encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                avail = sorted(rec)
-                rows.append(
-                    (
-                        _column(rec, cols["sentence1"], path, i, avail),
-                        _column(rec, cols["sentence2"], path, i, avail),
-                        _to_float(_column(rec, cols["score"], path, i, avail), path, i),
-                        f"{path.name}:{i}",
-                    )
-                )
-        return rows
-    delimiter = spec.delimiter or ("\t" if path.suffix in {".tsv", ".tab"} else ",")
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        header: list[str] | None = next(reader, None) if spec.has_header else None
-        start = 2 if spec.has_header else 1
-        for i, rec in enumerate(reader, start):
-            if not rec:
-                continue
-            if header is not None:
-                if len(rec) != len(header):
-                    raise DataError(f"{path}:{i}: {len(rec)} fields but the header has {len(header)}.")
-                record: Mapping | Sequence = dict(zip(header, rec, strict=True))
-                avail = header
-            else:
-                record, avail = rec, f"indices 0..{len(rec) - 1}"
-            rows.append(
-                (
-                    _column(record, cols["sentence1"], path, i, avail),
-                    _column(record, cols["sentence2"], path, i, avail),
-                    _to_float(_column(record, cols["score"], path, i, avail), path, i),
-                    f"{path.name}:{i}",
-                )
-            )
-    return rows
+    cols = [spec.columns[k] for k in ("sentence1", "sentence2", "score")]
+    fix = "Fix: set data.columns.<sentence1|sentence2|score> to one of them."
+    rows = table_rows(path, cols, fix, delimiter=spec.delimiter, has_header=spec.has_header)
+    return [(s1, s2, _to_float(score, where), where) for (s1, s2, score), where in rows]
 
 
 def _read_hub(spec: STSSpec, split: str) -> list[Row]:
@@ -210,14 +150,8 @@ def _read_hub(spec: STSSpec, split: str) -> list[Row]:
             f"{'' if ok else ' (' + reason + ')'}: {exc.__class__.__name__}: {str(exc)[:200]}. "
             f"Fix: use a local copy (data=stsb with EMBEDLAB_DATA set) or check the dataset id."
         ) from exc
-    c = spec.columns
-    return [
-        (r[c["sentence1"]], r[c["sentence2"]], float(r[c["score"]]), f"{spec.hub_id}[{split}]:{i}")
-        for i, r in enumerate(ds)
-    ]
-
-
-# --- validation and splitting ---------------------------------------------------------
+    s1, s2, score = (spec.columns[k] for k in ("sentence1", "sentence2", "score"))
+    return [(r[s1], r[s2], float(r[score]), f"{spec.hub_id}[{split}]:{i}") for i, r in enumerate(ds)]
 
 
 def _invalid_reason(row: Row, score_range: tuple[float, float]) -> str | None:
@@ -262,21 +196,11 @@ def _seeded_split(rows: list[Row], fractions: Sequence[float], seed: int) -> dic
         raise DataError(f"split_fractions must be three non-negative numbers summing to 1, got {fractions}.")
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
-    n_train = round(fractions[0] * len(rows))
-    n_val = round(fractions[1] * len(rows))
-    cuts = {
-        "train": order[:n_train],
-        "validation": order[n_train : n_train + n_val],
-        "test": order[n_train + n_val :],
+    n_train, n_val = round(fractions[0] * len(rows)), round(fractions[1] * len(rows))
+    bounds = (0, n_train, n_train + n_val, len(rows))
+    return {
+        k: [rows[i] for i in sorted(order[a:b])] for k, a, b in zip(SPLITS, bounds, bounds[1:], strict=False)
     }
-    return {k: [rows[i] for i in sorted(v)] for k, v in cuts.items()}
-
-
-def _subsample(rows: list[Row], limit: int | None, seed: int) -> list[Row]:
-    if limit is None or len(rows) <= limit:
-        return rows
-    keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
-    return [rows[i] for i in keep]
 
 
 def _raw_splits(spec: STSSpec) -> dict[str, list[Row]]:
@@ -329,10 +253,7 @@ def load_sts(spec: STSSpec, splits: Sequence[str] = SPLITS) -> STSData:
     out: dict[str, PairSplit] = {}
     dropped: dict[str, int] = {}
     for split in splits:
-        rows, n_bad = validate_rows(raw[split], spec, split)
-        rows = _subsample(rows, spec.max_pairs_per_split, spec.split_seed)
-        out[split] = PairSplit(
-            tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows), spec.score_range
-        )
-        dropped[split] = n_bad
+        rows, dropped[split] = validate_rows(raw[split], spec, split)
+        rows = seeded_subsample(rows, spec.max_pairs_per_split, spec.split_seed)
+        out[split] = PairSplit(*(tuple(r[k] for r in rows) for k in range(3)), spec.score_range)
     return STSData(spec.name, out, dropped)

@@ -1,24 +1,9 @@
 """Plain-text corpora for continued masked-LM training, with optional labels.
 
-A ``CorpusSpec`` says where the texts come from; ``load_corpus`` turns it into a frozen
-``TextCorpus`` with a seeded train / held-out split and a content fingerprint. Sources:
-
-- ``table``: a CSV / TSV / JSONL file and the column holding the text (and optionally a
-  label column), e.g. the medical abstracts (``medical_tc_test.csv``: 2,888 abstracts in
-  5 condition classes).
-- ``lines``: a text file with one document per line.
-- ``lee``: the embedded default, gensim's ``lee_background.cor`` (300 Australian news
-  documents, Latin-1), so MLM runs offline with no data folder.
-- ``wiki``: gensim's shortened English Wikipedia dump (about 200 pages), cleaned of
-  markup and cut into paragraphs, because whole articles are far longer than any
-  encoder's window.
-
-``mix_replay`` adds general-domain texts (STS-B train sentences or the Wikipedia
-excerpt, ``general_sentences``) to the training texts, so continued training rehearses
-general language while it learns the domain.
-
-Empty texts are skipped and counted (``on_empty="skip"``) or rejected (``"error"``); a
-silently shrinking corpus would make before/after numbers incomparable.
+``load_corpus`` reads a ``CorpusSpec`` (``table`` CSV / TSV / JSONL, ``lines``, or gensim's
+``lee`` / ``wiki`` texts that work offline) into a ``TextCorpus`` with a seeded, stratified
+train / held-out split; ``mix_replay`` adds general-domain text against forgetting. Empty
+texts are skipped and counted, never silently: a shrinking corpus breaks before/after numbers.
 """
 
 from __future__ import annotations
@@ -28,13 +13,15 @@ import hashlib
 import logging
 import random
 import re
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from embedlab.data.jsonl import read_jsonl
+from embedlab.data.embedded import gensim_test_file
+from embedlab.data.files import seeded_subsample, table_rows, under_root
+from embedlab.data.sts import STSSpec, load_sts
 from embedlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -89,10 +76,6 @@ class TextCorpus:
         return [self.texts[i] for i in self.heldout_idx]
 
     @property
-    def train_labels(self) -> list[str] | None:
-        return None if self.labels is None else [self.labels[i] for i in self.train_idx]
-
-    @property
     def heldout_labels(self) -> list[str] | None:
         return None if self.labels is None else [self.labels[i] for i in self.heldout_idx]
 
@@ -111,9 +94,6 @@ class TextCorpus:
 
     def meta(self) -> dict[str, object]:
         """What results.json records about the data."""
-        counts: dict[str, int] = defaultdict(int)
-        for label in self.labels or ():
-            counts[label] += 1
         return {
             "name": self.name,
             "source": self.source,
@@ -122,11 +102,9 @@ class TextCorpus:
             "n_train": len(self.train_idx),
             "n_heldout": len(self.heldout_idx),
             "n_skipped_empty": self.n_skipped_empty,
-            "labels": dict(sorted(counts.items())),
+            "labels": dict(sorted(Counter(self.labels or ()).items())),
         }
 
-
-# --- readers --------------------------------------------------------------------------
 
 Record = tuple[str, str | None, str]  # text, label, where (file:line)
 
@@ -134,9 +112,7 @@ Record = tuple[str, str | None, str]  # text, label, where (file:line)
 def _resolve(spec: CorpusSpec, name: str | None) -> Path:
     if not name:
         raise DataError(f"data '{spec.name}' (format={spec.format}) names no file. Set data.file=...")
-    path = Path(name).expanduser()
-    if not path.is_absolute() and spec.root:
-        path = Path(spec.root).expanduser() / path
+    path = under_root(spec.root, name)
     if not path.is_file():
         raise DataError(
             f"Text corpus file for '{spec.name}' not found: {path}\n"
@@ -146,57 +122,21 @@ def _resolve(spec: CorpusSpec, name: str | None) -> Path:
     return path
 
 
-def _field(record: Mapping | Sequence, key: str | int, where: str, available: object) -> object:
-    try:
-        return record[key]  # type: ignore[index]
-    except (KeyError, IndexError, TypeError):
-        raise DataError(
-            f"{where}: column {key!r} not found. Available columns: {available}. "
-            f"Fix: set data.text_column / data.label_column to one of them."
-        ) from None
-
-
 def _read_table(spec: CorpusSpec, path: Path) -> list[Record]:
-    records: list[Record] = []
-    text_col, label_col = spec.text_column, spec.label_column
-
-    def add(rec: Mapping | Sequence, where: str, available: object) -> None:
-        text = _field(rec, text_col, where, available)
-        label = None if label_col is None else _field(rec, label_col, where, available)
-        records.append(("" if text is None else str(text), None if label is None else str(label), where))
-
+    keys = [spec.text_column] if spec.label_column is None else [spec.text_column, spec.label_column]
+    fix = "Fix: set data.text_column / data.label_column to one of them."
+    opts = {"delimiter": spec.delimiter, "has_header": spec.has_header, "encoding": spec.encoding}
     try:
-        if path.suffix in {".jsonl", ".json"}:
-            for i, rec in read_jsonl(path, encoding=spec.encoding):
-                add(rec, f"{path.name}:{i}", sorted(rec))
-            return records
-        delimiter = spec.delimiter or ("\t" if path.suffix in {".tsv", ".tab"} else ",")
-        with path.open(encoding=spec.encoding, newline="") as fh:
-            reader = csv.reader(fh, delimiter=delimiter)
-            header = next(reader, None) if spec.has_header else None
-            if spec.has_header and header is None:
-                raise DataError(f"{path} is empty (expected a header line).")
-            if header is not None:
-                for key in (text_col, label_col):
-                    if key is not None and key not in header:
-                        raise DataError(
-                            f"{path}: column {key!r} not in the header {header}. "
-                            f"Fix: set data.text_column / data.label_column to one of them."
-                        )
-            for i, row in enumerate(reader, 2 if header is not None else 1):
-                if not row:
-                    continue
-                if header is not None:
-                    if len(row) != len(header):
-                        raise DataError(f"{path}:{i}: {len(row)} fields but the header has {len(header)}.")
-                    add(dict(zip(header, row, strict=True)), f"{path.name}:{i}", header)
-                else:
-                    add(row, f"{path.name}:{i}", f"indices 0..{len(row) - 1}")
+        rows = list(table_rows(path, keys, fix, **opts))
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path} is not valid {spec.encoding} (byte {exc.start}). "
             f"Fix: set data.encoding (e.g. latin-1) or re-save the file as UTF-8."
         ) from None
+    records: list[Record] = []
+    for (text, *label), where in rows:
+        value = label[0] if label else None
+        records.append(("" if text is None else str(text), None if value is None else str(value), where))
     return records
 
 
@@ -216,8 +156,6 @@ def _read_wiki(min_words: int) -> list[Record]:
 
     from gensim.corpora.wikicorpus import extract_pages, filter_wiki
 
-    from embedlab.data.embedded import gensim_test_file
-
     records: list[Record] = []
     with bz2.open(gensim_test_file(WIKI_FILE), "rb") as fh:
         for title, raw, _ in extract_pages(fh, filter_namespaces=("0",)):
@@ -233,10 +171,7 @@ def _read_wiki(min_words: int) -> list[Record]:
 
 def _read(spec: CorpusSpec) -> tuple[list[Record], str]:
     if spec.format == "lee":
-        from embedlab.data.embedded import gensim_test_file
-
-        path = gensim_test_file("lee_background.cor")
-        return _read_lines(path, "latin-1"), "gensim:lee_background.cor"
+        return _read_lines(gensim_test_file("lee_background.cor"), "latin-1"), "gensim:lee_background.cor"
     if spec.format == "wiki":
         return _read_wiki(spec.min_words), f"gensim:{WIKI_FILE}"
     if spec.format not in CORPUS_FORMATS:
@@ -260,17 +195,11 @@ def _label_names(spec: CorpusSpec) -> dict[str, str]:
     return {r[0].strip(): r[1].strip() for r in rows}
 
 
-# --- splitting ------------------------------------------------------------------------
-
-
 def _split(
     labels: Sequence[str] | None, n: int, val_fraction: float, seed: int
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Seeded held-out split, stratified by label when there are labels.
-
-    Stratifying keeps every class in the held-out set, which the t-SNE plot and a k-NN
-    probe of the held-out embeddings need.
-    """
+    """Seeded held-out split, stratified by label so that every class is held out (the t-SNE
+    plot and a k-NN probe of the held-out embeddings need that)."""
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"data.val_fraction must be in (0, 1), got {val_fraction}.")
     if n < 2:
@@ -309,8 +238,7 @@ def load_corpus(spec: CorpusSpec) -> TextCorpus:
     if spec.max_texts is not None and len(records) > spec.max_texts:
         if spec.max_texts < 2:
             raise DataError(f"data.max_texts must be >= 2, got {spec.max_texts}.")
-        keep = sorted(random.Random(spec.split_seed).sample(range(len(records)), spec.max_texts))
-        records = [records[i] for i in keep]
+        records = seeded_subsample(records, spec.max_texts, spec.split_seed)
     texts = tuple(" ".join(r[0].split()) for r in records)  # one line per text, as tokenizers see it
     labels: tuple[str, ...] | None = None
     if spec.label_column is not None:
@@ -321,14 +249,12 @@ def load_corpus(spec: CorpusSpec) -> TextCorpus:
         labels = tuple(names.get(str(r[1]).strip(), str(r[1]).strip()) for r in records)
     train, held = _split(labels, len(texts), spec.val_fraction, spec.split_seed)
     corpus = TextCorpus(spec.name, texts, labels, train, held, len(empty), source)
+    msg = "Corpus '%s' (%s): %d texts, %d train / %d held-out, %d labels, fingerprint %s"
     log.info(
-        "Corpus '%s' (%s): %d texts, %d train / %d held-out, %d labels, fingerprint %s",
-        spec.name, source, len(texts), len(train), len(held), len(corpus.label_set), corpus.fingerprint(),
-    )  # fmt: skip
+        msg, spec.name, source, len(texts), len(train), len(held), len(corpus.label_set), corpus.fingerprint()
+    )
     return corpus
 
-
-# --- replay of general-domain text ----------------------------------------------------
 
 ReplaySource = Literal["stsb", "wiki"]
 REPLAY_SOURCES: tuple[str, ...] = ("stsb", "wiki")
@@ -350,13 +276,9 @@ class ReplayMix:
 
 
 def general_sentences(source: ReplaySource, *, stsb_root: str | Path | None = None) -> tuple[list[str], str]:
-    """General-domain texts to replay: STS-B train sentences or gensim's Wikipedia excerpt.
-
-    Returns (distinct texts in file order, a description of where they came from).
-    """
+    """Distinct general-domain texts to replay (STS-B train sentences or gensim's Wikipedia
+    excerpt), in file order, and a description of where they came from."""
     if source == "stsb":
-        from embedlab.data.sts import load_sts
-
         root = Path(stsb_root).expanduser() if stsb_root else None
         if root is None or not (root / "sts-train.csv").is_file():
             raise DataError(
@@ -372,10 +294,8 @@ def general_sentences(source: ReplaySource, *, stsb_root: str | Path | None = No
     raise DataError(f"Unknown replay source '{source}'. Choose one of {REPLAY_SOURCES}.")
 
 
-def stsb_spec(root: str | Path, *, max_pairs: int | None = None, seed: int = 42):
+def stsb_spec(root: str | Path, *, max_pairs: int | None = None, seed: int = 42) -> STSSpec:
     """The STS Benchmark release under ``root`` (the same reading as `configs/data/stsb.yaml`)."""
-    from embedlab.data.sts import STSSpec
-
     return STSSpec(
         name="stsb",
         format="stsb_tsv",
@@ -393,12 +313,8 @@ def stsb_spec(root: str | Path, *, max_pairs: int | None = None, seed: int = 42)
 def mix_replay(
     domain: Sequence[str], general: Sequence[str], fraction: float, *, seed: int, source: str = "general"
 ) -> ReplayMix:
-    """Add general texts so that they make up ``fraction`` of the training texts.
-
-    With n domain texts, round(fraction * n / (1 - fraction)) general texts are drawn
-    without replacement (seeded). The fraction counts texts, not tokens: STS-B sentences
-    are much shorter than abstracts, so their share of masked tokens is smaller.
-    """
+    """Draw round(fraction * n / (1 - fraction)) distinct general texts (seeded) so that they make
+    up ``fraction`` of the n domain texts plus them. It counts texts, not (fewer, shorter) tokens."""
     if not 0.0 <= fraction < 1.0:
         raise DataError(f"replay.fraction must be in [0, 1), got {fraction}.")
     n_replay = round(fraction * len(domain) / (1.0 - fraction))
@@ -410,8 +326,6 @@ def mix_replay(
         )
     replay = random.Random(seed).sample(pool, n_replay)
     mix = ReplayMix(tuple(domain) + tuple(replay), len(domain), n_replay, source)
-    log.info(
-        "Replay: %d general texts from %s mixed into %d domain texts (%.1f%% of training texts)",
-        n_replay, source, len(domain), 100 * mix.fraction,
-    )  # fmt: skip
+    msg = "Replay: %d general texts from %s mixed into %d domain texts (%.1f%% of training texts)"
+    log.info(msg, n_replay, source, len(domain), 100 * mix.fraction)
     return mix

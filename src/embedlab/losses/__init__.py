@@ -33,9 +33,7 @@ def ranking_loss(name: str, scale: float = 20.0) -> PairLoss:
 
 
 def with_matryoshka(
-    loss: Callable[..., torch.Tensor],
-    dims: Sequence[int] | None,
-    weights: Sequence[float] | None = None,
+    loss: Callable[..., torch.Tensor], dims: Sequence[int] | None, weights: Sequence[float] | None = None
 ) -> Callable[..., torch.Tensor]:
     """``loss`` wrapped in a :class:`MatryoshkaLoss` over ``dims``; unchanged when ``dims`` is None."""
     return MatryoshkaLoss(loss, dims, weights) if dims is not None else loss

@@ -1,11 +1,9 @@
-"""Matryoshka Representation Learning (Kusupati et al., 2022) around any siamese loss: the
-base loss on the first d dimensions (renormalised) for each d in ``dims``, weighted and summed,
-so truncated embeddings (``dimension=d128``) stay close to the full ones in quality.
+"""Matryoshka Representation Learning (Kusupati et al., 2022) around any siamese loss, so
+truncated embeddings (``dimension=d128``) stay close to the full ones in quality.
 
-ST's ``MatryoshkaLoss`` wraps a model's forward (it re-runs the base loss on a patched
-``model.forward``); we hold embeddings, so this class composes our wrapped ST losses and uses
-ST's own ``shrink`` (truncate, L2-normalise). Same rules as ST: weights default to 1, dims
-sorted largest first; tests/test_matryoshka.py checks the values against ST's class.
+ST's ``MatryoshkaLoss`` patches a model's forward; we hold embeddings, so this composes our
+wrapped ST losses with ST's own ``shrink`` and ST's rules (weights 1, dims largest first);
+tests/test_matryoshka.py checks the values against ST's class.
 """
 
 from __future__ import annotations
@@ -20,25 +18,12 @@ from embedlab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def shrink(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
-    """(B, D) -> (B, dim): the first ``dim`` coordinates, L2-normalised (ST's ``shrink``)."""
-    from sentence_transformers.sentence_transformer.losses.matryoshka import shrink as st_shrink
-
-    return st_shrink(embeddings, dim)
-
-
 class MatryoshkaLoss:
-    """``loss(emb_a, emb_b, *rest)`` = sum over d of ``weight_d * base(shrink(emb_a, d), shrink(emb_b, d), *rest)``.
-
-    ``base`` is a pair loss ``(emb_a, emb_b, labels)`` or a ranking loss ``(anchors,
-    candidates)``: the first two arguments are embeddings, anything after is passed as is.
-    """
+    """Sum over d of ``weight_d * base(shrink(emb_a, d), shrink(emb_b, d), *rest)``; ``base`` is a
+    pair loss ``(emb_a, emb_b, labels)`` or a ranking loss ``(anchors, candidates)``."""
 
     def __init__(
-        self,
-        base: Callable[..., torch.Tensor],
-        dims: Sequence[int],
-        weights: Sequence[float] | None = None,
+        self, base: Callable[..., torch.Tensor], dims: Sequence[int], weights: Sequence[float] | None = None
     ) -> None:
         dims = [int(d) for d in dims or ()]
         if not dims or any(d < 1 for d in dims):
@@ -55,9 +40,7 @@ class MatryoshkaLoss:
                 f"give one weight per size, or null for all 1."
             )
         pairs = sorted(zip(dims, weights, strict=True), key=lambda p: -p[0])  # largest first, as ST
-        self.base = base
-        self.dims = tuple(d for d, _ in pairs)
-        self.weights = tuple(w for _, w in pairs)
+        self.base, self.dims, self.weights = base, tuple(d for d, _ in pairs), tuple(w for _, w in pairs)
 
     def check_dimension(self, full: int) -> None:
         """Reject sizes the model cannot give; warn when the full size is not trained."""
@@ -68,15 +51,14 @@ class MatryoshkaLoss:
                 f"{full}. Use sizes <= {full}, e.g. objective.matryoshka_dims=[{full},{full // 2},{full // 4}]."
             )
         if full not in self.dims:
-            log.warning(
-                "objective.matryoshka_dims=%s leaves out the model's full size %d: the untruncated "
-                "embedding is then never trained directly (sentence-transformers warns the same).",
-                list(self.dims),
-                full,
-            )
+            msg = "objective.matryoshka_dims=%s leaves out the model's full size %d: the untruncated %s"
+            why = "embedding is then never trained directly (sentence-transformers warns the same)."
+            log.warning(msg, list(self.dims), full, why)
 
     def per_dimension(self, emb_a: torch.Tensor, emb_b: torch.Tensor, *rest) -> dict[int, torch.Tensor]:
-        """The unweighted base loss at each size."""
+        """The unweighted base loss at each size (ST's ``shrink``: first d coordinates, L2-normalised)."""
+        from sentence_transformers.sentence_transformer.losses.matryoshka import shrink
+
         return {d: self.base(shrink(emb_a, d), shrink(emb_b, d), *rest) for d in self.dims}
 
     def __call__(self, emb_a: torch.Tensor, emb_b: torch.Tensor, *rest) -> torch.Tensor:

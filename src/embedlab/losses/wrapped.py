@@ -1,10 +1,6 @@
-"""sentence-transformers' siamese losses, called on embeddings we already hold.
-
-ST's loss classes encode their inputs in ``forward``; their ``compute_loss_from_embeddings``
-is the pure tensor math. :class:`~embedlab.modules.siamese.SiameseModule` encodes the texts
-itself (in length groups), so these wrappers build each ST loss once without a model and
-call only that method: same math as ST by construction, and tests compare the values.
-"""
+"""sentence-transformers' siamese losses on embeddings we already hold: each ST loss is built
+once without a model and only its ``compute_loss_from_embeddings`` (the tensor math) is called,
+because :class:`~embedlab.modules.siamese.SiameseModule` encodes texts itself (in length groups)."""
 
 from __future__ import annotations
 
@@ -27,9 +23,7 @@ def _st_loss(name: str, **kwargs: Any) -> Any:
 
 def cosine_similarity_loss(emb_a: torch.Tensor, emb_b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """SBERT's STS regression (ST ``CosineSimilarityLoss``): MSE(cos(a, b), label in [0, 1]).
-
-    emb_a, emb_b: (B, D); labels: (B,).
-    """
+    emb_a, emb_b: (B, D); labels: (B,)."""
     return _st_loss("CosineSimilarityLoss").compute_loss_from_embeddings([emb_a, emb_b], labels)
 
 
@@ -42,12 +36,8 @@ def cosent_loss(
 
 
 def _gather_across_ranks(anchors: torch.Tensor, n_blocks: int) -> bool:
-    """True under DDP when every rank holds a (B, 1 + n_neg) batch of the same shape.
-
-    The all-gather needs equal shapes; a short last batch or fewer mined negatives on one rank
-    would hang or fail it. Every rank sees every shape, so all decide alike: that step then
-    trains on local negatives only (a warning says so), as single-device MNRL does.
-    """
+    """True under DDP when every rank's (B, 1 + n_neg) batch has the same shape, as the all-gather
+    needs; otherwise (a short last batch, fewer mined negatives) every rank alike uses local negatives."""
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return False
@@ -65,11 +55,9 @@ def multiple_negatives_ranking_loss(
 ) -> torch.Tensor:
     """InfoNCE with in-batch (+ mined hard) negatives (ST ``MultipleNegativesRankingLoss``).
 
-    anchors: (B, D); candidates: (B * (1 + n_neg), D), the B positives first, then each block
-    of B hard negatives. Under DDP, ST gathers anchors and candidates from every rank with
-    gradients (``gather_across_devices``), so each query also ranks the other ranks'
-    documents: multi-GPU training sees world_size x the negatives, as one big batch would.
-    A step whose batch shapes differ across ranks falls back to local negatives.
+    anchors: (B, D); candidates: (B * (1 + n_neg), D), the B positives, then blocks of B hard
+    negatives. Under DDP ST gathers both from every rank with gradients (``gather_across_devices``):
+    world_size x the negatives, as one big batch would have.
     """
     n = len(anchors)
     if n == 0 or len(candidates) % n:

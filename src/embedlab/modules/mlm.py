@@ -1,13 +1,9 @@
-"""Continued masked-LM training of a sentence encoder's backbone, as a LightningModule.
+"""Continued masked-LM training of a sentence encoder's backbone (domain-adaptive
+pre-training), which then goes back into the encoder (``copy_backbone_to_encoder``).
 
-Domain-adaptive pre-training: the encoder's transformer keeps learning the language
-of a domain corpus by predicting masked tokens, then goes back into the sentence
-encoder (``copy_backbone_to_encoder``) for evaluation or siamese fine-tuning.
-
-Sentence-transformers checkpoints such as all-MiniLM-L6-v2 ship the bare encoder
-without its MLM head. ``AutoModelForMaskedLM`` then initialises the head at random; we
-detect that from the loading report and say so, because the first steps mostly train
-the head, and the perplexity before training measures a random head, not the encoder.
+ST checkpoints such as all-MiniLM-L6-v2 ship no MLM head, so ``AutoModelForMaskedLM``
+starts one at random; we detect and say so: early loss and the perplexity before training
+then measure that random head, not the encoder.
 """
 
 from __future__ import annotations
@@ -22,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 
-from embedlab.data.mlm_datamodule import masked_batches, tokenize_texts
-from embedlab.modules.resume_hooks import ResumableTraining
+from embedlab.data.mlm_datamodule import MLMCollator, masked_batches, tokenize_texts
+from embedlab.modules.resume_hooks import ResumableTraining, adamw_with_warmup
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -64,20 +60,18 @@ def load_mlm_model(path: str | Path) -> tuple[Any, Any, HeadReport]:
         (missing_backbone if bare in backbone else head).append(key)
     report = HeadReport(tuple(head), tuple(missing_backbone), tuple(sorted(info.get("unexpected_keys", []))))
     if report.head_is_new:
-        log.warning(
+        msg = (
             "MLM head newly initialised: %s ships no masked-LM head, so %d head tensors (%s) start at "
-            "random. Early MLM loss and the perplexity before training measure this random head, not "
-            "the encoder.",
-            path, len(head), ", ".join(head),
-        )  # fmt: skip
+            "random. Early MLM loss and the perplexity before training measure this random head, "
+            "not the encoder."
+        )
+        log.warning(msg, path, len(head), ", ".join(head))
     else:
         log.info("MLM head loaded from the checkpoint at %s.", path)
     if missing_backbone:
-        log.error(
-            "%d encoder tensors are missing from %s and were initialised at random (%s ...): "
-            "the checkpoint does not match %s.",
-            len(missing_backbone), path, ", ".join(missing_backbone[:5]), type(model).__name__,
-        )  # fmt: skip
+        msg = "%d encoder tensors are missing from %s and were initialised at random (%s ...): %s."
+        why = f"the checkpoint does not match {type(model).__name__}"
+        log.error(msg, len(missing_backbone), path, ", ".join(missing_backbone[:5]), why)
     return model, tokenizer, report
 
 
@@ -101,18 +95,14 @@ def perplexity(
     max_length: int = 128,
     whole_word_mask: bool = False,
 ) -> float:
-    """Masked-LM perplexity, exp(mean NLL of the masked tokens), over ``texts``.
-
-    The masks come from a fresh generator seeded with ``seed``, so the same texts, seed
-    and settings mask the same tokens before and after training: comparable numbers.
-    """
+    """exp(mean NLL of the masked tokens) over ``texts``; masks come from a fresh generator seeded
+    with ``seed``, so before and after training score the same tokens: comparable numbers."""
+    wwm = whole_word_mask
     tokens = tokenize_texts(
-        tokenizer, texts, max_length=max_length, whole_word_mask=whole_word_mask, what="perplexity texts"
+        tokenizer, texts, max_length=max_length, whole_word_mask=wwm, what="perplexity texts"
     )
-    batches = masked_batches(
-        tokenizer, tokens, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask,
-        seed=seed, batch_size=batch_size,
-    )  # fmt: skip
+    collate = MLMCollator(tokenizer, mlm_probability=mlm_probability, whole_word_mask=wwm, seed=seed)
+    batches = masked_batches(collate, tokens, batch_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -138,17 +128,11 @@ class BackboneCopy:
 
 
 def copy_backbone_to_encoder(mlm_model: Any, encoder: SentenceTransformer) -> BackboneCopy:
-    """Write the MLM-trained backbone (e.g. BertModel) into the encoder's transformer.
-
-    Key names must match one to one; only pooler tensors (which the masked-LM backbone
-    lacks and sentence embeddings never use) may stay behind. Anything else means the two
-    models are different architectures, and we refuse rather than copy half a model.
-    """
-    target = encoder[0].auto_model
-    source = mlm_model.base_model.state_dict()
+    """Write the MLM-trained backbone (e.g. BertModel) into the encoder's transformer. Keys must
+    match one to one except the pooler (unused by sentence embeddings): we refuse to copy half a model."""
+    target, source = encoder[0].auto_model, mlm_model.base_model.state_dict()
     result = target.load_state_dict(source, strict=False)
-    unexpected = tuple(result.unexpected_keys)
-    missing = tuple(result.missing_keys)
+    unexpected, missing = tuple(result.unexpected_keys), tuple(result.missing_keys)
     bad_missing = [k for k in missing if not k.startswith("pooler.")]
     if unexpected or bad_missing:
         raise ValueError(
@@ -177,8 +161,7 @@ class MLMModule(ResumableTraining, L.LightningModule):
         self.save_hyperparameters()
         self.model, self.tokenizer, self.head_report = load_mlm_model(model_path)
         self.model.train()  # from_pretrained returns eval mode, and Lightning keeps it: no dropout
-        self._val_nll = 0.0
-        self._val_count = 0
+        self._val_nll, self._val_count = 0.0, 0
 
     def forward(self, **batch: torch.Tensor) -> Any:
         return self.model(**batch)
@@ -206,24 +189,4 @@ class MLMModule(ResumableTraining, L.LightningModule):
         self.log(f"val/{name}/perplexity", math.exp(mean_nll), prog_bar=True, rank_zero_only=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        from transformers import get_linear_schedule_with_warmup
-
-        decay, no_decay = [], []
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            # As in BERT: no weight decay on biases and LayerNorm weights.
-            is_norm = "LayerNorm" in name or "layer_norm" in name or "layernorm" in name
-            (no_decay if name.endswith("bias") or is_norm else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.hparams["weight_decay"]},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.hparams["lr"],
-        )
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, int(self.hparams["warmup_ratio"] * total), total
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_with_warmup(self, ("LayerNorm", "layer_norm", "layernorm"))

@@ -1,20 +1,17 @@
-"""SBERT-style siamese fine-tuning as a LightningModule.
-
-Both sides of a pair go through the same encoder. Scored pairs (STS) train with a pair
-loss against the gold score, and validation logs cosine Spearman under
-``val/<dataset>/spearman_cosine``. (query, positive[, negatives]) batches train with
-MultipleNegativesRankingLoss; their validation is a retrieval evaluation run after fit.
-"""
+"""SBERT-style siamese fine-tuning: both sides of a pair go through the same encoder. Scored
+pairs (STS) train a pair loss and validate cosine Spearman (``val/<dataset>/spearman_cosine``);
+(query, positive[, negatives]) batches train MNRL and are evaluated by retrieval after fit."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 
 from embedlab.losses import RANKING_LOSSES, MatryoshkaLoss, pair_loss, ranking_loss, with_matryoshka
-from embedlab.modules.resume_hooks import ResumableTraining
+from embedlab.modules.resume_hooks import ResumableTraining, adamw_with_warmup
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -28,12 +25,8 @@ GROUP_OVERHEAD_TOKENS = 64
 
 
 def length_groups(lengths: torch.Tensor, overhead: int = GROUP_OVERHEAD_TOKENS) -> list[torch.Tensor]:
-    """Split rows into groups of similar length, minimising padded tokens + ``overhead`` per group.
-
-    ``lengths`` (B,) are token counts. Rows are sorted by length and cut into contiguous
-    runs by dynamic programming (a group of rows i..j-1 costs (j - i) * length[j-1] +
-    overhead). Returns the row indices of each group, shortest texts first.
-    """
+    """Row indices of groups of similar length (shortest first), minimising padded tokens +
+    ``overhead`` per group: sorted rows cut into runs by dynamic programming. lengths: (B,)."""
     order = torch.argsort(lengths.cpu(), stable=True)
     ls = lengths.cpu()[order].tolist()
     n = len(ls)
@@ -49,8 +42,7 @@ def length_groups(lengths: torch.Tensor, overhead: int = GROUP_OVERHEAD_TOKENS) 
     while j > 0:
         bounds.append((cut[j], j))
         j = cut[j]
-    device = lengths.device
-    return [order[i:j].to(device) for i, j in reversed(bounds)]
+    return [order[i:j].to(lengths.device) for i, j in reversed(bounds)]
 
 
 class SiameseModule(ResumableTraining, L.LightningModule):
@@ -82,20 +74,14 @@ class SiameseModule(ResumableTraining, L.LightningModule):
         self._val_gold: list[torch.Tensor] = []
 
     def embed(self, texts: list[str]) -> torch.Tensor:
-        """(B,) texts -> (B, D) sentence embeddings, with gradients when training.
-
-        On CPU the texts run in groups of similar length (:func:`length_groups`) rather than
-        as one batch padded to its longest text; every pooling mode ignores padding, so the
-        embeddings are the same up to float rounding and the loss sees them in input order.
-        """
+        """(B,) texts -> (B, D) embeddings. On CPU in groups of similar length (:func:`length_groups`),
+        not padded to the longest text: pooling ignores padding, so only float rounding differs."""
         features = self.encoder.preprocess(texts)
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         mask = features.get("attention_mask")
-        if not self._groupable(features, mask):
-            return self.encoder(features)["sentence_embedding"]
-        lengths = mask.sum(dim=1)  # (B,)
-        groups = length_groups(lengths)
-        if len(groups) == 1:
+        lengths = mask.sum(dim=1) if self._groupable(features, mask) else None  # (B,)
+        groups = length_groups(lengths) if lengths is not None else []
+        if len(groups) < 2:
             return self.encoder(features)["sentence_embedding"]
         parts = []
         for rows in groups:
@@ -155,40 +141,10 @@ class SiameseModule(ResumableTraining, L.LightningModule):
         if self.trainer.world_size > 1:  # Spearman is not a mean of shard Spearmans: gather all pairs
             cos, gold = self.all_gather(cos).flatten(), self.all_gather(gold).flatten()
         name = self.hparams["dataset_name"]
-        rho = (
-            float(spearmanr(gold.cpu().numpy(), cos.cpu().numpy()).statistic)
-            if len(gold) > 1
-            else float("nan")
-        )
+        rho = float(spearmanr(gold.cpu().numpy(), cos.cpu().numpy()).statistic) if len(gold) > 1 else math.nan
         self.log(f"val/{name}/spearman_cosine", rho, prog_bar=True, rank_zero_only=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        from transformers import get_linear_schedule_with_warmup
-
-        decay, no_decay = [], []
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            # As in SBERT: no weight decay on biases and LayerNorm weights.
-            (
-                no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay
-            ).append(param)
-
-        # fused=True: one kernel over all tensors instead of a Python loop per tensor. On
-        # CPU (torch 2.13) a MiniLM step takes 13 ms instead of 100 ms (foreach: 84 ms);
-        # the update is the same AdamW (benchmarks/NOTES.md). Where torch has no fused
-        # kernel for the parameters' device or dtype, torch's default implementation runs.
-        def groups() -> list[dict[str, Any]]:  # fresh dicts: the optimizer writes its defaults into them
-            return [
-                {"params": decay, "weight_decay": self.hparams["weight_decay"]},
-                {"params": no_decay, "weight_decay": 0.0},
-            ]
-
-        try:
-            optimizer = torch.optim.AdamW(groups(), lr=self.hparams["lr"], fused=True)
-        except RuntimeError:
-            optimizer = torch.optim.AdamW(groups(), lr=self.hparams["lr"])
-        total = int(self.trainer.estimated_stepping_batches)
-        warmup = int(self.hparams["warmup_ratio"] * total)
-        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, max(total, 1))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # fused AdamW: one kernel over all tensors; a CPU MiniLM step takes 13 ms instead of
+        # 100 ms (foreach: 84 ms) for the same update (benchmarks/NOTES.md).
+        return adamw_with_warmup(self, ("LayerNorm", "layer_norm"), fused=True)

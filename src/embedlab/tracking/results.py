@@ -1,9 +1,5 @@
-"""results.json: flat metrics plus a meta block that makes a run reproducible.
-
-Metric keys read ``split/dataset/metric`` (``@dim`` / ``@precision`` suffixes for
-variants). The file is written to a temporary name and renamed, so a crash never
-leaves a half-written results file that the report step would trust.
-"""
+"""results.json: flat ``split/dataset/metric`` metrics plus a meta block that makes a run
+reproducible, written atomically so a crash never leaves a half-written file the report trusts."""
 
 from __future__ import annotations
 
@@ -36,14 +32,15 @@ TRACKED_PACKAGES = (
 SECRET_KEY = re.compile(r"(^|[_\-.])(api_?key|token|secret|password|passwd)$", re.IGNORECASE)
 
 
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def package_versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for name in TRACKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return {"python": sys.version.split()[0], **{name: _version(name) for name in TRACKED_PACKAGES}}
 
 
 def git_state(repo_dir: str | Path) -> dict[str, Any]:

@@ -1,9 +1,6 @@
-"""W&B through Lightning's WandbLogger, safe offline.
-
-Mode ``auto`` goes online only with an API key *and* a reachable server; otherwise the
-run is written offline (sync it later with ``wandb sync``). This avoids the 90 s that
-wandb spends retrying an unreachable server. Keys never reach the config we log.
-"""
+"""W&B through Lightning's WandbLogger, safe offline: mode ``auto`` goes online only with an
+API key *and* a reachable server, else offline (``wandb sync`` later) instead of wandb's 90 s
+of retries. Keys never reach the logged config."""
 
 from __future__ import annotations
 
@@ -22,15 +19,10 @@ Mode = Literal["auto", "online", "offline", "disabled"]
 def _has_api_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    try:
-        return "api.wandb.ai" in netrc.read_text() or "wandb" in netrc.read_text()
+    try:  # `wandb login` writes the key to ~/.netrc (machine api.wandb.ai)
+        return "wandb" in Path(os.environ.get("NETRC", Path.home() / ".netrc")).read_text()
     except OSError:
         return False
-
-
-def _server_reachable(timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
-    return reachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"), timeout)
 
 
 def choose_mode(requested: Mode) -> Literal["online", "offline", "disabled"]:
@@ -46,7 +38,7 @@ def choose_mode(requested: Mode) -> Literal["online", "offline", "disabled"]:
                 "W&B: logger.mode=online but no API key (WANDB_API_KEY or `wandb login`); logging offline."
             )
         return "offline"
-    ok, reason = _server_reachable()
+    ok, reason = reachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"), PROBE_TIMEOUT_S)
     if not ok:
         log.warning("W&B: %s; logging offline instead. Sync later with `wandb sync <run dir>`.", reason)
         return "offline"
@@ -71,18 +63,9 @@ def make_wandb_logger(
     resolved = choose_mode(mode)
     log.info("W&B mode: %s (requested %s)", resolved, mode)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
-        save_dir=save_dir,
-        project=project,
-        name=name,
-        group=group,
-        job_type=job_type,
-        tags=list(tags or []),
-        entity=entity,
-        offline=resolved == "offline",
-        mode=resolved,
-        **kwargs,
-    )
+    run = {"project": project, "name": name, "group": group, "job_type": job_type, "entity": entity}
+    offline, tags = resolved == "offline", list(tags or [])
+    return WandbLogger(save_dir=save_dir, tags=tags, offline=offline, mode=resolved, **run, **kwargs)
 
 
 def finish_wandb(loggers: list, exit_code: int) -> None:

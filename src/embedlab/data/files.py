@@ -1,0 +1,111 @@
+"""Reading the data files every loader shares (JSON Lines, CSV / TSV), with errors that name
+the file and line and say how to fix them, plus the seeded subsample quick runs use."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from embedlab.errors import DataError
+
+T = TypeVar("T")
+
+
+def under_root(root: str | None, name: str) -> Path:
+    """``name`` as a path; a relative one resolves against ``root`` when there is one."""
+    path = Path(name).expanduser()
+    return Path(root).expanduser() / path if root and not path.is_absolute() else path
+
+
+def seeded_subsample(items: list[T], limit: int | None, seed: int) -> list[T]:
+    """At most ``limit`` items, drawn with ``seed``, in their original order."""
+    if limit is None or len(items) <= limit:
+        return items
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]
+
+
+def read_jsonl(
+    path: Path, fields: tuple[str, ...] = (), *, encoding: str = "utf-8"
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line (``.gz`` read transparently); every
+    object must hold ``fields``. Read as bytes, so a decoding error can name its line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                name = "UTF-8" if encoding.lower().replace("-", "") == "utf8" else encoding
+                raise DataError(
+                    f"{path}:{n} is not valid {name} (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+                    f"re-save the file as {name}."
+                ) from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{n} is not valid JSON ({exc.msg}).") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n} is a JSON {type(row).__name__}, expected an object per line.")
+            missing = [f for f in fields if f not in row]
+            if missing:
+                raise DataError(
+                    f"{path}:{n} has no {', '.join(repr(f) for f in missing)} field (has {sorted(row)})."
+                )
+            yield n, row
+
+
+def _pick(record: Any, keys: Sequence[str | int], where: str, available: object, fix: str) -> list[Any]:
+    out = []
+    for key in keys:
+        try:
+            out.append(record[key])
+        except (KeyError, IndexError, TypeError):
+            raise DataError(
+                f"{where}: column {key!r} not found. Available columns: {available}. {fix}"
+            ) from None
+    return out
+
+
+def table_rows(
+    path: Path,
+    columns: Sequence[str | int],
+    fix: str,
+    *,
+    delimiter: str | None = None,
+    has_header: bool = True,
+    encoding: str = "utf-8",
+) -> Iterator[tuple[list[Any], str]]:
+    """The values of ``columns`` in each data row of a CSV / TSV / JSONL file, with "file:line".
+
+    Columns are header names (JSON keys) or 0-based indices when the file has no header;
+    ``fix`` ends the error for a column that is not there. The delimiter defaults by
+    extension (.tsv / .tab tab, else comma).
+    """
+    if path.suffix in {".jsonl", ".json"}:
+        for n, rec in read_jsonl(path, encoding=encoding):
+            yield _pick(rec, columns, f"{path.name}:{n}", sorted(rec), fix), f"{path.name}:{n}"
+        return
+    with path.open(encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter or ("\t" if path.suffix in {".tsv", ".tab"} else ","))
+        header = next(reader, None) if has_header else None
+        if has_header and header is None:
+            raise DataError(f"{path} is empty (expected a header line).")
+        if header is not None:
+            _pick(dict.fromkeys(header), columns, str(path), header, fix)
+        for i, row in enumerate(reader, 2 if has_header else 1):
+            if not row:
+                continue
+            where = f"{path.name}:{i}"
+            if header is None:
+                yield _pick(row, columns, where, f"indices 0..{len(row) - 1}", fix), where
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{path}:{i}: {len(row)} fields but the header has {len(header)}.")
+            yield _pick(dict(zip(header, row, strict=True)), columns, where, header, fix), where
