@@ -13,8 +13,6 @@ from __future__ import annotations
 from embedlab.errors import DataError
 from embedlab.resources import gensim_test_file
 
-__all__ = ["gensim_test_file", "lee_pairs"]
-
 
 def lee_pairs() -> tuple[list[str], list[str], list[float]]:
     """The 1,225 Lee document pairs with their human similarity in [0, 1]."""
