@@ -41,9 +41,10 @@ test-slow: install  ## end-to-end runs and replication of published numbers (nee
 test-cluster: install  ## the SLURM tests (needs a running one-node SLURM, see slurm/README.md)
 	$(BIN)/python -m pytest -q -m cluster
 
-lint: install  ## ruff lint and format check
-	$(BIN)/ruff check src tests benchmarks *.py
-	$(BIN)/ruff format --check src tests benchmarks *.py
+lint: install  ## ruff lint and format check, and the layer contracts (import-linter, pyproject.toml)
+	$(BIN)/ruff check src tests benchmarks experiments *.py
+	$(BIN)/ruff format --check src tests benchmarks experiments *.py
+	$(BIN)/lint-imports
 
 format: install  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks *.py
