@@ -5,6 +5,8 @@ Float indexes use inner product on L2-normalised embeddings (cosine; :func:`buil
 otherwise). The binary index ranks by Hamming distance, then rescores ``rescore_multiplier * k``
 candidates with float vectors kept beside it (``rescore_bytes``). Memory is the length of
 ``faiss.serialize_index``: the on-disk size, close to RAM, links, centroids and codebooks included.
+A kind is one registered entry (:func:`register_index` on its builder, with its spec class) plus
+``configs/index/<kind>.yaml``; the tag, the config mapping and every metric key follow from it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -28,15 +31,26 @@ log = logging.getLogger(__name__)
 MIN_POINTS_PER_CENTROID = 39
 
 
+class IndexSpec:
+    """Base of each kind's frozen spec dataclass: every field has a default, the last is ``kind``
+    (the yaml's ``kind:``). ``tag`` is the kind's metric-key suffix (``ndcg@10@hnsw``)."""
+
+    kind: str
+
+    @property
+    def tag(self) -> str:
+        return self.kind
+
+
 @dataclass(frozen=True)
-class FlatSpec:
+class FlatSpec(IndexSpec):
     """Exact inner-product search (IndexFlatIP): the reference every other index is judged by."""
 
     kind: Literal["flat"] = "flat"
 
 
 @dataclass(frozen=True)
-class HNSWSpec:
+class HNSWSpec(IndexSpec):
     """Graph index (IndexHNSWFlat): no training, fast queries, stores float vectors plus links."""
 
     m: int = 32  # neighbours per node: recall and memory grow with it
@@ -46,7 +60,7 @@ class HNSWSpec:
 
 
 @dataclass(frozen=True)
-class IVFFlatSpec:
+class IVFFlatSpec(IndexSpec):
     """Inverted file with float vectors: k-means cells, search the ``nprobe`` nearest cells."""
 
     nlist: int = 1024  # cells; clamped to n_docs // 39 for small corpora
@@ -55,7 +69,7 @@ class IVFFlatSpec:
 
 
 @dataclass(frozen=True)
-class IVFPQSpec:
+class IVFPQSpec(IndexSpec):
     """Inverted file with product-quantized residuals: m sub-vectors of nbits each per doc."""
 
     nlist: int = 1024
@@ -67,37 +81,25 @@ class IVFPQSpec:
     rescore_multiplier: int = 0
     kind: Literal["ivf_pq"] = "ivf_pq"
 
+    @property
+    def tag(self) -> str:
+        """Re-ranked IVF-PQ's numbers differ from plain IVF-PQ's: its own cell (binary always rescores)."""
+        return f"ivf_pq+rescore{self.rescore_multiplier}" if self.rescore_multiplier > 0 else "ivf_pq"
+
 
 @dataclass(frozen=True)
-class SQ8Spec:
+class SQ8Spec(IndexSpec):
     """8-bit scalar quantizer (IndexScalarQuantizer QT_8bit): 1 byte per dimension, trained ranges."""
 
     kind: Literal["sq8"] = "sq8"
 
 
 @dataclass(frozen=True)
-class BinarySpec:
+class BinarySpec(IndexSpec):
     """Sign bits in IndexBinaryFlat (Hamming), then float rescoring of the best candidates."""
 
     rescore_multiplier: int = 4  # rescore k * this candidates; 0 = Hamming ranking only
     kind: Literal["binary"] = "binary"
-
-
-IndexSpec = FlatSpec | HNSWSpec | IVFFlatSpec | IVFPQSpec | SQ8Spec | BinarySpec
-SPEC_CLASSES: dict[str, type] = {
-    c().kind: c for c in (FlatSpec, HNSWSpec, IVFFlatSpec, IVFPQSpec, SQ8Spec, BinarySpec)
-}
-
-
-def index_spec(kind: str, **params: Any) -> IndexSpec:
-    """Build a spec from a kind name and its parameters (e.g. a Hydra ``index`` node)."""
-    cls = SPEC_CLASSES.get(kind)
-    if cls is None:
-        raise ConfigError(f"Unknown index kind {kind!r}. Known: {sorted(SPEC_CLASSES)}.")
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise ConfigError(f"Bad parameters for index kind {kind!r}: {exc}") from None
 
 
 @dataclass
@@ -123,6 +125,53 @@ def _is_refine(index: Any) -> bool:
     import faiss
 
     return isinstance(index, faiss.IndexRefine)
+
+
+Builder = Callable[[Any, np.ndarray], BuiltIndex]
+Searcher = Callable[[BuiltIndex, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class IndexKind:
+    """One registered kind: its spec class, how to build it from unit-norm docs (N, d) float32, and
+    how to search it when the faiss index's own ``search`` (scores: higher is better) will not do."""
+
+    spec: type[IndexSpec]
+    build: Builder
+    search: Searcher | None = None
+
+
+INDEX_KINDS: dict[str, IndexKind] = {}
+
+
+def register_index(spec: type[IndexSpec], search: Searcher | None = None) -> Callable[[Builder], Builder]:
+    """Decorator: the decorated builder makes ``spec().kind``; with ``configs/index/<kind>.yaml``, that is
+    a whole new kind (config mapping, tag, benchmark and metric keys come from here)."""
+
+    def add(build: Builder) -> Builder:
+        INDEX_KINDS[spec().kind] = IndexKind(spec, build, search)
+        return build
+
+    return add
+
+
+def index_spec(kind: str, **params: Any) -> IndexSpec:
+    """Build a spec from a kind name and its parameters (e.g. a Hydra ``index`` node)."""
+    entry = INDEX_KINDS.get(kind)
+    if entry is None:
+        raise ConfigError(f"Unknown index kind {kind!r}. Known: {sorted(INDEX_KINDS)}.")
+    try:
+        return entry.spec(**params)
+    except TypeError as exc:
+        raise ConfigError(f"Bad parameters for index kind {kind!r}: {exc}") from None
+
+
+def filled(spec: IndexSpec, index: Any, x: np.ndarray, params: dict[str, int] | None = None) -> BuiltIndex:
+    """``index`` trained (if it needs it) on and filled with ``x`` (N, d): what a float builder returns."""
+    if not index.is_trained:
+        index.train(x)
+    index.add(x)
+    return BuiltIndex(spec, index, *x.shape, params or {})
 
 
 @dataclass(frozen=True)
@@ -151,8 +200,37 @@ class IndexBenchmark:
         return asdict(self)
 
 
-def _ivf(spec: IVFFlatSpec | IVFPQSpec, x: np.ndarray) -> tuple[Any, dict[str, int]]:
-    """A trained IVF index (nlist clamped to the corpus, nbits to what can be trained) and its params."""
+@register_index(FlatSpec)
+def _flat(spec: FlatSpec, x: np.ndarray) -> BuiltIndex:
+    import faiss
+
+    return filled(spec, faiss.IndexFlatIP(x.shape[1]), x)
+
+
+@register_index(HNSWSpec)
+def _hnsw(spec: HNSWSpec, x: np.ndarray) -> BuiltIndex:
+    import faiss
+
+    index = faiss.IndexHNSWFlat(x.shape[1], spec.m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = spec.ef_construction
+    index.hnsw.efSearch = spec.ef_search
+    return filled(
+        spec, index, x, {"m": spec.m, "ef_construction": spec.ef_construction, "ef_search": spec.ef_search}
+    )
+
+
+@register_index(SQ8Spec)
+def _sq8(spec: SQ8Spec, x: np.ndarray) -> BuiltIndex:
+    import faiss
+
+    qt = faiss.ScalarQuantizer.QT_8bit
+    return filled(spec, faiss.IndexScalarQuantizer(x.shape[1], qt, faiss.METRIC_INNER_PRODUCT), x)
+
+
+@register_index(IVFFlatSpec)
+@register_index(IVFPQSpec)
+def _ivf(spec: IVFFlatSpec | IVFPQSpec, x: np.ndarray) -> BuiltIndex:
+    """An IVF index, nlist clamped to the corpus and nbits to what can be trained."""
     import faiss
 
     n, d = x.shape
@@ -189,16 +267,35 @@ def _ivf(spec: IVFFlatSpec | IVFPQSpec, x: np.ndarray) -> tuple[Any, dict[str, i
         index.k_factor = float(spec.rescore_multiplier)
         params["rescore_multiplier"] = spec.rescore_multiplier
     faiss.extract_index_ivf(index).nprobe = params["nprobe"]
-    return index, params
+    return filled(spec, index, x, params)
+
+
+def _binary_search(built: BuiltIndex, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hamming top ``k * rescore_multiplier``, then exact inner product on the kept float vectors.
+    Unrescored scores are ``n_bits - 2 * hamming`` (the dot product of the +-1 sign vectors)."""
+    n_cand = min(built.n_docs, k * max(1, built.spec.rescore_multiplier))  # type: ignore[attr-defined]
+    ham, ids = built.index.search(quantize(q, "ubinary"), n_cand)  # (Q, c) int32 distances, int64 ids
+    scores = (built.index.d - 2 * ham).astype(np.float32)
+    if built.rescore_vectors is not None:
+        vecs = built.rescore_vectors
+        scores, ids = rescore_candidates(q, ids, lambda i: vecs[i], k)
+    return pad_topk(scores, ids, k)
+
+
+@register_index(BinarySpec, search=_binary_search)
+def _binary(spec: BinarySpec, x: np.ndarray) -> BuiltIndex:
+    import faiss
+
+    index = faiss.IndexBinaryFlat(math.ceil(x.shape[1] / 8) * 8)  # padding bits are 0 in docs and queries
+    index.add(quantize(x, "ubinary"))
+    rescore = x if spec.rescore_multiplier > 0 else None
+    return BuiltIndex(spec, index, *x.shape, {"rescore_multiplier": spec.rescore_multiplier}, rescore)
 
 
 def build_index(spec: IndexSpec, doc_emb: Any) -> BuiltIndex:
     """Train (if needed) and fill the index described by ``spec`` with ``doc_emb`` (N, d)."""
-    import faiss
-
     x = as_f32(doc_emb, "doc embeddings")
-    n, d = x.shape
-    if n == 0:
+    if len(x) == 0:
         raise DataError("Empty corpus: cannot build an index without documents.")
     norms = np.linalg.norm(x[:1000], axis=1)
     if not np.allclose(norms, 1.0, atol=1e-3):
@@ -207,50 +304,26 @@ def build_index(spec: IndexSpec, doc_emb: Any) -> BuiltIndex:
             float(norms.min()),
             float(norms.max()),
         )
-    params: dict[str, int] = {}
-    if isinstance(spec, BinarySpec):
-        index = faiss.IndexBinaryFlat(math.ceil(d / 8) * 8)  # padding bits are 0 in docs and queries
-        index.add(quantize(x, "ubinary"))
-        rescore = x if spec.rescore_multiplier > 0 else None
-        return BuiltIndex(spec, index, n, d, {"rescore_multiplier": spec.rescore_multiplier}, rescore)
-    if isinstance(spec, FlatSpec):
-        index = faiss.IndexFlatIP(d)
-    elif isinstance(spec, HNSWSpec):
-        index = faiss.IndexHNSWFlat(d, spec.m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = spec.ef_construction
-        index.hnsw.efSearch = spec.ef_search
-        params = {"m": spec.m, "ef_construction": spec.ef_construction, "ef_search": spec.ef_search}
-    elif isinstance(spec, IVFFlatSpec | IVFPQSpec):
-        index, params = _ivf(spec, x)
-    elif isinstance(spec, SQ8Spec):
-        index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        index.train(x)
-    else:
-        raise ConfigError(f"Unknown index spec {spec!r}")
-    index.add(x)
-    return BuiltIndex(spec, index, n, d, params)
+    entry = INDEX_KINDS.get(spec.kind)
+    if entry is None or not isinstance(spec, entry.spec):
+        raise ConfigError(f"Unknown index spec {spec!r}. Known kinds: {sorted(INDEX_KINDS)}.")
+    return entry.build(spec, x)
 
 
 def search(index: BuiltIndex | Any, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, ids), both (Q, k), best first, -1 padded, from a BuiltIndex or bare float
-    faiss index. Scores are inner products; unrescored binary gives ``n_bits - 2 * hamming``
-    (the dot product of the +-1 sign vectors)."""
+    """Top-k (scores, ids), both (Q, k), best first, -1 padded, from a BuiltIndex (through its kind's
+    searcher, if it registered one) or a bare float faiss index. Scores are inner products."""
     q = as_f32(queries, "queries")
     if not isinstance(index, BuiltIndex):
         scores, ids = index.search(q, k)
         return scores, ids.astype(np.int64, copy=False)
     if index.dim != q.shape[1]:
         raise ValueError(f"Query dimension {q.shape[1]} != index dimension {index.dim}")
-    if not isinstance(index.spec, BinarySpec):
-        scores, ids = index.index.search(q, k)
-        return scores, ids.astype(np.int64, copy=False)
-    n_cand = min(index.n_docs, k * max(1, index.spec.rescore_multiplier))
-    ham, ids = index.index.search(quantize(q, "ubinary"), n_cand)  # (Q, c) int32 distances, int64 ids
-    scores = (index.index.d - 2 * ham).astype(np.float32)
-    if index.rescore_vectors is not None:
-        vecs = index.rescore_vectors
-        scores, ids = rescore_candidates(q, ids, lambda i: vecs[i], k)
-    return pad_topk(scores, ids, k)
+    custom = INDEX_KINDS[index.spec.kind].search
+    if custom is not None:
+        return custom(index, q, k)
+    scores, ids = index.index.search(q, k)
+    return scores, ids.astype(np.int64, copy=False)
 
 
 def exact_search(doc_emb: Any, query_emb: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
