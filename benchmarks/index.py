@@ -53,10 +53,9 @@ from embedlab.eval.index import (
     IVFFlatSpec,
     IVFPQSpec,
     build_index,
-    index_bytes,
-    recall_vs_exact,
     search,
 )
+from embedlab.eval.index_benchmark import index_bytes, recall_vs_exact
 from embedlab.eval.retrieval import topk_dot
 
 K = 10

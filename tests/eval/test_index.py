@@ -26,14 +26,13 @@ from embedlab.eval.index import (
     IVFFlatSpec,
     IVFPQSpec,
     SQ8Spec,
-    benchmark_index,
     build_index,
-    exact_search,
     filled,
     index_spec,
     register_index,
     search,
 )
+from embedlab.eval.index_benchmark import benchmark_index, exact_search
 from embedlab.eval.retrieval import retrieval_metrics_from_embeddings, retrieval_metrics_from_ranked
 
 DIM = 64

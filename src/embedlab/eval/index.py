@@ -1,21 +1,17 @@
-"""FAISS indexes behind one factory (a frozen spec per kind, as the Hydra ``index/`` group), and a
-benchmark of their speed, size and recall against exact search.
+"""FAISS indexes, one registered kind each: a frozen spec (as the Hydra ``index/`` group) and its builder.
+A new kind is one :func:`register_index` entry plus ``configs/index/<kind>.yaml``: the config mapping,
+the tag, the benchmark (``eval/index_benchmark.py``) and the metric keys follow.
 
-Float indexes use inner product on L2-normalised embeddings (cosine; :func:`build_index` warns
-otherwise). The binary index ranks by Hamming distance, then rescores ``rescore_multiplier * k``
-candidates with float vectors kept beside it (``rescore_bytes``). Memory is the length of
-``faiss.serialize_index``: the on-disk size, close to RAM, links, centroids and codebooks included.
-A kind is one registered entry (:func:`register_index` on its builder, with its spec class) plus
-``configs/index/<kind>.yaml``; the tag, the config mapping and every metric key follow from it.
+Float indexes use inner product on unit-norm embeddings (cosine). Binary ranks by Hamming distance,
+then rescores candidates with float vectors kept beside it. Memory is ``faiss.serialize_index``'s length.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +19,7 @@ import numpy as np
 from embedlab.errors import ConfigError, DataError
 from embedlab.eval.arrays import as_f32
 from embedlab.eval.precision import quantize
-from embedlab.eval.topk import pad_topk, rescore_candidates, topk_dot
+from embedlab.eval.topk import pad_topk, rescore_candidates
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +141,7 @@ INDEX_KINDS: dict[str, IndexKind] = {}
 
 
 def register_index(spec: type[IndexSpec], search: Searcher | None = None) -> Callable[[Builder], Builder]:
-    """Decorator: the decorated builder makes ``spec().kind``; with ``configs/index/<kind>.yaml``, that is
-    a whole new kind (config mapping, tag, benchmark and metric keys come from here)."""
+    """Decorator making the builder below it the one way to build ``spec().kind``."""
 
     def add(build: Builder) -> Builder:
         INDEX_KINDS[spec().kind] = IndexKind(spec, build, search)
@@ -174,32 +169,6 @@ def filled(spec: IndexSpec, index: Any, x: np.ndarray, params: dict[str, int] | 
     return BuiltIndex(spec, index, *x.shape, params or {})
 
 
-@dataclass(frozen=True)
-class IndexBenchmark:
-    """Build time, size, latency, throughput and recall against exact search of one index."""
-
-    kind: str
-    params: dict[str, int]
-    n_docs: int
-    dim: int
-    k: int
-    build_s: float  # training plus adding
-    index_bytes: int  # len(faiss.serialize_index(...))
-    bytes_per_vector: float  # index_bytes / n_docs
-    rescore_bytes: int  # float vectors kept for rescoring (binary; IVF-PQ with rescoring), else 0
-    total_bytes: int  # index_bytes + rescore_bytes
-    latency_ms_p50: float  # single query, faiss.omp_set_num_threads(1): a serving process
-    latency_ms_p95: float
-    latency_ms_p99: float
-    n_latency_queries: int
-    qps_batched: float  # all queries in one search call, with batch_threads threads
-    batch_threads: int
-    recall_at_k: float  # mean |approx top-k ∩ exact top-k| / k
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 @register_index(FlatSpec)
 def _flat(spec: FlatSpec, x: np.ndarray) -> BuiltIndex:
     import faiss
@@ -214,9 +183,8 @@ def _hnsw(spec: HNSWSpec, x: np.ndarray) -> BuiltIndex:
     index = faiss.IndexHNSWFlat(x.shape[1], spec.m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = spec.ef_construction
     index.hnsw.efSearch = spec.ef_search
-    return filled(
-        spec, index, x, {"m": spec.m, "ef_construction": spec.ef_construction, "ef_search": spec.ef_search}
-    )
+    params = {"m": spec.m, "ef_construction": spec.ef_construction, "ef_search": spec.ef_search}
+    return filled(spec, index, x, params)
 
 
 @register_index(SQ8Spec)
@@ -236,13 +204,8 @@ def _ivf(spec: IVFFlatSpec | IVFPQSpec, x: np.ndarray) -> BuiltIndex:
     n, d = x.shape
     nlist = max(1, min(spec.nlist, n // MIN_POINTS_PER_CENTROID))
     if nlist != spec.nlist:
-        log.warning(
-            "nlist=%d is too many cells for %d documents (k-means wants >= %d points per cell); using nlist=%d",
-            spec.nlist,
-            n,
-            MIN_POINTS_PER_CENTROID,
-            nlist,
-        )
+        msg = "nlist=%d is too many cells for %d documents (k-means wants >= %d per cell); using nlist=%d"
+        log.warning(msg, spec.nlist, n, MIN_POINTS_PER_CENTROID, nlist)
     params = {"nlist": nlist, "nprobe": min(spec.nprobe, nlist)}
     if isinstance(spec, IVFFlatSpec):
         index = faiss.index_factory(d, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
@@ -299,11 +262,8 @@ def build_index(spec: IndexSpec, doc_emb: Any) -> BuiltIndex:
         raise DataError("Empty corpus: cannot build an index without documents.")
     norms = np.linalg.norm(x[:1000], axis=1)
     if not np.allclose(norms, 1.0, atol=1e-3):
-        log.warning(
-            "Document embeddings are not unit-norm (norms %.3f..%.3f): inner product is then not cosine similarity",
-            float(norms.min()),
-            float(norms.max()),
-        )
+        msg = "Document embeddings are not unit-norm (norms %.3f..%.3f): inner product is then not cosine similarity"
+        log.warning(msg, norms.min(), norms.max())
     entry = INDEX_KINDS.get(spec.kind)
     if entry is None or not isinstance(spec, entry.spec):
         raise ConfigError(f"Unknown index spec {spec!r}. Known kinds: {sorted(INDEX_KINDS)}.")
@@ -314,116 +274,12 @@ def search(index: BuiltIndex | Any, queries: Any, k: int) -> tuple[np.ndarray, n
     """Top-k (scores, ids), both (Q, k), best first, -1 padded, from a BuiltIndex (through its kind's
     searcher, if it registered one) or a bare float faiss index. Scores are inner products."""
     q = as_f32(queries, "queries")
-    if not isinstance(index, BuiltIndex):
-        scores, ids = index.search(q, k)
-        return scores, ids.astype(np.int64, copy=False)
-    if index.dim != q.shape[1]:
-        raise ValueError(f"Query dimension {q.shape[1]} != index dimension {index.dim}")
-    custom = INDEX_KINDS[index.spec.kind].search
-    if custom is not None:
-        return custom(index, q, k)
-    scores, ids = index.index.search(q, k)
+    if isinstance(index, BuiltIndex):
+        if index.dim != q.shape[1]:
+            raise ValueError(f"Query dimension {q.shape[1]} != index dimension {index.dim}")
+        custom = INDEX_KINDS[index.spec.kind].search
+        if custom is not None:
+            return custom(index, q, k)
+        index = index.index
+    scores, ids = index.search(q, k)
     return scores, ids.astype(np.int64, copy=False)
-
-
-def exact_search(doc_emb: Any, query_emb: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by inner product in numpy (ties to the lowest doc index); the ground truth."""
-    return topk_dot(as_f32(query_emb, "queries"), as_f32(doc_emb, "doc embeddings"), k)
-
-
-def index_bytes(index: BuiltIndex | Any) -> int:
-    """Serialized size of the faiss index (without rescoring vectors: ``BuiltIndex.rescore_bytes``)."""
-    import faiss
-
-    inner = index.index if isinstance(index, BuiltIndex) else index
-    if _is_refine(inner):  # the codes only: the float copy counts as rescoring vectors
-        inner = inner.base_index
-    binary = isinstance(inner, faiss.IndexBinary)
-    return len(faiss.serialize_index_binary(inner) if binary else faiss.serialize_index(inner))
-
-
-def recall_vs_exact(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
-    """Mean over queries of the fraction of exact top-k ids that the approximate top-k holds."""
-    if approx_ids.shape[0] != exact_ids.shape[0]:
-        raise ValueError("approx and exact results must have one row per query each")
-    fractions = [
-        len(set(a[a >= 0].tolist()) & set(e[e >= 0].tolist())) / (e >= 0).sum()
-        for a, e in zip(approx_ids, exact_ids, strict=True)
-        if (e >= 0).any()
-    ]
-    return float(np.mean(fractions)) if fractions else float("nan")
-
-
-def benchmark_index(
-    spec: IndexSpec,
-    doc_emb: Any,
-    query_emb: Any,
-    k: int = 10,
-    *,
-    n_latency_queries: int = 200,
-    warmup: int = 5,
-    min_batch_seconds: float = 0.2,
-    exact_ids: np.ndarray | None = None,
-) -> IndexBenchmark:
-    """Build ``spec`` on ``doc_emb`` and measure it with ``query_emb`` (see :class:`IndexBenchmark`).
-
-    Latency: one query per call, faiss on 1 thread (restored after), the first ``n_latency_queries``
-    after ``warmup`` calls. Batched qps: all queries per call, repeated for ``min_batch_seconds``.
-    Recall: against exact top-k (``exact_ids``, else computed here).
-    """
-    import faiss
-
-    docs = as_f32(doc_emb, "doc embeddings")
-    queries = as_f32(query_emb, "queries")
-    if len(queries) == 0:
-        raise ValueError("benchmark_index needs at least one query")
-    if isinstance(spec, BinarySpec):
-        quantize(docs[:1], "ubinary")  # import sentence-transformers now, not inside the timed build
-    t0 = time.perf_counter()
-    built = build_index(spec, docs)
-    build_s = time.perf_counter() - t0
-
-    threads = faiss.omp_get_max_threads()
-    lat_q = queries[: max(1, min(n_latency_queries, len(queries)))]
-    times = []
-    faiss.omp_set_num_threads(1)
-    try:
-        for i in range(min(warmup, len(lat_q))):
-            search(built, lat_q[i : i + 1], k)
-        for i in range(len(lat_q)):
-            t = time.perf_counter()
-            search(built, lat_q[i : i + 1], k)
-            times.append(time.perf_counter() - t)
-    finally:
-        faiss.omp_set_num_threads(threads)
-    p50, p95, p99 = (float(v) * 1e3 for v in np.percentile(times, [50, 95, 99]))
-
-    n_done, t_start = 0, time.perf_counter()
-    while True:
-        _, ids = search(built, queries, k)
-        n_done += len(queries)
-        elapsed = time.perf_counter() - t_start
-        if elapsed >= min_batch_seconds:
-            break
-    if exact_ids is None:
-        _, exact_ids = exact_search(docs, queries, k)
-    ib, rb = index_bytes(built), built.rescore_bytes
-    return IndexBenchmark(
-        kind=spec.kind,
-        params=dict(built.params),
-        n_docs=built.n_docs,
-        dim=built.dim,
-        k=k,
-        build_s=build_s,
-        index_bytes=ib,
-        bytes_per_vector=ib / built.n_docs,
-        rescore_bytes=rb,
-        total_bytes=ib + rb,
-        latency_ms_p50=p50,
-        latency_ms_p95=p95,
-        latency_ms_p99=p99,
-        n_latency_queries=len(times),
-        qps_batched=n_done / elapsed,
-        batch_threads=threads,
-        recall_at_k=recall_vs_exact(ids, exact_ids),
-    )

@@ -18,7 +18,8 @@ import numpy as np
 
 from embedlab.errors import ConfigError
 from embedlab.eval.arrays import unit_rows
-from embedlab.eval.index import IndexSpec, benchmark_index, build_index, search
+from embedlab.eval.index import IndexSpec, build_index, search
+from embedlab.eval.index_benchmark import benchmark_index
 from embedlab.eval.pca import fitted_pca, pca_key
 from embedlab.eval.precision import evaluate_precision
 from embedlab.eval.retrieval import (
