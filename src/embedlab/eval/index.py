@@ -3,7 +3,7 @@ A new kind is one :func:`register_index` entry plus ``configs/index/<kind>.yaml`
 the tag, the benchmark (``eval/index_benchmark.py``) and the metric keys follow.
 
 Float indexes use inner product on unit-norm embeddings (cosine). Binary ranks by Hamming distance,
-then rescores candidates with float vectors kept beside it. Memory is ``faiss.serialize_index``'s length.
+then rescores candidates with float vectors kept beside it (``BuiltIndex.rescore_bytes``).
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def build_index(spec: IndexSpec, doc_emb: Any) -> BuiltIndex:
         raise DataError("Empty corpus: cannot build an index without documents.")
     norms = np.linalg.norm(x[:1000], axis=1)
     if not np.allclose(norms, 1.0, atol=1e-3):
-        msg = "Document embeddings are not unit-norm (norms %.3f..%.3f): inner product is then not cosine similarity"
+        msg = "Document embeddings are not unit-norm (norms %.3f..%.3f): inner product is not cosine"
         log.warning(msg, norms.min(), norms.max())
     entry = INDEX_KINDS.get(spec.kind)
     if entry is None or not isinstance(spec, entry.spec):

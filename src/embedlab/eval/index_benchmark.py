@@ -1,5 +1,6 @@
 """How fast, big and accurate an index of ``eval/index.py`` is: build time, serialized size, single-query
 latency percentiles, batched throughput and recall against exact search, for any registered kind.
+Size is ``len(faiss.serialize_index)``: on-disk size, close to RAM, links, centroids and codebooks included.
 """
 
 from __future__ import annotations
