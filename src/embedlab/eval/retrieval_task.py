@@ -1,7 +1,7 @@
 """One retrieval evaluation: encode (or read from the cache) once, then score exact search, reduced
 dimensions, an embedding precision and a FAISS index from the same embeddings.
 
-Metric keys (run.py prefixes ``split/dataset/``) carry the cell tags of ``eval/variants.py``:
+Metric keys (the task prefixes ``split/dataset/``) carry the cell tags of ``eval/variants.py``:
 ``ndcg@10``, ``ndcg@10@128``, ``ndcg@10@pca128`` (PCA fitted on the corpus, never the queries),
 ``ndcg@10@int8``, ``ndcg@10@hnsw``, ``index_latency_p50_ms@hnsw``...; ``answer_hit@5`` (a retrieved
 paragraph contains a gold answer) for sets with answers.
