@@ -45,19 +45,17 @@ from typing import Any
 import numpy as np
 
 from embedlab.eval.index import (
+    INDEX_KINDS,
     BinarySpec,
     BuiltIndex,
-    FlatSpec,
     HNSWSpec,
     IndexSpec,
     IVFFlatSpec,
     IVFPQSpec,
-    SQ8Spec,
     build_index,
-    index_bytes,
-    recall_vs_exact,
     search,
 )
+from embedlab.eval.index_benchmark import index_bytes, recall_vs_exact
 from embedlab.eval.retrieval import topk_dot
 
 K = 10
@@ -300,9 +298,7 @@ def specs(kinds: list[str], pq_ms: list[int]) -> list[tuple[str, IndexSpec]]:
             out += [(f"ivf_pq m={m} +rescore{r}", IVFPQSpec(m=m, rescore_multiplier=r)) for m in pq_ms
                     for r in PQ_RESCORE]  # fmt: skip
         else:
-            spec = {"flat": FlatSpec(), "hnsw": HNSWSpec(), "ivf_flat": IVFFlatSpec(), "sq8": SQ8Spec(),
-                    "binary": BinarySpec()}[kind]  # fmt: skip
-            out.append(("exact (flat)" if kind == "flat" else kind, spec))
+            out.append(("exact (flat)" if kind == "flat" else kind, INDEX_KINDS[kind].spec()))
     return out
 
 
@@ -422,7 +418,7 @@ def main() -> None:
         "--kinds",
         nargs="+",
         default=["flat", "hnsw", "ivf_flat", "ivf_pq", "sq8", "binary"],
-        choices=["flat", "hnsw", "ivf_flat", "ivf_pq", "sq8", "binary"],
+        choices=sorted(INDEX_KINDS),
     )
     parser.add_argument(
         "--pq-m", type=int, nargs="+", default=[16, 96], help="IVF-PQ sub-quantizers (16: the default)"

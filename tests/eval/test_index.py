@@ -10,6 +10,8 @@ deterministic across thread counts, hence its wider margin.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -17,17 +19,20 @@ import pytest
 from embedlab.errors import ConfigError, DataError
 from embedlab.eval.index import (
     BinarySpec,
+    BuiltIndex,
     FlatSpec,
     HNSWSpec,
+    IndexSpec,
     IVFFlatSpec,
     IVFPQSpec,
     SQ8Spec,
-    benchmark_index,
     build_index,
-    exact_search,
+    filled,
     index_spec,
+    register_index,
     search,
 )
+from embedlab.eval.index_benchmark import benchmark_index, exact_search
 from embedlab.eval.retrieval import retrieval_metrics_from_embeddings, retrieval_metrics_from_ranked
 
 DIM = 64
@@ -233,3 +238,61 @@ def test_index_tag_names_reranked_ivf_pq_apart() -> None:
     assert index_tag("ivf_pq", {"rescore_multiplier": 32}) == "ivf_pq+rescore32"
     assert index_tag("binary", {"rescore_multiplier": 4}) == "binary"  # binary always rescores
     assert index_tag("hnsw") == "hnsw"
+
+
+@dataclass(frozen=True)
+class _PQSpec(IndexSpec):
+    """A toy kind: product quantization without IVF (faiss IndexPQ), its tag naming its code size."""
+
+    m: int = 8
+    nbits: int = 4
+    kind: Literal["pq"] = "pq"
+
+    @property
+    def tag(self) -> str:
+        return f"pq{self.m}x{self.nbits}"
+
+
+def test_a_new_index_kind_is_one_registered_builder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind is its spec class plus a registered builder (and, for configs, configs/index/<kind>.yaml):
+    the config mapping, build, search, the tag and the retrieval metric keys all follow from it."""
+    import faiss
+
+    from embedlab.data.retrieval import RetrievalSet
+    from embedlab.eval import index as index_module
+    from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
+    from embedlab.eval.variants import index_tag
+
+    monkeypatch.setattr(index_module, "INDEX_KINDS", dict(index_module.INDEX_KINDS))  # this test only
+
+    @register_index(_PQSpec)
+    def _pq(spec: _PQSpec, x: np.ndarray) -> BuiltIndex:
+        return filled(spec, faiss.IndexPQ(x.shape[1], spec.m, spec.nbits, faiss.METRIC_INNER_PRODUCT), x)
+
+    spec = index_spec("pq", m=8)  # what config/specs.py does with an `index: {kind: pq, params: {m: 8}}` node
+    assert spec == _PQSpec() and index_tag("pq", {"m": 8, "nbits": 4}) == "pq8x4"
+
+    rng = np.random.default_rng(5)
+    docs = _unit(rng, 700)
+    near = docs[:60] + 0.3 * rng.standard_normal((60, DIM)).astype(np.float32) / np.sqrt(DIM)
+    vectors = {f"doc {i}": v for i, v in enumerate(docs)} | {f"query {i}": v for i, v in enumerate(near)}
+
+    class _Encoder:  # the evaluation only asks an Encoder for (cached) embeddings
+        def encode_cached(self, texts: list[str], *, what: str = "texts") -> tuple[np.ndarray, None]:
+            return np.stack([vectors[t] for t in texts]), None
+
+    data = RetrievalSet(
+        name="toy",
+        corpus={f"d{i}": f"doc {i}" for i in range(len(docs))},
+        queries={f"q{i}": f"query {i}" for i in range(len(near))},
+        qrels={f"q{i}": {f"d{i}": 1} for i in range(len(near))},
+        answers=None,
+        revision="toy",
+    )
+    settings = RetrievalEvalSettings(ks=(1, 10), index=spec, n_latency_queries=5)
+    result = evaluate_retrieval(_Encoder(), data, settings)  # type: ignore[arg-type]
+    assert [c.tag for c in result.cells] == ["", "@pq8x4"]
+    m = result.metrics
+    assert {"ndcg@10@pq8x4", "index_recall@10@pq8x4", "index_total_mb@pq8x4"} <= m.keys()
+    assert m["ndcg@10"] > 0.95 and 0.2 < m["ndcg@10@pq8x4"] <= m["ndcg@10"]
+    assert result.details["index@pq8x4"]["kind"] == "pq"

@@ -1,18 +1,17 @@
-"""FAISS indexes behind one factory (a frozen spec per kind, as the Hydra ``index/`` group), and a
-benchmark of their speed, size and recall against exact search.
+"""FAISS indexes, one registered kind each: a frozen spec (as the Hydra ``index/`` group) and its builder.
+A new kind is one :func:`register_index` entry plus ``configs/index/<kind>.yaml``: the config mapping,
+the tag, the benchmark (``eval/index_benchmark.py``) and the metric keys follow.
 
-Float indexes use inner product on L2-normalised embeddings (cosine; :func:`build_index` warns
-otherwise). The binary index ranks by Hamming distance, then rescores ``rescore_multiplier * k``
-candidates with float vectors kept beside it (``rescore_bytes``). Memory is the length of
-``faiss.serialize_index``: the on-disk size, close to RAM, links, centroids and codebooks included.
+Float indexes use inner product on unit-norm embeddings (cosine). Binary ranks by Hamming distance,
+then rescores candidates with float vectors kept beside it (``BuiltIndex.rescore_bytes``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from embedlab.errors import ConfigError, DataError
 from embedlab.eval.arrays import as_f32
 from embedlab.eval.precision import quantize
-from embedlab.eval.topk import pad_topk, rescore_candidates, topk_dot
+from embedlab.eval.topk import pad_topk, rescore_candidates
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +27,26 @@ log = logging.getLogger(__name__)
 MIN_POINTS_PER_CENTROID = 39
 
 
+class IndexSpec:
+    """Base of each kind's frozen spec dataclass: every field has a default, the last is ``kind``
+    (the yaml's ``kind:``). ``tag`` is the kind's metric-key suffix (``ndcg@10@hnsw``)."""
+
+    kind: str
+
+    @property
+    def tag(self) -> str:
+        return self.kind
+
+
 @dataclass(frozen=True)
-class FlatSpec:
+class FlatSpec(IndexSpec):
     """Exact inner-product search (IndexFlatIP): the reference every other index is judged by."""
 
     kind: Literal["flat"] = "flat"
 
 
 @dataclass(frozen=True)
-class HNSWSpec:
+class HNSWSpec(IndexSpec):
     """Graph index (IndexHNSWFlat): no training, fast queries, stores float vectors plus links."""
 
     m: int = 32  # neighbours per node: recall and memory grow with it
@@ -46,7 +56,7 @@ class HNSWSpec:
 
 
 @dataclass(frozen=True)
-class IVFFlatSpec:
+class IVFFlatSpec(IndexSpec):
     """Inverted file with float vectors: k-means cells, search the ``nprobe`` nearest cells."""
 
     nlist: int = 1024  # cells; clamped to n_docs // 39 for small corpora
@@ -55,7 +65,7 @@ class IVFFlatSpec:
 
 
 @dataclass(frozen=True)
-class IVFPQSpec:
+class IVFPQSpec(IndexSpec):
     """Inverted file with product-quantized residuals: m sub-vectors of nbits each per doc."""
 
     nlist: int = 1024
@@ -67,37 +77,25 @@ class IVFPQSpec:
     rescore_multiplier: int = 0
     kind: Literal["ivf_pq"] = "ivf_pq"
 
+    @property
+    def tag(self) -> str:
+        """Re-ranked IVF-PQ's numbers differ from plain IVF-PQ's: its own cell (binary always rescores)."""
+        return f"ivf_pq+rescore{self.rescore_multiplier}" if self.rescore_multiplier > 0 else "ivf_pq"
+
 
 @dataclass(frozen=True)
-class SQ8Spec:
+class SQ8Spec(IndexSpec):
     """8-bit scalar quantizer (IndexScalarQuantizer QT_8bit): 1 byte per dimension, trained ranges."""
 
     kind: Literal["sq8"] = "sq8"
 
 
 @dataclass(frozen=True)
-class BinarySpec:
+class BinarySpec(IndexSpec):
     """Sign bits in IndexBinaryFlat (Hamming), then float rescoring of the best candidates."""
 
     rescore_multiplier: int = 4  # rescore k * this candidates; 0 = Hamming ranking only
     kind: Literal["binary"] = "binary"
-
-
-IndexSpec = FlatSpec | HNSWSpec | IVFFlatSpec | IVFPQSpec | SQ8Spec | BinarySpec
-SPEC_CLASSES: dict[str, type] = {
-    c().kind: c for c in (FlatSpec, HNSWSpec, IVFFlatSpec, IVFPQSpec, SQ8Spec, BinarySpec)
-}
-
-
-def index_spec(kind: str, **params: Any) -> IndexSpec:
-    """Build a spec from a kind name and its parameters (e.g. a Hydra ``index`` node)."""
-    cls = SPEC_CLASSES.get(kind)
-    if cls is None:
-        raise ConfigError(f"Unknown index kind {kind!r}. Known: {sorted(SPEC_CLASSES)}.")
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise ConfigError(f"Bad parameters for index kind {kind!r}: {exc}") from None
 
 
 @dataclass
@@ -125,46 +123,89 @@ def _is_refine(index: Any) -> bool:
     return isinstance(index, faiss.IndexRefine)
 
 
+Builder = Callable[[Any, np.ndarray], BuiltIndex]
+Searcher = Callable[[BuiltIndex, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
 @dataclass(frozen=True)
-class IndexBenchmark:
-    """Build time, size, latency, throughput and recall against exact search of one index."""
+class IndexKind:
+    """One registered kind: its spec class, how to build it from unit-norm docs (N, d) float32, and
+    how to search it when the faiss index's own ``search`` (scores: higher is better) will not do."""
 
-    kind: str
-    params: dict[str, int]
-    n_docs: int
-    dim: int
-    k: int
-    build_s: float  # training plus adding
-    index_bytes: int  # len(faiss.serialize_index(...))
-    bytes_per_vector: float  # index_bytes / n_docs
-    rescore_bytes: int  # float vectors kept for rescoring (binary; IVF-PQ with rescoring), else 0
-    total_bytes: int  # index_bytes + rescore_bytes
-    latency_ms_p50: float  # single query, faiss.omp_set_num_threads(1): a serving process
-    latency_ms_p95: float
-    latency_ms_p99: float
-    n_latency_queries: int
-    qps_batched: float  # all queries in one search call, with batch_threads threads
-    batch_threads: int
-    recall_at_k: float  # mean |approx top-k ∩ exact top-k| / k
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    spec: type[IndexSpec]
+    build: Builder
+    search: Searcher | None = None
 
 
-def _ivf(spec: IVFFlatSpec | IVFPQSpec, x: np.ndarray) -> tuple[Any, dict[str, int]]:
-    """A trained IVF index (nlist clamped to the corpus, nbits to what can be trained) and its params."""
+INDEX_KINDS: dict[str, IndexKind] = {}
+
+
+def register_index(spec: type[IndexSpec], search: Searcher | None = None) -> Callable[[Builder], Builder]:
+    """Decorator making the builder below it the one way to build ``spec().kind``."""
+
+    def add(build: Builder) -> Builder:
+        INDEX_KINDS[spec().kind] = IndexKind(spec, build, search)
+        return build
+
+    return add
+
+
+def index_spec(kind: str, **params: Any) -> IndexSpec:
+    """Build a spec from a kind name and its parameters (e.g. a Hydra ``index`` node)."""
+    entry = INDEX_KINDS.get(kind)
+    if entry is None:
+        raise ConfigError(f"Unknown index kind {kind!r}. Known: {sorted(INDEX_KINDS)}.")
+    try:
+        return entry.spec(**params)
+    except TypeError as exc:
+        raise ConfigError(f"Bad parameters for index kind {kind!r}: {exc}") from None
+
+
+def filled(spec: IndexSpec, index: Any, x: np.ndarray, params: dict[str, int] | None = None) -> BuiltIndex:
+    """``index`` trained (if it needs it) on and filled with ``x`` (N, d): what a float builder returns."""
+    if not index.is_trained:
+        index.train(x)
+    index.add(x)
+    return BuiltIndex(spec, index, *x.shape, params or {})
+
+
+@register_index(FlatSpec)
+def _flat(spec: FlatSpec, x: np.ndarray) -> BuiltIndex:
+    import faiss
+
+    return filled(spec, faiss.IndexFlatIP(x.shape[1]), x)
+
+
+@register_index(HNSWSpec)
+def _hnsw(spec: HNSWSpec, x: np.ndarray) -> BuiltIndex:
+    import faiss
+
+    index = faiss.IndexHNSWFlat(x.shape[1], spec.m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = spec.ef_construction
+    index.hnsw.efSearch = spec.ef_search
+    params = {"m": spec.m, "ef_construction": spec.ef_construction, "ef_search": spec.ef_search}
+    return filled(spec, index, x, params)
+
+
+@register_index(SQ8Spec)
+def _sq8(spec: SQ8Spec, x: np.ndarray) -> BuiltIndex:
+    import faiss
+
+    qt = faiss.ScalarQuantizer.QT_8bit
+    return filled(spec, faiss.IndexScalarQuantizer(x.shape[1], qt, faiss.METRIC_INNER_PRODUCT), x)
+
+
+@register_index(IVFFlatSpec)
+@register_index(IVFPQSpec)
+def _ivf(spec: IVFFlatSpec | IVFPQSpec, x: np.ndarray) -> BuiltIndex:
+    """An IVF index, nlist clamped to the corpus and nbits to what can be trained."""
     import faiss
 
     n, d = x.shape
     nlist = max(1, min(spec.nlist, n // MIN_POINTS_PER_CENTROID))
     if nlist != spec.nlist:
-        log.warning(
-            "nlist=%d is too many cells for %d documents (k-means wants >= %d points per cell); using nlist=%d",
-            spec.nlist,
-            n,
-            MIN_POINTS_PER_CENTROID,
-            nlist,
-        )
+        msg = "nlist=%d is too many cells for %d documents (k-means wants >= %d per cell); using nlist=%d"
+        log.warning(msg, spec.nlist, n, MIN_POINTS_PER_CENTROID, nlist)
     params = {"nlist": nlist, "nprobe": min(spec.nprobe, nlist)}
     if isinstance(spec, IVFFlatSpec):
         index = faiss.index_factory(d, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
@@ -189,168 +230,56 @@ def _ivf(spec: IVFFlatSpec | IVFPQSpec, x: np.ndarray) -> tuple[Any, dict[str, i
         index.k_factor = float(spec.rescore_multiplier)
         params["rescore_multiplier"] = spec.rescore_multiplier
     faiss.extract_index_ivf(index).nprobe = params["nprobe"]
-    return index, params
+    return filled(spec, index, x, params)
 
 
-def build_index(spec: IndexSpec, doc_emb: Any) -> BuiltIndex:
-    """Train (if needed) and fill the index described by ``spec`` with ``doc_emb`` (N, d)."""
-    import faiss
-
-    x = as_f32(doc_emb, "doc embeddings")
-    n, d = x.shape
-    if n == 0:
-        raise DataError("Empty corpus: cannot build an index without documents.")
-    norms = np.linalg.norm(x[:1000], axis=1)
-    if not np.allclose(norms, 1.0, atol=1e-3):
-        log.warning(
-            "Document embeddings are not unit-norm (norms %.3f..%.3f): inner product is then not cosine similarity",
-            float(norms.min()),
-            float(norms.max()),
-        )
-    params: dict[str, int] = {}
-    if isinstance(spec, BinarySpec):
-        index = faiss.IndexBinaryFlat(math.ceil(d / 8) * 8)  # padding bits are 0 in docs and queries
-        index.add(quantize(x, "ubinary"))
-        rescore = x if spec.rescore_multiplier > 0 else None
-        return BuiltIndex(spec, index, n, d, {"rescore_multiplier": spec.rescore_multiplier}, rescore)
-    if isinstance(spec, FlatSpec):
-        index = faiss.IndexFlatIP(d)
-    elif isinstance(spec, HNSWSpec):
-        index = faiss.IndexHNSWFlat(d, spec.m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = spec.ef_construction
-        index.hnsw.efSearch = spec.ef_search
-        params = {"m": spec.m, "ef_construction": spec.ef_construction, "ef_search": spec.ef_search}
-    elif isinstance(spec, IVFFlatSpec | IVFPQSpec):
-        index, params = _ivf(spec, x)
-    elif isinstance(spec, SQ8Spec):
-        index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        index.train(x)
-    else:
-        raise ConfigError(f"Unknown index spec {spec!r}")
-    index.add(x)
-    return BuiltIndex(spec, index, n, d, params)
-
-
-def search(index: BuiltIndex | Any, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, ids), both (Q, k), best first, -1 padded, from a BuiltIndex or bare float
-    faiss index. Scores are inner products; unrescored binary gives ``n_bits - 2 * hamming``
-    (the dot product of the +-1 sign vectors)."""
-    q = as_f32(queries, "queries")
-    if not isinstance(index, BuiltIndex):
-        scores, ids = index.search(q, k)
-        return scores, ids.astype(np.int64, copy=False)
-    if index.dim != q.shape[1]:
-        raise ValueError(f"Query dimension {q.shape[1]} != index dimension {index.dim}")
-    if not isinstance(index.spec, BinarySpec):
-        scores, ids = index.index.search(q, k)
-        return scores, ids.astype(np.int64, copy=False)
-    n_cand = min(index.n_docs, k * max(1, index.spec.rescore_multiplier))
-    ham, ids = index.index.search(quantize(q, "ubinary"), n_cand)  # (Q, c) int32 distances, int64 ids
-    scores = (index.index.d - 2 * ham).astype(np.float32)
-    if index.rescore_vectors is not None:
-        vecs = index.rescore_vectors
+def _binary_search(built: BuiltIndex, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hamming top ``k * rescore_multiplier``, then exact inner product on the kept float vectors.
+    Unrescored scores are ``n_bits - 2 * hamming`` (the dot product of the +-1 sign vectors)."""
+    n_cand = min(built.n_docs, k * max(1, built.spec.rescore_multiplier))  # type: ignore[attr-defined]
+    ham, ids = built.index.search(quantize(q, "ubinary"), n_cand)  # (Q, c) int32 distances, int64 ids
+    scores = (built.index.d - 2 * ham).astype(np.float32)
+    if built.rescore_vectors is not None:
+        vecs = built.rescore_vectors
         scores, ids = rescore_candidates(q, ids, lambda i: vecs[i], k)
     return pad_topk(scores, ids, k)
 
 
-def exact_search(doc_emb: Any, query_emb: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by inner product in numpy (ties to the lowest doc index); the ground truth."""
-    return topk_dot(as_f32(query_emb, "queries"), as_f32(doc_emb, "doc embeddings"), k)
-
-
-def index_bytes(index: BuiltIndex | Any) -> int:
-    """Serialized size of the faiss index (without rescoring vectors: ``BuiltIndex.rescore_bytes``)."""
+@register_index(BinarySpec, search=_binary_search)
+def _binary(spec: BinarySpec, x: np.ndarray) -> BuiltIndex:
     import faiss
 
-    inner = index.index if isinstance(index, BuiltIndex) else index
-    if _is_refine(inner):  # the codes only: the float copy counts as rescoring vectors
-        inner = inner.base_index
-    binary = isinstance(inner, faiss.IndexBinary)
-    return len(faiss.serialize_index_binary(inner) if binary else faiss.serialize_index(inner))
+    index = faiss.IndexBinaryFlat(math.ceil(x.shape[1] / 8) * 8)  # padding bits are 0 in docs and queries
+    index.add(quantize(x, "ubinary"))
+    rescore = x if spec.rescore_multiplier > 0 else None
+    return BuiltIndex(spec, index, *x.shape, {"rescore_multiplier": spec.rescore_multiplier}, rescore)
 
 
-def recall_vs_exact(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
-    """Mean over queries of the fraction of exact top-k ids that the approximate top-k holds."""
-    if approx_ids.shape[0] != exact_ids.shape[0]:
-        raise ValueError("approx and exact results must have one row per query each")
-    fractions = [
-        len(set(a[a >= 0].tolist()) & set(e[e >= 0].tolist())) / (e >= 0).sum()
-        for a, e in zip(approx_ids, exact_ids, strict=True)
-        if (e >= 0).any()
-    ]
-    return float(np.mean(fractions)) if fractions else float("nan")
+def build_index(spec: IndexSpec, doc_emb: Any) -> BuiltIndex:
+    """Train (if needed) and fill the index described by ``spec`` with ``doc_emb`` (N, d)."""
+    x = as_f32(doc_emb, "doc embeddings")
+    if len(x) == 0:
+        raise DataError("Empty corpus: cannot build an index without documents.")
+    norms = np.linalg.norm(x[:1000], axis=1)
+    if not np.allclose(norms, 1.0, atol=1e-3):
+        msg = "Document embeddings are not unit-norm (norms %.3f..%.3f): inner product is not cosine"
+        log.warning(msg, norms.min(), norms.max())
+    entry = INDEX_KINDS.get(spec.kind)
+    if entry is None or not isinstance(spec, entry.spec):
+        raise ConfigError(f"Unknown index spec {spec!r}. Known kinds: {sorted(INDEX_KINDS)}.")
+    return entry.build(spec, x)
 
 
-def benchmark_index(
-    spec: IndexSpec,
-    doc_emb: Any,
-    query_emb: Any,
-    k: int = 10,
-    *,
-    n_latency_queries: int = 200,
-    warmup: int = 5,
-    min_batch_seconds: float = 0.2,
-    exact_ids: np.ndarray | None = None,
-) -> IndexBenchmark:
-    """Build ``spec`` on ``doc_emb`` and measure it with ``query_emb`` (see :class:`IndexBenchmark`).
-
-    Latency: one query per call, faiss on 1 thread (restored after), the first ``n_latency_queries``
-    after ``warmup`` calls. Batched qps: all queries per call, repeated for ``min_batch_seconds``.
-    Recall: against exact top-k (``exact_ids``, else computed here).
-    """
-    import faiss
-
-    docs = as_f32(doc_emb, "doc embeddings")
-    queries = as_f32(query_emb, "queries")
-    if len(queries) == 0:
-        raise ValueError("benchmark_index needs at least one query")
-    if isinstance(spec, BinarySpec):
-        quantize(docs[:1], "ubinary")  # import sentence-transformers now, not inside the timed build
-    t0 = time.perf_counter()
-    built = build_index(spec, docs)
-    build_s = time.perf_counter() - t0
-
-    threads = faiss.omp_get_max_threads()
-    lat_q = queries[: max(1, min(n_latency_queries, len(queries)))]
-    times = []
-    faiss.omp_set_num_threads(1)
-    try:
-        for i in range(min(warmup, len(lat_q))):
-            search(built, lat_q[i : i + 1], k)
-        for i in range(len(lat_q)):
-            t = time.perf_counter()
-            search(built, lat_q[i : i + 1], k)
-            times.append(time.perf_counter() - t)
-    finally:
-        faiss.omp_set_num_threads(threads)
-    p50, p95, p99 = (float(v) * 1e3 for v in np.percentile(times, [50, 95, 99]))
-
-    n_done, t_start = 0, time.perf_counter()
-    while True:
-        _, ids = search(built, queries, k)
-        n_done += len(queries)
-        elapsed = time.perf_counter() - t_start
-        if elapsed >= min_batch_seconds:
-            break
-    if exact_ids is None:
-        _, exact_ids = exact_search(docs, queries, k)
-    ib, rb = index_bytes(built), built.rescore_bytes
-    return IndexBenchmark(
-        kind=spec.kind,
-        params=dict(built.params),
-        n_docs=built.n_docs,
-        dim=built.dim,
-        k=k,
-        build_s=build_s,
-        index_bytes=ib,
-        bytes_per_vector=ib / built.n_docs,
-        rescore_bytes=rb,
-        total_bytes=ib + rb,
-        latency_ms_p50=p50,
-        latency_ms_p95=p95,
-        latency_ms_p99=p99,
-        n_latency_queries=len(times),
-        qps_batched=n_done / elapsed,
-        batch_threads=threads,
-        recall_at_k=recall_vs_exact(ids, exact_ids),
-    )
+def search(index: BuiltIndex | Any, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, ids), both (Q, k), best first, -1 padded, from a BuiltIndex (through its kind's
+    searcher, if it registered one) or a bare float faiss index. Scores are inner products."""
+    q = as_f32(queries, "queries")
+    if isinstance(index, BuiltIndex):
+        if index.dim != q.shape[1]:
+            raise ValueError(f"Query dimension {q.shape[1]} != index dimension {index.dim}")
+        custom = INDEX_KINDS[index.spec.kind].search
+        if custom is not None:
+            return custom(index, q, k)
+        index = index.index
+    scores, ids = index.search(q, k)
+    return scores, ids.astype(np.int64, copy=False)

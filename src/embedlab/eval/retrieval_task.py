@@ -1,7 +1,7 @@
 """One retrieval evaluation: encode (or read from the cache) once, then score exact search, reduced
 dimensions, an embedding precision and a FAISS index from the same embeddings.
 
-Metric keys (run.py prefixes ``split/dataset/``) carry the cell tags of ``eval/variants.py``:
+Metric keys (the task prefixes ``split/dataset/``) carry the cell tags of ``eval/variants.py``:
 ``ndcg@10``, ``ndcg@10@128``, ``ndcg@10@pca128`` (PCA fitted on the corpus, never the queries),
 ``ndcg@10@int8``, ``ndcg@10@hnsw``, ``index_latency_p50_ms@hnsw``...; ``answer_hit@5`` (a retrieved
 paragraph contains a gold answer) for sets with answers.
@@ -18,7 +18,8 @@ import numpy as np
 
 from embedlab.errors import ConfigError
 from embedlab.eval.arrays import unit_rows
-from embedlab.eval.index import IndexSpec, benchmark_index, build_index, search
+from embedlab.eval.index import IndexSpec, build_index, search
+from embedlab.eval.index_benchmark import benchmark_index
 from embedlab.eval.pca import fitted_pca, pca_key
 from embedlab.eval.precision import evaluate_precision
 from embedlab.eval.retrieval import (

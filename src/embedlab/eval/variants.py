@@ -13,14 +13,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from embedlab.eval.index import index_spec
+
 DimMethod = Literal["full", "truncate", "pca"]
 
 
 def index_tag(kind: str, params: dict[str, Any] | None = None) -> str:
-    """An index's tag: the kind, plus the re-ranking depth for re-ranked IVF-PQ, whose numbers differ
-    from plain IVF-PQ's (binary always rescores: its kind says so)."""
-    depth = int((params or {}).get("rescore_multiplier") or 0)
-    return f"{kind}+rescore{depth}" if kind == "ivf_pq" and depth > 0 else kind
+    """The tag of index ``kind`` with ``params`` (a config's ``index`` node, or ``asdict(spec)``): its
+    spec's ``tag``, so a kind owns its tag (``ivf_pq+rescore32`` for re-ranked IVF-PQ)."""
+    return index_spec(kind, **{k: v for k, v in (params or {}).items() if k != "kind"}).tag
 
 
 @dataclass(frozen=True)
