@@ -126,10 +126,7 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:
 
 
 def resolve_model(
-    name_or_path: str | None,
-    *,
-    packaged: str | None = None,
-    revision: str | None = None,
+    name_or_path: str | None, *, packaged: str | None = None, revision: str | None = None
 ) -> ResolvedModel:
     """Find a model's files: an existing local folder; the packaged copy (offline, pinned by the
     package version); the local hub cache; the hub itself when it can be reached."""
