@@ -7,6 +7,7 @@ changes the pooling.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from embedlab.errors import ConfigError, ModelUnavailableError
 from embedlab.models.pooling import build_pooling, check_pooling
-from embedlab.models.resolve import ResolvedModel, fingerprint_model_dir, resolve_model
+from embedlab.models.resolve import ResolvedModel, resolve_model
 from embedlab.models.tiny import build_tiny_model
 
 if TYPE_CHECKING:
@@ -112,5 +113,13 @@ def embedding_dimension(model: SentenceTransformer) -> int:
 
 
 def model_fingerprint(resolved: ResolvedModel) -> str:
-    """A short content hash of the model files (weights, config, tokenizer)."""
-    return fingerprint_model_dir(Path(resolved.path))
+    """sha256 over the weight, config and tokenizer files of the model folder (names and bytes)."""
+    path = Path(resolved.path)
+    digest = hashlib.sha256()
+    suffixes = {".safetensors", ".bin", ".json", ".txt", ".model", ".onnx"}
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in suffixes):
+        digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

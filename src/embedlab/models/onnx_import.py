@@ -104,14 +104,12 @@ def infer_bert_config(model, state: dict[str, np.ndarray]) -> dict[str, Any]:
     intermediate = state["encoder.layer.0.intermediate.dense.weight"].shape[0]
 
     # Attention scores are divided by sqrt(head_size): that constant gives the head count.
-    constants = {}
+    scalars = {t.name: t for t in model.graph.initializer if len(t.dims) == 0}
     for node in model.graph.node:
         value = next((a.t for a in node.attribute if a.name == "value"), None)
         if node.op_type == "Constant" and value is not None and len(value.dims) == 0:
-            constants[node.output[0]] = float(numpy_helper.to_array(value))
-    for t in model.graph.initializer:
-        if len(t.dims) == 0:
-            constants[t.name] = float(numpy_helper.to_array(t))
+            scalars[node.output[0]] = value
+    constants = {name: float(numpy_helper.to_array(t)) for name, t in scalars.items()}
     scales = {
         constants[node.input[1]]
         for node in model.graph.node
@@ -163,12 +161,10 @@ def _check_complete(state: dict[str, np.ndarray], config: dict[str, Any]) -> Non
 
     with torch.device("meta"):
         reference = BertModel(BertConfig(**config), add_pooling_layer=False)
-    expected = {
-        k: tuple(v.shape) for k, v in reference.state_dict().items() if not k.endswith("position_ids")
-    }
+    expected = {k: v.shape for k, v in reference.state_dict().items() if not k.endswith("position_ids")}
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k]))
     if missing or extra or wrong:
         raise OnnxImportError(
             f"ONNX weights do not form a BertModel: missing {missing[:5]}, "
@@ -198,23 +194,23 @@ def _write_tokenizer(tokenizer_dir: Path, target: Path) -> None:
 
 def _write_sentence_transformers_files(target: Path, hidden: int, max_seq_length: int, pooling: str) -> None:
     """modules.json etc., so ``SentenceTransformer(target)`` rebuilds the original encoder."""
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    (target / "modules.json").write_text(json.dumps(modules, indent=2))
-    (target / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}, indent=2)
-    )
-    (target / "1_Pooling").mkdir()
-    pooling_cfg = {
-        "word_embedding_dimension": hidden,
-        "pooling_mode_cls_token": pooling == "cls",
-        "pooling_mode_mean_tokens": pooling == "mean",
-        "pooling_mode_max_tokens": pooling == "max",
-        "pooling_mode_mean_sqrt_len_tokens": False,
+    files = {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ],
+        "sentence_bert_config.json": {"max_seq_length": max_seq_length, "do_lower_case": False},
+        "1_Pooling/config.json": {
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": pooling == "cls",
+            "pooling_mode_mean_tokens": pooling == "mean",
+            "pooling_mode_max_tokens": pooling == "max",
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
     }
-    (target / "1_Pooling" / "config.json").write_text(json.dumps(pooling_cfg, indent=2))
+    for name, content in files.items():
+        (target / name).parent.mkdir(exist_ok=True)
+        (target / name).write_text(json.dumps(content, indent=2))
 
 
 def convert_onnx_bert(

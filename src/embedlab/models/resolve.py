@@ -6,7 +6,6 @@ naming the model and how to get it, instead of letting the hub client retry for 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -153,15 +152,3 @@ def resolve_model(
             f"Model folder '{name_or_path}' does not exist. Fix: check the path, or give a hub id."
         )
     return _from_hub(name_or_path, revision)
-
-
-def fingerprint_model_dir(path: Path) -> str:
-    """sha256 over the weight and config files of a model folder (names and bytes)."""
-    digest = hashlib.sha256()
-    suffixes = {".safetensors", ".bin", ".json", ".txt", ".model", ".onnx"}
-    for file in sorted(p for p in Path(path).rglob("*") if p.is_file() and p.suffix in suffixes):
-        digest.update(str(file.relative_to(path)).encode())
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]

@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 WeightPrecision = Literal["fp32", "bf16", "int8"]
 WEIGHT_PRECISIONS: tuple[str, ...] = get_args(WeightPrecision)
 
-# The messages torch prints when torch.ao.quantization is used (one for the package, one for
-# the quantized tensor constructors it calls); silenced here, and only here.
+# what torch prints when torch.ao.quantization and its quantized tensors are used: silenced here only
 _TORCH_AO_DEPRECATIONS = (
     (DeprecationWarning, r"torch\.ao\.quantization is deprecated"),
     (UserWarning, r"torch\.quantize_per_tensor, torch\.quantize_per_channel"),
@@ -157,15 +156,13 @@ def apply_weight_precision(model: SentenceTransformer, precision: str) -> Senten
 
     precision = check_weight_precision(precision)
     current = detect_weight_precision(model)
+    if current == precision:
+        return model
     if current != "fp32":
-        if current == precision:
-            return model
         raise ValueError(
             f"The model's weights are already {current}; {precision} must be applied to a float32 "
             f"model. Load a fresh copy of the model and apply {precision} to it."
         )
-    if precision == "fp32":
-        return model
     first = model[0]
     if precision == "bf16":
         first.to(torch.bfloat16)
