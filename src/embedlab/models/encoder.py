@@ -100,8 +100,7 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
         modules.append(Dense(hidden, spec.projection_dim, bias=True, activation_function=torch.nn.Identity()))
     if spec.normalize:
         modules.append(Normalize())
-    model = SentenceTransformer(modules=modules, device=device)
-    return model, resolved
+    return SentenceTransformer(modules=modules, device=device), resolved
 
 
 def embedding_dimension(model: SentenceTransformer) -> int:

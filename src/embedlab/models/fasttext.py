@@ -173,14 +173,12 @@ class FastTextEmbedding(InputModule):
         for text in inputs:
             if not isinstance(text, str):
                 raise TypeError(f"FastTextEmbedding embeds text only, got {type(text).__name__}.")
-            n = 0
-            for word in self.tokenizer.tokenize(text)[: self.max_seq_length]:
-                word_rows = self.word_rows(word)
-                if word_rows:  # a word too short for any n-gram and unknown has no vector: skipped
-                    offsets.append(len(rows))
-                    rows.extend(word_rows)
-                    n += 1
-            n_words.append(n)
+            # an unknown word too short for any n-gram has no vector: skipped
+            kept = [r for r in map(self.word_rows, self.tokenizer.tokenize(text)[: self.max_seq_length]) if r]
+            for word_rows in kept:
+                offsets.append(len(rows))
+                rows.extend(word_rows)
+            n_words.append(len(kept))
         return {
             "input_ids": torch.tensor(rows, dtype=torch.long),
             "offsets": torch.tensor(offsets, dtype=torch.long),

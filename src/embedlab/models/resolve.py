@@ -146,8 +146,7 @@ def resolve_model(
                 ) from None
     if not name_or_path:
         raise ModelUnavailableError("No model given: set model.name_or_path (hub id or folder).")
-    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
-    if looks_like_path:
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:  # a path, not a hub id
         raise ModelUnavailableError(
             f"Model folder '{name_or_path}' does not exist. Fix: check the path, or give a hub id."
         )

@@ -1,6 +1,5 @@
-"""Where models/ keeps what it builds once (unpacked, converted, trained and tiny models), and the
-one way it writes them: staged next to the target and renamed into place, so a crash never leaves
-a half-written folder that a later run would trust."""
+"""Where models/ keeps what it builds once (unpacked, converted, trained, tiny models), written
+atomically so a crash never leaves a half-written folder that a later run would trust."""
 
 from __future__ import annotations
 
@@ -18,11 +17,8 @@ def cache_root() -> Path:
 
 @contextmanager
 def publish_dir(target: Path, marker: str) -> Iterator[Path]:
-    """An empty staging folder, renamed onto ``target`` when the block succeeds (removed if it fails).
-
-    ``marker`` is the file that marks a complete ``target``: if another job published it first,
-    the rename fails and its copy is kept.
-    """
+    """An empty staging folder, renamed onto ``target`` when the block succeeds (removed if it fails);
+    if another job published a complete ``target`` (holding ``marker``) first, its copy is kept."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
         staged = Path(tmp) / target.name

@@ -1,12 +1,9 @@
 """Weight precision of an encoder for evaluation: fp32, bf16 or dynamic int8 (never trained).
 
-Only the transformer (``model[0]``) changes; pooling, projection and normalisation stay float32 and
-the embeddings are float32 in every case, so evaluation, the cache and FAISS see one dtype. bf16: a
-forward hook casts token embeddings back to float32 (pooling 256 bf16 vectors costs up to 0.003 of
-cosine). int8 (CPU only): dynamic quantization of every ``nn.Linear``, per-channel int8 weights, per-call
-activations; embeddings and layer norms stay float32. It uses the deprecated
-``torch.ao.quantization.quantize_dynamic``; its replacement, torchao's ``quantize_(model,
-Int8DynamicActivationInt8WeightConfig())``, would change :func:`_quantize_linear_int8` only.
+Only the transformer (``model[0]``) changes; embeddings come out float32 in every case. bf16: a hook
+casts token embeddings back to float32 (pooling bf16 vectors costs up to 0.003 of cosine). int8 (CPU
+only): dynamic quantization of every ``nn.Linear`` via the deprecated torch.ao API; torchao's
+``quantize_(model, Int8DynamicActivationInt8WeightConfig())`` would replace :func:`_quantize_linear_int8` only.
 """
 
 from __future__ import annotations
