@@ -218,8 +218,9 @@ class FastTextEmbedding(InputModule):
         self.save_config(output_path)
         weights = {"embedding.weight": self.embedding.weight.detach().contiguous()}
         save_file(weights, os.path.join(output_path, "model.safetensors"))
-        with open(os.path.join(output_path, "vocab.json"), "w", encoding="utf-8") as fh:
-            json.dump(self.vocab, fh, ensure_ascii=False)
+        Path(output_path, "vocab.json").write_text(
+            json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8"
+        )
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> FastTextEmbedding:
@@ -227,8 +228,7 @@ class FastTextEmbedding(InputModule):
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
         weights = cls.load_torch_weights(model_name_or_path, subfolder=subfolder, **hub)
         vocab_path = cls.load_file_path(model_name_or_path, filename="vocab.json", subfolder=subfolder, **hub)
-        with open(vocab_path, encoding="utf-8") as fh:
-            vocab = json.load(fh)
+        vocab = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
         return cls(vocab, weights["embedding.weight"], **config)
 
 

@@ -130,9 +130,8 @@ def infer_bert_config(model, state: dict[str, np.ndarray]) -> dict[str, Any]:
         raise OnnxImportError(
             f"Expected {1 + 2 * len(layers)} LayerNorms with one epsilon, found {len(norms)} / {eps}."
         )
-    if all(
-        n.op_type != "Erf" for n in model.graph.node
-    ):  # BERT's exact gelu exports as x * 0.5 * (1 + erf(x / sqrt 2))
+    # BERT's exact gelu exports as x * 0.5 * (1 + erf(x / sqrt 2))
+    if all(n.op_type != "Erf" for n in model.graph.node):
         raise OnnxImportError("No Erf op in the graph: the activation is not BERT's exact gelu.")
     return {
         "architectures": ["BertModel"],
