@@ -1,13 +1,13 @@
 """The sentence encoder: transformer + pooling (+ optional projection) + normalisation.
 
-It is a plain sentence-transformers model, so every saved model loads with
-``SentenceTransformer(path)`` and reproduces its score. We always assemble it from
-modules (rather than loading a checkpoint's own pooling) so the pooling axis of a sweep
-really changes the pooling.
+A plain sentence-transformers model (every saved one reloads with ``SentenceTransformer(path)``),
+always assembled from modules rather than a checkpoint's own pooling, so the pooling axis really
+changes the pooling.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from embedlab.errors import ConfigError, ModelUnavailableError
 from embedlab.models.pooling import build_pooling, check_pooling
-from embedlab.models.resolve import ResolvedModel, fingerprint_model_dir, resolve_model
+from embedlab.models.resolve import ResolvedModel, resolve_model
+from embedlab.models.tiny import build_tiny_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -44,20 +45,14 @@ class EncoderSpec:
 def locate(spec: EncoderSpec) -> ResolvedModel:
     """Resolve the model files for a spec (a tiny test model is built on demand)."""
     if spec.tiny_architecture:
-        from embedlab.models.tiny import build_tiny_model
-
         path = build_tiny_model(spec.tiny_architecture, max_seq_length=spec.max_seq_length)
         return ResolvedModel(path, f"tiny:{spec.tiny_architecture}", spec.name)
     return resolve_model(spec.name_or_path, packaged=spec.packaged, revision=spec.revision)
 
 
 def drop_unused_pooler(auto_model) -> None:
-    """BERT-style models carry a pooler that sentence embeddings never use.
-
-    Its parameters get no gradient, which makes Lightning DDP fail ("parameters that
-    were not used in producing loss"); removing it is what ``add_pooling_layer=False``
-    does at load time, done here uniformly for every architecture that has one.
-    """
+    """Remove the pooler BERT-style models carry (``add_pooling_layer=False`` for every architecture):
+    sentence embeddings never use it, and its gradient-less parameters make DDP fail."""
     if getattr(auto_model, "pooler", None) is not None:
         auto_model.pooler = None
 
@@ -72,13 +67,14 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
     if spec.trust_remote_code:
         log.warning("trust_remote_code is ON for model %s: its repository code will run.", spec.name)
     resolved = locate(spec)
+    remote = {"trust_remote_code": spec.trust_remote_code}
     try:
         transformer = Transformer(
             str(resolved.path),
             max_seq_length=spec.max_seq_length,
-            model_kwargs={"trust_remote_code": spec.trust_remote_code},
-            processor_kwargs={"trust_remote_code": spec.trust_remote_code},
-            config_kwargs={"trust_remote_code": spec.trust_remote_code},
+            model_kwargs=remote,
+            processor_kwargs=remote,
+            config_kwargs=remote,
         )
     except (OSError, ValueError, KeyError, SafetensorError) as exc:
         raise ModelUnavailableError(
@@ -104,8 +100,7 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
         modules.append(Dense(hidden, spec.projection_dim, bias=True, activation_function=torch.nn.Identity()))
     if spec.normalize:
         modules.append(Normalize())
-    model = SentenceTransformer(modules=modules, device=device)
-    return model, resolved
+    return SentenceTransformer(modules=modules, device=device), resolved
 
 
 def embedding_dimension(model: SentenceTransformer) -> int:
@@ -117,5 +112,13 @@ def embedding_dimension(model: SentenceTransformer) -> int:
 
 
 def model_fingerprint(resolved: ResolvedModel) -> str:
-    """A short content hash of the model files (weights, config, tokenizer)."""
-    return fingerprint_model_dir(Path(resolved.path))
+    """sha256 over the weight, config and tokenizer files of the model folder (names and bytes)."""
+    path = Path(resolved.path)
+    digest = hashlib.sha256()
+    suffixes = {".safetensors", ".bin", ".json", ".txt", ".model", ".onnx"}
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in suffixes):
+        digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

@@ -1,17 +1,9 @@
-"""A fastText sentence encoder: averaged word vectors that also cover unseen words.
+"""A fastText sentence encoder: mean (or max) of word vectors that also cover unseen words.
 
-fastText (Bojanowski et al., 2017) represents a word by its own vector plus the vectors
-of its character n-grams (3 to 6 characters by default, hashed into ``bucket`` rows), so
-a word never seen in training, a typo, or a rare inflection still gets a vector built
-from the n-grams it shares with known words. This is the classical answer to the
-out-of-vocabulary problem that subword transformers answer with their tokenizers.
-
-The model is trained with gensim on a configured corpus (``training_texts``), cached on
-disk keyed by the corpus and the parameters, and wrapped as a sentence-transformers
-input module (:class:`FastTextEmbedding`, then ``Normalize``), so it runs through the
-same ``encode`` / embedding cache / STS and retrieval evaluation as the transformers.
-A "token" of this model is a word: ``max_seq_length`` counts words, and the truncation
-check in ``encode`` counts texts with more words than that.
+fastText (Bojanowski et al., 2017) adds hashed character n-gram vectors to each word, so typos and
+rare inflections still get a vector: the classical answer to out-of-vocabulary words. Trained with
+gensim, cached on disk, wrapped as a sentence-transformers module so it runs through the same encode,
+cache and evaluation as the transformers. A "token" here is a word (``max_seq_length`` counts words).
 """
 
 from __future__ import annotations
@@ -21,7 +13,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -34,12 +25,12 @@ from sentence_transformers.base.modules import InputModule
 
 from embedlab.errors import ConfigError, DataError
 from embedlab.models.pooling import check_pooling
+from embedlab.models.resolve import ResolvedModel
+from embedlab.models.store import publish_dir
 
 if TYPE_CHECKING:
     from gensim.models.fasttext import FastTextKeyedVectors
     from sentence_transformers import SentenceTransformer
-
-    from embedlab.models.resolve import ResolvedModel
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +62,9 @@ def check_fasttext_settings(*, pooling: str, fit: bool, projection_dim: int | No
         raise ConfigError("model=fasttext has no masked-LM head: use it on STS, retrieval or bitext data.")
 
 
-# --- the tokenizer and the module -----------------------------------------------------
-
-
 class WordTokenizer:
-    """Splits texts into words and maps them to vocabulary ids (unknown words: ``unk_token_id``).
-
-    Callable like a Hugging Face tokenizer (``tok(texts)["input_ids"]``), so the shared
-    encode path can count "tokens" (words) and truncation for this model too. The ids are
-    for counting: the module maps words to vector rows itself, n-grams included.
-    """
+    """Words -> vocabulary ids, callable like a Hugging Face tokenizer so the encode path can count
+    "tokens" (words) and truncation for this model too; the module maps words to vector rows itself."""
 
     model_input_names = ("input_ids",)
     pad_token_id = None
@@ -115,12 +99,10 @@ class WordTokenizer:
 
 
 class FastTextEmbedding(InputModule):
-    """Sentence vector = mean (or max) over words of their fastText vectors.
+    """Sentence vector = mean (or max) over words of gensim's ``wv[word]`` (own vector, else n-gram mean).
 
-    A word's vector is gensim's ``wv[word]``: the trained vector for a vocabulary word, the
-    mean of its hashed character n-gram vectors otherwise. One ``EmbeddingBag`` holds both
-    tables (rows ``[0, V)`` words, ``[V, V + bucket)`` n-grams), so the weights are a
-    ``state_dict`` like any other module (the embedding cache key hashes them).
+    One ``EmbeddingBag`` holds rows ``[0, V)`` words and ``[V, V + bucket)`` n-grams, so the weights
+    are a ``state_dict`` like any other module's (the embedding cache key hashes them).
     """
 
     config_keys = ["min_n", "max_n", "bucket", "pooling", "max_seq_length", "lowercase"]
@@ -156,39 +138,28 @@ class FastTextEmbedding(InputModule):
         self._rows: dict[str, list[int]] = {}  # word -> vector rows, memoised (n-gram hashing is Python)
 
     @classmethod
-    def from_keyed_vectors(
-        cls, kv: FastTextKeyedVectors, *, pooling: FastTextPooling = "mean", max_seq_length: int = 256,
-        lowercase: bool = True,
-    ) -> FastTextEmbedding:  # fmt: skip
-        """Wrap gensim's trained vectors; ``kv.vectors`` are already word + n-gram means."""
+    def from_keyed_vectors(cls, kv: FastTextKeyedVectors, **settings: Any) -> FastTextEmbedding:
+        """Wrap gensim's trained vectors (``settings``: pooling, max_seq_length, lowercase)."""
         if not kv.bucket:
             raise ConfigError(
                 "This fastText model has no n-gram buckets (bucket=0): it cannot embed unseen words."
             )
         weights = np.concatenate([kv.vectors, kv.vectors_ngrams]).astype(np.float32)  # (V + bucket, D)
-        return cls(
-            list(kv.index_to_key), weights, min_n=kv.min_n, max_n=kv.max_n, bucket=kv.bucket,
-            pooling=pooling, max_seq_length=max_seq_length, lowercase=lowercase,
-        )  # fmt: skip
-
-    @property
-    def n_vocab(self) -> int:
-        return len(self.vocab)
+        ngrams = {"min_n": kv.min_n, "max_n": kv.max_n, "bucket": kv.bucket}
+        return cls(list(kv.index_to_key), weights, **ngrams, **settings)
 
     def word_rows(self, word: str) -> list[int]:
         """Rows whose mean is the word's vector: its own, or its n-grams' ([] if it has none)."""
-        rows = self._rows.get(word)
-        if rows is None:
+        if word not in self._rows:
             idx = self.tokenizer.vocab.get(word)
-            if idx is not None:
-                rows = [idx]
-            else:
+            if idx is None:
                 from gensim.models.fasttext import ft_ngram_hashes
 
                 hashes = ft_ngram_hashes(word, self.min_n, self.max_n, self.bucket)
-                rows = [self.n_vocab + int(h) for h in hashes]
-            self._rows[word] = rows
-        return rows
+                self._rows[word] = [len(self.vocab) + int(h) for h in hashes]
+            else:
+                self._rows[word] = [idx]
+        return self._rows[word]
 
     def preprocess(
         self, inputs: Sequence[str], prompt: str | None = None, **kwargs: Any
@@ -202,14 +173,12 @@ class FastTextEmbedding(InputModule):
         for text in inputs:
             if not isinstance(text, str):
                 raise TypeError(f"FastTextEmbedding embeds text only, got {type(text).__name__}.")
-            n = 0
-            for word in self.tokenizer.tokenize(text)[: self.max_seq_length]:
-                word_rows = self.word_rows(word)
-                if word_rows:  # a word too short for any n-gram and unknown has no vector: skipped
-                    offsets.append(len(rows))
-                    rows.extend(word_rows)
-                    n += 1
-            n_words.append(n)
+            # an unknown word too short for any n-gram has no vector: skipped
+            kept = [r for r in map(self.word_rows, self.tokenizer.tokenize(text)[: self.max_seq_length]) if r]
+            for word_rows in kept:
+                offsets.append(len(rows))
+                rows.extend(word_rows)
+            n_words.append(len(kept))
         return {
             "input_ids": torch.tensor(rows, dtype=torch.long),
             "offsets": torch.tensor(offsets, dtype=torch.long),
@@ -223,9 +192,7 @@ class FastTextEmbedding(InputModule):
         out = torch.zeros(n_texts, dim, dtype=weight.dtype, device=weight.device)  # (N, D)
         if features["offsets"].numel():
             word_vecs = self.embedding(features["input_ids"], features["offsets"])  # (W, D)
-            text_of_word = torch.repeat_interleave(
-                torch.arange(n_texts, device=lengths.device), lengths
-            )  # (W,)
+            text_of_word = torch.arange(n_texts, device=lengths.device).repeat_interleave(lengths)  # (W,)
             if self.pooling == "mean":
                 out.index_add_(0, text_of_word, word_vecs)
                 out /= lengths.clamp(min=1).unsqueeze(1).to(out.dtype)
@@ -241,18 +208,19 @@ class FastTextEmbedding(InputModule):
 
     def __repr__(self) -> str:  # part of the embedding cache key: every setting that changes outputs
         return (
-            f"FastTextEmbedding({self.get_config_dict()}, vocab={self.n_vocab}, vocab_sha={self.vocab_sha}, "
+            f"FastTextEmbedding({self.get_config_dict()}, vocab={len(self.vocab)}, vocab_sha={self.vocab_sha}, "
             f"dim={self.get_embedding_dimension()})"
         )
 
-    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+    def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
         from safetensors.torch import save_file
 
         self.save_config(output_path)
-        save_file({"embedding.weight": self.embedding.weight.detach().contiguous()},
-                  os.path.join(output_path, "model.safetensors"))  # fmt: skip
-        with open(os.path.join(output_path, "vocab.json"), "w", encoding="utf-8") as fh:
-            json.dump(self.vocab, fh, ensure_ascii=False)
+        weights = {"embedding.weight": self.embedding.weight.detach().contiguous()}
+        save_file(weights, os.path.join(output_path, "model.safetensors"))
+        Path(output_path, "vocab.json").write_text(
+            json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8"
+        )
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> FastTextEmbedding:
@@ -260,12 +228,8 @@ class FastTextEmbedding(InputModule):
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
         weights = cls.load_torch_weights(model_name_or_path, subfolder=subfolder, **hub)
         vocab_path = cls.load_file_path(model_name_or_path, filename="vocab.json", subfolder=subfolder, **hub)
-        with open(vocab_path, encoding="utf-8") as fh:
-            vocab = json.load(fh)
+        vocab = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
         return cls(vocab, weights["embedding.weight"], **config)
-
-
-# --- training, with an on-disk cache ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -321,12 +285,8 @@ def corpus_key(texts: Sequence[str], params: FastTextParams) -> str:
 def train_fasttext(
     texts: Sequence[str], params: FastTextParams, cache_dir: str | Path | None, *, corpus_name: str = "texts"
 ) -> tuple[FastTextKeyedVectors, Path, bool]:
-    """Train (or read from ``cache_dir``) fastText vectors on ``texts``.
-
-    Returns (vectors, their folder, whether they came from the cache). ``cache_dir=None``
-    trains into a fresh temporary folder. One worker thread, seeded: the same texts and
-    parameters give the same vectors.
-    """
+    """(vectors, their folder, read from the cache?) for ``texts``; seeded, one worker thread, so the
+    same texts and parameters give the same vectors. ``cache_dir=None``: a fresh temporary folder."""
     from gensim.models import FastText
     from gensim.models.fasttext import FastTextKeyedVectors
 
@@ -342,37 +302,27 @@ def train_fasttext(
     n_words = sum(map(len, sentences))
     if not sentences:
         raise DataError(f"The fastText training corpus '{corpus_name}' holds no words.")
-    log.info(
-        "Training fastText on %s: %d texts, %d words, %d epochs",
-        corpus_name,
-        len(sentences),
-        n_words,
-        params.epochs,
-    )
+    log.info("Training fastText on %s: %d texts, %d words", corpus_name, len(sentences), n_words)
     p = asdict(params)
     lowercase = p.pop("lowercase")
     try:
-        model = FastText(sentences=sentences, workers=1, **p)
+        kv = FastText(sentences=sentences, workers=1, **p).wv
     except RuntimeError as exc:  # gensim: "you must first build vocabulary before training the model"
         raise DataError(
             f"fastText found no word occurring >= {params.min_count} times in '{corpus_name}' "
             f"({n_words} words): {exc}. Fix: a larger corpus, or model.fasttext.min_count=1."
         ) from exc
-    kv = model.wv
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{key}."))
-    try:
-        kv.save(str(tmp / "vectors.kv"))
-        meta = {"key": key, "corpus": corpus_name, "n_texts": len(sentences), "n_words": n_words, "vocab": len(kv),
-                "params": {**p, "lowercase": lowercase}}  # fmt: skip
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            tmp.rename(folder)  # atomic: a half-written model is never visible
-        except OSError:
-            if not (folder / "meta.json").exists():  # lost a race to another job: fine
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    meta = {
+        "key": key,
+        "corpus": corpus_name,
+        "n_texts": len(sentences),
+        "n_words": n_words,
+        "vocab": len(kv),
+    }
+    with publish_dir(folder, "meta.json") as staged:
+        kv.save(str(staged / "vectors.kv"))
+        meta["params"] = {**p, "lowercase": lowercase}  # meta.json is what the model fingerprint hashes
+        (staged / "meta.json").write_text(json.dumps(meta, indent=1))
     return kv, folder, False
 
 
@@ -389,22 +339,11 @@ def build_fasttext_encoder(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize
 
-    from embedlab.models.resolve import ResolvedModel
-
     check_pooling(pooling, "fasttext")  # before training, not after
     kv, folder, cached = train_fasttext(texts, params, cache_dir, corpus_name=corpus_name)
-    module = FastTextEmbedding.from_keyed_vectors(
-        kv,
-        pooling=pooling,
-        max_seq_length=max_seq_length,
-        lowercase=params.lowercase,  # type: ignore[arg-type]
-    )
+    settings = {"pooling": pooling, "max_seq_length": max_seq_length, "lowercase": params.lowercase}
+    module = FastTextEmbedding.from_keyed_vectors(kv, **settings)
     model = SentenceTransformer(modules=[module, Normalize()], device="cpu")
+    log.info("fastText encoder: %d words, %d n-gram buckets, %d dims", len(kv), kv.bucket, kv.vector_size)
     source = f"fasttext:{corpus_name}" + (":cached" if cached else "")
-    log.info(
-        "fastText encoder: %d words in vocabulary, %d n-gram buckets, %d dims",
-        len(kv),
-        kv.bucket,
-        kv.vector_size,
-    )
     return model, ResolvedModel(folder, source, "fasttext")

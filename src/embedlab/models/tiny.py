@@ -1,10 +1,9 @@
 """Tiny, randomly initialised transformers of each architecture, built from a config.
 
-No BERT, RoBERTa, DistilBERT, XLM-R or MPNet weights can be downloaded here, so tests
-build a 2-layer model of each architecture with a tokenizer of the right family
-(WordPiece, byte-level BPE or Unigram) trained on a small real corpus. They exercise the
-same code paths as the real checkpoints (position offsets, pad ids, no token types) in
-well under a second each, and are cached on disk by their settings.
+No BERT, RoBERTa, DistilBERT, XLM-R or MPNet weights can be downloaded here, so tests build a
+2-layer model of each with a tokenizer of its family (WordPiece, byte-level BPE, Unigram) trained on
+real text: the same code paths as real checkpoints (position offsets, pad ids, no token types) in
+well under a second each, cached on disk by their settings.
 """
 
 from __future__ import annotations
@@ -12,16 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 from pathlib import Path
-from typing import Literal
 
-from embedlab.models.resolve import cache_root
+from embedlab.models.store import cache_root, publish_dir
 from embedlab.resources import gensim_test_file
 
 log = logging.getLogger(__name__)
 
-Architecture = Literal["bert", "roberta", "distilbert", "xlm-roberta", "mpnet"]
 ARCHITECTURES: tuple[str, ...] = ("bert", "roberta", "distilbert", "xlm-roberta", "mpnet")
 
 # Which tokenizer family each architecture ships with, and its special tokens.
@@ -45,36 +41,29 @@ def training_corpus() -> list[str]:
 def _train_tokenizer(family: str, specials: dict[str, str], vocab_size: int, texts: list[str]):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    special_list = [specials[k] for k in ("pad", "unk", "cls", "sep", "mask")]
+    sizes = {"vocab_size": vocab_size, "special_tokens": list(specials.values())}
     if family == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token=specials["unk"]))
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special_list)
+        trainer = trainers.WordPieceTrainer(**sizes)
         tok.decoder = decoders.WordPiece()
     elif family == "bpe":
         tok = Tokenizer(models.BPE(unk_token=None))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=special_list,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        )
+        trainer = trainers.BpeTrainer(**sizes, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         tok.decoder = decoders.ByteLevel()
     else:  # unigram, as sentencepiece in XLM-R
         tok = Tokenizer(models.Unigram())
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        trainer = trainers.UnigramTrainer(
-            vocab_size=vocab_size, special_tokens=special_list, unk_token=specials["unk"]
-        )
+        trainer = trainers.UnigramTrainer(**sizes, unk_token=specials["unk"])
         tok.decoder = decoders.Metaspace()
     tok.train_from_iterator(texts, trainer=trainer)
     cls, sep = specials["cls"], specials["sep"]
+    pair = f"{cls} $A {sep} {sep} $B {sep}" if specials is _ROBERTA_SPECIALS else f"{cls} $A {sep} $B {sep}"
     tok.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}",
-        pair=f"{cls} $A {sep} {sep} $B {sep}"
-        if specials is _ROBERTA_SPECIALS
-        else f"{cls} $A {sep} $B {sep}",
+        pair=pair,
         special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
     )
     return tok
@@ -85,28 +74,16 @@ def _model_config(arch: str, vocab_size: int, pad_id: int, hidden: int, layers: 
 
     heads = max(1, hidden // 16)
     if arch == "distilbert":
-        return AutoConfig.for_model(
-            "distilbert",
-            vocab_size=vocab_size,
-            dim=hidden,
-            n_layers=layers,
-            n_heads=heads,
-            hidden_dim=4 * hidden,
-            max_position_embeddings=max_len,
-            pad_token_id=pad_id,
-        )
-    offset = 2 if arch in {"roberta", "xlm-roberta", "mpnet"} else 0  # positions start after pad
-    extra = {"type_vocab_size": 1} if arch in {"roberta", "xlm-roberta"} else {}
+        sizes = {"dim": hidden, "n_layers": layers, "n_heads": heads, "hidden_dim": 4 * hidden}
+    else:
+        sizes = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads}
+        sizes["intermediate_size"] = 4 * hidden
+        if arch in {"roberta", "xlm-roberta", "mpnet"}:
+            max_len += 2  # position ids start after the padding index
+        if arch in {"roberta", "xlm-roberta"}:
+            sizes["type_vocab_size"] = 1
     return AutoConfig.for_model(
-        arch,
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=4 * hidden,
-        max_position_embeddings=max_len + offset,
-        pad_token_id=pad_id,
-        **extra,
+        arch, vocab_size=vocab_size, max_position_embeddings=max_len, pad_token_id=pad_id, **sizes
     )
 
 
@@ -120,23 +97,12 @@ def build_tiny_model(
     seed: int = 0,
     cache_dir: Path | None = None,
 ) -> Path:
-    """Build (or reuse) a tiny transformer + tokenizer folder and return its path.
-
-    The folder is a plain Hugging Face model folder (``config.json``, weights,
-    tokenizer), loadable by ``AutoModel`` and by sentence-transformers' ``Transformer``.
-    """
+    """Build (or reuse) a tiny Hugging Face model folder (config, weights, tokenizer); returns its path."""
     if architecture not in _FAMILY:
         raise ValueError(f"Unknown tiny architecture '{architecture}'. Choose one of {ARCHITECTURES}.")
-    settings = dict(
-        architecture=architecture,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        vocab_size=vocab_size,
-        max_seq_length=max_seq_length,
-        seed=seed,
-        version=2,
-    )
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    sizes = {"hidden_size": hidden_size, "num_layers": num_layers, "vocab_size": vocab_size}
+    settings = {"architecture": architecture, **sizes, "max_seq_length": max_seq_length, "seed": seed}
+    key = hashlib.sha256(json.dumps({**settings, "version": 2}, sort_keys=True).encode()).hexdigest()[:10]
     target = (cache_dir or cache_root() / "tiny") / f"{architecture}-{key}"
     if (target / "config.json").exists():
         return target
@@ -148,11 +114,7 @@ def build_tiny_model(
     tok = _train_tokenizer(family, specials, vocab_size, training_corpus())
     hf_tok = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        pad_token=specials["pad"],
-        unk_token=specials["unk"],
-        cls_token=specials["cls"],
-        sep_token=specials["sep"],
-        mask_token=specials["mask"],
+        **{f"{role}_token": token for role, token in specials.items()},  # pad, unk, cls, sep, mask
         bos_token=specials["cls"],
         eos_token=specials["sep"],
         model_max_length=max_seq_length,
@@ -164,16 +126,8 @@ def build_tiny_model(
     )
     torch.manual_seed(seed)
     model = AutoModel.from_config(config)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        model.save_pretrained(tmp)
-        hf_tok.save_pretrained(tmp)
-        try:
-            Path(tmp).rename(target)
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-        else:
-            Path(tmp).mkdir()  # let TemporaryDirectory clean up an empty dir
+    with publish_dir(target, "config.json") as staged:
+        model.save_pretrained(staged)
+        hf_tok.save_pretrained(staged)
     log.info("Built tiny %s model at %s", architecture, target)
     return target

@@ -1,28 +1,14 @@
-"""Weight precision of an encoder for evaluation: fp32, bf16 or dynamic int8.
+"""Weight precision of an encoder for evaluation: fp32, bf16 or dynamic int8 (never trained).
 
-One function, :func:`apply_weight_precision`, changes the precision of a
-SentenceTransformer's transformer (``model[0]``) in place; pooling, projection and
-normalisation modules keep float32 weights, and the embeddings that come out are float32
-in every case, so evaluation, the embedding cache and FAISS see the same dtype.
-
-- ``bf16``: the transformer's weights are cast to bfloat16. A forward hook casts its
-  outputs (token embeddings, (B, T, H)) back to float32, so pooling and normalisation run
-  in float32; pooling 256 bf16 token vectors alone costs up to 0.003 of cosine.
-- ``int8``: dynamic int8 quantization of the transformer's ``nn.Linear`` layers (weights
-  int8 with one scale per output channel; activations quantized per call, with the full
-  8-bit range where the CPU has VNNI; float32 in, float32 out). Embedding tables and layer
-  norms stay float32. CPU only.
-
-Evaluation only: a reduced model is not trained (``check_config`` rejects ``fit=true``).
-
-The int8 path uses ``torch.ao.quantization.quantize_dynamic``, deprecated since torch 2.10
-but still working in 2.13. Its replacement is torchao's
-``quantize_(model, Int8DynamicActivationInt8WeightConfig())`` (a separate package);
-switching means changing :func:`_quantize_linear_int8` below and nothing else.
+Only the transformer (``model[0]``) changes; embeddings come out float32 in every case. bf16: a hook
+casts token embeddings back to float32 (pooling bf16 vectors costs up to 0.003 of cosine). int8 (CPU
+only): dynamic quantization of every ``nn.Linear`` via the deprecated torch.ao API; torchao's
+``quantize_(model, Int8DynamicActivationInt8WeightConfig())`` would replace :func:`_quantize_linear_int8` only.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -34,8 +20,7 @@ if TYPE_CHECKING:
 WeightPrecision = Literal["fp32", "bf16", "int8"]
 WEIGHT_PRECISIONS: tuple[str, ...] = get_args(WeightPrecision)
 
-# The messages torch prints when torch.ao.quantization is used (one for the package, one for
-# the quantized tensor constructors it calls); silenced here, and only here.
+# what torch prints when torch.ao.quantization and its quantized tensors are used: silenced here only
 _TORCH_AO_DEPRECATIONS = (
     (DeprecationWarning, r"torch\.ao\.quantization is deprecated"),
     (UserWarning, r"torch\.quantize_per_tensor, torch\.quantize_per_channel"),
@@ -52,25 +37,21 @@ def check_weight_precision(precision: str) -> WeightPrecision:
     return precision  # type: ignore[return-value]
 
 
-def is_dynamic_int8(module: torch.nn.Module) -> bool:
-    """True for a dynamically quantized Linear (checked by class name, so nothing deprecated is
-    imported)."""
-    return any(
-        c.__module__.startswith("torch.ao.nn.quantized.dynamic") and c.__name__ == "Linear"
-        for c in type(module).__mro__
-    )
-
-
 def detect_weight_precision(model: SentenceTransformer) -> WeightPrecision:
     """The precision the transformer's weights are in now: int8 wins over bf16 over fp32."""
     import torch
 
-    first = model[0]
-    if any(is_dynamic_int8(m) for m in first.modules()):
+    if count_dynamic_int8_linear(model):
         return "int8"
-    if any(p.dtype == torch.bfloat16 for p in first.parameters()):
-        return "bf16"
-    return "fp32"
+    return "bf16" if any(p.dtype == torch.bfloat16 for p in model[0].parameters()) else "fp32"
+
+
+def is_dynamic_int8(module: torch.nn.Module) -> bool:
+    """True for a dynamically quantized Linear (checked by class name: nothing deprecated is imported)."""
+    return any(
+        c.__module__.startswith("torch.ao.nn.quantized.dynamic") and c.__name__ == "Linear"
+        for c in type(module).__mro__
+    )
 
 
 def count_dynamic_int8_linear(model: SentenceTransformer) -> int:
@@ -105,14 +86,8 @@ def _outputs_to_float32(module: torch.nn.Module, args: Any, output: Any) -> Any:
 
 
 def full_range_activations_supported() -> bool:
-    """True where int8 activations may use all 8 bits: an x86 CPU with VNNI.
-
-    torch's dynamic Linear quantizes activations to 7 bits (``reduce_range=True``) because
-    without VNNI fbgemm multiplies u8 x s8 pairs into saturating int16 sums; 255 * 127 * 2
-    overflows them, 127 * 127 * 2 does not. VNNI accumulates in int32, so the full range is
-    exact there. On all-MiniLM-L6-v2 the 7-bit range costs 0.015 of mean cosine to float32
-    (per-channel weights: 0.979 vs 0.994), so it matters.
-    """
+    """True where int8 activations may use all 8 bits: an x86 CPU with VNNI (int32 sums). Without it
+    fbgemm's int16 sums saturate (255 * 127 * 2), so torch uses 7 bits: -0.015 mean cosine on MiniLM."""
     import platform
 
     if platform.system() != "Linux" or platform.machine() not in {"x86_64", "AMD64"}:
@@ -125,42 +100,32 @@ def full_range_activations_supported() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-_LINEAR_CLASSES: dict[bool, type] = {}
-
-
+@functools.cache
 def _dynamic_linear_class(full_range: bool) -> type:
     """torch's dynamic int8 Linear, or a subclass whose activations use the full uint8 range."""
-    if full_range not in _LINEAR_CLASSES:
-        import torch
-        from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-        if not full_range:
-            _LINEAR_CLASSES[full_range] = DynamicLinear
-        else:
+    if not full_range:
+        return DynamicLinear
 
-            class FullRangeDynamicLinear(DynamicLinear):
-                """Dynamic int8 Linear with 8-bit activations (``reduce_range=False``)."""
+    class FullRangeDynamicLinear(DynamicLinear):
+        """Dynamic int8 Linear with 8-bit activations (``reduce_range=False``)."""
 
-                def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., in_features) float32
-                    packed = self._packed_params._packed_params
-                    return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=False).to(x.dtype)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., in_features) float32
+            packed = self._packed_params._packed_params
+            return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=False).to(x.dtype)
 
-                def _get_name(self) -> str:
-                    return "DynamicQuantizedLinear(full range)"
+        def _get_name(self) -> str:
+            return "DynamicQuantizedLinear(full range)"
 
-            _LINEAR_CLASSES[full_range] = FullRangeDynamicLinear
-    return _LINEAR_CLASSES[full_range]
+    return FullRangeDynamicLinear
 
 
 def _quantize_linear_int8(module: torch.nn.Module) -> None:
-    """Replace every nn.Linear inside ``module`` by a dynamic int8 Linear, in place.
-
-    Weights: int8, symmetric, one scale per output channel (per tensor: mean cosine to
-    float32 0.969 on MiniLM, per channel 0.994). Activations: quantized per call, per tensor.
-    This is the one place that touches torch.ao.quantization (deprecated). The torchao
-    replacement: ``from torchao.quantization import quantize_,
-    Int8DynamicActivationInt8WeightConfig; quantize_(module, Int8DynamicActivationInt8WeightConfig())``.
-    """
+    """Replace every nn.Linear inside ``module`` by a dynamic int8 Linear, in place: the one place that
+    touches torch.ao.quantization. Weights per output channel (mean cosine to float32 on MiniLM 0.994;
+    per tensor 0.969), activations per call and tensor."""
     import torch
 
     with warnings.catch_warnings():
@@ -179,25 +144,19 @@ def _quantize_linear_int8(module: torch.nn.Module) -> None:
 
 
 def apply_weight_precision(model: SentenceTransformer, precision: str) -> SentenceTransformer:
-    """Put ``model``'s transformer weights in ``precision`` (in place) and return the model.
-
-    ``fp32`` leaves a float32 model as it is. A model whose weights were already reduced
-    cannot be reduced again: build a fresh one (a ValueError says so). int8 needs the model
-    on the CPU.
-    """
+    """Put ``model``'s transformer weights in ``precision`` (in place) and return the model; weights
+    already reduced cannot be reduced again (ValueError), and int8 needs the model on the CPU."""
     import torch
 
     precision = check_weight_precision(precision)
     current = detect_weight_precision(model)
+    if current == precision:
+        return model
     if current != "fp32":
-        if current == precision:
-            return model
         raise ValueError(
             f"The model's weights are already {current}; {precision} must be applied to a float32 "
             f"model. Load a fresh copy of the model and apply {precision} to it."
         )
-    if precision == "fp32":
-        return model
     first = model[0]
     if precision == "bf16":
         first.to(torch.bfloat16)
