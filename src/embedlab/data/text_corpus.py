@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from embedlab.resources import gensim_test_file
 from embedlab.data.files import seeded_subsample, table_rows, under_root
 from embedlab.data.sts import STSSpec, load_sts
 from embedlab.errors import DataError
+from embedlab.resources import gensim_test_file
 
 log = logging.getLogger(__name__)
 
