@@ -238,5 +238,5 @@ def load_run_config(run_dir: Path, data_dir: str | None = None) -> DictConfig:
 
 
 def load_run_specs(run_dir: str | Path, data_dir: str | None = None) -> RunSpecs:
-    """The specs of a finished run (what ``python -m embedlab.viz`` reads)."""
+    """The specs of a finished run (what ``python -m embedlab.visualise`` reads)."""
     return build_specs(load_run_config(Path(run_dir), data_dir), check=False)

@@ -1,17 +1,8 @@
-"""t-SNE map of any run: ``python -m embedlab.viz <run output dir>``.
+"""t-SNE map of any run: ``python -m embedlab.visualise <run output dir>``.
 
-It reads the run's specs through ``embedlab.config.load_run_specs`` (``.hydra/config.yaml``,
-else the resolved copy in ``results.json``), loads the model the run saved (``<run>/model``; the config's model
-when the run saved none), embeds the run's evaluation texts and plots them coloured by
-label with ``viz.tsne.tsne_plot``, the same plot ``run_mlm`` draws before and after MLM:
-
-- corpus runs (data=medical, mlm_lee): the held-out texts, coloured by their label
-  (medical abstracts: the condition);
-- STS runs (data=stsb, lee, ...): the sentences of an evaluation split, coloured by the
-  gold score of their pair, in ``--bins`` equal-width bins of the score range.
-
-The PNG goes to ``<run>/plots/`` and into a W&B run (``job_type=viz``) in the run
-folder, offline when W&B is unreachable.
+An entry point (it reads the run's saved config through ``embedlab.config``): embeds the run's
+evaluation texts with the model it saved and plots them as the MLM task does, corpus texts
+coloured by label, STS sentences by gold-score bin. PNG to ``<run>/plots/`` and a W&B run.
 """
 
 from __future__ import annotations
@@ -22,18 +13,19 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from embedlab.config import load_run_specs
+from embedlab.config.axes import RunSpecs
 from embedlab.data.sts import load_sts
 from embedlab.data.text_corpus import load_corpus
+from embedlab.encode.encoder import Encoder, EncodeSettings
 from embedlab.errors import ConfigError, DataError
 from embedlab.models.encoder import build_encoder
 from embedlab.viz.tsne import log_image_to_loggers, tsne_plot
 
-if TYPE_CHECKING:
-    from embedlab.config.axes import RunSpecs
 
-log = logging.getLogger("embedlab.viz")
+log = logging.getLogger("embedlab.visualise")
 
 
 @dataclass(frozen=True)
@@ -122,9 +114,6 @@ def visualise_run(
     seed: int = 0,
 ) -> Path:
     """Embed a run's evaluation texts with its model, plot t-SNE, log to W&B; returns the PNG."""
-    from embedlab.config import load_run_specs  # the run's saved config, read at Hydra's edge
-    from embedlab.encode.encoder import Encoder, EncodeSettings
-
     run = Path(run_dir).expanduser().resolve()
     if not run.is_dir():
         raise ConfigError(f"Run folder {run} does not exist.")
@@ -172,7 +161,7 @@ def visualise_run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m embedlab.viz",
+        prog="python -m embedlab.visualise",
         description="t-SNE map of a run's evaluation texts, embedded with the run's model, coloured by label.",
     )
     parser.add_argument("run_dir", help="a run output folder (outputs/<task>/runs/<date>/<time>)")
@@ -197,3 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(path)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
