@@ -24,7 +24,6 @@ from embedlab.errors import ConfigError, DataError
 from embedlab.models.encoder import build_encoder
 from embedlab.viz.tsne import log_image_to_loggers, tsne_plot
 
-
 log = logging.getLogger("embedlab.visualise")
 
 
