@@ -131,8 +131,7 @@ def visualise_run(
     emb, stats = Encoder(model, settings).encode(texts.texts, what="texts")
     name = "saved_model" if source.endswith("model") else str(specs.model.name)
     path = Path(out) if out else run / "plots" / f"tsne_{split or 'eval'}_{name}.png"
-    path = tsne_plot(emb, texts.labels, path, title=f"{run.name}: {texts.what}, {name}",
-                     seed=seed)  # fmt: skip
+    path = tsne_plot(emb, texts.labels, path, title=f"{run.name}: {texts.what}, {name}", seed=seed)
     log.info(
         "Embedded %d texts with %s (%d truncated); wrote %s",
         len(texts.texts),
@@ -143,8 +142,9 @@ def visualise_run(
     if wandb_mode != "disabled":
         from embedlab.tracking.wandb_logger import finish_wandb, make_wandb_logger
 
-        logger = make_wandb_logger(save_dir=str(run), name=f"viz:{run.name}", job_type="viz", mode=wandb_mode,
-                                   tags=["viz"])  # type: ignore[arg-type]  # fmt: skip
+        logger = make_wandb_logger(
+            save_dir=str(run), name=f"viz:{run.name}", job_type="viz", mode=wandb_mode, tags=["viz"]
+        )  # type: ignore[arg-type]
         exit_code = 1
         try:
             logger.experiment.config.update(
@@ -178,8 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
-        path = visualise_run(args.run_dir, split=args.split, max_points=args.max_points, n_bins=args.bins,
-                             data_dir=args.data_dir, wandb_mode=args.wandb, out=args.out, seed=args.seed)  # fmt: skip
+        path = visualise_run(
+            args.run_dir,
+            split=args.split,
+            max_points=args.max_points,
+            n_bins=args.bins,
+            data_dir=args.data_dir,
+            wandb_mode=args.wandb,
+            out=args.out,
+            seed=args.seed,
+        )
     except (ConfigError, DataError) as exc:
         log.error("%s", exc)
         return 2

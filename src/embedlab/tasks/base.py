@@ -71,11 +71,16 @@ class Task:
 
         o = self.specs.objective
         return SiameseModule(
-            model, loss=o.loss, lr=o.lr, weight_decay=o.weight_decay, warmup_ratio=o.warmup_ratio,
-            cosent_scale=o.scale, dataset_name=self.specs.data_name,
+            model,
+            loss=o.loss,
+            lr=o.lr,
+            weight_decay=o.weight_decay,
+            warmup_ratio=o.warmup_ratio,
+            cosent_scale=o.scale,
+            dataset_name=self.specs.data_name,
             matryoshka_dims=None if o.matryoshka_dims is None else list(o.matryoshka_dims),
             matryoshka_weights=None if o.matryoshka_weights is None else list(o.matryoshka_weights),
-        )  # fmt: skip
+        )
 
     def train_texts(self, datamodule: Any) -> list[str]:
         """Distinct training texts whose truncation the runner counts (none: not counted)."""
@@ -112,5 +117,7 @@ def metric_prefix(split: str, data_name: str) -> str:
 
 def cache_counts(prefix: str, cache: Any) -> dict[str, float]:
     """Once per job under one prefix: the report counts encode passes from these."""
-    return {f"{prefix}/n_texts_encoded": float(cache.stats.n_encoded),
-            f"{prefix}/n_texts_from_cache": float(cache.stats.n_from_cache)}  # fmt: skip
+    return {
+        f"{prefix}/n_texts_encoded": float(cache.stats.n_encoded),
+        f"{prefix}/n_texts_from_cache": float(cache.stats.n_from_cache),
+    }

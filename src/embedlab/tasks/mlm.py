@@ -51,8 +51,9 @@ class MLMTask(Task):
         self.probe_data, self.previous, self.before, self.steps = None, None, {}, 0
         if self.probe_cfg is not None:
             mp = self.probe_cfg.get("max_pairs")
-            self.probe_data = general_probe_data(self.probe_cfg.get("root"), seed=specs.run.seed,
-                                                 max_pairs=None if mp is None else int(mp))  # fmt: skip
+            self.probe_data = general_probe_data(
+                self.probe_cfg.get("root"), seed=specs.run.seed, max_pairs=None if mp is None else int(mp)
+            )
 
     @classmethod
     def check(cls, specs) -> None:
@@ -73,14 +74,24 @@ class MLMTask(Task):
         from embedlab.modules.mlm import MLMModule
 
         s, o = self.specs, self.specs.objective
-        self.module = MLMModule(self.resolved.path, lr=o.lr, weight_decay=o.weight_decay,
-                                warmup_ratio=o.warmup_ratio, dataset_name=self.corpus.name)  # fmt: skip
+        self.module = MLMModule(
+            self.resolved.path,
+            lr=o.lr,
+            weight_decay=o.weight_decay,
+            warmup_ratio=o.warmup_ratio,
+            dataset_name=self.corpus.name,
+        )
         self.datamodule = MLMDataModule(
-            self.module.tokenizer, self.train_texts_with_replay(), self.corpus.heldout_texts,
-            max_length=s.model.max_seq_length, batch_size=int(s.data_cfg["batch_size"]), eval_batch_size=self.batch,
-            mlm_probability=float(o.extra["mlm_probability"]), whole_word_mask=bool(o.extra["whole_word_mask"]),
+            self.module.tokenizer,
+            self.train_texts_with_replay(),
+            self.corpus.heldout_texts,
+            max_length=s.model.max_seq_length,
+            batch_size=int(s.data_cfg["batch_size"]),
+            eval_batch_size=self.batch,
+            mlm_probability=float(o.extra["mlm_probability"]),
+            whole_word_mask=bool(o.extra["whole_word_mask"]),
             seed=s.run.seed,
-        )  # fmt: skip
+        )
         self.datamodule.setup()
         return self.datamodule
 
@@ -96,18 +107,28 @@ class MLMTask(Task):
                 texts, general, float(self.replay_cfg["fraction"]), seed=self.specs.run.seed, source=where
             )
             texts = list(mix.texts)
-            self.replay_meta = {"source": where, "fraction": mix.fraction, "n_domain": mix.n_domain,
-                                "n_replay": mix.n_replay}  # fmt: skip
+            self.replay_meta = {
+                "source": where,
+                "fraction": mix.fraction,
+                "n_domain": mix.n_domain,
+                "n_replay": mix.n_replay,
+            }
         return texts
 
     def perplexity(self) -> float:
         from embedlab.modules.mlm import perplexity
 
         o = self.specs.objective.extra
-        return perplexity(self.module.model, self.module.tokenizer, self.corpus.heldout_texts,
-                          mlm_probability=float(o["mlm_probability"]), whole_word_mask=bool(o["whole_word_mask"]),
-                          seed=self.specs.run.seed, batch_size=self.batch,
-                          max_length=self.specs.model.max_seq_length)  # fmt: skip  # same masks before and after
+        return perplexity(
+            self.module.model,
+            self.module.tokenizer,
+            self.corpus.heldout_texts,
+            mlm_probability=float(o["mlm_probability"]),
+            whole_word_mask=bool(o["whole_word_mask"]),
+            seed=self.specs.run.seed,
+            batch_size=self.batch,
+            max_length=self.specs.model.max_seq_length,
+        )  # same masks before and after
 
     def before_fit(self, model: Any, module: Any, loggers: list[Any]) -> None:
         self.metrics[f"{self.key}/perplexity_before"] = self.perplexity()
@@ -129,8 +150,9 @@ class MLMTask(Task):
         corpus, seed, labels = self.corpus, self.specs.run.seed, self.corpus.heldout_labels
         if labels is None:
             return
-        emb = encoder.encode(corpus.heldout_texts, batch_size=self.batch, convert_to_numpy=True,
-                             show_progress_bar=False)  # fmt: skip  # (N, D)
+        emb = encoder.encode(
+            corpus.heldout_texts, batch_size=self.batch, convert_to_numpy=True, show_progress_bar=False
+        )  # (N, D)
         self.metrics[f"val/{corpus.name}/knn_accuracy_{stage}"] = knn_accuracy(emb, labels, seed=seed)
         title = f"{corpus.name}: held-out embeddings, {STAGE_TITLES.get(stage, stage)} ({len(labels)} texts)"
         path = tsne_plot(emb, labels, self.out / "plots" / f"tsne_{stage}.png", title=title, seed=seed)
@@ -158,17 +180,32 @@ class MLMTask(Task):
         self.count_texts()
         report = self.module.head_report
         extra = {
-            "mlm": {"head_newly_initialised": list(report.new_head_keys),
-                    "missing_backbone_keys": list(report.missing_backbone_keys),
-                    "backbone_tensors_copied": copied.n_tensors, "steps": self.steps},
-            "plots": self.plots, "guard": guard_meta, "replay": self.replay_meta, "finetune": finetune_meta,
-            "general_probe": None if self.probe_data is None else {
-                "name": self.probe_data.name, "fingerprint": self.probe_data.fingerprint(),
-                "pairs": {k: len(v) for k, v in self.probe_data.splits.items()}},
-        }  # fmt: skip
-        log.info("Perplexity on %d held-out texts: %.2f before, %.2f after %d steps%s", len(self.corpus.heldout_idx),
-                 m[f"{self.key}/perplexity_before"], m[f"{self.key}/perplexity_after"], self.steps,
-                 " (the MLM head started at random)" if report.head_is_new else "")  # fmt: skip
+            "mlm": {
+                "head_newly_initialised": list(report.new_head_keys),
+                "missing_backbone_keys": list(report.missing_backbone_keys),
+                "backbone_tensors_copied": copied.n_tensors,
+                "steps": self.steps,
+            },
+            "plots": self.plots,
+            "guard": guard_meta,
+            "replay": self.replay_meta,
+            "finetune": finetune_meta,
+            "general_probe": None
+            if self.probe_data is None
+            else {
+                "name": self.probe_data.name,
+                "fingerprint": self.probe_data.fingerprint(),
+                "pairs": {k: len(v) for k, v in self.probe_data.splits.items()},
+            },
+        }
+        log.info(
+            "Perplexity on %d held-out texts: %.2f before, %.2f after %d steps%s",
+            len(self.corpus.heldout_idx),
+            m[f"{self.key}/perplexity_before"],
+            m[f"{self.key}/perplexity_after"],
+            self.steps,
+            " (the MLM head started at random)" if report.head_is_new else "",
+        )
         return EvalOutput(m, data_meta=self.corpus.meta(), extra_meta=extra)
 
     def guard(self, model: Any) -> dict[str, Any] | None:
@@ -178,9 +215,14 @@ class MLMTask(Task):
         after = probe_general(model, self.probe_data, settings=self.specs.encode.settings)
         self.metrics.update({f"{k}_after": v for k, v in after.items()})
         name = self.probe_data.name
-        log.info("General quality (%s cosine Spearman): validation %.4f -> %.4f, test %.4f -> %.4f", name,
-                 self.before[f"val/{name}/spearman_cosine"], after[f"val/{name}/spearman_cosine"],
-                 self.before[f"test/{name}/spearman_cosine"], after[f"test/{name}/spearman_cosine"])  # fmt: skip
+        log.info(
+            "General quality (%s cosine Spearman): validation %.4f -> %.4f, test %.4f -> %.4f",
+            name,
+            self.before[f"val/{name}/spearman_cosine"],
+            after[f"val/{name}/spearman_cosine"],
+            self.before[f"test/{name}/spearman_cosine"],
+            after[f"test/{name}/spearman_cosine"],
+        )
         if self.guard_cfg is None:
             return None
         assert self.previous is not None
@@ -200,8 +242,11 @@ class MLMTask(Task):
         for the baseline fine-tuned from the pre-update weights."""
         assert self.probe_data is not None and self.previous is not None and self.finetune is not None
         settings, probe = self.finetune, self.probe_data
-        spec = general_probe_spec(self.probe_cfg.get("root") if self.probe_cfg else None,
-                                  max_pairs=settings.max_pairs, seed=self.specs.run.seed)  # fmt: skip
+        spec = general_probe_spec(
+            self.probe_cfg.get("root") if self.probe_cfg else None,
+            max_pairs=settings.max_pairs,
+            seed=self.specs.run.seed,
+        )
         record: dict[str, Any] = {**asdict(settings), "pairs_from": spec.name}
         stages = [("after_finetune", model, "MLM-updated" if not kept_previous else "kept (pre-update)")]
         if settings.compare_without_mlm and kept_previous:
@@ -221,8 +266,13 @@ class MLMTask(Task):
             general = probe_general(encoder, probe, settings=self.specs.encode.settings)
             self.metrics.update({f"{k}_{stage}": v for k, v in general.items()})
             name = f"val/{probe.name}/spearman_cosine"
-            log.info("Fine-tuned %s encoder: %s %.4f, test %.4f", label, name, general[name],
-                     general[f"test/{probe.name}/spearman_cosine"])  # fmt: skip
+            log.info(
+                "Fine-tuned %s encoder: %s %.4f, test %.4f",
+                label,
+                name,
+                general[name],
+                general[f"test/{probe.name}/spearman_cosine"],
+            )
         return record
 
     def objects(self) -> dict[str, Any]:

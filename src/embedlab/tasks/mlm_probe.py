@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 
 GUARD_METRICS: tuple[str, ...] = ("spearman_cosine", "pearson_cosine")
 PAIR_LOSSES: tuple[str, ...] = ("cosine", "cosent")
-STAGE_TITLES = {"before": "before MLM", "after": "after MLM", "after_finetune": "after MLM + fine-tuning",
-                "finetuned_without_mlm": "fine-tuned without MLM"}  # fmt: skip
+STAGE_TITLES = {
+    "before": "before MLM",
+    "after": "after MLM",
+    "after_finetune": "after MLM + fine-tuning",
+    "finetuned_without_mlm": "fine-tuned without MLM",
+}
 
 
 def knn_accuracy(embeddings: Any, labels: list[str], *, k: int = 5, seed: int = 0) -> float:
@@ -59,8 +63,14 @@ def general_probe_spec(root: str | Path | None, *, max_pairs: int | None = None,
         "to probe on STS-B.",
         path,
     )
-    return STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15),
-                   split_seed=42, max_pairs_per_split=max_pairs)  # fmt: skip
+    return STSSpec(
+        name="lee",
+        format="lee",
+        score_range=(0.0, 1.0),
+        split_fractions=(0.7, 0.15, 0.15),
+        split_seed=42,
+        max_pairs_per_split=max_pairs,
+    )
 
 
 def general_probe_data(root: str | Path | None, *, max_pairs: int | None = None, seed: int = 42) -> STSData:
@@ -122,8 +132,15 @@ def guard_settings(extra: Any) -> tuple[dict | None, dict | None, dict | None]:
     return probe, guard, replay
 
 
-def apply_guard(guard: dict, before: dict[str, float], after: dict[str, float], probe_name: str, encoder: Any,
-                previous: dict[str, Any], saved_to: Path) -> GuardDecision:  # fmt: skip
+def apply_guard(
+    guard: dict,
+    before: dict[str, float],
+    after: dict[str, float],
+    probe_name: str,
+    encoder: Any,
+    previous: dict[str, Any],
+    saved_to: Path,
+) -> GuardDecision:
     """Decide on the validation probe; on a too-large drop put the pre-update weights back."""
     metric = f"val/{probe_name}/{guard.get('metric', 'spearman_cosine')}"
     decision = GuardDecision(metric, before[metric], after[metric], float(guard["tolerance"]))
@@ -133,13 +150,22 @@ def apply_guard(guard: dict, before: dict[str, float], after: dict[str, float], 
             "FORGETTING GUARD TRIGGERED: %s fell from %.4f to %.4f (drop %.4f > tolerance %.4f). "
             "The update is rejected: %s holds the PREVIOUS (pre-update) encoder; the after-metrics in "
             "results.json describe the rejected update.",
-            metric, decision.before, decision.after, decision.drop, decision.tolerance, saved_to,
-        )  # fmt: skip
+            metric,
+            decision.before,
+            decision.after,
+            decision.drop,
+            decision.tolerance,
+            saved_to,
+        )
     else:
         log.info(
             "Forgetting guard passed: %s %.4f -> %.4f (drop %.4f <= tolerance %.4f); the updated encoder is saved.",
-            metric, decision.before, decision.after, decision.drop, decision.tolerance,
-        )  # fmt: skip
+            metric,
+            decision.before,
+            decision.after,
+            decision.drop,
+            decision.tolerance,
+        )
     return decision
 
 
@@ -188,8 +214,9 @@ def finetune_settings(specs: RunSpecs) -> FinetuneSettings | None:
     return s
 
 
-def finetune_on_pairs(encoder: Any, spec: STSSpec, settings: FinetuneSettings, specs: RunSpecs, *,
-                      label: str) -> dict[str, Any]:  # fmt: skip
+def finetune_on_pairs(
+    encoder: Any, spec: STSSpec, settings: FinetuneSettings, specs: RunSpecs, *, label: str
+) -> dict[str, Any]:
     """Fine-tune ``encoder`` in place on the train split of ``spec``; returns a record of the step."""
     import lightning as L
 
@@ -200,21 +227,40 @@ def finetune_on_pairs(encoder: Any, spec: STSSpec, settings: FinetuneSettings, s
     L.seed_everything(seed, workers=True)  # both fine-tunes (with / without MLM) draw the same dropout
     datamodule = PairDataModule(spec, batch_size=settings.batch_size, eval_batch_size=64, seed=seed)
     datamodule.setup()
-    module = SiameseModule(encoder, loss=settings.loss, lr=settings.lr, warmup_ratio=settings.warmup_ratio,
-                           dataset_name=spec.name)  # fmt: skip
+    module = SiameseModule(
+        encoder,
+        loss=settings.loss,
+        lr=settings.lr,
+        warmup_ratio=settings.warmup_ratio,
+        dataset_name=spec.name,
+    )
     # No validation loop and no checkpoints: the run's probes score the result afterwards.
-    trainer = specs.run.trainer.build(max_epochs=settings.epochs, callbacks=[], logger=False,
-                                      enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
-                                      enable_progress_bar=False)  # fmt: skip
+    trainer = specs.run.trainer.build(
+        max_epochs=settings.epochs,
+        callbacks=[],
+        logger=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+    )
     log.info(
         "Fine-tuning the %s encoder on %d %s train pairs: %d epoch(s), batch %d, lr %g, loss %s.",
-        label, len(datamodule.split("train")), spec.name, settings.epochs, settings.batch_size, settings.lr,
+        label,
+        len(datamodule.split("train")),
+        spec.name,
+        settings.epochs,
+        settings.batch_size,
+        settings.lr,
         settings.loss,
-    )  # fmt: skip
+    )
     start = time.perf_counter()
     encoder.train()
     trainer.fit(module, datamodule=datamodule)
     encoder.to("cpu")
     encoder.eval()
-    return {"pairs": len(datamodule.split("train")), "steps": int(trainer.global_step),
-            "seconds": time.perf_counter() - start}  # fmt: skip
+    return {
+        "pairs": len(datamodule.split("train")),
+        "steps": int(trainer.global_step),
+        "seconds": time.perf_counter() - start,
+    }

@@ -64,10 +64,13 @@ def build_fasttext(specs: RunSpecs) -> tuple[Any, Any]:
     ft = specs.model_extra["fasttext"]
     texts, corpus = training_texts(ft["corpus"], specs, file=ft.get("corpus_file"))
     return build_fasttext_encoder(
-        texts, FastTextParams.from_mapping(ft["params"]), corpus_name=corpus, pooling=specs.pooling,
+        texts,
+        FastTextParams.from_mapping(ft["params"]),
+        corpus_name=corpus,
+        pooling=specs.pooling,
         max_seq_length=specs.model.max_seq_length,
         cache_dir=Path(specs.run.cache_dir) if ft.get("cache") else None,
-    )  # fmt: skip
+    )
 
 
 def training_texts(source: str, specs: RunSpecs, *, file: str | None = None) -> tuple[list[str], str]:

@@ -54,12 +54,20 @@ class RetrievalTask(Task):
         examples = ranking_examples(train_set)
         if int(hn["num"]) > 0:
             examples = mine_negatives(
-                examples, model, list(full.corpus.values()), num_negatives=int(hn["num"]),
-                range_min=int(hn["range_min"]), range_max=int(hn["range_max"]),
-                relative_margin=hn["relative_margin"], batch_size=int(d["eval_batch_size"]),
-            )  # fmt: skip
-        log.info("Retrieval fine-tuning: %d training pairs, %d held-out val queries", len(examples),
-                 len(self.val_set.queries))  # fmt: skip
+                examples,
+                model,
+                list(full.corpus.values()),
+                num_negatives=int(hn["num"]),
+                range_min=int(hn["range_min"]),
+                range_max=int(hn["range_max"]),
+                relative_margin=hn["relative_margin"],
+                batch_size=int(d["eval_batch_size"]),
+            )
+        log.info(
+            "Retrieval fine-tuning: %d training pairs, %d held-out val queries",
+            len(examples),
+            len(self.val_set.queries),
+        )
         return RankingDataModule(examples, batch_size=int(d["batch_size"]), seed=s.run.seed)
 
     def train_texts(self, datamodule: Any) -> list[str]:
@@ -72,11 +80,16 @@ class RetrievalTask(Task):
 
         s, d = self.specs, self.specs.data_cfg
         return RetrievalEvalSettings(
-            ks=parse_ks(d["ks"]), dims=s.dimension.truncate_dims, pca_dims=s.dimension.pca_dims,
-            precision=s.precision.embeddings, rescore_multiplier=s.precision.rescore_multiplier,
-            index=s.index.spec, index_k=s.index.k, n_latency_queries=s.index.n_latency_queries,
+            ks=parse_ks(d["ks"]),
+            dims=s.dimension.truncate_dims,
+            pca_dims=s.dimension.pca_dims,
+            precision=s.precision.embeddings,
+            rescore_multiplier=s.precision.rescore_multiplier,
+            index=s.index.spec,
+            index_k=s.index.k,
+            n_latency_queries=s.index.n_latency_queries,
             answer_ks=parse_ks(d["answer_ks"]),
-        )  # fmt: skip
+        )
 
     def evaluate(self, encoder: Encoder, loggers: list[Any]) -> EvalOutput:
         """The evaluation split with the configured index and precision; the val split (after
@@ -86,8 +99,14 @@ class RetrievalTask(Task):
 
         s, d = self.specs, self.specs.data_cfg
         data, settings = self.load(d["split"]), self.settings()
-        prefetch_poolings(s, encoder, [("documents", [data.corpus[i] for i in data.doc_ids]),
-                                       ("queries", [data.queries[q] for q in data.query_ids])])  # fmt: skip
+        prefetch_poolings(
+            s,
+            encoder,
+            [
+                ("documents", [data.corpus[i] for i in data.doc_ids]),
+                ("queries", [data.queries[q] for q in data.query_ids]),
+            ],
+        )
         jobs = [(f"{d['metric_split']}/{s.data_name}", data, settings)]
         if self.val_set is not None:
             jobs.append(
@@ -97,14 +116,25 @@ class RetrievalTask(Task):
                     replace(settings, index=None, precision="float32", dims=()),
                 )
             )
-        out = EvalOutput({}, data_meta={"name": data.name, "fingerprint": data.revision, "n_docs": len(data.corpus),
-                                        "n_queries": len(data.queries), "stats": dict(data.stats)})  # fmt: skip
+        out = EvalOutput(
+            {},
+            data_meta={
+                "name": data.name,
+                "fingerprint": data.revision,
+                "n_docs": len(data.corpus),
+                "n_queries": len(data.queries),
+                "stats": dict(data.stats),
+            },
+        )
         for prefix, rset, sett in jobs:
             result = evaluate_retrieval(encoder, rset, sett)
             out.metrics.update({f"{prefix}/{k}": float(v) for k, v in result.metrics.items()})
             out.details[prefix] = result.details
             out.cells = out.cells or cells_record(result.cells)  # the evaluation split's grid
         out.metrics.update(cache_counts(jobs[0][0], encoder.cache))
-        log.info("Embeddings: %d texts encoded, %d read from the cache", encoder.cache.stats.n_encoded,
-                 encoder.cache.stats.n_from_cache)  # fmt: skip
+        log.info(
+            "Embeddings: %d texts encoded, %d read from the cache",
+            encoder.cache.stats.n_encoded,
+            encoder.cache.stats.n_from_cache,
+        )
         return out

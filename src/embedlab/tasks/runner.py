@@ -70,8 +70,15 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
             log.info("Results: %s", headline)
             log.info("Wrote %s", out / "results.json")
         exit_code = 0
-        return metrics, {"model": model, "encoder": model, "module": module, "trainer": trainer,
-                         "datamodule": datamodule, "task": task, **task.objects()}  # fmt: skip
+        return metrics, {
+            "model": model,
+            "encoder": model,
+            "module": module,
+            "trainer": trainer,
+            "datamodule": datamodule,
+            "task": task,
+            **task.objects(),
+        }
     finally:
         finish_wandb(loggers, exit_code)
 
@@ -88,8 +95,16 @@ def make_trainer(specs: RunSpecs, loggers: list[Any], *, with_callbacks: bool) -
     return trainer
 
 
-def fit(task: Task, specs: RunSpecs, trainer: Any, model: Any, module: Any, datamodule: Any,
-        loggers: list[Any], out: Path) -> dict[str, Any]:  # fmt: skip
+def fit(
+    task: Task,
+    specs: RunSpecs,
+    trainer: Any,
+    model: Any,
+    module: Any,
+    datamodule: Any,
+    loggers: list[Any],
+    out: Path,
+) -> dict[str, Any]:
     """Count truncated training texts, train (resumably), record steps and the cluster."""
     from embedlab.encode.stats import token_lengths
 
@@ -109,12 +124,16 @@ def fit(task: Task, specs: RunSpecs, trainer: Any, model: Any, module: Any, data
     fit_resumable(trainer, module, datamodule, specs.run.ckpt_path, out)
     task.after_fit(module, trainer)
     record.update(seconds=time.perf_counter() - fit_start, steps=int(trainer.global_step))
-    return {"train": record, "distributed": {
-        "world_size": int(trainer.world_size), "num_nodes": int(trainer.num_nodes),
-        "strategy": type(trainer.strategy).__name__,
-        "cluster_environment": type(getattr(trainer.strategy, "cluster_environment", None)).__name__,
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-    }}  # fmt: skip
+    return {
+        "train": record,
+        "distributed": {
+            "world_size": int(trainer.world_size),
+            "num_nodes": int(trainer.num_nodes),
+            "strategy": type(trainer.strategy).__name__,
+            "cluster_environment": type(getattr(trainer.strategy, "cluster_environment", None)).__name__,
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        },
+    }
 
 
 def fit_resumable(trainer: Any, module: Any, datamodule: Any, ckpt_path: str | None, out: Path) -> None:
@@ -158,8 +177,9 @@ def save_model(specs: RunSpecs, model: Any, out: Path) -> dict[str, Any]:
     return {}
 
 
-def collect_meta(specs: RunSpecs, resolved: Any, model_fp: str, result: EvalOutput, seconds: float,
-                 extra: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def collect_meta(
+    specs: RunSpecs, resolved: Any, model_fp: str, result: EvalOutput, seconds: float, extra: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "task": specs.run.task_name,
         "run_name": specs.run.run_name,
@@ -171,7 +191,7 @@ def collect_meta(specs: RunSpecs, resolved: Any, model_fp: str, result: EvalOutp
             "source": resolved.source,
             "path": str(resolved.path),
             "fingerprint": model_fp,
-        },  # fmt: skip
+        },
         "data": result.data_meta,
         "wall_time_s": seconds,
         **extra,

@@ -33,8 +33,12 @@ class STSTask(Task):
 
         super().__init__(specs)
         d = specs.data_cfg
-        self.datamodule = PairDataModule(specs.data, batch_size=int(d["batch_size"]),
-                                         eval_batch_size=int(d["eval_batch_size"]), seed=specs.run.seed)  # fmt: skip
+        self.datamodule = PairDataModule(
+            specs.data,
+            batch_size=int(d["batch_size"]),
+            eval_batch_size=int(d["eval_batch_size"]),
+            seed=specs.run.seed,
+        )
         self.datamodule.setup()
 
     def build_datamodule(self, model: Any) -> Any:
@@ -60,9 +64,15 @@ class STSTask(Task):
         if s.dimension.pca_dims:
             prefetch_poolings(s, fit, [("sentences", split_texts(data.splits["train"]))])
             pca = fit_sts_pca(fit, data.splits["train"], s.dimension.pca_dims[0], dataset=s.data_name)
-        out = EvalOutput({}, data_meta={"name": data.name, "fingerprint": data.fingerprint(),
-                                        "pairs": {k: len(v) for k, v in data.splits.items()},
-                                        "dropped_invalid": dict(data.dropped)})  # fmt: skip
+        out = EvalOutput(
+            {},
+            data_meta={
+                "name": data.name,
+                "fingerprint": data.fingerprint(),
+                "pairs": {k: len(v) for k, v in data.splits.items()},
+                "dropped_invalid": dict(data.dropped),
+            },
+        )
         for split in s.run.eval_splits:
             prefix = f"{SPLIT_KEY[split]}/{s.data_name}"
             result = evaluate_sts(
