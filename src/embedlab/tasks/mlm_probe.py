@@ -1,11 +1,7 @@
-"""Forgetting around a continual MLM update: the general-quality probe, the guard that
-keeps the previous encoder on a too-large drop, k-NN / t-SNE of the domain corpus, and the
-optional siamese fine-tune after the update (the "adapt, then fine-tune" recipe).
-
-The probe is STS-B validation and test Spearman (the embedded Lee ratings when STS-B is
-absent, logged as a warning). With ``objective.finetune.compare_without_mlm`` the
-pre-update encoder is fine-tuned the same way, so one results.json says what the MLM
-step adds on top of fine-tuning alone.
+"""Forgetting around a continual MLM update: the general-quality probe (STS-B validation and test
+Spearman; the embedded Lee ratings when STS-B is absent), the guard that keeps the previous encoder on
+a too-large drop, k-NN accuracy, and the optional siamese fine-tune after the update (with
+``compare_without_mlm`` also of the pre-update encoder, so one results.json says what MLM adds).
 """
 
 from __future__ import annotations
@@ -16,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedlab.data.sts import STSData, STSSpec, load_sts
+from embedlab.data.sts import STSData, STSSpec
 from embedlab.data.text_corpus import stsb_spec
 from embedlab.encode.encoder import Encoder, EncodeSettings
 from embedlab.errors import ConfigError
@@ -71,10 +67,6 @@ def general_probe_spec(root: str | Path | None, *, max_pairs: int | None = None,
         split_seed=42,
         max_pairs_per_split=max_pairs,
     )
-
-
-def general_probe_data(root: str | Path | None, *, max_pairs: int | None = None, seed: int = 42) -> STSData:
-    return load_sts(general_probe_spec(root, max_pairs=max_pairs, seed=seed), splits=("validation", "test"))
 
 
 def probe_general(model: Any, data: STSData, *, settings: EncodeSettings) -> dict[str, float]:
@@ -144,27 +136,18 @@ def apply_guard(
     """Decide on the validation probe; on a too-large drop put the pre-update weights back."""
     metric = f"val/{probe_name}/{guard.get('metric', 'spearman_cosine')}"
     decision = GuardDecision(metric, before[metric], after[metric], float(guard["tolerance"]))
-    if decision.triggered:
+    d = decision
+    if d.triggered:
         encoder.load_state_dict(previous)
         log.warning(
-            "FORGETTING GUARD TRIGGERED: %s fell from %.4f to %.4f (drop %.4f > tolerance %.4f). "
-            "The update is rejected: %s holds the PREVIOUS (pre-update) encoder; the after-metrics in "
-            "results.json describe the rejected update.",
-            metric,
-            decision.before,
-            decision.after,
-            decision.drop,
-            decision.tolerance,
-            saved_to,
+            f"FORGETTING GUARD TRIGGERED: {metric} fell from {d.before:.4f} to {d.after:.4f} (drop {d.drop:.4f} > "
+            f"tolerance {d.tolerance:.4f}). The update is rejected: {saved_to} holds the PREVIOUS (pre-update) "
+            "encoder; the after-metrics in results.json describe the rejected update."
         )
     else:
         log.info(
-            "Forgetting guard passed: %s %.4f -> %.4f (drop %.4f <= tolerance %.4f); the updated encoder is saved.",
-            metric,
-            decision.before,
-            decision.after,
-            decision.drop,
-            decision.tolerance,
+            f"Forgetting guard passed: {metric} {d.before:.4f} -> {d.after:.4f} (drop {d.drop:.4f} <= tolerance "
+            f"{d.tolerance:.4f}); the updated encoder is saved."
         )
     return decision
 
@@ -244,23 +227,14 @@ def finetune_on_pairs(
         num_sanity_val_steps=0,
         enable_progress_bar=False,
     )
+    n, st = len(datamodule.split("train")), settings
     log.info(
-        "Fine-tuning the %s encoder on %d %s train pairs: %d epoch(s), batch %d, lr %g, loss %s.",
-        label,
-        len(datamodule.split("train")),
-        spec.name,
-        settings.epochs,
-        settings.batch_size,
-        settings.lr,
-        settings.loss,
+        f"Fine-tuning the {label} encoder on {n} {spec.name} train pairs: {st.epochs} epoch(s), "
+        f"batch {st.batch_size}, lr {st.lr:g}, loss {st.loss}."
     )
     start = time.perf_counter()
     encoder.train()
     trainer.fit(module, datamodule=datamodule)
     encoder.to("cpu")
     encoder.eval()
-    return {
-        "pairs": len(datamodule.split("train")),
-        "steps": int(trainer.global_step),
-        "seconds": time.perf_counter() - start,
-    }
+    return {"pairs": n, "steps": int(trainer.global_step), "seconds": time.perf_counter() - start}
