@@ -63,11 +63,8 @@ def evaluation_texts(specs: RunSpecs, *, split: str | None = None, n_bins: int =
         for a, b, label in zip(pairs.sentence1, pairs.sentence2, bins, strict=True):
             first.setdefault(a, label)
             first.setdefault(b, label)
-        return LabelledTexts(
-            list(first),
-            list(first.values()),
-            f"{len(first)} {name} {split} sentences by gold-score bin",
-        )
+        what = f"{len(first)} {name} {split} sentences by gold-score bin"
+        return LabelledTexts(list(first), list(first.values()), what)
     raise ConfigError(
         f"The run used data={name} (task {task}); a t-SNE map needs labelled texts: corpus runs "
         f"(data=medical, mlm_lee) or STS runs (data=stsb, lee, sts_file)."
@@ -132,13 +129,7 @@ def visualise_run(
     name = "saved_model" if source.endswith("model") else str(specs.model.name)
     path = Path(out) if out else run / "plots" / f"tsne_{split or 'eval'}_{name}.png"
     path = tsne_plot(emb, texts.labels, path, title=f"{run.name}: {texts.what}, {name}", seed=seed)
-    log.info(
-        "Embedded %d texts with %s (%d truncated); wrote %s",
-        len(texts.texts),
-        source,
-        stats.n_truncated,
-        path,
-    )
+    log.info(f"Embedded {len(texts.texts)} texts with {source} ({stats.n_truncated} truncated); wrote {path}")
     if wandb_mode != "disabled":
         from embedlab.tracking.wandb_logger import finish_wandb, make_wandb_logger
 
@@ -147,9 +138,8 @@ def visualise_run(
         )  # type: ignore[arg-type]
         exit_code = 1
         try:
-            logger.experiment.config.update(
-                {"run_dir": str(run), "model": source, "n_points": len(texts.texts)}
-            )
+            info = {"run_dir": str(run), "model": source, "n_points": len(texts.texts)}
+            logger.experiment.config.update(info)
             log_image_to_loggers([logger], f"viz/{specs.data_name}/tsne", path)
             exit_code = 0
         finally:
@@ -168,9 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--split", default=None, help="STS runs: the split to plot (default: the last eval split)"
     )
     parser.add_argument("--max-points", type=int, default=1000, help="seeded subsample size (default 1000)")
-    parser.add_argument("--bins", type=int, default=5, help="STS runs: gold-score bins (default 5)")
+    parser.add_argument(
+        "--bins", dest="n_bins", type=int, default=5, help="STS runs: gold-score bins (default 5)"
+    )
     parser.add_argument("--data-dir", default=None, help="where the run's data lives now (paths.data_dir)")
-    parser.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "disabled"])
+    parser.add_argument(
+        "--wandb", dest="wandb_mode", default="auto", choices=["auto", "online", "offline", "disabled"]
+    )
     parser.add_argument(
         "--out", default=None, help="PNG path (default: <run>/plots/tsne_<split>_<model>.png)"
     )
@@ -178,16 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
-        path = visualise_run(
-            args.run_dir,
-            split=args.split,
-            max_points=args.max_points,
-            n_bins=args.bins,
-            data_dir=args.data_dir,
-            wandb_mode=args.wandb,
-            out=args.out,
-            seed=args.seed,
-        )
+        path = visualise_run(**vars(args))  # the flags are named as its parameters
     except (ConfigError, DataError) as exc:
         log.error("%s", exc)
         return 2

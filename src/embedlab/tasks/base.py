@@ -1,9 +1,8 @@
 """The Task interface the runner drives, its result type, and the task registry.
 
-A task turns run specs into a model, optional training data and a LightningModule, and
-scores an encoder. The runner owns everything else (trainer, loggers, resume, results and
-meta) and never asks which task it runs. A new task is one module that subclasses
-:class:`Task` under ``@register("<data.task>")`` plus a data yaml with that ``task:``.
+A task turns run specs into a model, optional training data and a LightningModule, and scores an
+encoder; the runner owns the rest. A new task is one module subclassing :class:`Task` under
+``@register("<data.task>")`` plus a data yaml with that ``task:``.
 """
 
 from __future__ import annotations
@@ -109,10 +108,6 @@ def register(name: str):
         return cls
 
     return add
-
-
-def metric_prefix(split: str, data_name: str) -> str:
-    return f"{split}/{data_name}"
 
 
 def cache_counts(prefix: str, cache: Any) -> dict[str, float]:

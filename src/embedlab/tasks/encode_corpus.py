@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from embedlab.data.retrieval import load_retrieval_set
 from embedlab.errors import ConfigError
 from embedlab.tasks.model import build_model
-from embedlab.tasks.shared import make_encoder
+from embedlab.tasks.shared import make_encoder, retrieval_texts
 
 if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs
@@ -95,11 +95,7 @@ def encode_corpus(specs: RunSpecs, cfg: ShardSettings, overrides: list[str] | No
     _check(specs, cfg)
     d = specs.data_cfg
     data = load_retrieval_set(d["format"], d.get("root"), split=d["split"], name=d["name"])
-    # the lists evaluate_retrieval encodes, in its order: same lists, same cache keys
-    lists = {
-        "documents": [data.corpus[d] for d in data.doc_ids],
-        "queries": [data.queries[q] for q in data.query_ids],
-    }
+    lists = retrieval_texts(data)  # what evaluate.py encodes: same lists, same cache keys
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_shards = world if world > 1 else int(cfg.n_shards)
     chunk = int(cfg.chunk_size)

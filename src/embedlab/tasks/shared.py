@@ -1,4 +1,4 @@
-"""What tasks and encode_corpus share: the run's Encoder and pooling prefetch."""
+"""What tasks and encode_corpus share: the run's Encoder, pooling prefetch, a retrieval set's texts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from embedlab.encode.pooling_share import prefetch_poolings as prefetch
 
 if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs
+    from embedlab.data.retrieval import RetrievalSet
 
 
 def make_encoder(specs: RunSpecs, model: Any) -> Encoder:
@@ -25,3 +26,11 @@ def prefetch_poolings(specs: RunSpecs, encoder: Encoder, text_sets: list[tuple[s
     modes = list(specs.encode.share_poolings)
     if modes and not specs.run.fit and specs.model_kind == "transformer":
         prefetch(encoder, text_sets, modes)
+
+
+def retrieval_texts(data: RetrievalSet) -> dict[str, list[str]]:
+    """The text lists a retrieval evaluation encodes, in its order (encode_corpus fills the same cache keys)."""
+    return {
+        "documents": [data.corpus[d] for d in data.doc_ids],
+        "queries": [data.queries[q] for q in data.query_ids],
+    }
