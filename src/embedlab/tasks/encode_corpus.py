@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedlab.data.retrieval import load_retrieval_set
 from embedlab.errors import ConfigError
 from embedlab.tasks.model import build_model
-from embedlab.tasks.shared import make_encoder, retrieval_texts
+from embedlab.tasks.shared import load_retrieval, make_encoder, retrieval_texts
 
 if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs
@@ -47,11 +46,8 @@ _PER_PROCESS_KEYS = ("shard", "n_shards", "merge", "hydra.")
 def _shard_command(overrides: list[str], n_shards: int) -> str:
     """The command that runs one shard, with ``{shard}`` left to fill in (str.format)."""
     kept = [o for o in overrides if not o.lstrip("+~").startswith(_PER_PROCESS_KEYS)]
-    words = [
-        "python encode_corpus.py",
-        *(shlex.quote(o).replace("{", "{{").replace("}", "}}") for o in kept),
-    ]
-    return " ".join([*words, "shard={shard}", f"n_shards={n_shards}"])
+    words = [shlex.quote(o).replace("{", "{{").replace("}", "}}") for o in kept]
+    return " ".join(["python encode_corpus.py", *words, "shard={shard}", f"n_shards={n_shards}"])
 
 
 def _device(device: str) -> str:
@@ -93,8 +89,7 @@ def _check(specs: RunSpecs, cfg: ShardSettings) -> None:
 def encode_corpus(specs: RunSpecs, cfg: ShardSettings, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run the mode ``cfg`` asks for (see the module docstring); returns what was done."""
     _check(specs, cfg)
-    d = specs.data_cfg
-    data = load_retrieval_set(d["format"], d.get("root"), split=d["split"], name=d["name"])
+    data = load_retrieval(specs)
     lists = retrieval_texts(data)  # what evaluate.py encodes: same lists, same cache keys
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_shards = world if world > 1 else int(cfg.n_shards)
@@ -107,14 +102,8 @@ def encode_corpus(specs: RunSpecs, cfg: ShardSettings, overrides: list[str] | No
     encoder = make_encoder(specs, model)  # batch size and backend: as evaluate.py encodes
     cache = encoder.cache
     run = _run_distributed if world > 1 else _run_local
-    summary = {
-        "data": specs.data_name,
-        "revision": data.revision,
-        "n_shards": n_shards,
-        "role": role,
-        "model_key": encoder.key,
-        "cache": str(cache.root),
-    }
+    summary = {"data": specs.data_name, "revision": data.revision, "n_shards": n_shards, "role": role}
+    summary |= {"model_key": encoder.key, "cache": str(cache.root)}
     summary["lists"] = run(cfg, encoder, lists, chunk, overrides or [])
     summary["n_texts_encoded"] = cache.stats.n_encoded
     out = Path(specs.run.output_dir)

@@ -7,11 +7,10 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from embedlab.data.retrieval import load_retrieval_set
 from embedlab.encode.encoder import Encoder
 from embedlab.errors import ConfigError
 from embedlab.tasks.base import EvalOutput, Task, cache_counts, register
-from embedlab.tasks.shared import prefetch_poolings, retrieval_texts
+from embedlab.tasks.shared import load_retrieval, prefetch_poolings, retrieval_texts
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +33,13 @@ class RetrievalTask(Task):
                 f"evaluate.py, or fine-tune on a set that has them (data=scifact)."
             )
 
-    def load(self, split: str) -> Any:
-        d = self.specs.data_cfg
-        return load_retrieval_set(d["format"], d.get("root"), split=split, name=d["name"])
-
     def build_datamodule(self, model: Any) -> Any:
         """(query, positive[, negatives]) training data from the set's training judgements."""
         from embedlab.data import retrieval_pairs as rp
 
         s, d = self.specs, self.specs.data_cfg
         hn = s.objective.extra.get("hard_negatives") or {"num": 0}
-        full = self.load(d["train_split"])
+        full = load_retrieval(s, d["train_split"])
         train_set, self.val_set = rp.split_queries(full, float(d["val_fraction"]), s.run.seed)
         examples = rp.ranking_examples(train_set)
         if int(hn["num"]) > 0:
@@ -90,7 +85,7 @@ class RetrievalTask(Task):
         from embedlab.eval.variants import cells_record
 
         s, d = self.specs, self.specs.data_cfg
-        data, settings = self.load(d["split"]), self.settings()
+        data, settings = load_retrieval(s), self.settings()
         prefetch_poolings(s, encoder, list(retrieval_texts(data).items()))
         jobs = [(f"{d['metric_split']}/{s.data_name}", data, settings)]
         if self.val_set is not None:

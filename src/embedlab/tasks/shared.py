@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embedlab.data.retrieval import RetrievalSet, load_retrieval_set
 from embedlab.encode.cache import EmbeddingCache
 from embedlab.encode.encoder import Encoder
 from embedlab.encode.pooling_share import prefetch_poolings as prefetch
 
 if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs
-    from embedlab.data.retrieval import RetrievalSet
 
 
 def make_encoder(specs: RunSpecs, model: Any) -> Encoder:
@@ -26,6 +26,12 @@ def prefetch_poolings(specs: RunSpecs, encoder: Encoder, text_sets: list[tuple[s
     modes = list(specs.encode.share_poolings)
     if modes and not specs.run.fit and specs.model_kind == "transformer":
         prefetch(encoder, text_sets, modes)
+
+
+def load_retrieval(specs: RunSpecs, split: str | None = None) -> RetrievalSet:
+    """The run's retrieval set: ``split``, else the evaluation split ``data.split``."""
+    d = specs.data_cfg
+    return load_retrieval_set(d["format"], d.get("root"), split=split or d["split"], name=d["name"])
 
 
 def retrieval_texts(data: RetrievalSet) -> dict[str, list[str]]:
