@@ -159,25 +159,20 @@ def run_settings(cfg: DictConfig) -> RunSettings:
             kw["name"], kw["group"] = kw.get("name") or run_name, kw.get("group") or sweep
             spec = ObjectSpec(spec.target, MappingProxyType(kw))
         loggers.append(spec)
+    c = _plain(cfg)
     trainer = _plain(cfg.trainer)
-    return RunSettings(
-        task_name=str(cfg.task_name),
-        output_dir=str(cfg.paths.output_dir),
-        cache_dir=str(cfg.paths.cache_dir),
-        seed=int(cfg.seed),
-        fit=bool(cfg.fit),
-        ckpt_path=cfg.get("ckpt_path"),
-        eval_splits=tuple(cfg.get("eval_splits") or ()),
-        save_model=bool(cfg.get("save_model", True)),
-        n_worst_pairs=int(cfg.get("n_worst_pairs", 20)),
-        embedding_cache=bool(cfg.get("embedding_cache", True)),
-        monitor=str(cfg.monitor),
+    return _pick(
+        RunSettings,
+        c,
+        output_dir=str(c["paths"]["output_dir"]),
+        cache_dir=str(c["paths"]["cache_dir"]),
+        eval_splits=tuple(c.get("eval_splits") or ()),
         run_name=run_name,
         sweep_id=sweep,
         trainer=ObjectSpec(trainer.pop("_target_"), MappingProxyType(trainer)),
         callbacks=object_specs(cfg.get("callbacks")),
         loggers=tuple(loggers),
-        config=MappingProxyType(_plain(cfg)),
+        config=MappingProxyType(c),
     )
 
 
