@@ -53,25 +53,17 @@ def write_failure(path: Path, exc: BaseException, cfg: DictConfig) -> dict[str, 
         config = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # a bad interpolation may be what failed: keep it unresolved
         config = OmegaConf.to_container(cfg, resolve=False)
-    payload = {
-        "status": FAILED,
-        "metrics": {},
-        "error": {
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "exit_code": FAILED_EXIT_CODE,
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        },
-        "meta": {"task": cfg.get("task_name"), "config": redact(config)},
-    }
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    error = {"type": type(exc).__name__, "message": str(exc), "exit_code": FAILED_EXIT_CODE, "traceback": tb}
+    meta = {"task": cfg.get("task_name"), "config": redact(config)}
+    payload = {"status": FAILED, "metrics": {}, "error": error, "meta": meta}
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
     return payload
 
 
 def run_job(cfg: DictConfig, task: Callable[[DictConfig], tuple[dict[str, float], Any]]) -> float | None:
     """Run ``task(cfg)`` as one job; returns the monitored metric (None if absent or failed)."""
-    out = Path(cfg.paths.output_dir)
-    results = out / "results.json"
+    results = Path(cfg.paths.output_dir) / "results.json"
     if not cfg.get("redo", False):
         done = completed_metrics(results)
         if done is not None:
@@ -87,9 +79,7 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], tuple[dict[str, float]
             log.warning("Could not record the failure in %s: %s", results, err)
         if not in_multirun():
             raise
-        log.exception(
-            "Job failed (%s: %s); recorded in %s, the sweep goes on.", type(exc).__name__, exc, results
-        )
+        log.exception(f"Job failed ({type(exc).__name__}: {exc}); recorded in {results}, the sweep goes on.")
         return None
     return metrics.get(cfg.monitor)
 
