@@ -25,6 +25,7 @@ from embedlab.config.axes import (
     RunSettings,
     RunSpecs,
     WeightsSpec,
+    check_batch_sizes,
     check_run,
 )
 from embedlab.data.sts import STSSpec
@@ -119,6 +120,7 @@ def objective_spec(cfg: DictConfig) -> ObjectiveSpec:
 
 
 def encode_spec(cfg: DictConfig) -> EncodeSpec:
+    check_batch_sizes(_plain(cfg.data))  # with its fix hint, before EncodeSettings' own check
     enc = cfg.get("encode") or {}
     settings = EncodeSettings(
         backend=enc.get("backend", "sentence-transformers"),
