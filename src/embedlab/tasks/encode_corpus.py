@@ -122,32 +122,16 @@ def _run_local(cfg, encoder, lists, chunk: int, overrides: list[str]) -> dict[st
     n_shards, done = int(cfg.n_shards), {}
     for what, texts in lists.items():
         if cfg.merge:
-            res = merge_shards(
-                encoder,
-                texts,
-                n_shards,
-                chunk_size=chunk,
-                what=what,
-                keep_shards=bool(cfg.keep_shards),
-                how_to_run=_shard_command(overrides, n_shards),
-            )
+            how = {"keep_shards": bool(cfg.keep_shards), "how_to_run": _shard_command(overrides, n_shards)}
+            res = merge_shards(encoder, texts, n_shards, chunk_size=chunk, what=what, **how)
             done[what] = {"key": res.key, "shape": res.shape, "already_merged": res.already_merged}
         elif cfg.shard is not None:
             sh = encode_shard(encoder, texts, int(cfg.shard), n_shards, chunk_size=chunk, what=what)
-            done[what] = {
-                "key": sh.key,
-                "start": sh.start,
-                "stop": sh.stop,
-                "n_encoded": sh.n_encoded,
-                "seconds": sh.seconds,
-            }
+            done[what] = {k: getattr(sh, k) for k in ("key", "start", "stop", "n_encoded", "seconds")}
         else:
             emb, st = encoder.encode_cached(texts, chunk_size=chunk, what=what)
-            done[what] = {
-                "key": entry_key(encoder.key, texts),
-                "shape": list(emb.shape),
-                "n_encoded": st.n_encoded if st else 0,
-            }
+            key, n = entry_key(encoder.key, texts), st.n_encoded if st else 0
+            done[what] = {"key": key, "shape": list(emb.shape), "n_encoded": n}
     return done
 
 
@@ -171,11 +155,8 @@ def _run_distributed(cfg, encoder, lists, chunk: int, overrides: list[str]) -> d
         done: dict[str, Any] = {}
         for what, texts in lists.items():
             res = encode_distributed(encoder, texts, chunk_size=chunk, what=what)
-            done[what] = {
-                "rank": dist.get_rank(),
-                "world_size": dist.get_world_size(),
-                "merged": None if res is None else {"key": res.key, "shape": res.shape},
-            }
+            merged = None if res is None else {"key": res.key, "shape": res.shape}
+            done[what] = {"rank": dist.get_rank(), "world_size": dist.get_world_size(), "merged": merged}
         return done
     finally:
         dist.destroy_process_group()
