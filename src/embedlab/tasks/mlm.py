@@ -77,13 +77,8 @@ class MLMTask(Task):
         from embedlab.modules.mlm import MLMModule
 
         s, o = self.specs, self.specs.objective
-        self.module = MLMModule(
-            self.resolved.path,
-            lr=o.lr,
-            weight_decay=o.weight_decay,
-            warmup_ratio=o.warmup_ratio,
-            dataset_name=self.corpus.name,
-        )
+        optim = {"lr": o.lr, "weight_decay": o.weight_decay, "warmup_ratio": o.warmup_ratio}
+        self.module = MLMModule(self.resolved.path, **optim, dataset_name=self.corpus.name)
         self.datamodule = MLMDataModule(
             self.module.tokenizer,
             self.train_texts_with_replay(),

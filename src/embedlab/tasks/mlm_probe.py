@@ -206,28 +206,18 @@ def finetune_on_pairs(
     from embedlab.data.pair_datamodule import PairDataModule
     from embedlab.modules.siamese import SiameseModule
 
-    seed = specs.run.seed
+    seed, st = specs.run.seed, settings
     L.seed_everything(seed, workers=True)  # both fine-tunes (with / without MLM) draw the same dropout
-    datamodule = PairDataModule(spec, batch_size=settings.batch_size, eval_batch_size=64, seed=seed)
+    datamodule = PairDataModule(spec, batch_size=st.batch_size, eval_batch_size=64, seed=seed)
     datamodule.setup()
     module = SiameseModule(
-        encoder,
-        loss=settings.loss,
-        lr=settings.lr,
-        warmup_ratio=settings.warmup_ratio,
-        dataset_name=spec.name,
+        encoder, loss=st.loss, lr=st.lr, warmup_ratio=st.warmup_ratio, dataset_name=spec.name
     )
     # No validation loop and no checkpoints: the run's probes score the result afterwards.
-    trainer = specs.run.trainer.build(
-        max_epochs=settings.epochs,
-        callbacks=[],
-        logger=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        enable_progress_bar=False,
-    )
-    n, st = len(datamodule.split("train")), settings
+    quiet = {"enable_checkpointing": False, "limit_val_batches": 0, "num_sanity_val_steps": 0}
+    kw = {"max_epochs": st.epochs, "callbacks": [], "logger": False, "enable_progress_bar": False}
+    trainer = specs.run.trainer.build(**kw, **quiet)
+    n = len(datamodule.split("train"))
     log.info(
         f"Fine-tuning the {label} encoder on {n} {spec.name} train pairs: {st.epochs} epoch(s), "
         f"batch {st.batch_size}, lr {st.lr:g}, loss {st.loss}."
