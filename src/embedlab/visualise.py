@@ -159,7 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--max-points", type=int, default=1000, help="seeded subsample size (default 1000)")
     parser.add_argument(
-        "--bins", dest="n_bins", type=int, default=5, help="STS runs: gold-score bins (default 5)"
+        "--bins",
+        dest="n_bins",
+        metavar="BINS",
+        type=int,
+        default=5,
+        help="STS runs: gold-score bins (default 5)",
     )
     parser.add_argument("--data-dir", default=None, help="where the run's data lives now (paths.data_dir)")
     parser.add_argument(
