@@ -1,4 +1,4 @@
-"""``python -m embedlab.viz <run dir>``: t-SNE of a run's evaluation texts with its saved model."""
+"""``python -m embedlab.visualise <run dir>``: t-SNE of a run's evaluation texts with its saved model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from embedlab.config import build_specs, load_run_specs
 from embedlab.errors import ConfigError
-from embedlab.viz.cli import evaluation_texts, main, score_bins, visualise_run
+from embedlab.visualise import evaluation_texts, main, score_bins, visualise_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

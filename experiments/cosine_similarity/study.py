@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,17 +45,22 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
 
+    from embedlab.config import compose_specs
+    from embedlab.data.sts import load_sts
     from embedlab.encode.encoder import Encoder
     from embedlab.studies.doc_similarity import SIMILARITY_FUNCTIONS, paired_similarity, similarity_spearman
-    from embedlab.studies.inputs import load_model, stsb_test
+    from embedlab.tasks.model import build_model
 
     torch.set_num_threads(1)
-    test = stsb_test(args.data_dir)
+    stsb = compose_specs(["data=stsb", f"paths.data_dir={args.data_dir}"]).data
+    test = load_sts(stsb, splits=("test",)).splits["test"]
     record: dict[str, object] = {"sts": "stsb test", "n_pairs": len(test), "models": {}}
     for name in args.models:
-        model, _ = load_model(
-            name, ROOT / "configs", normalize=False
-        )  # raw mean pooling; normalised below, in numpy
+        specs = compose_specs([f"model={name}", "data=stsb", f"paths.data_dir={args.data_dir}"])
+        raw = replace(
+            specs, model=replace(specs.model, normalize=False)
+        )  # raw mean pooling; normalised below
+        model, _ = build_model(raw)
         n = len(test)
         enc = Encoder(model)  # the reference path, 64 texts a batch
         emb, stats = enc.encode(list(test.sentence1) + list(test.sentence2), what="sentences")

@@ -32,18 +32,21 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
 
+    from embedlab.config import compose_specs
+    from embedlab.data.sts import load_sts
     from embedlab.encode.encoder import Encoder
     from embedlab.studies.dimensions import dimension_study
-    from embedlab.studies.inputs import load_model, stsb_test
+    from embedlab.tasks.model import build_model
     from embedlab.viz.plots import plot_distance_histograms
 
     torch.set_num_threads(1)
-    test = stsb_test(args.data_dir)
+    data = [f"paths.data_dir={args.data_dir}", "data=stsb"]
+    test = load_sts(compose_specs(data).data, splits=("test",)).splits["test"]
     pool = list(dict.fromkeys(list(test.sentence1) + list(test.sentence2)))
     sentences = random.Random(args.seed).sample(pool, min(args.n, len(pool)))
     embeddings = {}
     for name in args.models:
-        model, _ = load_model(name, ROOT / "configs")
+        model, _ = build_model(compose_specs([f"model={name}", *data]))
         embeddings[name] = Encoder(model).encode(sentences, what="sentences")[0]  # (N, D), unit norm
     study = dimension_study(embeddings, dims=[d or None for d in args.dims], seed=args.seed)
     rows = study.rows()

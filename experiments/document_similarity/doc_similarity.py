@@ -16,15 +16,16 @@ import logging
 import os
 from pathlib import Path
 
+from embedlab.config import compose_specs
 from embedlab.data.text_corpus import load_corpus
 from embedlab.encode.encoder import Encoder, EncodeSettings
+from embedlab.errors import ConfigError
 from embedlab.studies.doc_similarity import doc_similarity_report
-from embedlab.studies.inputs import corpus_spec, load_model, read_config
+from embedlab.tasks.model import build_model
 from embedlab.viz.plots import plot_similarity_heatmap
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CONFIGS = ROOT / "configs"
 log = logging.getLogger("doc_similarity")
 
 
@@ -47,12 +48,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    spec = corpus_spec(args.data, CONFIGS, args.data_dir, max_texts=args.max_texts)
-    batch_size = args.batch_size or int(
-        read_config(CONFIGS / "data" / f"{args.data}.yaml")["eval_batch_size"]
-    )
-    model, resolved = load_model(args.model, CONFIGS, name_or_path=args.name_or_path, pooling=args.pooling)
-    corpus = load_corpus(spec)
+    overrides = [f"model={args.model}", f"pooling={args.pooling}", f"data={args.data}"]
+    overrides += [f"paths.data_dir={args.data_dir}"]
+    if args.name_or_path:
+        overrides.append(f"model.name_or_path={args.name_or_path}")
+    if args.max_texts is not None:
+        overrides.append(f"data.max_texts={args.max_texts}")
+    specs = compose_specs(overrides, check=False)  # the corpus is read, not trained on
+    if specs.task != "mlm":
+        raise ConfigError(f"data={args.data} is not a document corpus: use data=medical or data=mlm_lee.")
+    batch_size = args.batch_size or int(specs.data_cfg["eval_batch_size"])
+    model, resolved = build_model(specs)
+    corpus = load_corpus(specs.data)
     encoder = Encoder(model, EncodeSettings(batch_size=batch_size))  # the reference path
     report = doc_similarity_report(encoder, corpus.texts, labels=corpus.labels, query=args.query, k=args.k)
     name = f"{args.model}_{corpus.name}"

@@ -3,8 +3,8 @@ with typo'd queries (0 / 5 / 10 / 20% of query words) for subword transformers a
 
     EMBEDLAB_DATA=../shared/data OMP_NUM_THREADS=1 .venv/bin/python experiments/out_of_vocabulary/study.py
 
-Each model is built from its configs/model/*.yaml with embedlab.studies.inputs (no Hydra
-composition) exactly as `evaluate.py model=<m> data=scifact` builds it (fastText: trained on the
+Each model is built from the specs embedlab.config.compose_specs composes, exactly as
+`evaluate.py model=<m> data=scifact` builds it (fastText: trained on the
 SciFact corpus, cached), encodes with the run default (encode=fast, 1 thread) and reads / fills
 the same embedding cache as evaluate.py, so the corpus is encoded
 once per model and every noise level encodes only its 300 queries. Writes results.json,
@@ -23,19 +23,20 @@ from embedlab.viz.plots import mean_std, plot_metric_vs_noise
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CONFIGS = ROOT / "configs"
 log = logging.getLogger("oov_study")
 
 
 def corpora(data_dir: str) -> dict[str, list[str]]:
     """The texts whose words the tokenizer table counts."""
+    from embedlab.config import compose_specs
     from embedlab.data.retrieval import load_scifact
+    from embedlab.data.sts import load_sts
     from embedlab.data.text_corpus import load_corpus
-    from embedlab.studies.inputs import corpus_spec, stsb_test
 
-    stsb = stsb_test(data_dir)
+    where = f"paths.data_dir={data_dir}"
+    stsb = load_sts(compose_specs(["data=stsb", where]).data, splits=("test",)).splits["test"]
     scifact = load_scifact(data_dir, "test")
-    medical = load_corpus(corpus_spec("medical", CONFIGS, data_dir))
+    medical = load_corpus(compose_specs(["data=medical", where], check=False).data)  # read, not trained on
     return {
         "STS-B test sentences": list(stsb.sentence1) + list(stsb.sentence2),
         "SciFact queries (test)": list(scifact.queries.values()),
@@ -45,13 +46,17 @@ def corpora(data_dir: str) -> dict[str, list[str]]:
 
 
 def build(name: str, data_dir: str):
-    """(model, whether it is a subword transformer): as ``evaluate.py model=<name> data=scifact``."""
-    from embedlab.studies.inputs import load_fasttext, load_model, read_config
+    """(model, resolved), its encoder, and whether it is a subword transformer: as ``evaluate.py
+    model=<name> data=scifact encode=fast encode.threads=1`` (fastText: trained on the SciFact corpus).
+    The encoder has evaluate.py's backend, cache and key, so either fills the cache for the other."""
+    from embedlab.config import compose_specs
+    from embedlab.tasks.model import build_model
+    from embedlab.tasks.shared import make_encoder
 
-    if read_config(CONFIGS / "model" / f"{name}.yaml").get("kind", "transformer") == "transformer":
-        return load_model(name, CONFIGS), True
-    data = read_config(CONFIGS / "data" / "scifact.yaml", {"paths.data_dir": data_dir})
-    return load_fasttext(CONFIGS, data), False
+    overrides = [f"model={name}", "data=scifact", "encode=fast", "encode.threads=1"]
+    specs = compose_specs([*overrides, f"paths.data_dir={data_dir}"])
+    model, resolved = build_model(specs)
+    return (model, resolved), make_encoder(specs, model), specs.model_kind == "transformer"
 
 
 def main() -> None:
@@ -67,10 +72,7 @@ def main() -> None:
     import torch
 
     from embedlab.data.retrieval import load_scifact
-    from embedlab.encode.cache import EmbeddingCache
     from embedlab.eval.retrieval_task import RetrievalEvalSettings
-    from embedlab.models.resolve import cache_root
-    from embedlab.studies.inputs import encoder_from_config
     from embedlab.studies.oov import add_typos, retrieval_under_typos, tokenizer_stats, vocabulary_stats
 
     torch.set_num_threads(1)
@@ -87,7 +89,7 @@ def main() -> None:
         "retrieval": [],
     }
     for name in args.models:
-        (model, resolved), subword = build(name, args.data_dir)
+        (model, resolved), encoder, subword = build(name, args.data_dir)
         log.info("%s: %s (%s)", name, resolved.path, resolved.source)
         first = model[0]
         if subword:
@@ -106,10 +108,7 @@ def main() -> None:
             for rate, queries in noisy_queries.items():
                 vs = vocabulary_stats(first.tokenizer.vocab, queries, lowercase=first.lowercase)
                 out["noise_vocab"].append({"model": name, "rate": rate, "oov_word_rate": vs.oov_word_rate})
-        # the fast backend, cache and key evaluate.py uses (32 texts a batch, as data=scifact), so
-        # either fills the cache for the other
-        cache = EmbeddingCache(cache_root() / "embeddings")
-        encoder = encoder_from_config(CONFIGS, "fast", model, threads=1, batch_size=32, cache=cache)
+        cache = encoder.cache
         rows = retrieval_under_typos(encoder, scifact, args.rates, args.seeds, settings)
         log.info(
             "%s: %d texts encoded, %d from the cache", name, cache.stats.n_encoded, cache.stats.n_from_cache

@@ -24,7 +24,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CONFIGS = ROOT / "configs"
 log = logging.getLogger("qa_examples")
 
 
@@ -65,12 +64,19 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import numpy as np
 
+    from embedlab.config import compose_specs
     from embedlab.data.retrieval import load_retrieval_set
+    from embedlab.encode.encoder import Encoder
     from embedlab.errors import ConfigError
     from embedlab.eval.retrieval import normalise_answer_text, topk_dot
-    from embedlab.studies.inputs import encoder_from_config, load_model, read_config
+    from embedlab.tasks.model import build_model
 
-    d = read_config(CONFIGS / "data" / f"{args.data}.yaml", {"paths.data_dir": args.data_dir})
+    overrides = [f"model={args.model}", f"data={args.data}", f"encode={args.backend}"]
+    overrides += [f"paths.data_dir={args.data_dir}"]
+    if args.threads is not None:
+        overrides.append(f"encode.threads={args.threads}")
+    specs = compose_specs(overrides)
+    d = specs.data_cfg
     if d.get("format") != "squad_paragraphs":
         raise ConfigError(f"data={args.data} is not SQuAD question -> paragraph: use data=squad.")
     q2p = load_retrieval_set(d["format"], d["root"], split=d["split"], name=d["name"])
@@ -82,9 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     para_ids, paras = q2p.doc_ids, list(q2p.corpus.values())
     question_ids, questions = q2q.doc_ids, list(q2q.corpus.values())
     row_of = {q: i for i, q in enumerate(question_ids)}
-    batch = int(d["eval_batch_size"])
-    model, resolved = load_model(args.model, CONFIGS)
-    encoder = encoder_from_config(CONFIGS, args.backend, model, threads=args.threads, batch_size=batch)
+    model, resolved = build_model(specs)
+    encoder = Encoder(model, specs.encode.settings)  # batch size: the data config's eval_batch_size
     p_emb, p_stats = encoder.encode(paras, what="paragraphs")
     q_emb, q_stats = encoder.encode(questions, what="questions")
     log.info("encoded %d paragraphs in %.1fs, %d questions in %.1fs", len(paras), p_stats.seconds,

@@ -59,14 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from embedlab.config import compose_specs
     from embedlab.data.retrieval import resolve_data_dir
-    from embedlab.studies.inputs import load_model, stsb_test
+    from embedlab.data.sts import load_sts
     from embedlab.studies.size import build_variants, markdown_table, measure_variants, pair_texts
+    from embedlab.tasks.model import build_model
     from embedlab.tracking.results import package_versions
     from embedlab.viz.plots import plot_size_quality
 
     torch.set_num_threads(args.threads)
-    split = stsb_test(resolve_data_dir())
+    specs = compose_specs([f"model={args.model}", "data=stsb", f"paths.data_dir={resolve_data_dir()}"])
+    split = load_sts(specs.data, splits=("test",)).splits["test"]
     s1, s2, gold = list(split.sentence1), list(split.sentence2), list(split.scores)
     probe = pair_texts(s1, s2)
     rng = np.random.default_rng(0)
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in np.sort(rng.choice(len(probe), size=min(args.latency_texts, len(probe)), replace=False))
     ]
 
-    model, _ = load_model(args.model, ROOT / "configs")
+    model, _ = build_model(specs)
     workdir = args.workdir or ROOT / "outputs" / "size_optimisation" / args.model
     variants = build_variants(
         model,

@@ -1,23 +1,11 @@
-"""One Hydra job, as train.py / evaluate.py run it: skip it if done, record it if it fails.
+"""One Hydra job, as train.py / evaluate.py / encode_corpus.py run it: skip it if done, record it if it fails.
 
-Hydra's basic launcher runs a sweep's jobs one after another in one process; it catches a
-job's exception, runs the remaining jobs of the batch, then re-raises the first one, so
-the multirun exits with an error and never calls ``on_multirun_end``. A job that fails
-(an exception, a Python ``MemoryError``, torch's out-of-memory error, a ``ConfigError``
-from a value that composes but cannot work) therefore writes a *failed* ``results.json``
-here (error type, message, traceback, exit code) and, inside a multirun, returns
-normally: the sweep goes on and ends with its report, which lists the job as failed.
-A single run re-raises, so its exit code still says it failed.
-
-A job whose folder already holds a successful ``results.json`` is skipped (its stored
-monitor value is returned) unless ``redo=true``: re-running a sweep with the same
-``hydra.sweep.dir`` runs only the jobs that failed or never finished. Job folders are
-``<sweep dir>/<job num>_<overrides>``, the same for the same command line.
-
-Not covered in-process: a job killed by the kernel (OOM killer, SIGKILL) takes the
-basic launcher's whole process with it. Re-run the sweep with the same
-``hydra.sweep.dir`` to finish it, or use a launcher that runs each job in its own
-process (``hydra/launcher=joblib``, ``submitit_local``, ``submitit_slurm``).
+A job whose folder holds a successful results.json is skipped unless ``redo=true``, so re-running a
+sweep with the same ``hydra.sweep.dir`` runs only what failed or never finished. A failing job writes
+a *failed* results.json (error, traceback, config); inside a multirun it then returns, so the sweep
+goes on and its report lists the job as failed (Hydra's basic launcher would stop at the batch's end
+and skip ``on_multirun_end``); a single run re-raises. A job killed by the kernel takes the basic
+launcher's process with it: re-run the sweep, or use a launcher with a process per job (joblib, submitit).
 """
 
 from __future__ import annotations
@@ -32,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from embedlab.config import build_specs
+from embedlab.config.specs import hydra_job_names
 from embedlab.tasks.runner import run
 
 log = logging.getLogger(__name__)
@@ -41,13 +30,7 @@ FAILED_EXIT_CODE = 1  # what the job's process would have exited with on its own
 
 
 def in_multirun() -> bool:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except Exception:  # no Hydra context (tests, a REPL): a single run
-        return False
+    return hydra_job_names()[1] is not None  # only a multirun job has a sweep id
 
 
 def completed_metrics(results: Path) -> dict[str, Any] | None:
@@ -62,36 +45,25 @@ def completed_metrics(results: Path) -> dict[str, Any] | None:
     return metrics if isinstance(metrics, dict) else None
 
 
-def _config_snapshot(cfg: DictConfig) -> Any:
-    try:
-        return OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # a bad interpolation may be what failed: keep it unresolved
-        return OmegaConf.to_container(cfg, resolve=False)
-
-
 def write_failure(path: Path, exc: BaseException, cfg: DictConfig) -> dict[str, Any]:
     """A failed results.json: no metrics, the error, and the config that caused it."""
     from embedlab.tracking.results import atomic_write_text, redact
 
-    payload = {
-        "status": FAILED,
-        "metrics": {},
-        "error": {
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "exit_code": FAILED_EXIT_CODE,
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        },
-        "meta": {"task": cfg.get("task_name"), "config": redact(_config_snapshot(cfg))},
-    }
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # a bad interpolation may be what failed: keep it unresolved
+        config = OmegaConf.to_container(cfg, resolve=False)
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    error = {"type": type(exc).__name__, "message": str(exc), "exit_code": FAILED_EXIT_CODE, "traceback": tb}
+    meta = {"task": cfg.get("task_name"), "config": redact(config)}
+    payload = {"status": FAILED, "metrics": {}, "error": error, "meta": meta}
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
     return payload
 
 
 def run_job(cfg: DictConfig, task: Callable[[DictConfig], tuple[dict[str, float], Any]]) -> float | None:
     """Run ``task(cfg)`` as one job; returns the monitored metric (None if absent or failed)."""
-    out = Path(cfg.paths.output_dir)
-    results = out / "results.json"
+    results = Path(cfg.paths.output_dir) / "results.json"
     if not cfg.get("redo", False):
         done = completed_metrics(results)
         if done is not None:
@@ -107,9 +79,7 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], tuple[dict[str, float]
             log.warning("Could not record the failure in %s: %s", results, err)
         if not in_multirun():
             raise
-        log.exception(
-            "Job failed (%s: %s); recorded in %s, the sweep goes on.", type(exc).__name__, exc, results
-        )
+        log.exception(f"Job failed ({type(exc).__name__}: {exc}); recorded in {results}, the sweep goes on.")
         return None
     return metrics.get(cfg.monitor)
 

@@ -1,9 +1,6 @@
-"""Plain, frozen specs for the axes a run is configured by, each with its own checks.
-
-Nothing here knows Hydra: every spec can be built in a REPL with plain arguments
-(``DimensionSpec(size=128, method="pca")``). ``embedlab.config.specs`` builds them from a
-composed config; each spec's ``__post_init__`` is that axis's validation, so a bad value
-fails where the axis is defined. Rules that join axes sit in :func:`check_run`.
+"""Plain, frozen specs for the axes a run is configured by, each checked in its ``__post_init__``
+so a bad value fails where the axis is defined; :func:`check_run` holds the rules that join axes.
+Nothing here knows Hydra: every spec can be built in a REPL (``DimensionSpec(size=128, method="pca")``).
 """
 
 from __future__ import annotations
@@ -13,11 +10,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from embedlab.data.text_corpus import CorpusSpec
 from embedlab.encode.encoder import EncodeSettings
 from embedlab.errors import ConfigError
 from embedlab.eval.precision import PRECISIONS
 from embedlab.models.encoder import EncoderSpec
+from embedlab.models.weight_precision import WEIGHT_PRECISIONS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -25,7 +22,6 @@ if TYPE_CHECKING:
     from embedlab.eval.index import IndexSpec
 
 MAX_BATCH = 65536  # a sanity bound on data.batch_size / eval_batch_size, far above any useful value
-WEIGHT_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 DimensionMethod = Literal["truncate", "projection", "pca"]
 
 
@@ -72,7 +68,7 @@ class WeightsSpec:
 
     def __post_init__(self) -> None:
         if self.name not in WEIGHT_PRECISIONS:
-            raise ConfigError(f"weights={self.name} is unknown. Choose fp32, bf16 or int8.")
+            raise ConfigError(f"weights={self.name} is unknown. Choose one of {WEIGHT_PRECISIONS}.")
 
 
 @dataclass(frozen=True)
@@ -227,18 +223,3 @@ def check_run(s: RunSpecs) -> None:
             pooling=s.pooling, fit=fit, projection_dim=s.dimension.projection_dim, task=task
         )
     check_batch_sizes(s.data_cfg)
-
-
-def corpus_spec(data: Mapping[str, Any], seed: int) -> CorpusSpec:
-    """The corpus a `data/` mapping describes (missing keys take CorpusSpec's defaults)."""
-    d = CorpusSpec(name=data["name"])
-    max_texts = data.get("max_texts", data.get("max_pairs"))
-    return CorpusSpec(
-        name=data["name"], format=data.get("format", d.format), root=data.get("root"), file=data.get("file"),
-        text_column=data.get("text_column", d.text_column), label_column=data.get("label_column"),
-        label_names_file=data.get("label_names_file"), delimiter=data.get("delimiter"),
-        has_header=bool(data.get("has_header", True)), encoding=data.get("encoding", d.encoding),
-        on_empty=data.get("on_empty", d.on_empty), val_fraction=float(data.get("val_fraction", d.val_fraction)),
-        split_seed=int(data.get("split_seed", seed)), max_texts=None if max_texts is None else int(max_texts),
-        min_words=int(data.get("min_words", d.min_words)),
-    )  # fmt: skip

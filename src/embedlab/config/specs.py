@@ -1,15 +1,17 @@
-"""The one place a composed Hydra config becomes plain specs (``build_specs``).
+"""The one place a composed Hydra config becomes plain specs (``build_specs``), and the one
+place that composes configs outside a Hydra job (``compose_specs``, for experiments/).
 
-Every axis is read here once (dimension.method, pooling, weights, embedding precision,
-index, data, objective, encode, trainer); the task layer and everything below it take the
-resulting :class:`~embedlab.config.axes.RunSpecs` and never see a DictConfig.
+Every axis is read here once; the task layer and everything below it take the resulting
+:class:`~embedlab.config.axes.RunSpecs` and never see a DictConfig.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -23,15 +25,19 @@ from embedlab.config.axes import (
     RunSettings,
     RunSpecs,
     WeightsSpec,
+    check_batch_sizes,
     check_run,
-    corpus_spec,
 )
 from embedlab.data.sts import STSSpec
+from embedlab.data.text_corpus import CorpusSpec
 from embedlab.encode.encoder import EncodeSettings
 from embedlab.errors import ConfigError
 from embedlab.eval.index import IndexSpec, index_spec
 from embedlab.models.encoder import EncoderSpec
 from embedlab.tasks.registry import task_class
+
+T = TypeVar("T")
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"  # beside train.py, as its config_path says
 
 
 def _plain(node: Any) -> Any:
@@ -42,32 +48,43 @@ def _frozen(node: Any) -> MappingProxyType:
     return MappingProxyType(dict(_plain(node) or {}))
 
 
+def _pick(cls: type[T], mapping: Mapping[str, Any], **overrides: Any) -> T:
+    """``cls`` (a dataclass) from the keys of ``mapping`` that are its fields, then ``overrides``."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in {**mapping, **overrides}.items() if k in names})
+
+
 def dimension_spec(cfg: DictConfig) -> DimensionSpec:
     d = cfg.dimension
-    return DimensionSpec(name=str(d.get("name", "full")), size=None if d.size is None else int(d.size),
-                         method=d.method)  # fmt: skip
+    size = None if d.size is None else int(d.size)
+    return DimensionSpec(name=str(d.get("name", "full")), size=size, method=d.method)
 
 
 def encoder_spec(cfg: DictConfig) -> EncoderSpec:
     """model/ + pooling/ + the trained projection of dimension/ (the only dimension the model owns)."""
-    m = cfg.model
-    return EncoderSpec(
-        name=m.name, name_or_path=m.get("name_or_path"), packaged=m.get("packaged"), revision=m.get("revision"),
-        tiny_architecture=m.get("tiny_architecture"), max_seq_length=int(m.max_seq_length),
-        pooling=cfg.pooling.mode if cfg.get("pooling") else "mean",
-        projection_dim=dimension_spec(cfg).projection_dim, trust_remote_code=bool(m.get("trust_remote_code")),
-    )  # fmt: skip
+    pooling = cfg.pooling.mode if cfg.get("pooling") else "mean"
+    return _pick(
+        EncoderSpec, _plain(cfg.model), pooling=pooling, projection_dim=dimension_spec(cfg).projection_dim
+    )
 
 
 def sts_spec(cfg: DictConfig) -> STSSpec:
-    d = cfg.data
-    return STSSpec(
-        name=d.name, format=d.format, score_range=tuple(float(x) for x in d.score_range),  # type: ignore[arg-type]
-        root=d.root, files=dict(d.files or {}), columns=dict(d.columns), delimiter=d.delimiter,
-        has_header=bool(d.has_header), split_fractions=tuple(float(x) for x in d.split_fractions),  # type: ignore[arg-type]
-        split_seed=int(d.split_seed), hub_id=d.hub_id, hub_revision=d.hub_revision, on_invalid=d.on_invalid,
-        max_pairs_per_split=d.max_pairs_per_split,
-    )  # fmt: skip
+    d = _plain(cfg.data)
+    return _pick(
+        STSSpec,
+        d,
+        score_range=tuple(float(x) for x in d["score_range"]),
+        split_fractions=tuple(float(x) for x in d["split_fractions"]),
+        files=dict(d.get("files") or {}),
+    )
+
+
+def corpus_spec(data: Mapping[str, Any], seed: int) -> CorpusSpec:
+    """The corpus a ``data/`` mapping describes (missing keys take CorpusSpec's defaults)."""
+    max_texts = data.get("max_texts", data.get("max_pairs"))
+    return _pick(
+        CorpusSpec, {"split_seed": seed, **data}, max_texts=None if max_texts is None else int(max_texts)
+    )
 
 
 def index_spec_from_cfg(cfg: DictConfig) -> IndexSpec | None:
@@ -84,38 +101,29 @@ def index_settings(cfg: DictConfig) -> IndexSettings:
     return IndexSettings(spec, int(node.get("k", 10)), int(node.get("n_latency_queries", 200)))
 
 
-def precision_spec(cfg: DictConfig) -> PrecisionSpec:
-    q = cfg.quantization
-    return PrecisionSpec(str(q.name), str(q.embeddings), int(q.get("rescore_multiplier") or 0))
-
-
 def objective_spec(cfg: DictConfig) -> ObjectiveSpec:
+    """The loss and optimiser keys; the rest of ``objective/`` (the loss's own sections) goes to ``extra``."""
     o = _plain(cfg.objective)
-    base = (
-        "name",
-        "loss",
-        "lr",
-        "weight_decay",
-        "warmup_ratio",
-        "scale",
-        "matryoshka_dims",
-        "matryoshka_weights",
-    )
     dims, weights = o.get("matryoshka_dims"), o.get("matryoshka_weights")
+    base = {f.name for f in dataclasses.fields(ObjectiveSpec)}
     return ObjectiveSpec(
-        name=o["name"], loss=o["loss"], lr=float(o["lr"]), weight_decay=float(o.get("weight_decay", 0.0)),
-        warmup_ratio=float(o.get("warmup_ratio", 0.0)), scale=float(o.get("scale", 20.0)),
+        name=o["name"],
+        loss=o["loss"],
+        lr=float(o["lr"]),
+        weight_decay=float(o.get("weight_decay", 0.0)),
+        warmup_ratio=float(o.get("warmup_ratio", 0.0)),
+        scale=float(o.get("scale", 20.0)),
         matryoshka_dims=None if dims is None else tuple(int(x) for x in dims),
         matryoshka_weights=None if weights is None else tuple(float(x) for x in weights),
         extra=MappingProxyType({k: v for k, v in o.items() if k not in base}),
-    )  # fmt: skip
+    )
 
 
 def encode_spec(cfg: DictConfig) -> EncodeSpec:
+    check_batch_sizes(_plain(cfg.data))  # with its fix hint, before EncodeSettings' own check
     enc = cfg.get("encode") or {}
-    backend = enc.get("backend", "sentence-transformers")
     settings = EncodeSettings(
-        backend=backend,
+        backend=enc.get("backend", "sentence-transformers"),
         precision=enc.get("precision") or "bf16",
         token_budget=enc.get("token_budget"),
         threads=enc.get("threads"),
@@ -126,12 +134,11 @@ def encode_spec(cfg: DictConfig) -> EncodeSpec:
 
 
 def data_spec(cfg: DictConfig) -> Any:
-    """The task's data spec: STS pairs and MLM corpora have typed specs; other tasks read
-    their (frozen, plain) ``data`` mapping, so a new task needs no builder here."""
-    task = cfg.data.task
-    if task == "sts":
+    """STS pairs and MLM corpora have typed specs; other tasks read their (frozen, plain)
+    ``data`` mapping, so a new task needs no builder here."""
+    if cfg.data.task == "sts":
         return sts_spec(cfg)
-    if task == "mlm":
+    if cfg.data.task == "mlm":
         return corpus_spec(_plain(cfg.data), int(cfg.seed))
     return _frozen(cfg.data)
 
@@ -154,17 +161,21 @@ def run_settings(cfg: DictConfig) -> RunSettings:
             kw["name"], kw["group"] = kw.get("name") or run_name, kw.get("group") or sweep
             spec = ObjectSpec(spec.target, MappingProxyType(kw))
         loggers.append(spec)
+    c = _plain(cfg)
     trainer = _plain(cfg.trainer)
-    return RunSettings(
-        task_name=str(cfg.task_name), output_dir=str(cfg.paths.output_dir), cache_dir=str(cfg.paths.cache_dir),
-        seed=int(cfg.seed), fit=bool(cfg.fit), ckpt_path=cfg.get("ckpt_path"),
-        eval_splits=tuple(cfg.get("eval_splits") or ()), save_model=bool(cfg.get("save_model", True)),
-        n_worst_pairs=int(cfg.get("n_worst_pairs", 20)), embedding_cache=bool(cfg.get("embedding_cache", True)),
-        monitor=str(cfg.monitor), run_name=run_name, sweep_id=sweep,
+    return _pick(
+        RunSettings,
+        c,
+        output_dir=str(c["paths"]["output_dir"]),
+        cache_dir=str(c["paths"]["cache_dir"]),
+        eval_splits=tuple(c.get("eval_splits") or ()),
+        run_name=run_name,
+        sweep_id=sweep,
         trainer=ObjectSpec(trainer.pop("_target_"), MappingProxyType(trainer)),
-        callbacks=object_specs(cfg.get("callbacks")), loggers=tuple(loggers),
-        config=MappingProxyType(_plain(cfg)),
-    )  # fmt: skip
+        callbacks=object_specs(cfg.get("callbacks")),
+        loggers=tuple(loggers),
+        config=MappingProxyType(c),
+    )
 
 
 def build_specs(cfg: DictConfig, *, check: bool = True, fit: bool | None = None) -> RunSpecs:
@@ -176,12 +187,25 @@ def build_specs(cfg: DictConfig, *, check: bool = True, fit: bool | None = None)
             cfg.fit = fit
     m = cfg.model
     specs = RunSpecs(
-        model=encoder_spec(cfg), model_kind=str(m.get("kind", "transformer")),
+        model=encoder_spec(cfg),
+        model_kind=str(m.get("kind", "transformer")),
         model_extra=_frozen({k: v for k, v in m.items() if k in ("fasttext", "from_saved_modules")}),
-        dimension=dimension_spec(cfg), weights=WeightsSpec(str(cfg.weights.name)), precision=precision_spec(cfg),
-        index=index_settings(cfg), task=str(cfg.data.task), data_name=str(cfg.data.name), data=data_spec(cfg),
-        data_cfg=_frozen(cfg.data), objective=objective_spec(cfg), encode=encode_spec(cfg), run=run_settings(cfg),
-    )  # fmt: skip
+        dimension=dimension_spec(cfg),
+        weights=WeightsSpec(str(cfg.weights.name)),
+        precision=PrecisionSpec(
+            str(cfg.quantization.name),
+            str(cfg.quantization.embeddings),
+            int(cfg.quantization.get("rescore_multiplier") or 0),
+        ),
+        index=index_settings(cfg),
+        task=str(cfg.data.task),
+        data_name=str(cfg.data.name),
+        data=data_spec(cfg),
+        data_cfg=_frozen(cfg.data),
+        objective=objective_spec(cfg),
+        encode=encode_spec(cfg),
+        run=run_settings(cfg),
+    )
     if check:
         check_config(specs)
     return specs
@@ -212,6 +236,31 @@ def hydra_job_names() -> tuple[str, str | None]:
     return hc.job.override_dirname or "defaults", sweep
 
 
+def compose_specs(
+    overrides: Sequence[str] = (),
+    config_name: str = "evaluate",
+    *,
+    check: bool = True,
+    output_dir: str = "outputs/compose",
+) -> RunSpecs:
+    """The specs ``python <config_name>.py <overrides>`` would run, composed from the repo's ``configs/``
+    without a Hydra job: how experiments/ scripts build models and data. ``check=False`` keeps only the
+    per-axis checks (a study reading a corpus it does not train on); ``output_dir`` stands in for the
+    job folder Hydra would make (nothing is written there)."""
+    from hydra import compose, initialize_config_dir
+
+    if not (CONFIGS / f"{config_name}.yaml").is_file():
+        raise ConfigError(
+            f"No {config_name}.yaml in {CONFIGS}: compose_specs reads the configs/ folder beside train.py. "
+            f"Fix: run from a source checkout (pip install -e .) with configs/ at its root."
+        )
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = output_dir  # replaces ${hydra:runtime.output_dir}
+    return build_specs(cfg, check=check)
+
+
 def load_run_config(run_dir: Path, data_dir: str | None = None) -> DictConfig:
     """A run's composed config (``.hydra/config.yaml``, else results.json's resolved copy),
     with ``paths.output_dir`` set to ``run_dir``."""
@@ -238,5 +287,5 @@ def load_run_config(run_dir: Path, data_dir: str | None = None) -> DictConfig:
 
 
 def load_run_specs(run_dir: str | Path, data_dir: str | None = None) -> RunSpecs:
-    """The specs of a finished run (what ``python -m embedlab.viz`` reads)."""
+    """The specs of a finished run (what ``python -m embedlab.visualise`` reads)."""
     return build_specs(load_run_config(Path(run_dir), data_dir), check=False)

@@ -1,9 +1,8 @@
 """The Task interface the runner drives, its result type, and the task registry.
 
-A task turns run specs into a model, optional training data and a LightningModule, and
-scores an encoder. The runner owns everything else (trainer, loggers, resume, results and
-meta) and never asks which task it runs. A new task is one module that subclasses
-:class:`Task` under ``@register("<data.task>")`` plus a data yaml with that ``task:``.
+A task turns run specs into a model, optional training data and a LightningModule, and scores an
+encoder; the runner owns the rest. A new task is one module subclassing :class:`Task` under
+``@register("<data.task>")`` plus a data yaml with that ``task:``.
 """
 
 from __future__ import annotations
@@ -71,11 +70,16 @@ class Task:
 
         o = self.specs.objective
         return SiameseModule(
-            model, loss=o.loss, lr=o.lr, weight_decay=o.weight_decay, warmup_ratio=o.warmup_ratio,
-            cosent_scale=o.scale, dataset_name=self.specs.data_name,
+            model,
+            loss=o.loss,
+            lr=o.lr,
+            weight_decay=o.weight_decay,
+            warmup_ratio=o.warmup_ratio,
+            cosent_scale=o.scale,
+            dataset_name=self.specs.data_name,
             matryoshka_dims=None if o.matryoshka_dims is None else list(o.matryoshka_dims),
             matryoshka_weights=None if o.matryoshka_weights is None else list(o.matryoshka_weights),
-        )  # fmt: skip
+        )
 
     def train_texts(self, datamodule: Any) -> list[str]:
         """Distinct training texts whose truncation the runner counts (none: not counted)."""
@@ -106,11 +110,9 @@ def register(name: str):
     return add
 
 
-def metric_prefix(split: str, data_name: str) -> str:
-    return f"{split}/{data_name}"
-
-
 def cache_counts(prefix: str, cache: Any) -> dict[str, float]:
     """Once per job under one prefix: the report counts encode passes from these."""
-    return {f"{prefix}/n_texts_encoded": float(cache.stats.n_encoded),
-            f"{prefix}/n_texts_from_cache": float(cache.stats.n_from_cache)}  # fmt: skip
+    return {
+        f"{prefix}/n_texts_encoded": float(cache.stats.n_encoded),
+        f"{prefix}/n_texts_from_cache": float(cache.stats.n_from_cache),
+    }

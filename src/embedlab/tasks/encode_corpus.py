@@ -1,16 +1,9 @@
 """Encode a retrieval set's documents and queries into the embedding cache, in shards.
 
-    python encode_corpus.py data=scifact model=minilm shard=$SLURM_ARRAY_TASK_ID n_shards=4
-    python encode_corpus.py data=scifact model=minilm n_shards=4 --merge
-    torchrun --nproc-per-node 4 encode_corpus.py data=scifact model=minilm
-
-The config is ``evaluate.yaml`` plus the keys in ``configs/encode_corpus.yaml``, so the
-encoder, pooling, encode backend, batch size and data are the ones ``evaluate.py`` uses,
-and the merged entries are the ones it reads (``n_texts_encoded`` = 0). Modes: ``shard=i``
-encodes shard i and exits; ``--merge`` (``merge=true``) assembles the shards; under
-torchrun (``WORLD_SIZE`` > 1) every rank encodes its shard and rank 0 merges; with
-neither, one process encodes everything (``n_shards=1``). Each process writes what it did
-to ``<run dir>/encode_corpus[.<role>].json``.
+The config is evaluate.yaml plus configs/encode_corpus.yaml (usage there and in encode_corpus.py), so
+the merged entries are the ones evaluate.py reads. Modes: ``shard=i`` encodes shard i; ``merge=true``
+assembles the shards; under torchrun every rank encodes its shard and rank 0 merges; otherwise one
+process encodes everything. Each process writes what it did to ``<run dir>/encode_corpus[.<role>].json``.
 """
 
 from __future__ import annotations
@@ -23,21 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedlab.data.retrieval import load_retrieval_set
 from embedlab.errors import ConfigError
 from embedlab.tasks.model import build_model
-from embedlab.tasks.shared import make_encoder
+from embedlab.tasks.shared import load_retrieval, make_encoder, retrieval_texts
 
 if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs
-    from embedlab.data.retrieval import RetrievalSet
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ShardSettings:
-    """The keys configs/encode_corpus.yaml adds to evaluate.yaml."""
+    """The keys configs/encode_corpus.yaml adds to evaluate.yaml (documented there)."""
 
     shard: int | None = None
     n_shards: int = 1
@@ -52,22 +43,11 @@ class ShardSettings:
 _PER_PROCESS_KEYS = ("shard", "n_shards", "merge", "hydra.")
 
 
-def retrieval_texts(data: RetrievalSet) -> dict[str, list[str]]:
-    """The text lists ``evaluate_retrieval`` encodes, in its order (same lists, same cache keys)."""
-    return {
-        "documents": [data.corpus[d] for d in data.doc_ids],
-        "queries": [data.queries[q] for q in data.query_ids],
-    }
-
-
 def _shard_command(overrides: list[str], n_shards: int) -> str:
     """The command that runs one shard, with ``{shard}`` left to fill in (str.format)."""
     kept = [o for o in overrides if not o.lstrip("+~").startswith(_PER_PROCESS_KEYS)]
-    words = [
-        "python encode_corpus.py",
-        *(shlex.quote(o).replace("{", "{{").replace("}", "}}") for o in kept),
-    ]
-    return " ".join([*words, "shard={shard}", f"n_shards={n_shards}"])
+    words = [shlex.quote(o).replace("{", "{{").replace("}", "}}") for o in kept]
+    return " ".join(["python encode_corpus.py", *words, "shard={shard}", f"n_shards={n_shards}"])
 
 
 def _device(device: str) -> str:
@@ -109,30 +89,21 @@ def _check(specs: RunSpecs, cfg: ShardSettings) -> None:
 def encode_corpus(specs: RunSpecs, cfg: ShardSettings, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run the mode ``cfg`` asks for (see the module docstring); returns what was done."""
     _check(specs, cfg)
-    d = specs.data_cfg
-    data = load_retrieval_set(d["format"], d.get("root"), split=d["split"], name=d["name"])
-    lists = retrieval_texts(data)
+    data = load_retrieval(specs)
+    lists = retrieval_texts(data)  # what evaluate.py encodes: same lists, same cache keys
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_shards = world if world > 1 else int(cfg.n_shards)
     chunk = int(cfg.chunk_size)
-    summary: dict[str, Any] = {
-        "data": specs.data_name,
-        "revision": data.revision,
-        "n_shards": n_shards,
-        "lists": {},
-    }
-    if cfg.merge:
-        role = "merge"
-    elif world > 1:
-        role = f"rank{os.environ.get('RANK', '0')}"
-    else:
-        role = f"shard{cfg.shard}" if cfg.shard is not None else "all"
+    role = "all" if cfg.shard is None else f"shard{cfg.shard}"
+    if cfg.merge or world > 1:
+        role = "merge" if cfg.merge else f"rank{os.environ.get('RANK', '0')}"
     model, _ = build_model(specs)  # also to merge: the cache key is a hash of the weights
     model.to(_device(cfg.device))
     encoder = make_encoder(specs, model)  # batch size and backend: as evaluate.py encodes
     cache = encoder.cache
-    summary.update(role=role, model_key=encoder.key, cache=str(cache.root))
     run = _run_distributed if world > 1 else _run_local
+    summary = {"data": specs.data_name, "revision": data.revision, "n_shards": n_shards, "role": role}
+    summary |= {"model_key": encoder.key, "cache": str(cache.root)}
     summary["lists"] = run(cfg, encoder, lists, chunk, overrides or [])
     summary["n_texts_encoded"] = cache.stats.n_encoded
     out = Path(specs.run.output_dir)
@@ -151,19 +122,16 @@ def _run_local(cfg, encoder, lists, chunk: int, overrides: list[str]) -> dict[st
     n_shards, done = int(cfg.n_shards), {}
     for what, texts in lists.items():
         if cfg.merge:
-            res = merge_shards(
-                encoder, texts, n_shards, chunk_size=chunk, what=what, keep_shards=bool(cfg.keep_shards),
-                how_to_run=_shard_command(overrides, n_shards),
-            )  # fmt: skip
+            how = {"keep_shards": bool(cfg.keep_shards), "how_to_run": _shard_command(overrides, n_shards)}
+            res = merge_shards(encoder, texts, n_shards, chunk_size=chunk, what=what, **how)
             done[what] = {"key": res.key, "shape": res.shape, "already_merged": res.already_merged}
         elif cfg.shard is not None:
             sh = encode_shard(encoder, texts, int(cfg.shard), n_shards, chunk_size=chunk, what=what)
-            done[what] = {"key": sh.key, "start": sh.start, "stop": sh.stop, "n_encoded": sh.n_encoded,
-                          "seconds": sh.seconds}  # fmt: skip
+            done[what] = {k: getattr(sh, k) for k in ("key", "start", "stop", "n_encoded", "seconds")}
         else:
             emb, st = encoder.encode_cached(texts, chunk_size=chunk, what=what)
-            done[what] = {"key": entry_key(encoder.key, texts), "shape": list(emb.shape),
-                          "n_encoded": st.n_encoded if st else 0}  # fmt: skip
+            key, n = entry_key(encoder.key, texts), st.n_encoded if st else 0
+            done[what] = {"key": key, "shape": list(emb.shape), "n_encoded": n}
     return done
 
 
@@ -187,8 +155,8 @@ def _run_distributed(cfg, encoder, lists, chunk: int, overrides: list[str]) -> d
         done: dict[str, Any] = {}
         for what, texts in lists.items():
             res = encode_distributed(encoder, texts, chunk_size=chunk, what=what)
-            done[what] = {"rank": dist.get_rank(), "world_size": dist.get_world_size(),
-                          "merged": None if res is None else {"key": res.key, "shape": res.shape}}  # fmt: skip
+            merged = None if res is None else {"key": res.key, "shape": res.shape}
+            done[what] = {"rank": dist.get_rank(), "world_size": dist.get_world_size(), "merged": merged}
         return done
     finally:
         dist.destroy_process_group()

@@ -1,11 +1,7 @@
-"""Forgetting around a continual MLM update: the general-quality probe, the guard that
-keeps the previous encoder on a too-large drop, k-NN / t-SNE of the domain corpus, and the
-optional siamese fine-tune after the update (the "adapt, then fine-tune" recipe).
-
-The probe is STS-B validation and test Spearman (the embedded Lee ratings when STS-B is
-absent, logged as a warning). With ``objective.finetune.compare_without_mlm`` the
-pre-update encoder is fine-tuned the same way, so one results.json says what the MLM
-step adds on top of fine-tuning alone.
+"""Forgetting around a continual MLM update: the general-quality probe (STS-B validation and test
+Spearman; the embedded Lee ratings when STS-B is absent), the guard that keeps the previous encoder on
+a too-large drop, k-NN accuracy, and the optional siamese fine-tune after the update (with
+``compare_without_mlm`` also of the pre-update encoder, so one results.json says what MLM adds).
 """
 
 from __future__ import annotations
@@ -16,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedlab.data.sts import STSData, STSSpec, load_sts
+from embedlab.data.sts import STSData, STSSpec
 from embedlab.data.text_corpus import stsb_spec
 from embedlab.encode.encoder import Encoder, EncodeSettings
 from embedlab.errors import ConfigError
@@ -28,8 +24,12 @@ log = logging.getLogger(__name__)
 
 GUARD_METRICS: tuple[str, ...] = ("spearman_cosine", "pearson_cosine")
 PAIR_LOSSES: tuple[str, ...] = ("cosine", "cosent")
-STAGE_TITLES = {"before": "before MLM", "after": "after MLM", "after_finetune": "after MLM + fine-tuning",
-                "finetuned_without_mlm": "fine-tuned without MLM"}  # fmt: skip
+STAGE_TITLES = {
+    "before": "before MLM",
+    "after": "after MLM",
+    "after_finetune": "after MLM + fine-tuning",
+    "finetuned_without_mlm": "fine-tuned without MLM",
+}
 
 
 def knn_accuracy(embeddings: Any, labels: list[str], *, k: int = 5, seed: int = 0) -> float:
@@ -59,12 +59,14 @@ def general_probe_spec(root: str | Path | None, *, max_pairs: int | None = None,
         "to probe on STS-B.",
         path,
     )
-    return STSSpec(name="lee", format="lee", score_range=(0.0, 1.0), split_fractions=(0.7, 0.15, 0.15),
-                   split_seed=42, max_pairs_per_split=max_pairs)  # fmt: skip
-
-
-def general_probe_data(root: str | Path | None, *, max_pairs: int | None = None, seed: int = 42) -> STSData:
-    return load_sts(general_probe_spec(root, max_pairs=max_pairs, seed=seed), splits=("validation", "test"))
+    return STSSpec(
+        name="lee",
+        format="lee",
+        score_range=(0.0, 1.0),
+        split_fractions=(0.7, 0.15, 0.15),
+        split_seed=42,
+        max_pairs_per_split=max_pairs,
+    )
 
 
 def probe_general(model: Any, data: STSData, *, settings: EncodeSettings) -> dict[str, float]:
@@ -122,24 +124,31 @@ def guard_settings(extra: Any) -> tuple[dict | None, dict | None, dict | None]:
     return probe, guard, replay
 
 
-def apply_guard(guard: dict, before: dict[str, float], after: dict[str, float], probe_name: str, encoder: Any,
-                previous: dict[str, Any], saved_to: Path) -> GuardDecision:  # fmt: skip
+def apply_guard(
+    guard: dict,
+    before: dict[str, float],
+    after: dict[str, float],
+    probe_name: str,
+    encoder: Any,
+    previous: dict[str, Any],
+    saved_to: Path,
+) -> GuardDecision:
     """Decide on the validation probe; on a too-large drop put the pre-update weights back."""
     metric = f"val/{probe_name}/{guard.get('metric', 'spearman_cosine')}"
     decision = GuardDecision(metric, before[metric], after[metric], float(guard["tolerance"]))
-    if decision.triggered:
+    d = decision
+    if d.triggered:
         encoder.load_state_dict(previous)
         log.warning(
-            "FORGETTING GUARD TRIGGERED: %s fell from %.4f to %.4f (drop %.4f > tolerance %.4f). "
-            "The update is rejected: %s holds the PREVIOUS (pre-update) encoder; the after-metrics in "
-            "results.json describe the rejected update.",
-            metric, decision.before, decision.after, decision.drop, decision.tolerance, saved_to,
-        )  # fmt: skip
+            f"FORGETTING GUARD TRIGGERED: {metric} fell from {d.before:.4f} to {d.after:.4f} (drop {d.drop:.4f} > "
+            f"tolerance {d.tolerance:.4f}). The update is rejected: {saved_to} holds the PREVIOUS (pre-update) "
+            "encoder; the after-metrics in results.json describe the rejected update."
+        )
     else:
         log.info(
-            "Forgetting guard passed: %s %.4f -> %.4f (drop %.4f <= tolerance %.4f); the updated encoder is saved.",
-            metric, decision.before, decision.after, decision.drop, decision.tolerance,
-        )  # fmt: skip
+            f"Forgetting guard passed: {metric} {d.before:.4f} -> {d.after:.4f} (drop {d.drop:.4f} <= tolerance "
+            f"{d.tolerance:.4f}); the updated encoder is saved."
+        )
     return decision
 
 
@@ -188,33 +197,34 @@ def finetune_settings(specs: RunSpecs) -> FinetuneSettings | None:
     return s
 
 
-def finetune_on_pairs(encoder: Any, spec: STSSpec, settings: FinetuneSettings, specs: RunSpecs, *,
-                      label: str) -> dict[str, Any]:  # fmt: skip
+def finetune_on_pairs(
+    encoder: Any, spec: STSSpec, settings: FinetuneSettings, specs: RunSpecs, *, label: str
+) -> dict[str, Any]:
     """Fine-tune ``encoder`` in place on the train split of ``spec``; returns a record of the step."""
     import lightning as L
 
     from embedlab.data.pair_datamodule import PairDataModule
     from embedlab.modules.siamese import SiameseModule
 
-    seed = specs.run.seed
+    seed, st = specs.run.seed, settings
     L.seed_everything(seed, workers=True)  # both fine-tunes (with / without MLM) draw the same dropout
-    datamodule = PairDataModule(spec, batch_size=settings.batch_size, eval_batch_size=64, seed=seed)
+    datamodule = PairDataModule(spec, batch_size=st.batch_size, eval_batch_size=64, seed=seed)
     datamodule.setup()
-    module = SiameseModule(encoder, loss=settings.loss, lr=settings.lr, warmup_ratio=settings.warmup_ratio,
-                           dataset_name=spec.name)  # fmt: skip
+    module = SiameseModule(
+        encoder, loss=st.loss, lr=st.lr, warmup_ratio=st.warmup_ratio, dataset_name=spec.name
+    )
     # No validation loop and no checkpoints: the run's probes score the result afterwards.
-    trainer = specs.run.trainer.build(max_epochs=settings.epochs, callbacks=[], logger=False,
-                                      enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
-                                      enable_progress_bar=False)  # fmt: skip
+    quiet = {"enable_checkpointing": False, "limit_val_batches": 0, "num_sanity_val_steps": 0}
+    kw = {"max_epochs": st.epochs, "callbacks": [], "logger": False, "enable_progress_bar": False}
+    trainer = specs.run.trainer.build(**kw, **quiet)
+    n = len(datamodule.split("train"))
     log.info(
-        "Fine-tuning the %s encoder on %d %s train pairs: %d epoch(s), batch %d, lr %g, loss %s.",
-        label, len(datamodule.split("train")), spec.name, settings.epochs, settings.batch_size, settings.lr,
-        settings.loss,
-    )  # fmt: skip
+        f"Fine-tuning the {label} encoder on {n} {spec.name} train pairs: {st.epochs} epoch(s), "
+        f"batch {st.batch_size}, lr {st.lr:g}, loss {st.loss}."
+    )
     start = time.perf_counter()
     encoder.train()
     trainer.fit(module, datamodule=datamodule)
     encoder.to("cpu")
     encoder.eval()
-    return {"pairs": len(datamodule.split("train")), "steps": int(trainer.global_step),
-            "seconds": time.perf_counter() - start}  # fmt: skip
+    return {"pairs": n, "steps": int(trainer.global_step), "seconds": time.perf_counter() - start}

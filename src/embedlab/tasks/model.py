@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedlab.data.retrieval import load_retrieval_set
 from embedlab.data.sts import load_sts
 from embedlab.data.text_corpus import CorpusSpec, load_corpus
 from embedlab.errors import ConfigError, ModelUnavailableError
 from embedlab.models.encoder import build_encoder, drop_unused_pooler, embedding_dimension, locate
+from embedlab.tasks.shared import load_retrieval
 
 if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs
@@ -63,11 +63,12 @@ def build_fasttext(specs: RunSpecs) -> tuple[Any, Any]:
 
     ft = specs.model_extra["fasttext"]
     texts, corpus = training_texts(ft["corpus"], specs, file=ft.get("corpus_file"))
-    return build_fasttext_encoder(
-        texts, FastTextParams.from_mapping(ft["params"]), corpus_name=corpus, pooling=specs.pooling,
-        max_seq_length=specs.model.max_seq_length,
-        cache_dir=Path(specs.run.cache_dir) if ft.get("cache") else None,
-    )  # fmt: skip
+    params, cache_dir = (
+        FastTextParams.from_mapping(ft["params"]),
+        Path(specs.run.cache_dir) if ft.get("cache") else None,
+    )
+    kw = {"corpus_name": corpus, "pooling": specs.pooling, "max_seq_length": specs.model.max_seq_length}
+    return build_fasttext_encoder(texts, params, cache_dir=cache_dir, **kw)
 
 
 def training_texts(source: str, specs: RunSpecs, *, file: str | None = None) -> tuple[list[str], str]:
@@ -77,12 +78,11 @@ def training_texts(source: str, specs: RunSpecs, *, file: str | None = None) -> 
     STS set's training sentences, a retrieval set's corpus documents. ``lee``: gensim's 300
     Lee background news documents. ``wiki``: gensim's Wikipedia excerpt. ``lines``: ``file``.
     """
-    d = specs.data_cfg
     if source == "eval" and specs.task == "sts":
         split = load_sts(specs.data, splits=("train",)).splits["train"]
         return list(dict.fromkeys(split.sentence1 + split.sentence2)), f"{specs.data_name}:train"
     if source == "eval" and specs.task == "retrieval":
-        rset = load_retrieval_set(d["format"], d.get("root"), split=d["split"], name=d["name"])
+        rset = load_retrieval(specs)
         return list(rset.corpus.values()), f"{rset.name}:corpus"
     if source == "eval":
         raise ConfigError(
@@ -98,9 +98,8 @@ def training_texts(source: str, specs: RunSpecs, *, file: str | None = None) -> 
             raise ConfigError(
                 "model.fasttext.corpus=lines needs model.fasttext.corpus_file=<path, one text a line>."
             )
-        return list(
-            load_corpus(CorpusSpec(name=Path(file).stem, format="lines", file=file)).texts
-        ), f"lines:{Path(file).name}"
+        spec = CorpusSpec(name=Path(file).stem, format="lines", file=file)
+        return list(load_corpus(spec).texts), f"lines:{Path(file).name}"
     from embedlab.models.fasttext import CORPUS_SOURCES
 
     raise ConfigError(f"Unknown model.fasttext.corpus '{source}'. Choose one of {CORPUS_SOURCES}.")

@@ -7,11 +7,10 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from embedlab.data.retrieval import load_retrieval_set
 from embedlab.encode.encoder import Encoder
 from embedlab.errors import ConfigError
 from embedlab.tasks.base import EvalOutput, Task, cache_counts, register
-from embedlab.tasks.shared import prefetch_poolings
+from embedlab.tasks.shared import load_retrieval, prefetch_poolings, retrieval_texts
 
 log = logging.getLogger(__name__)
 
@@ -34,33 +33,29 @@ class RetrievalTask(Task):
                 f"evaluate.py, or fine-tune on a set that has them (data=scifact)."
             )
 
-    def load(self, split: str) -> Any:
-        d = self.specs.data_cfg
-        return load_retrieval_set(d["format"], d.get("root"), split=split, name=d["name"])
-
     def build_datamodule(self, model: Any) -> Any:
         """(query, positive[, negatives]) training data from the set's training judgements."""
-        from embedlab.data.retrieval_pairs import (
-            RankingDataModule,
-            mine_negatives,
-            ranking_examples,
-            split_queries,
-        )
+        from embedlab.data import retrieval_pairs as rp
 
         s, d = self.specs, self.specs.data_cfg
         hn = s.objective.extra.get("hard_negatives") or {"num": 0}
-        full = self.load(d["train_split"])
-        train_set, self.val_set = split_queries(full, float(d["val_fraction"]), s.run.seed)
-        examples = ranking_examples(train_set)
+        full = load_retrieval(s, d["train_split"])
+        train_set, self.val_set = rp.split_queries(full, float(d["val_fraction"]), s.run.seed)
+        examples = rp.ranking_examples(train_set)
         if int(hn["num"]) > 0:
-            examples = mine_negatives(
-                examples, model, list(full.corpus.values()), num_negatives=int(hn["num"]),
-                range_min=int(hn["range_min"]), range_max=int(hn["range_max"]),
-                relative_margin=hn["relative_margin"], batch_size=int(d["eval_batch_size"]),
-            )  # fmt: skip
-        log.info("Retrieval fine-tuning: %d training pairs, %d held-out val queries", len(examples),
-                 len(self.val_set.queries))  # fmt: skip
-        return RankingDataModule(examples, batch_size=int(d["batch_size"]), seed=s.run.seed)
+            examples = rp.mine_negatives(
+                examples,
+                model,
+                list(full.corpus.values()),
+                num_negatives=int(hn["num"]),
+                range_min=int(hn["range_min"]),
+                range_max=int(hn["range_max"]),
+                relative_margin=hn["relative_margin"],
+                batch_size=int(d["eval_batch_size"]),
+            )
+        n_val = len(self.val_set.queries)
+        log.info(f"Retrieval fine-tuning: {len(examples)} training pairs, {n_val} held-out val queries")
+        return rp.RankingDataModule(examples, batch_size=int(d["batch_size"]), seed=s.run.seed)
 
     def train_texts(self, datamodule: Any) -> list[str]:
         return list(
@@ -72,11 +67,16 @@ class RetrievalTask(Task):
 
         s, d = self.specs, self.specs.data_cfg
         return RetrievalEvalSettings(
-            ks=parse_ks(d["ks"]), dims=s.dimension.truncate_dims, pca_dims=s.dimension.pca_dims,
-            precision=s.precision.embeddings, rescore_multiplier=s.precision.rescore_multiplier,
-            index=s.index.spec, index_k=s.index.k, n_latency_queries=s.index.n_latency_queries,
+            ks=parse_ks(d["ks"]),
+            dims=s.dimension.truncate_dims,
+            pca_dims=s.dimension.pca_dims,
+            precision=s.precision.embeddings,
+            rescore_multiplier=s.precision.rescore_multiplier,
+            index=s.index.spec,
+            index_k=s.index.k,
+            n_latency_queries=s.index.n_latency_queries,
             answer_ks=parse_ks(d["answer_ks"]),
-        )  # fmt: skip
+        )
 
     def evaluate(self, encoder: Encoder, loggers: list[Any]) -> EvalOutput:
         """The evaluation split with the configured index and precision; the val split (after
@@ -85,26 +85,20 @@ class RetrievalTask(Task):
         from embedlab.eval.variants import cells_record
 
         s, d = self.specs, self.specs.data_cfg
-        data, settings = self.load(d["split"]), self.settings()
-        prefetch_poolings(s, encoder, [("documents", [data.corpus[i] for i in data.doc_ids]),
-                                       ("queries", [data.queries[q] for q in data.query_ids])])  # fmt: skip
+        data, settings = load_retrieval(s), self.settings()
+        prefetch_poolings(s, encoder, list(retrieval_texts(data).items()))
         jobs = [(f"{d['metric_split']}/{s.data_name}", data, settings)]
         if self.val_set is not None:
-            jobs.append(
-                (
-                    f"val/{s.data_name}",
-                    self.val_set,
-                    replace(settings, index=None, precision="float32", dims=()),
-                )
-            )
-        out = EvalOutput({}, data_meta={"name": data.name, "fingerprint": data.revision, "n_docs": len(data.corpus),
-                                        "n_queries": len(data.queries), "stats": dict(data.stats)})  # fmt: skip
+            exact = replace(settings, index=None, precision="float32", dims=())
+            jobs.append((f"val/{s.data_name}", self.val_set, exact))
+        meta = {"name": data.name, "fingerprint": data.revision, "n_docs": len(data.corpus)}
+        out = EvalOutput({}, data_meta=meta | {"n_queries": len(data.queries), "stats": dict(data.stats)})
         for prefix, rset, sett in jobs:
             result = evaluate_retrieval(encoder, rset, sett)
             out.metrics.update({f"{prefix}/{k}": float(v) for k, v in result.metrics.items()})
             out.details[prefix] = result.details
             out.cells = out.cells or cells_record(result.cells)  # the evaluation split's grid
         out.metrics.update(cache_counts(jobs[0][0], encoder.cache))
-        log.info("Embeddings: %d texts encoded, %d read from the cache", encoder.cache.stats.n_encoded,
-                 encoder.cache.stats.n_from_cache)  # fmt: skip
+        stats = encoder.cache.stats
+        log.info(f"Embeddings: {stats.n_encoded} texts encoded, {stats.n_from_cache} read from the cache")
         return out

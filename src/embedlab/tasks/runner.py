@@ -1,9 +1,8 @@
-"""train(cfg) / evaluate(cfg): specs -> task -> model -> trainer -> fit -> evaluate -> results.json.
+"""The runner: specs -> task -> model -> trainer -> fit -> evaluate -> results.json and its meta.
 
-The runner owns what every task shares: seeding, the output folder, loggers, trainer and
-callbacks, resumable fitting, the encoder handed to the task's evaluation, the saved model,
-results.json and its meta. It never asks which task it runs (``embedlab.tasks.base.Task``).
-A ``finally`` block always finishes the W&B run, so jobs of a sweep never share one.
+It owns what every task shares (seeding, loggers, trainer, resumable fitting, the Encoder handed to
+the task, the saved model, results) and never asks which task it runs. A ``finally`` always finishes
+the W&B run, so jobs of a sweep never share one.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
             datamodule = task.build_datamodule(model)
             module = task.build_module(model)
             trainer = make_trainer(specs, loggers, with_callbacks=True)
-            extra = fit(task, specs, trainer, model, module, datamodule, loggers, out)
+            extra = fit(task, trainer, model, module, datamodule, loggers)
         else:
             trainer = make_trainer(specs, loggers, with_callbacks=False)
         if specs.weights.name != "fp32":  # what the weights really are, read from the model
@@ -64,14 +63,12 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
                 lg.log_metrics(metrics, step=int(trainer.global_step))
             meta = collect_meta(specs, resolved, model_fp, result, time.perf_counter() - start, extra)
             write_results(out / "results.json", metrics, meta)
-            headline = {
-                k: round(v, 4) for k, v in metrics.items() if k.endswith(f"/{specs.data_cfg.get('metric')}")
-            }
-            log.info("Results: %s", headline)
+            headline = f"/{specs.data_cfg.get('metric')}"
+            log.info("Results: %s", {k: round(v, 4) for k, v in metrics.items() if k.endswith(headline)})
             log.info("Wrote %s", out / "results.json")
         exit_code = 0
-        return metrics, {"model": model, "encoder": model, "module": module, "trainer": trainer,
-                         "datamodule": datamodule, "task": task, **task.objects()}  # fmt: skip
+        objects = dict(model=model, encoder=model, module=module, trainer=trainer, datamodule=datamodule)
+        return metrics, objects | {"task": task, **task.objects()}
     finally:
         finish_wandb(loggers, exit_code)
 
@@ -88,8 +85,9 @@ def make_trainer(specs: RunSpecs, loggers: list[Any], *, with_callbacks: bool) -
     return trainer
 
 
-def fit(task: Task, specs: RunSpecs, trainer: Any, model: Any, module: Any, datamodule: Any,
-        loggers: list[Any], out: Path) -> dict[str, Any]:  # fmt: skip
+def fit(
+    task: Task, trainer: Any, model: Any, module: Any, datamodule: Any, loggers: list[Any]
+) -> dict[str, Any]:
     """Count truncated training texts, train (resumably), record steps and the cluster."""
     from embedlab.encode.stats import token_lengths
 
@@ -106,15 +104,14 @@ def fit(task: Task, specs: RunSpecs, trainer: Any, model: Any, module: Any, data
     task.before_fit(model, module, loggers)
     fit_start = time.perf_counter()
     model.train()  # built in eval mode; Lightning keeps submodule modes, so dropout needs this
-    fit_resumable(trainer, module, datamodule, specs.run.ckpt_path, out)
+    fit_resumable(trainer, module, datamodule, task.specs.run.ckpt_path, Path(task.specs.run.output_dir))
     task.after_fit(module, trainer)
     record.update(seconds=time.perf_counter() - fit_start, steps=int(trainer.global_step))
-    return {"train": record, "distributed": {
-        "world_size": int(trainer.world_size), "num_nodes": int(trainer.num_nodes),
-        "strategy": type(trainer.strategy).__name__,
-        "cluster_environment": type(getattr(trainer.strategy, "cluster_environment", None)).__name__,
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-    }}  # fmt: skip
+    strategy = trainer.strategy
+    cluster = type(getattr(strategy, "cluster_environment", None)).__name__
+    distributed = dict(world_size=int(trainer.world_size), num_nodes=int(trainer.num_nodes))
+    distributed |= dict(strategy=type(strategy).__name__, cluster_environment=cluster)
+    return {"train": record, "distributed": distributed | {"slurm_job_id": os.environ.get("SLURM_JOB_ID")}}
 
 
 def fit_resumable(trainer: Any, module: Any, datamodule: Any, ckpt_path: str | None, out: Path) -> None:
@@ -158,24 +155,15 @@ def save_model(specs: RunSpecs, model: Any, out: Path) -> dict[str, Any]:
     return {}
 
 
-def collect_meta(specs: RunSpecs, resolved: Any, model_fp: str, result: EvalOutput, seconds: float,
-                 extra: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    return {
-        "task": specs.run.task_name,
-        "run_name": specs.run.run_name,
-        "config": dict(specs.run.config),
+def collect_meta(
+    specs: RunSpecs, resolved: Any, model_fp: str, result: EvalOutput, seconds: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    model = dict(name=specs.model.name, source=resolved.source, path=str(resolved.path), fingerprint=model_fp)
+    meta = {"task": specs.run.task_name, "run_name": specs.run.run_name, "config": dict(specs.run.config)}
+    meta |= {
         "packages": package_versions(),
         "git": git_state(Path(__file__).resolve().parent),
-        "model": {
-            "name": specs.model.name,
-            "source": resolved.source,
-            "path": str(resolved.path),
-            "fingerprint": model_fp,
-        },  # fmt: skip
-        "data": result.data_meta,
-        "wall_time_s": seconds,
-        **extra,
-        **result.extra_meta,
-        "eval": result.details,
-        "cells": result.cells,
+        "model": model,
     }
+    meta |= {"data": result.data_meta, "wall_time_s": seconds, **extra, **result.extra_meta}
+    return meta | {"eval": result.details, "cells": result.cells}

@@ -32,9 +32,8 @@ class STSTask(Task):
         from embedlab.data.pair_datamodule import PairDataModule
 
         super().__init__(specs)
-        d = specs.data_cfg
-        self.datamodule = PairDataModule(specs.data, batch_size=int(d["batch_size"]),
-                                         eval_batch_size=int(d["eval_batch_size"]), seed=specs.run.seed)  # fmt: skip
+        sizes = {k: int(specs.data_cfg[k]) for k in ("batch_size", "eval_batch_size")}
+        self.datamodule = PairDataModule(specs.data, **sizes, seed=specs.run.seed)
         self.datamodule.setup()
 
     def build_datamodule(self, model: Any) -> Any:
@@ -60,18 +59,15 @@ class STSTask(Task):
         if s.dimension.pca_dims:
             prefetch_poolings(s, fit, [("sentences", split_texts(data.splits["train"]))])
             pca = fit_sts_pca(fit, data.splits["train"], s.dimension.pca_dims[0], dataset=s.data_name)
-        out = EvalOutput({}, data_meta={"name": data.name, "fingerprint": data.fingerprint(),
-                                        "pairs": {k: len(v) for k, v in data.splits.items()},
-                                        "dropped_invalid": dict(data.dropped)})  # fmt: skip
+        pairs = {k: len(v) for k, v in data.splits.items()}
+        meta = {"name": data.name, "fingerprint": data.fingerprint(), "pairs": pairs}
+        out = EvalOutput({}, data_meta=meta | {"dropped_invalid": dict(data.dropped)})
+        dims, precisions = list(s.dimension.truncate_dims), [s.precision.embeddings]
         for split in s.run.eval_splits:
             prefix = f"{SPLIT_KEY[split]}/{s.data_name}"
+            n_worst = s.run.n_worst_pairs
             result = evaluate_sts(
-                encoder,
-                data.splits[split],
-                dims=list(s.dimension.truncate_dims),
-                precisions=[s.precision.embeddings],
-                pca=pca,
-                n_worst=s.run.n_worst_pairs,
+                encoder, data.splits[split], dims=dims, precisions=precisions, pca=pca, n_worst=n_worst
             )
             out.metrics.update({f"{prefix}/{k}": v for k, v in result.metrics.items()})
             out.metrics[f"{prefix}/n_pairs"] = float(len(data.splits[split]))

@@ -1,4 +1,4 @@
-"""Plots of embeddings (t-SNE maps) and helpers to log them to experiment trackers.
+"""Plots of embeddings (t-SNE maps, every study's figures) and helpers to log them to trackers.
 
-``python -m embedlab.viz <run output dir>`` draws the t-SNE map of any run (``viz.cli``).
+``python -m embedlab.visualise <run output dir>`` draws the t-SNE map of any run.
 """

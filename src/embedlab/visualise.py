@@ -1,17 +1,8 @@
-"""t-SNE map of any run: ``python -m embedlab.viz <run output dir>``.
+"""t-SNE map of any run: ``python -m embedlab.visualise <run output dir>``.
 
-It reads the run's specs through ``embedlab.config.load_run_specs`` (``.hydra/config.yaml``,
-else the resolved copy in ``results.json``), loads the model the run saved (``<run>/model``; the config's model
-when the run saved none), embeds the run's evaluation texts and plots them coloured by
-label with ``viz.tsne.tsne_plot``, the same plot ``run_mlm`` draws before and after MLM:
-
-- corpus runs (data=medical, mlm_lee): the held-out texts, coloured by their label
-  (medical abstracts: the condition);
-- STS runs (data=stsb, lee, ...): the sentences of an evaluation split, coloured by the
-  gold score of their pair, in ``--bins`` equal-width bins of the score range.
-
-The PNG goes to ``<run>/plots/`` and into a W&B run (``job_type=viz``) in the run
-folder, offline when W&B is unreachable.
+An entry point (it reads the run's saved config through ``embedlab.config``): embeds the run's
+evaluation texts with the model it saved and plots them as the MLM task does, corpus texts
+coloured by label, STS sentences by gold-score bin. PNG to ``<run>/plots/`` and a W&B run.
 """
 
 from __future__ import annotations
@@ -22,18 +13,18 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from embedlab.config import load_run_specs
+from embedlab.config.axes import RunSpecs
 from embedlab.data.sts import load_sts
 from embedlab.data.text_corpus import load_corpus
+from embedlab.encode.encoder import Encoder, EncodeSettings
 from embedlab.errors import ConfigError, DataError
 from embedlab.models.encoder import build_encoder
 from embedlab.viz.tsne import log_image_to_loggers, tsne_plot
 
-if TYPE_CHECKING:
-    from embedlab.config.axes import RunSpecs
-
-log = logging.getLogger("embedlab.viz")
+log = logging.getLogger("embedlab.visualise")
 
 
 @dataclass(frozen=True)
@@ -72,11 +63,8 @@ def evaluation_texts(specs: RunSpecs, *, split: str | None = None, n_bins: int =
         for a, b, label in zip(pairs.sentence1, pairs.sentence2, bins, strict=True):
             first.setdefault(a, label)
             first.setdefault(b, label)
-        return LabelledTexts(
-            list(first),
-            list(first.values()),
-            f"{len(first)} {name} {split} sentences by gold-score bin",
-        )
+        what = f"{len(first)} {name} {split} sentences by gold-score bin"
+        return LabelledTexts(list(first), list(first.values()), what)
     raise ConfigError(
         f"The run used data={name} (task {task}); a t-SNE map needs labelled texts: corpus runs "
         f"(data=medical, mlm_lee) or STS runs (data=stsb, lee, sts_file)."
@@ -122,9 +110,6 @@ def visualise_run(
     seed: int = 0,
 ) -> Path:
     """Embed a run's evaluation texts with its model, plot t-SNE, log to W&B; returns the PNG."""
-    from embedlab.config import load_run_specs  # the run's saved config, read at Hydra's edge
-    from embedlab.encode.encoder import Encoder, EncodeSettings
-
     run = Path(run_dir).expanduser().resolve()
     if not run.is_dir():
         raise ConfigError(f"Run folder {run} does not exist.")
@@ -143,25 +128,18 @@ def visualise_run(
     emb, stats = Encoder(model, settings).encode(texts.texts, what="texts")
     name = "saved_model" if source.endswith("model") else str(specs.model.name)
     path = Path(out) if out else run / "plots" / f"tsne_{split or 'eval'}_{name}.png"
-    path = tsne_plot(emb, texts.labels, path, title=f"{run.name}: {texts.what}, {name}",
-                     seed=seed)  # fmt: skip
-    log.info(
-        "Embedded %d texts with %s (%d truncated); wrote %s",
-        len(texts.texts),
-        source,
-        stats.n_truncated,
-        path,
-    )
+    path = tsne_plot(emb, texts.labels, path, title=f"{run.name}: {texts.what}, {name}", seed=seed)
+    log.info(f"Embedded {len(texts.texts)} texts with {source} ({stats.n_truncated} truncated); wrote {path}")
     if wandb_mode != "disabled":
         from embedlab.tracking.wandb_logger import finish_wandb, make_wandb_logger
 
-        logger = make_wandb_logger(save_dir=str(run), name=f"viz:{run.name}", job_type="viz", mode=wandb_mode,
-                                   tags=["viz"])  # type: ignore[arg-type]  # fmt: skip
+        logger = make_wandb_logger(
+            save_dir=str(run), name=f"viz:{run.name}", job_type="viz", mode=wandb_mode, tags=["viz"]
+        )  # type: ignore[arg-type]
         exit_code = 1
         try:
-            logger.experiment.config.update(
-                {"run_dir": str(run), "model": source, "n_points": len(texts.texts)}
-            )
+            info = {"run_dir": str(run), "model": source, "n_points": len(texts.texts)}
+            logger.experiment.config.update(info)
             log_image_to_loggers([logger], f"viz/{specs.data_name}/tsne", path)
             exit_code = 0
         finally:
@@ -172,7 +150,7 @@ def visualise_run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m embedlab.viz",
+        prog="python -m embedlab.visualise",
         description="t-SNE map of a run's evaluation texts, embedded with the run's model, coloured by label.",
     )
     parser.add_argument("run_dir", help="a run output folder (outputs/<task>/runs/<date>/<time>)")
@@ -180,9 +158,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--split", default=None, help="STS runs: the split to plot (default: the last eval split)"
     )
     parser.add_argument("--max-points", type=int, default=1000, help="seeded subsample size (default 1000)")
-    parser.add_argument("--bins", type=int, default=5, help="STS runs: gold-score bins (default 5)")
+    parser.add_argument(
+        "--bins",
+        dest="n_bins",
+        metavar="BINS",
+        type=int,
+        default=5,
+        help="STS runs: gold-score bins (default 5)",
+    )
     parser.add_argument("--data-dir", default=None, help="where the run's data lives now (paths.data_dir)")
-    parser.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "disabled"])
+    parser.add_argument(
+        "--wandb", dest="wandb_mode", default="auto", choices=["auto", "online", "offline", "disabled"]
+    )
     parser.add_argument(
         "--out", default=None, help="PNG path (default: <run>/plots/tsne_<split>_<model>.png)"
     )
@@ -190,10 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
-        path = visualise_run(args.run_dir, split=args.split, max_points=args.max_points, n_bins=args.bins,
-                             data_dir=args.data_dir, wandb_mode=args.wandb, out=args.out, seed=args.seed)  # fmt: skip
+        path = visualise_run(**vars(args))  # the flags are named as its parameters
     except (ConfigError, DataError) as exc:
         log.error("%s", exc)
         return 2
     print(path)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
