@@ -7,8 +7,10 @@ changes the pooling.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,9 +59,35 @@ def drop_unused_pooler(auto_model) -> None:
         auto_model.pooler = None
 
 
+@contextlib.contextmanager
+def load_errors(what: str, path: Path, fix: str) -> Iterator[None]:
+    """A model folder that cannot be read (truncated, corrupt, missing files) as one clear error."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        raise ModelUnavailableError(
+            f"{what} at {path} could not be loaded ({type(exc).__name__}: {str(exc)[:300]}). Fix: {fix}"
+        ) from exc
+
+
+def load_saved_encoder(spec: EncoderSpec) -> tuple[SentenceTransformer, ResolvedModel]:
+    """A folder a run saved, with its own modules (pooling, projection) kept."""
+    from sentence_transformers import SentenceTransformer
+
+    resolved = locate(spec)
+    fix = "point model.name_or_path at a folder a run wrote (<run dir>/model); if its files are truncated "
+    with load_errors(f"Saved model '{spec.name}'", resolved.path, fix + "or corrupt, write it again."):
+        model = SentenceTransformer(
+            str(resolved.path), device="cpu", trust_remote_code=spec.trust_remote_code
+        )
+    drop_unused_pooler(model[0].auto_model)
+    return model, resolved
+
+
 def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[SentenceTransformer, ResolvedModel]:
     """Assemble a SentenceTransformer for ``spec``; returns it and where it came from."""
-    from safetensors import SafetensorError  # a truncated or corrupt weights file
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Dense, Normalize, Transformer
 
@@ -68,7 +96,10 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
         log.warning("trust_remote_code is ON for model %s: its repository code will run.", spec.name)
     resolved = locate(spec)
     remote = {"trust_remote_code": spec.trust_remote_code}
-    try:
+    fix = "check that the folder holds config.json, the weights (model.safetensors) and the tokenizer; "
+    with load_errors(
+        f"Model '{spec.name}'", resolved.path, fix + "delete and re-download it if it is corrupt."
+    ):
         transformer = Transformer(
             str(resolved.path),
             max_seq_length=spec.max_seq_length,
@@ -76,12 +107,6 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
             processor_kwargs=remote,
             config_kwargs=remote,
         )
-    except (OSError, ValueError, KeyError, SafetensorError) as exc:
-        raise ModelUnavailableError(
-            f"Model '{spec.name}' at {resolved.path} could not be loaded ({exc.__class__.__name__}: "
-            f"{str(exc)[:300]}). Fix: check that the folder holds config.json, the weights "
-            f"(model.safetensors) and the tokenizer; delete and re-download it if it is corrupt."
-        ) from exc
     config = transformer.auto_model.config
     positions = getattr(config, "max_position_embeddings", None)
     if positions and config.model_type in POSITION_OFFSET_MODELS:

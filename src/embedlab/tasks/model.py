@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from embedlab.data.sts import load_sts
 from embedlab.data.text_corpus import CorpusSpec, load_corpus
-from embedlab.errors import ConfigError, ModelUnavailableError
-from embedlab.models.encoder import build_encoder, drop_unused_pooler, embedding_dimension, locate
+from embedlab.errors import ConfigError
+from embedlab.models.encoder import build_encoder, embedding_dimension, load_saved_encoder
 from embedlab.tasks.shared import load_retrieval
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ def build_model(specs: RunSpecs) -> tuple[Any, Any]:
     if specs.model_kind == "fasttext":
         model, resolved = build_fasttext(specs)
     elif specs.model_extra.get("from_saved_modules"):
-        model, resolved = load_saved(specs)
+        model, resolved = load_saved_encoder(specs.model)
     else:
         model, resolved = build_encoder(specs.model)
     if specs.weights.name != "fp32":
@@ -34,26 +34,6 @@ def build_model(specs: RunSpecs) -> tuple[Any, Any]:
             f"dimension={specs.dimension.name} asks for {size} dimensions but model={specs.model.name} "
             f"with this pooling gives {full}. Fix: dimension=full or a size <= {full}."
         )
-    return model, resolved
-
-
-def load_saved(specs: RunSpecs) -> tuple[Any, Any]:
-    """A saved sentence-transformers folder with its own modules (pooling, projection) kept."""
-    from safetensors import SafetensorError
-    from sentence_transformers import SentenceTransformer
-
-    resolved = locate(specs.model)
-    try:
-        model = SentenceTransformer(
-            str(resolved.path), device="cpu", trust_remote_code=specs.model.trust_remote_code
-        )
-    except (OSError, ValueError, KeyError, SafetensorError) as exc:
-        raise ModelUnavailableError(
-            f"Saved model '{specs.model.name}' at {resolved.path} could not be loaded ({type(exc).__name__}: "
-            f"{str(exc)[:300]}). Fix: point model.name_or_path at a folder a run wrote (<run dir>/model); "
-            f"if its files are truncated or corrupt, write it again."
-        ) from exc
-    drop_unused_pooler(model[0].auto_model)
     return model, resolved
 
 
