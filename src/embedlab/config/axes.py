@@ -68,7 +68,9 @@ class WeightsSpec:
 
     def __post_init__(self) -> None:
         if self.name not in WEIGHT_PRECISIONS:
-            raise ConfigError(f"weights={self.name} is unknown. Choose one of {WEIGHT_PRECISIONS}.")
+            raise ConfigError(
+                f"weights={self.name} is unknown. Choose {', '.join(WEIGHT_PRECISIONS[:-1])} or {WEIGHT_PRECISIONS[-1]}."
+            )
 
 
 @dataclass(frozen=True)
