@@ -73,7 +73,7 @@ def job_config(model: str, pooling: str, seed: int, **over: Any) -> dict[str, An
 
 
 def cells_of(config: dict[str, Any], full_dim: int = 384) -> list[Cell]:
-    """The cells the evaluation would score for this config (as run.py / the tasks pass them)."""
+    """The cells the evaluation would score for this config (as the tasks pass them)."""
     d, q, index = config["dimension"], config["quantization"], config.get("index") or {}
     size = d.get("size")
     sts = config["data"].get("task") == "sts"
