@@ -37,6 +37,7 @@ class Task:
 
     name: ClassVar[str] = ""
     can_fit: ClassVar[bool] = True
+    scores_embedding_precision: ClassVar[bool] = False  # scores quantization= (int8, binary) cells
 
     def __init__(self, specs: RunSpecs) -> None:
         self.specs = specs
@@ -48,7 +49,7 @@ class Task:
             raise ConfigError(
                 f"data={specs.data_name} is a {cls.name} evaluation set: run it with evaluate.py (or fit=false)."
             )
-        if specs.precision.embeddings != "float32" and cls.name not in ("retrieval", "sts"):
+        if specs.precision.embeddings != "float32" and not cls.scores_embedding_precision:
             raise ConfigError(
                 f"quantization={specs.precision.name} (embedding precision {specs.precision.embeddings}) applies to "
                 f"retrieval and STS data; data={specs.data_name} is a {cls.name} set. Use quantization=none."

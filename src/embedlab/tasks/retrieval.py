@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 @register("retrieval")
 class RetrievalTask(Task):
+    scores_embedding_precision = True
     val_set: Any = None  # held-out training queries, scored after fine-tuning
 
     @classmethod

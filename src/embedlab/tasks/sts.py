@@ -14,6 +14,8 @@ SPLIT_KEY = {"train": "train", "validation": "val", "test": "test"}
 
 @register("sts")
 class STSTask(Task):
+    scores_embedding_precision = True
+
     @classmethod
     def check(cls, specs) -> None:
         super().check(specs)
