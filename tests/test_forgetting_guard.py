@@ -12,7 +12,7 @@ import pytest
 
 from embedlab.data.text_corpus import mix_replay
 from embedlab.errors import ConfigError, DataError
-from embedlab.tasks.mlm_probe import GuardDecision
+from embedlab.tasks.mlm import GuardDecision
 
 FAST = ("model=tiny_bert", "objective=mlm", "data=mlm_lee", "data.max_texts=40", "debug=fast",
         "logger=none", "callbacks=none", "objective.general_probe.max_pairs=40")  # fmt: skip
@@ -74,7 +74,7 @@ def _initial_encoder(cfg_fn) -> np.ndarray:
 def test_forced_guard_keeps_the_previous_encoder(
     make_cfg, tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="embedlab.tasks.mlm_probe"):
+    with caplog.at_level(logging.INFO, logger="embedlab.tasks.mlm"):
         metrics, objects, results = _run(make_cfg, tmp_path / "forced", "objective.guard.tolerance=-1")
     assert objects["trainer"].global_step == 1  # fast_dev_run: one training step happened
     key = "val/stsb/spearman_cosine"
@@ -93,7 +93,7 @@ def test_forced_guard_keeps_the_previous_encoder(
 def test_lenient_guard_keeps_the_update(
     make_cfg, tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="embedlab.tasks.mlm_probe"):
+    with caplog.at_level(logging.INFO, logger="embedlab.tasks.mlm"):
         metrics, _, results = _run(make_cfg, tmp_path / "lenient", "objective.guard.tolerance=100",
                                    "objective.lr=1e-2")  # fmt: skip
     assert metrics["val/stsb/guard_triggered"] == 0.0
@@ -119,7 +119,7 @@ def test_probe_falls_back_to_lee_without_stsb(
     make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     missing = tmp_path / "no-data" / "stsb"
-    with caplog.at_level(logging.WARNING, logger="embedlab.tasks.mlm_probe"):
+    with caplog.at_level(logging.WARNING, logger="embedlab.tasks.mlm"):
         metrics, _, results = _run(make_cfg, tmp_path / "offline", f"objective.general_probe.root={missing}")
     assert "STS-B not found" in caplog.text and "Lee" in caplog.text
     assert results["meta"]["general_probe"]["name"] == "lee"

@@ -96,7 +96,7 @@ def test_offline_finetune_uses_the_embedded_lee_pairs(make_cfg, tmp_path: Path) 
 )
 def test_bad_finetune_settings_fail_before_training(make_cfg, overrides, message) -> None:
     from embedlab.config import build_specs
-    from embedlab.tasks.mlm_probe import finetune_settings
+    from embedlab.tasks.mlm import finetune_settings
 
     with pytest.raises(ConfigError, match=message):
         finetune_settings(build_specs(make_cfg(*FAST, *overrides), check=False))
@@ -104,6 +104,6 @@ def test_bad_finetune_settings_fail_before_training(make_cfg, overrides, message
 
 def test_finetune_is_off_by_default(make_cfg) -> None:
     from embedlab.config import build_specs
-    from embedlab.tasks.mlm_probe import finetune_settings
+    from embedlab.tasks.mlm import finetune_settings
 
     assert finetune_settings(build_specs(make_cfg(*FAST[:8]), check=False)) is None

@@ -90,7 +90,7 @@ def test_sts_pca_is_fitted_on_the_train_split(make_cfg, data_dir: Path, tmp_path
     from embedlab.jobs import evaluate
     from embedlab.report.cells import quality_of
     from embedlab.report.scan import read_job
-    from embedlab.tasks.shared import make_encoder
+    from embedlab.tasks.model import make_encoder
 
     own_cache = f"paths.cache_dir={tmp_path / 'cache'}"
     cfg = _stsb_cfg(make_cfg, tmp_path / "a", "dimension=pca128", own_cache)

@@ -50,8 +50,7 @@ def build(name: str, data_dir: str):
     model=<name> data=scifact encode=fast encode.threads=1`` (fastText: trained on the SciFact corpus).
     The encoder has evaluate.py's backend, cache and key, so either fills the cache for the other."""
     from embedlab.config import compose_specs
-    from embedlab.tasks.model import build_model
-    from embedlab.tasks.shared import make_encoder
+    from embedlab.tasks.model import build_model, make_encoder
 
     overrides = [f"model={name}", "data=scifact", "encode=fast", "encode.threads=1"]
     specs = compose_specs([*overrides, f"paths.data_dir={data_dir}"])

@@ -1,12 +1,7 @@
-"""One Hydra job, as train.py / evaluate.py / encode_corpus.py run it: skip it if done, record it if it fails.
-
-A job whose folder holds a successful results.json is skipped unless ``redo=true``, so re-running a
-sweep with the same ``hydra.sweep.dir`` runs only what failed or never finished. A failing job writes
-a *failed* results.json (error, traceback, config); inside a multirun it then returns, so the sweep
-goes on and its report lists the job as failed (Hydra's basic launcher would stop at the batch's end
-and skip ``on_multirun_end``); a single run re-raises. A job killed by the kernel takes the basic
-launcher's process with it: re-run the sweep, or use a launcher with a process per job (joblib, submitit).
-"""
+"""One Hydra job as train.py / evaluate.py / encode_corpus.py run it: skipped when its folder holds a
+successful results.json (unless ``redo=true``), so re-running a sweep runs only what failed or never
+finished. A failing job writes a *failed* results.json; in a multirun it then returns so the sweep goes
+on (Hydra's basic launcher would stop and skip ``on_multirun_end``); a single run re-raises."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""One quick reachability probe, shared by the hub and W&B code paths.
-
-Both clients retry an unreachable server for a long time (the hub ~25 s, W&B ~90 s);
-a single TCP connect with a short timeout tells us within seconds whether to try at all.
-"""
+"""One quick reachability probe for the hub and W&B: both clients retry an unreachable server for
+long (hub ~25 s, W&B ~90 s); one short TCP connect says within seconds whether to try at all."""
 
 from __future__ import annotations
 
@@ -11,7 +8,6 @@ import socket
 from urllib.parse import urlparse
 
 PROBE_TIMEOUT_S = 3.0
-HUB_PROBE_TIMEOUT_S = 3.0
 
 
 def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
@@ -25,10 +21,8 @@ def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
         return False, f"{url} cannot be reached ({exc.__class__.__name__}: {exc})"
 
 
-def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> tuple[bool, str]:
-    """Probe the Hugging Face hub endpoint with one TCP connect; returns (reachable, reason).
-
-    Here (not in models/) because both model resolution and hub datasets ask it."""
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
+    """(reachable, reason) of the Hugging Face hub; here because models/ and data/ both ask."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
         return False, "HF_HUB_OFFLINE is set"
     return reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)

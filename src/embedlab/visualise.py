@@ -1,9 +1,6 @@
-"""t-SNE map of any run: ``python -m embedlab.visualise <run output dir>``.
-
-An entry point (it reads the run's saved config through ``embedlab.config``): embeds the run's
-evaluation texts with the model it saved and plots them as the MLM task does, corpus texts
-coloured by label, STS sentences by gold-score bin. PNG to ``<run>/plots/`` and a W&B run.
-"""
+"""t-SNE map of any run: ``python -m embedlab.visualise <run output dir>``. An entry point (it reads
+the run's saved config): embeds the run's evaluation texts with its saved model, corpus texts coloured
+by label, STS sentences by gold-score bin; PNG to ``<run>/plots/`` and a W&B run."""
 
 from __future__ import annotations
 
@@ -41,11 +38,8 @@ def score_bins(scores: Sequence[float], score_range: Sequence[float], n_bins: in
         raise ValueError(f"need n_bins >= 1 and a score range low < high, got {n_bins} and {score_range}.")
     width = (hi - lo) / n_bins
     edges = [lo + i * width for i in range(n_bins + 1)]
-
-    def name(i: int) -> str:
-        return f"[{edges[i]:g}, {edges[i + 1]:g}{']' if i == n_bins - 1 else ')'}"
-
-    return [name(min(max(int((s - lo) // width), 0), n_bins - 1)) for s in scores]
+    names = [f"[{edges[i]:g}, {edges[i + 1]:g}{']' if i == n_bins - 1 else ')'}" for i in range(n_bins)]
+    return [names[min(max(int((s - lo) // width), 0), n_bins - 1)] for s in scores]
 
 
 def evaluation_texts(specs: RunSpecs, *, split: str | None = None, n_bins: int = 5) -> LabelledTexts:
@@ -90,14 +84,6 @@ def run_model(specs: RunSpecs, run_dir: Path) -> tuple[Any, str]:
     return model, f"model={specs.model.name} ({resolved.source})"
 
 
-def subsample(texts: LabelledTexts, max_points: int | None, seed: int) -> LabelledTexts:
-    if max_points is None or len(texts.texts) <= max_points:
-        return texts
-    keep = sorted(random.Random(seed).sample(range(len(texts.texts)), max_points))
-    labels = None if texts.labels is None else [texts.labels[i] for i in keep]
-    return LabelledTexts([texts.texts[i] for i in keep], labels, f"{texts.what}, {max_points} sampled")
-
-
 def visualise_run(
     run_dir: str | Path,
     *,
@@ -115,11 +101,15 @@ def visualise_run(
         raise ConfigError(f"Run folder {run} does not exist.")
     specs = load_run_specs(run, data_dir)
     try:
-        texts = subsample(evaluation_texts(specs, split=split, n_bins=n_bins), max_points, seed)
+        texts = evaluation_texts(specs, split=split, n_bins=n_bins)
     except DataError as exc:
         raise DataError(
             f"{exc}\n(The run's data could not be read: pass --data-dir to point at it.)"
         ) from None
+    if max_points is not None and len(texts.texts) > max_points:  # a seeded subsample
+        keep = sorted(random.Random(seed).sample(range(len(texts.texts)), max_points))
+        labels = None if texts.labels is None else [texts.labels[i] for i in keep]
+        texts = LabelledTexts([texts.texts[i] for i in keep], labels, f"{texts.what}, {max_points} sampled")
     if texts.labels is None:
         log.warning("The run's texts carry no labels: the map is drawn in one colour.")
     model, source = run_model(specs, run)
@@ -153,12 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m embedlab.visualise",
         description="t-SNE map of a run's evaluation texts, embedded with the run's model, coloured by label.",
     )
-    parser.add_argument("run_dir", help="a run output folder (outputs/<task>/runs/<date>/<time>)")
-    parser.add_argument(
-        "--split", default=None, help="STS runs: the split to plot (default: the last eval split)"
-    )
-    parser.add_argument("--max-points", type=int, default=1000, help="seeded subsample size (default 1000)")
-    parser.add_argument(
+    add = parser.add_argument  # the flags are named as visualise_run's parameters
+    add("run_dir", help="a run output folder (outputs/<task>/runs/<date>/<time>)")
+    add("--split", default=None, help="STS runs: the split to plot (default: the last eval split)")
+    add("--max-points", type=int, default=1000, help="seeded subsample size (default 1000)")
+    add(
         "--bins",
         dest="n_bins",
         metavar="BINS",
@@ -166,18 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=5,
         help="STS runs: gold-score bins (default 5)",
     )
-    parser.add_argument("--data-dir", default=None, help="where the run's data lives now (paths.data_dir)")
-    parser.add_argument(
-        "--wandb", dest="wandb_mode", default="auto", choices=["auto", "online", "offline", "disabled"]
-    )
-    parser.add_argument(
-        "--out", default=None, help="PNG path (default: <run>/plots/tsne_<split>_<model>.png)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
+    add("--data-dir", default=None, help="where the run's data lives now (paths.data_dir)")
+    add("--wandb", dest="wandb_mode", default="auto", choices=["auto", "online", "offline", "disabled"])
+    add("--out", default=None, help="PNG path (default: <run>/plots/tsne_<split>_<model>.png)")
+    add("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
-        path = visualise_run(**vars(args))  # the flags are named as its parameters
+        path = visualise_run(**vars(args))
     except (ConfigError, DataError) as exc:
         log.error("%s", exc)
         return 2

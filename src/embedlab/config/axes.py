@@ -1,7 +1,5 @@
-"""Plain, frozen specs for the axes a run is configured by, each checked in its ``__post_init__``
-so a bad value fails where the axis is defined; :func:`check_run` holds the rules that join axes.
-Nothing here knows Hydra: every spec can be built in a REPL (``DimensionSpec(size=128, method="pca")``).
-"""
+"""Plain, frozen specs of a run's axes, each checked in its ``__post_init__``; :func:`check_run` holds
+the rules that join axes. No Hydra here: ``DimensionSpec(size=128, method="pca")`` works in a REPL."""
 
 from __future__ import annotations
 
@@ -27,8 +25,7 @@ DimensionMethod = Literal["truncate", "projection", "pca"]
 
 @dataclass(frozen=True)
 class DimensionSpec:
-    """``dimension/``: decided here once. truncate and pca act at evaluation time (on the
-    float32 embeddings); projection is a trained Dense layer, so it belongs to the model."""
+    """``dimension/``: truncate and pca act at evaluation time; projection is a trained layer (model)."""
 
     name: str = "full"
     size: int | None = None
@@ -75,9 +72,8 @@ class WeightsSpec:
 
 @dataclass(frozen=True)
 class PrecisionSpec:
-    """``quantization/``: embedding precision and THE rescoring multiplier: a compressed
-    search (int8 / binary embeddings, the binary index) retrieves k * this candidates and
-    rescores them with the float32 query (0: no rescoring)."""
+    """``quantization/``: embedding precision and THE rescoring multiplier (a compressed search
+    retrieves k * this candidates, rescored with the float32 query; 0: none)."""
 
     name: str = "none"
     embeddings: str = "float32"
@@ -104,8 +100,7 @@ class IndexSettings:
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """``objective/``: the loss and its optimiser settings; ``extra`` holds the loss's own
-    sections (hard_negatives for MNRL; probe, guard, replay, finetune for MLM)."""
+    """``objective/``: loss and optimiser; ``extra``: the loss's own sections (hard_negatives, guard ...)."""
 
     name: str = "cosine"
     loss: str = "cosine"
@@ -120,8 +115,7 @@ class ObjectiveSpec:
 
 @dataclass(frozen=True)
 class EncodeSpec:
-    """``encode/``: the evaluation Encoder's settings, and the poolings a sweep shares one
-    transformer pass between (``share_poolings``)."""
+    """``encode/``: the Encoder's settings and the poolings sharing one transformer pass."""
 
     settings: EncodeSettings = field(default_factory=EncodeSettings)
     share_poolings: tuple[str, ...] = ()
@@ -155,7 +149,6 @@ class RunSettings:
     embedding_cache: bool = True
     monitor: str = ""
     run_name: str = "defaults"
-    sweep_id: str | None = None
     trainer: ObjectSpec = ObjectSpec("lightning.Trainer")
     callbacks: tuple[ObjectSpec, ...] = ()
     loggers: tuple[ObjectSpec, ...] = ()
@@ -164,8 +157,7 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class RunSpecs:
-    """Every axis of one run. ``data`` is the task's own spec (STSSpec, CorpusSpec, ...) or,
-    for a task config.specs has no builder for, the plain ``data`` mapping."""
+    """Every axis of one run; ``data``: the task's spec (STSSpec, CorpusSpec) or the plain mapping."""
 
     model: EncoderSpec
     model_kind: str

@@ -1,9 +1,5 @@
-"""The one place a composed Hydra config becomes plain specs (``build_specs``), and the one
-place that composes configs outside a Hydra job (``compose_specs``, for experiments/).
-
-Every axis is read here once; the task layer and everything below it take the resulting
-:class:`~embedlab.config.axes.RunSpecs` and never see a DictConfig.
-"""
+"""The one place a composed Hydra config becomes plain specs (``build_specs``) and that composes
+configs outside a Hydra job (``compose_specs``, for experiments/): below here nobody sees a DictConfig."""
 
 from __future__ import annotations
 
@@ -106,12 +102,11 @@ def objective_spec(cfg: DictConfig) -> ObjectiveSpec:
     o = _plain(cfg.objective)
     dims, weights = o.get("matryoshka_dims"), o.get("matryoshka_weights")
     base = {f.name for f in dataclasses.fields(ObjectiveSpec)}
-    return ObjectiveSpec(
-        name=o["name"],
-        loss=o["loss"],
-        lr=float(o["lr"]),
-        weight_decay=float(o.get("weight_decay", 0.0)),
-        warmup_ratio=float(o.get("warmup_ratio", 0.0)),
+    floats = {"lr": float(o["lr"])} | {k: float(o.get(k, 0.0)) for k in ("weight_decay", "warmup_ratio")}
+    return _pick(
+        ObjectiveSpec,
+        o,
+        **floats,
         scale=float(o.get("scale", 20.0)),
         matryoshka_dims=None if dims is None else tuple(int(x) for x in dims),
         matryoshka_weights=None if weights is None else tuple(float(x) for x in weights),
@@ -170,7 +165,6 @@ def run_settings(cfg: DictConfig) -> RunSettings:
         cache_dir=str(c["paths"]["cache_dir"]),
         eval_splits=tuple(c.get("eval_splits") or ()),
         run_name=run_name,
-        sweep_id=sweep,
         trainer=ObjectSpec(trainer.pop("_target_"), MappingProxyType(trainer)),
         callbacks=object_specs(cfg.get("callbacks")),
         loggers=tuple(loggers),
@@ -243,10 +237,8 @@ def compose_specs(
     check: bool = True,
     output_dir: str = "outputs/compose",
 ) -> RunSpecs:
-    """The specs ``python <config_name>.py <overrides>`` would run, composed from the repo's ``configs/``
-    without a Hydra job: how experiments/ scripts build models and data. ``check=False`` keeps only the
-    per-axis checks (a study reading a corpus it does not train on); ``output_dir`` stands in for the
-    job folder Hydra would make (nothing is written there)."""
+    """The specs ``python <config_name>.py <overrides>`` would run, without a Hydra job (experiments/).
+    ``check=False`` keeps only per-axis checks; ``output_dir`` stands in for Hydra's job folder."""
     from hydra import compose, initialize_config_dir
 
     if not (CONFIGS / f"{config_name}.yaml").is_file():
@@ -281,8 +273,6 @@ def load_run_config(run_dir: Path, data_dir: str | None = None) -> DictConfig:
         cfg.paths.output_dir = str(run_dir)  # replaces ${hydra:runtime.output_dir}
         if data_dir is not None:
             cfg.paths.data_dir = str(data_dir)
-        if "weights" not in cfg:  # a run from before the weights/ group
-            cfg.weights = {"name": (cfg.get("quantization") or {}).get("weights", "fp32")}
     return cfg
 
 

@@ -1,10 +1,6 @@
-"""Encode once, score many: an on-disk embedding cache, and the one family of cache keys.
-
-Every key (entries, shards, PCA fits) is a :func:`cache_key` of the encoder's content (weights
-and module settings), its encode path (:attr:`Encoder.tag`) and a hash of the texts, so other
-indexes, precisions or dimensions reuse float32 embeddings and a fine-tuned model never hits its
-base model's. Files are renamed into place and checksummed: a corrupt entry is rebuilt.
-"""
+"""Encode once, score many: an on-disk embedding cache and the one family of cache keys (:func:`cache_key`
+of the encoder's content, its encode path and the texts), so every cell reuses float32 embeddings and a
+fine-tuned model never hits its base model's. Files are renamed into place and checksummed."""
 
 from __future__ import annotations
 
@@ -66,9 +62,8 @@ def encoder_key(
     *,
     weights: hashlib._Hash | None = None,
 ) -> str:
-    """``<content hash>:<tag>`` over parameters, module settings, weight precision and encode path.
-    ``weights``: a :func:`weights_digest` of a model with the same parameters (hashing MPNet takes
-    seconds; encoders that differ only in pooling share it)."""
+    """``<content hash>:<tag>`` over parameters, module settings, weight precision and encode path;
+    ``weights``: a precomputed :func:`weights_digest` (encoders differing only in pooling share it)."""
     digest = (weights or weights_digest(model)).copy()
     settings = [repr(m) for m in model]  # module configs: pooling mode, dims, normalisation
     digest.update(json.dumps([settings, int(model.max_seq_length or 0), weight_precision]).encode())

@@ -1,9 +1,6 @@
-"""The encoder object: a SentenceTransformer, how to run it, and where its embeddings are cached.
-
-Whoever needs embeddings receives an :class:`Encoder` (no global backend). ``reference`` is
-sentence-transformers' ``encode()`` in float32 (the published numbers), ``fast`` is
-:func:`embedlab.encode.fast.fast_encode`; both reject empty texts and count truncation.
-"""
+"""The Encoder: a SentenceTransformer, how to run it (``reference``: ST's ``encode()`` in float32, the
+published numbers; ``fast``: :func:`~embedlab.encode.fast.fast_encode`) and where its embeddings are
+cached. Whoever needs embeddings receives one (no global backend)."""
 
 from __future__ import annotations
 
@@ -70,9 +67,8 @@ def reference_encode(
 
 
 class Encoder:
-    """A SentenceTransformer + how to run it + where its embeddings are cached (``cache=None``:
-    nothing stored). :attr:`key` hashes the weights once, on first use: build the Encoder (or
-    :meth:`replace` its model) after any training that changes them."""
+    """:attr:`key` hashes the weights once, on first use: build the Encoder (or :meth:`replace` its
+    model) after any training that changes them. ``cache=None``: nothing stored."""
 
     def __init__(
         self,
@@ -118,8 +114,7 @@ class Encoder:
     def encode_chunked(
         self, texts: Sequence[str], *, what: str = "texts", chunk_size: int = CHUNK_SIZE
     ) -> tuple[np.ndarray, EncodeStats]:
-        """:meth:`encode` chunk by chunk into one preallocated array: memory stays bounded, and
-        sharded encoding cuts along the same chunks (bit-identical merges)."""
+        """:meth:`encode` chunk by chunk (bounded memory; shards cut along the same chunks)."""
         from tqdm.auto import tqdm
 
         out: np.ndarray | None = None
@@ -140,8 +135,7 @@ class Encoder:
     def encode_cached(
         self, texts: Sequence[str], *, what: str = "texts", chunk_size: int = CHUNK_SIZE
     ) -> tuple[np.ndarray, EncodeStats | None]:
-        """Embeddings of ``texts`` from the cache, or encoded in chunks and stored. A hit returns
-        the stats recorded at encode time (throughput stays known for every cell reusing it) or None."""
+        """From the cache (with the stats recorded at encode time, or None), else encoded and stored."""
         cache = self.cache
         key = entry_key(self.key, texts) if cache.root is not None else ""
         hit = cache.get(key) if key else None

@@ -1,10 +1,6 @@
 """The fast CPU encode path: tokenize once, batch by exact token length, transformer in bf16.
-
-Why no library does this: sentence-transformers' ``encode()`` sorts by characters and pads
-(39.5% padded tokens on STS-B), ONNX / optimum need an export per model; none runs a model's
-own modules in exact-length bf16 batches (3.5x ``encode()`` on STS-B, benchmarks/NOTES.md).
-Same contract as the reference path; the model's own head pools in float32 (``apply_head``).
-"""
+Why no library: ST's ``encode()`` sorts by characters and pads (39.5% padding on STS-B), ONNX / optimum
+need an export per model; this is 3.5x ``encode()`` on STS-B (benchmarks/NOTES.md), head in float32."""
 
 from __future__ import annotations
 
@@ -35,15 +31,12 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-autocast")
 
 @dataclass(frozen=True)
 class Tokenized:
-    """Every distinct text tokenized once, truncated to the model's limit; ``lengths`` before truncation."""
-
     features: dict[str, list[list[int]]]  # input_ids [, token_type_ids where the model takes them]
     lengths: np.ndarray  # (N,) int64 token counts before truncation
 
 
 def tokenize_once(model: SentenceTransformer, texts: Sequence[str], limit: int) -> Tokenized:
-    """Token ids truncated at ``limit``, and true lengths, from one untruncated pass; only texts over
-    the limit are tokenized again with ``truncation=True`` (the tokenizer's own truncation rules)."""
+    """Ids truncated at ``limit`` and true lengths from one pass; only longer texts are tokenized again."""
     tok = model.tokenizer
     want_types = "token_type_ids" in getattr(tok, "model_input_names", ())
     kwargs: dict[str, Any] = dict(
@@ -64,9 +57,9 @@ def tokenize_once(model: SentenceTransformer, texts: Sequence[str], limit: int) 
 def plan_batches(
     lengths: np.ndarray, batch_size: int, token_budget: int | None, sort_by_length: bool
 ) -> list[np.ndarray]:
-    """Indices of each batch, longest first (the first batch shows peak memory). Sorted, a batch is
-    one token length where ``batch_size // 2`` texts share it (no padding), else neighbours pooled;
-    at most ``max(batch_size, token_budget // longest)`` texts. Unsorted: ``batch_size`` each."""
+    """Indices of each batch, longest first (peak memory shows at once). Sorted, a batch is one token
+    length where ``batch_size // 2`` texts share it, else neighbours pooled, up to
+    ``max(batch_size, token_budget // longest)`` texts. Unsorted: ``batch_size`` each."""
     n = len(lengths)
     if not sort_by_length:
         return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
@@ -92,7 +85,6 @@ def plan_batches(
 def collate(
     model: SentenceTransformer, tokens: Tokenized, idx: np.ndarray, device: torch.device
 ) -> dict[str, Any]:
-    """Padded features for one batch, in the form ``model[0].preprocess`` returns them."""
     rows = {name: [values[i] for i in idx] for name, values in tokens.features.items()}
     feats = model.tokenizer.pad(rows, padding=True, return_attention_mask=True, return_tensors="pt")
     return {**feats.to(device), "modality": "text"}
@@ -121,8 +113,7 @@ def unsupported_reason(model: SentenceTransformer) -> str | None:
 
 @contextlib.contextmanager
 def _call_state(model: SentenceTransformer, threads: int | None) -> Iterator[None]:
-    """Eval mode and ``threads`` torch threads (None: as set) for the call; both are put back, each
-    submodule's mode on its own (a fresh SentenceTransformer trains around an eval transformer)."""
+    """Eval mode and ``threads`` torch threads for the call; both put back, each submodule's own mode."""
     import torch
 
     modes, before = [(m, m.training) for m in model.modules()], torch.get_num_threads()
@@ -138,8 +129,7 @@ def _call_state(model: SentenceTransformer, threads: int | None) -> Iterator[Non
 
 @contextlib.contextmanager
 def cast_weights(model: SentenceTransformer, dtype: torch.dtype) -> Iterator[None]:
-    """Floating-point parameters and buffers in ``dtype`` for the call, float32 masters put back
-    (also on error): ~20 ms for MiniLM, cheaper than a deep copy and never stale."""
+    """Float parameters and buffers in ``dtype`` for the call, masters put back: cheaper than a copy."""
     import itertools
 
     saved = []
@@ -157,9 +147,8 @@ def cast_weights(model: SentenceTransformer, dtype: torch.dtype) -> Iterator[Non
 def embed_unique(
     model: SentenceTransformer, tokens: Tokenized, batches: Sequence[np.ndarray], precision: Precision
 ) -> np.ndarray:
-    """The model's own modules on each batch; (N, D) float32 in the order of ``tokens``. Only the
-    transformer runs in bf16; the head runs in float32 (pooling 256 tokens in bf16 costs up to
-    0.003 of cosine; this way bf16 stays within 1e-4 of float32 on Lee documents)."""
+    """The model's own modules on each batch; (N, D) float32. Only the transformer runs in bf16: pooling
+    in bf16 costs up to 0.003 of cosine, float32 heads keep bf16 within 1e-4 of float32."""
     import torch
 
     device = model.device
@@ -193,9 +182,8 @@ def fast_encode(
     threads: int | None = None,
     sort_by_length: bool = True,
 ) -> tuple[np.ndarray, EncodeStats]:
-    """Embed ``texts`` as ``model.encode`` does, faster on CPU; (N, D) float32 in input order.
-    ``token_budget``: short texts share batches up to this many tokens (None: ``batch_size``);
-    ``threads``: torch threads for the call (on a busy machine 1 can be >10x faster than 2)."""
+    """``model.encode``, faster on CPU; (N, D) float32 in input order. ``token_budget``: short texts share
+    batches up to this many tokens; ``threads``: torch threads (busy machine: 1 can be >10x faster)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     unique = check_texts(texts, what)

@@ -1,10 +1,6 @@
-"""Encode a corpus too large for one machine in shards (SLURM array tasks, DDP ranks), then merge
-them into the one cache entry ``Encoder.encode_cached`` reads.
-
-Shard i of n is a contiguous run of whole ``CHUNK_SIZE`` chunks: encoders batch within a chunk, so
-merged shards are bit-identical to a one-process encode (SciFact, 2 shards: nDCG@10 0.6442 both).
-Not Lightning's ``predict``: its DistributedSampler interleaves ranks and pads with repeats.
-"""
+"""Encode a corpus in shards (SLURM array tasks, DDP ranks), then merge them into the one cache entry
+``Encoder.encode_cached`` reads. A shard is a run of whole ``CHUNK_SIZE`` chunks, so merges are
+bit-identical to a one-process encode. Not Lightning's ``predict``: its sampler interleaves and pads."""
 
 from __future__ import annotations
 
@@ -22,10 +18,6 @@ from embedlab.encode.encoder import Encoder
 from embedlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-EMPTY_SHARD_WARNING = (
-    "Shard %d/%d of the %s is empty: %d texts make %d chunk(s) of %d, and shards hold whole "
-    "chunks (so that merged embeddings equal a single-process encode). Nothing to do."
-)
 
 
 class ShardsMissingError(DataError):
@@ -101,30 +93,39 @@ def encode_shard(
     chunk_size: int = CHUNK_SIZE,
     what: str = "texts",
 ) -> ShardResult:
-    """Encode slice ``shard`` of the whole list ``texts`` (the same list, in the same order, for
-    every shard) into ``encoder.cache``; a finished or merged shard encodes nothing (requeues are safe)."""
+    """Encode slice ``shard`` of the whole list ``texts`` (the same for every shard) into the cache;
+    a finished or merged shard encodes nothing (requeues are safe)."""
     cache = encoder.cache
     _check(texts, n_shards, cache)
     start, stop = shard_bounds(len(texts), shard, n_shards, chunk_size)
     key = shard_keys(encoder, texts, n_shards, chunk_size)[shard]
     done = ShardResult(shard, n_shards, start, stop, key, n_encoded=0, seconds=0.0)
     if start == stop:
-        n_chunks = -(-len(texts) // chunk_size)
-        log.warning(EMPTY_SHARD_WARNING, shard, n_shards, what, len(texts), n_chunks, chunk_size)
+        log.warning(
+            "Shard %d/%d of the %s is empty: %d texts make %d chunk(s) of %d, and shards hold whole chunks "
+            "(so that merged embeddings equal a single-process encode). Nothing to do.",
+            *(shard, n_shards, what, len(texts), -(-len(texts) // chunk_size), chunk_size),
+        )
         return done
     if cache.has(key) or cache.has(entry_key(encoder.key, texts)):
         log.info("Shard %d/%d of the %s is already in the cache (%s)", shard, n_shards, what, key)
         return done
-    t0 = time.perf_counter()
-    emb, _ = encoder.encode_chunked(
-        texts[start:stop], chunk_size=chunk_size, what=f"{what} (shard {shard}/{n_shards})"
-    )
+    t0, part = time.perf_counter(), f"{what} (shard {shard}/{n_shards})"
+    emb, _ = encoder.encode_chunked(texts[start:stop], chunk_size=chunk_size, what=part)
     cache.stats.n_encoded += stop - start
     info = dict(what=what, shard=shard, n_shards=n_shards, chunk_size=chunk_size, start=start, stop=stop)
-    info.update(n_total=len(texts), texts_key=texts_key(texts), model_key=encoder.key)
-    cache.put(key, emb, info)
-    secs, span = time.perf_counter() - t0, f"[{start}, {stop})"
-    log.info("Encoded %s shard %d/%d: texts %s in %.1f s -> %s", what, shard, n_shards, span, secs, key)
+    cache.put(key, emb, info | dict(n_total=len(texts), texts_key=texts_key(texts), model_key=encoder.key))
+    secs = time.perf_counter() - t0
+    log.info(
+        "Encoded %s shard %d/%d: texts [%d, %d) in %.1f s -> %s",
+        what,
+        shard,
+        n_shards,
+        start,
+        stop,
+        secs,
+        key,
+    )
     return replace(done, n_encoded=stop - start, seconds=secs)
 
 
@@ -138,9 +139,9 @@ def merge_shards(
     keep_shards: bool = False,
     how_to_run: str | None = None,
 ) -> MergeResult:
-    """Assemble every shard (checksum, rows and width checked) into one (N, D) entry under the
-    ``encode_cached`` key; runs no model. ``how_to_run``: a command with ``{shard}``, quoted for
-    missing shards. Shard entries are deleted once merged unless ``keep_shards``."""
+    """Every shard (checksum, rows, width checked) into one (N, D) entry under the ``encode_cached`` key;
+    ``how_to_run``: a command with ``{shard}`` quoted for missing shards. Shards are then deleted
+    unless ``keep_shards``."""
     cache = encoder.cache
     _check(texts, n_shards, cache)
     full_key = entry_key(encoder.key, texts)
@@ -210,12 +211,9 @@ def _assemble(
     return out
 
 
-# --- torch.distributed / Lightning ----------------------------------------------------
-
-
 def distributed_context(trainer: Any = None) -> tuple[int, int, Callable[[], None]]:
-    """(rank, world size, barrier) from a Lightning trainer, torch.distributed, or neither; refuses
-    ``WORLD_SIZE`` > 1 without a process group rather than let every rank encode everything."""
+    """(rank, world size, barrier) from a trainer, torch.distributed, or neither; refuses WORLD_SIZE > 1
+    without a process group rather than let every rank encode everything."""
     if trainer is not None:
         return int(trainer.global_rank), int(trainer.world_size), trainer.strategy.barrier
     import torch.distributed as dist

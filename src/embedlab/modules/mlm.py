@@ -1,10 +1,6 @@
-"""Continued masked-LM training of a sentence encoder's backbone (domain-adaptive
-pre-training), which then goes back into the encoder (``copy_backbone_to_encoder``).
-
-ST checkpoints such as all-MiniLM-L6-v2 ship no MLM head, so ``AutoModelForMaskedLM``
-starts one at random; we detect and say so: early loss and the perplexity before training
-then measure that random head, not the encoder.
-"""
+"""Continued masked-LM training of a sentence encoder's backbone, then copied back into the encoder.
+ST checkpoints (all-MiniLM-L6-v2) ship no MLM head, so one starts at random: we detect and say so,
+since early loss and the perplexity before training then measure that head, not the encoder."""
 
 from __future__ import annotations
 
@@ -95,8 +91,8 @@ def perplexity(
     max_length: int = 128,
     whole_word_mask: bool = False,
 ) -> float:
-    """exp(mean NLL of the masked tokens) over ``texts``; masks come from a fresh generator seeded
-    with ``seed``, so before and after training score the same tokens: comparable numbers."""
+    """exp(mean NLL of the masked tokens); masks from a fresh ``seed``ed generator, so before and after
+    training score the same tokens."""
     wwm = whole_word_mask
     tokens = tokenize_texts(
         tokenizer, texts, max_length=max_length, whole_word_mask=wwm, what="perplexity texts"
@@ -128,8 +124,8 @@ class BackboneCopy:
 
 
 def copy_backbone_to_encoder(mlm_model: Any, encoder: SentenceTransformer) -> BackboneCopy:
-    """Write the MLM-trained backbone (e.g. BertModel) into the encoder's transformer. Keys must
-    match one to one except the pooler (unused by sentence embeddings): we refuse to copy half a model."""
+    """The MLM-trained backbone into the encoder's transformer; keys must match one to one except the
+    pooler (unused by sentence embeddings): we refuse to copy half a model."""
     target, source = encoder[0].auto_model, mlm_model.base_model.state_dict()
     result = target.load_state_dict(source, strict=False)
     unexpected, missing = tuple(result.unexpected_keys), tuple(result.missing_keys)

@@ -1,10 +1,6 @@
-"""What every training module shares: exact mid-epoch resumes and the AdamW + warm-up wiring.
-
-A mid-epoch checkpoint also carries the global RNG states (dropout), applied just before the
-first resumed step so nothing Lightning does while restoring draws from them first, and the
-training loaders' positions (:mod:`embedlab.data.resumable`), which Lightning drops when
-``configure_optimizers`` reads ``estimated_stepping_batches``: they are put back at train start.
-"""
+"""What every training module shares: exact mid-epoch resumes and the AdamW + warm-up wiring. A
+checkpoint carries the RNG states (applied just before the first resumed step) and the loaders'
+positions (Lightning drops them when ``configure_optimizers`` reads ``estimated_stepping_batches``)."""
 
 from __future__ import annotations
 

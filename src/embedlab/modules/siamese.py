@@ -17,10 +17,8 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
-# Padding is most of what a batch of random sentences holds: 16 STS-B train sentences
-# padded to their longest carry 2.24 tokens per real token. A forward + backward of
-# MiniLM on one CPU thread costs ~45 ms per call plus ~0.8 ms per token (benchmarks/
-# NOTES.md), so an extra call is worth ~64 tokens of padding: the price of a group below.
+# 16 padded STS-B sentences carry 2.24 tokens per real token; a MiniLM CPU forward + backward costs
+# ~45 ms a call plus ~0.8 ms a token (benchmarks/NOTES.md): an extra call is worth ~64 padded tokens.
 GROUP_OVERHEAD_TOKENS = 64
 
 

@@ -1,9 +1,5 @@
-"""The Task interface the runner drives, its result type, and the task registry.
-
-A task turns run specs into a model, optional training data and a LightningModule, and scores an
-encoder; the runner owns the rest. A new task is one module subclassing :class:`Task` under
-``@register("<data.task>")`` plus a data yaml with that ``task:``.
-"""
+"""The Task interface the runner drives, its result type, and the task registry: a new task is one
+module subclassing :class:`Task` under ``@register("<data.task>")`` plus a data yaml with that ``task:``."""
 
 from __future__ import annotations
 
@@ -21,9 +17,8 @@ TASKS: dict[str, type[Task]] = {}
 
 @dataclass
 class EvalOutput:
-    """What a task's evaluation produced: flat metrics (``split/dataset/metric[@cell]``), per-key
-    details (meta["eval"]), the data's identity (meta["data"]), the variant cells scored
-    (meta["cells"]: ``{"tag", "axes"}`` each) and task-specific meta entries."""
+    """Flat metrics (``split/dataset/metric[@cell]``), per-key details (meta["eval"]), the data's
+    identity (meta["data"]), the cells scored (meta["cells"]) and task-specific meta entries."""
 
     metrics: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
@@ -78,8 +73,8 @@ class Task:
             warmup_ratio=o.warmup_ratio,
             cosent_scale=o.scale,
             dataset_name=self.specs.data_name,
-            matryoshka_dims=None if o.matryoshka_dims is None else list(o.matryoshka_dims),
-            matryoshka_weights=None if o.matryoshka_weights is None else list(o.matryoshka_weights),
+            matryoshka_dims=o.matryoshka_dims and list(o.matryoshka_dims),
+            matryoshka_weights=o.matryoshka_weights and list(o.matryoshka_weights),
         )
 
     def train_texts(self, datamodule: Any) -> list[str]:

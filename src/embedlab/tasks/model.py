@@ -1,16 +1,19 @@
-"""The run's encoder from its specs: a transformer, a saved model, or fastText trained on
-texts this module collects (models/ knows no datasets, so the texts come from here)."""
+"""What tasks and encode_corpus share: the run's model (a transformer, a saved model, or fastText
+trained on texts gathered here, since models/ knows no datasets), its Encoder, a retrieval set."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embedlab.data.retrieval import RetrievalSet, load_retrieval_set
 from embedlab.data.sts import load_sts
 from embedlab.data.text_corpus import CorpusSpec, load_corpus
+from embedlab.encode.cache import EmbeddingCache
+from embedlab.encode.encoder import Encoder
+from embedlab.encode.pooling_share import prefetch_poolings as prefetch
 from embedlab.errors import ConfigError
 from embedlab.models.encoder import build_encoder, embedding_dimension, load_saved_encoder
-from embedlab.tasks.shared import load_retrieval
 
 if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs
@@ -43,21 +46,15 @@ def build_fasttext(specs: RunSpecs) -> tuple[Any, Any]:
 
     ft = specs.model_extra["fasttext"]
     texts, corpus = training_texts(ft["corpus"], specs, file=ft.get("corpus_file"))
-    params, cache_dir = (
-        FastTextParams.from_mapping(ft["params"]),
-        Path(specs.run.cache_dir) if ft.get("cache") else None,
-    )
+    cache_dir = Path(specs.run.cache_dir) if ft.get("cache") else None
     kw = {"corpus_name": corpus, "pooling": specs.pooling, "max_seq_length": specs.model.max_seq_length}
-    return build_fasttext_encoder(texts, params, cache_dir=cache_dir, **kw)
+    return build_fasttext_encoder(texts, FastTextParams.from_mapping(ft["params"]), cache_dir=cache_dir, **kw)
 
 
 def training_texts(source: str, specs: RunSpecs, *, file: str | None = None) -> tuple[list[str], str]:
-    """The texts fastText trains on, and a name for them.
-
-    ``eval``: what the evaluation set offers at training time without its test labels: an
-    STS set's training sentences, a retrieval set's corpus documents. ``lee``: gensim's 300
-    Lee background news documents. ``wiki``: gensim's Wikipedia excerpt. ``lines``: ``file``.
-    """
+    """The texts fastText trains on, and their name. ``eval``: what the evaluation set offers without
+    its test labels (STS training sentences, a retrieval corpus); ``lee``: gensim's 300 Lee news
+    documents; ``wiki``: gensim's Wikipedia excerpt; ``lines``: ``file``, one text a line."""
     if source == "eval" and specs.task == "sts":
         split = load_sts(specs.data, splits=("train",)).splits["train"]
         return list(dict.fromkeys(split.sentence1 + split.sentence2)), f"{specs.data_name}:train"
@@ -83,3 +80,30 @@ def training_texts(source: str, specs: RunSpecs, *, file: str | None = None) -> 
     from embedlab.models.fasttext import CORPUS_SOURCES
 
     raise ConfigError(f"Unknown model.fasttext.corpus '{source}'. Choose one of {CORPUS_SOURCES}.")
+
+
+def make_encoder(specs: RunSpecs, model: Any) -> Encoder:
+    """The run's one Encoder: its encode settings and embedding cache (encode_corpus fills the same entries)."""
+    root = Path(specs.run.cache_dir) / "embeddings" if specs.run.embedding_cache else None
+    return Encoder(model, specs.encode.settings, EmbeddingCache(root))
+
+
+def prefetch_poolings(specs: RunSpecs, encoder: Encoder, text_sets: list[tuple[str, list[str]]]) -> None:
+    """With ``encode.share_poolings`` (a sweep's poolings), one transformer pass fills the
+    cache for all of them, so the other poolings' jobs encode nothing."""
+    if specs.encode.share_poolings and not specs.run.fit and specs.model_kind == "transformer":
+        prefetch(encoder, text_sets, list(specs.encode.share_poolings))
+
+
+def load_retrieval(specs: RunSpecs, split: str | None = None) -> RetrievalSet:
+    """The run's retrieval set: ``split``, else the evaluation split ``data.split``."""
+    d = specs.data_cfg
+    return load_retrieval_set(d["format"], d.get("root"), split=split or d["split"], name=d["name"])
+
+
+def retrieval_texts(data: RetrievalSet) -> dict[str, list[str]]:
+    """The text lists a retrieval evaluation encodes, in its order (encode_corpus fills the same keys)."""
+    return {
+        "documents": [data.corpus[d] for d in data.doc_ids],
+        "queries": [data.queries[q] for q in data.query_ids],
+    }

@@ -10,7 +10,7 @@ from typing import Any
 from embedlab.encode.encoder import Encoder
 from embedlab.errors import ConfigError
 from embedlab.tasks.base import EvalOutput, Task, cache_counts, register
-from embedlab.tasks.shared import load_retrieval, prefetch_poolings, retrieval_texts
+from embedlab.tasks.model import load_retrieval, prefetch_poolings, retrieval_texts
 
 log = logging.getLogger(__name__)
 

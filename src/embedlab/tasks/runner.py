@@ -1,9 +1,6 @@
-"""The runner: specs -> task -> model -> trainer -> fit -> evaluate -> results.json and its meta.
-
-It owns what every task shares (seeding, loggers, trainer, resumable fitting, the Encoder handed to
-the task, the saved model, results) and never asks which task it runs. A ``finally`` always finishes
-the W&B run, so jobs of a sweep never share one.
-"""
+"""The runner: specs -> task -> model -> trainer -> fit -> evaluate -> results.json and its meta. It
+owns what every task shares and never asks which task it runs; a ``finally`` always finishes the W&B
+run, so jobs of a sweep never share one."""
 
 from __future__ import annotations
 
@@ -16,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from embedlab.errors import ConfigError
 from embedlab.models.encoder import model_fingerprint
 from embedlab.tasks.base import EvalOutput, Task
+from embedlab.tasks.model import make_encoder
 from embedlab.tasks.registry import task_class
-from embedlab.tasks.shared import make_encoder
 from embedlab.tracking.results import git_state, package_versions, redact, write_results
 from embedlab.tracking.wandb_logger import finish_wandb
 
@@ -107,17 +104,18 @@ def fit(
     fit_resumable(trainer, module, datamodule, task.specs.run.ckpt_path, Path(task.specs.run.output_dir))
     task.after_fit(module, trainer)
     record.update(seconds=time.perf_counter() - fit_start, steps=int(trainer.global_step))
-    strategy = trainer.strategy
+    strategy, job = trainer.strategy, os.environ.get("SLURM_JOB_ID")
     cluster = type(getattr(strategy, "cluster_environment", None)).__name__
-    distributed = dict(world_size=int(trainer.world_size), num_nodes=int(trainer.num_nodes))
-    distributed |= dict(strategy=type(strategy).__name__, cluster_environment=cluster)
-    return {"train": record, "distributed": distributed | {"slurm_job_id": os.environ.get("SLURM_JOB_ID")}}
+    distributed = dict(world_size=int(trainer.world_size), num_nodes=int(trainer.num_nodes), slurm_job_id=job)
+    return {
+        "train": record,
+        "distributed": distributed | dict(strategy=type(strategy).__name__, cluster_environment=cluster),
+    }
 
 
 def fit_resumable(trainer: Any, module: Any, datamodule: Any, ckpt_path: str | None, out: Path) -> None:
-    """``trainer.fit`` that resumes from ``ckpt_path`` ("last": ``<out>/checkpoints/last.ckpt``,
-    the run's own mid-epoch checkpoint) and loads it with ``weights_only=True``: a checkpoint
-    holding pickled Python objects is refused, since unpickling it could run any code."""
+    """``trainer.fit`` resuming from ``ckpt_path`` ("last": ``<out>/checkpoints/last.ckpt``) loaded with
+    ``weights_only=True``: a checkpoint holding pickled objects is refused (unpickling runs code)."""
     import pickle
 
     if ckpt_path == "last":

@@ -7,7 +7,7 @@ from typing import Any
 from embedlab.encode.encoder import Encoder
 from embedlab.errors import ConfigError
 from embedlab.tasks.base import EvalOutput, Task, cache_counts, register
-from embedlab.tasks.shared import prefetch_poolings
+from embedlab.tasks.model import prefetch_poolings
 
 SPLIT_KEY = {"train": "train", "validation": "val", "test": "test"}
 
