@@ -86,8 +86,7 @@ def register_index(
     tag: Callable[[dict[str, int]], str] | None = None,
     **defaults: int,
 ) -> Callable[[Builder], Builder]:
-    """Decorator making the builder below it the one way to build ``kind``; ``defaults`` name every
-    parameter the kind takes."""
+    """Decorator making the builder below it the one way to build ``kind`` (``defaults``: every parameter)."""
 
     def add(build: Builder) -> Builder:
         INDEX_KINDS[kind] = IndexKind(defaults, build, search, tag)
@@ -110,8 +109,7 @@ def index_spec(kind: str, **params: Any) -> IndexSpec:
 
 
 def filled(spec: IndexSpec, index: Any, x: np.ndarray, **used: int) -> BuiltIndex:
-    """``index`` trained (if it needs it) on and filled with ``x`` (N, d); ``used`` overrides the
-    spec's parameters the builder had to change."""
+    """``index`` trained (if needed) on and filled with ``x`` (N, d); ``used``: parameters the builder changed."""
     if not index.is_trained:
         index.train(x)
     index.add(x)

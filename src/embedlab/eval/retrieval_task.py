@@ -120,7 +120,7 @@ def evaluate_retrieval(
         pca_dims=settings.pca_dims,
         precisions=(settings.precision,),
         rescore=settings.rescore_multiplier,
-        index=None if settings.index is None else settings.index.tag,  # ivf_pq+rescore32 for re-ranked IVF-PQ
+        index=None if settings.index is None else settings.index.tag,
     )
     reduced = {"": (docs, queries)}  # dim tag -> (docs, queries)
     for cell in grid:

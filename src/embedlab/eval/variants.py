@@ -74,14 +74,9 @@ class Cell:
         return mine != theirs and all(mine.get(k) == v for k, v in theirs.items())
 
     def _choices(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.dim_method != "full":
-            out["dim"] = (self.dim_method, self.dim)
-        if self.precision != "float32":
-            out["precision"] = (self.precision, self.rescore)
-        if self.index:
-            out["index"] = self.index
-        return out
+        dim = (self.dim_method, self.dim) if self.dim_method != "full" else None
+        precision = (self.precision, self.rescore) if self.precision != "float32" else None
+        return {k: v for k, v in (("dim", dim), ("precision", precision), ("index", self.index)) if v}
 
 
 def variant_grid(
