@@ -1,5 +1,5 @@
 """Index speed at equal recall: every FAISS index in ``embedlab.eval.index`` against numpy
-brute force (the named peer: ``embedlab.eval.retrieval.topk_dot``, a matrix product and an
+brute force (the named peer: ``embedlab.eval.arrays.topk_dot``, a matrix product and an
 argpartition per block of queries), on ONE thread, at several corpus sizes.
 
     python benchmarks/index.py                                  # 10k and 100k vectors
@@ -44,19 +44,17 @@ from typing import Any
 
 import numpy as np
 
+from embedlab.eval.arrays import topk_dot
 from embedlab.eval.index import (
     INDEX_KINDS,
-    BinarySpec,
     BuiltIndex,
-    HNSWSpec,
     IndexSpec,
-    IVFFlatSpec,
-    IVFPQSpec,
     build_index,
+    index_bytes,
+    index_spec,
+    recall_vs_exact,
     search,
 )
-from embedlab.eval.index_benchmark import index_bytes, recall_vs_exact
-from embedlab.eval.retrieval import topk_dot
 
 K = 10
 TARGETS = (0.95, 0.99)
@@ -234,14 +232,14 @@ def knob_setter(built: BuiltIndex) -> tuple[str, tuple[int | None, ...], Callabl
     import faiss
 
     spec = built.spec
-    if isinstance(spec, HNSWSpec):
+    if spec.kind == "hnsw":
 
         def set_ef(v: int | None) -> BuiltIndex:
             built.index.hnsw.efSearch = int(v)  # type: ignore[arg-type]
             return built
 
         return "efSearch", tuple(v for v in EF_SEARCH if v >= K), set_ef
-    if isinstance(spec, IVFFlatSpec | IVFPQSpec):
+    if spec.kind in ("ivf_flat", "ivf_pq"):
         nlist = built.params["nlist"]
 
         def set_nprobe(v: int | None) -> BuiltIndex:
@@ -250,9 +248,9 @@ def knob_setter(built: BuiltIndex) -> tuple[str, tuple[int | None, ...], Callabl
 
         values = tuple(v for v in NPROBE if v < nlist) + (nlist,)
         return "nprobe", values, set_nprobe
-    if isinstance(spec, BinarySpec):
+    if spec.kind == "binary":
         values = tuple(v for v in RESCORE if v * K < built.n_docs) or (1,)
-        return "rescore", values, lambda v: replace(built, spec=BinarySpec(rescore_multiplier=int(v)))  # type: ignore[arg-type]
+        return "rescore", values, lambda v: replace(built, spec=index_spec("binary", rescore_multiplier=v))
     return "-", (None,), lambda v: built
 
 
@@ -294,11 +292,11 @@ def specs(kinds: list[str], pq_ms: list[int]) -> list[tuple[str, IndexSpec]]:
     out: list[tuple[str, IndexSpec]] = []
     for kind in kinds:
         if kind == "ivf_pq":
-            out += [(f"ivf_pq m={m}", IVFPQSpec(m=m)) for m in pq_ms]
-            out += [(f"ivf_pq m={m} +rescore{r}", IVFPQSpec(m=m, rescore_multiplier=r)) for m in pq_ms
+            out += [(f"ivf_pq m={m}", index_spec("ivf_pq", m=m)) for m in pq_ms]
+            out += [(f"ivf_pq m={m} +rescore{r}", index_spec("ivf_pq", m=m, rescore_multiplier=r)) for m in pq_ms
                     for r in PQ_RESCORE]  # fmt: skip
         else:
-            out.append(("exact (flat)" if kind == "flat" else kind, INDEX_KINDS[kind].spec()))
+            out.append(("exact (flat)" if kind == "flat" else kind, index_spec(kind)))
     return out
 
 

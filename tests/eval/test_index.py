@@ -10,29 +10,22 @@ deterministic across thread counts, hence its wider margin.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pytest
 
 from embedlab.errors import ConfigError, DataError
+from embedlab.eval.arrays import topk_dot
 from embedlab.eval.index import (
-    BinarySpec,
     BuiltIndex,
-    FlatSpec,
-    HNSWSpec,
     IndexSpec,
-    IVFFlatSpec,
-    IVFPQSpec,
-    SQ8Spec,
+    benchmark_index,
     build_index,
     filled,
     index_spec,
     register_index,
     search,
 )
-from embedlab.eval.index_benchmark import benchmark_index, exact_search
 from embedlab.eval.retrieval import retrieval_metrics_from_embeddings, retrieval_metrics_from_ranked
 
 DIM = 64
@@ -59,17 +52,17 @@ def one_faiss_thread():
 def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     docs, queries = _unit(rng, 5000), _unit(rng, 200)
-    _, exact_ids = exact_search(docs, queries, K)
+    _, exact_ids = topk_dot(queries, docs, K)  # exact top-k, ties to the lowest doc index
     return docs, queries, exact_ids
 
 
 CASES = [
-    (FlatSpec(), 1.0),
-    (HNSWSpec(m=16, ef_construction=100, ef_search=200), 0.95),
-    (IVFFlatSpec(nlist=64, nprobe=32), 0.8),
-    (IVFPQSpec(nlist=64, m=16, nbits=8, nprobe=32), 0.35),
-    (SQ8Spec(), 0.9),
-    (BinarySpec(rescore_multiplier=10), 0.35),
+    (index_spec("flat"), 1.0),
+    (index_spec("hnsw", m=16, ef_construction=100, ef_search=200), 0.95),
+    (index_spec("ivf_flat", nlist=64, nprobe=32), 0.8),
+    (index_spec("ivf_pq", nlist=64, m=16, nbits=8, nprobe=32), 0.35),
+    (index_spec("sq8"), 0.9),
+    (index_spec("binary", rescore_multiplier=10), 0.35),
 ]
 
 
@@ -110,7 +103,13 @@ def test_thread_count_restored(data) -> None:
     faiss.omp_set_num_threads(2)
     try:
         b = benchmark_index(
-            FlatSpec(), docs, queries, K, n_latency_queries=5, min_batch_seconds=0, exact_ids=exact_ids
+            index_spec("flat"),
+            docs,
+            queries,
+            K,
+            n_latency_queries=5,
+            min_batch_seconds=0,
+            exact_ids=exact_ids,
         )
         assert faiss.omp_get_max_threads() == 2 and b.batch_threads == 2
     finally:
@@ -119,7 +118,7 @@ def test_thread_count_restored(data) -> None:
 
 def test_flat_equals_numpy_brute_force(data) -> None:
     docs, queries, _ = data
-    built = build_index(FlatSpec(), docs)
+    built = build_index(index_spec("flat"), docs)
     scores, ids = search(built, queries, K)
     brute = queries @ docs.T
     order = np.argsort(-brute, axis=1, kind="stable")[:, :K]
@@ -131,12 +130,12 @@ def test_flat_equals_numpy_brute_force(data) -> None:
 
 def test_binary_rescoring_beats_hamming_and_scores_are_sign_dot(data) -> None:
     docs, queries, exact_ids = data
-    plain = build_index(BinarySpec(rescore_multiplier=0), docs)
+    plain = build_index(index_spec("binary", rescore_multiplier=0), docs)
     s, i = search(plain, queries[:5], K)
     signs_q, signs_d = np.where(queries[:5] > 0, 1, -1), np.where(docs > 0, 1, -1)
     np.testing.assert_array_equal(s, np.take_along_axis(signs_q @ signs_d.T, i, 1).astype(np.float32))
     b0 = benchmark_index(
-        BinarySpec(rescore_multiplier=0),
+        index_spec("binary", rescore_multiplier=0),
         docs,
         queries,
         K,
@@ -145,7 +144,7 @@ def test_binary_rescoring_beats_hamming_and_scores_are_sign_dot(data) -> None:
         min_batch_seconds=0,
     )
     b4 = benchmark_index(
-        BinarySpec(rescore_multiplier=4),
+        index_spec("binary", rescore_multiplier=4),
         docs,
         queries,
         K,
@@ -164,16 +163,16 @@ def test_ivf_pq_rescoring_returns_exact_scores_and_lifts_recall(data) -> None:
 
     docs, queries, exact_ids = data
     kw = dict(n_latency_queries=5, min_batch_seconds=0, exact_ids=exact_ids)
-    plain = benchmark_index(IVFPQSpec(nlist=64, m=16, nprobe=32), docs, queries, K, **kw)
+    plain = benchmark_index(index_spec("ivf_pq", nlist=64, m=16, nprobe=32), docs, queries, K, **kw)
     deep = benchmark_index(
-        IVFPQSpec(nlist=64, m=16, nprobe=32, rescore_multiplier=16), docs, queries, K, **kw
+        index_spec("ivf_pq", nlist=64, m=16, nprobe=32, rescore_multiplier=16), docs, queries, K, **kw
     )
     assert plain.recall_at_k < 0.7 < deep.recall_at_k, (plain.recall_at_k, deep.recall_at_k)
     assert plain.rescore_bytes == 0 and deep.rescore_bytes == docs.nbytes
     assert deep.index_bytes == plain.index_bytes  # the codes: the same PQ index underneath
     assert deep.params["rescore_multiplier"] == 16 and deep.params["nprobe"] == 32
 
-    built = build_index(IVFPQSpec(nlist=64, m=16, nprobe=32, rescore_multiplier=16), docs)
+    built = build_index(index_spec("ivf_pq", nlist=64, m=16, nprobe=32, rescore_multiplier=16), docs)
     scores, ids = search(built, queries, K)
     flat = faiss.IndexFlatIP(DIM)
     flat.add(docs)
@@ -189,7 +188,7 @@ def test_metrics_from_any_index(data) -> None:
     rng = np.random.default_rng(1)
     qids, dids = [f"q{i}" for i in range(len(queries))], [f"d{i}" for i in range(len(docs))]
     qrels = {q: {dids[j]: 1 for j in rng.choice(len(docs), 3, replace=False)} for q in qids}
-    built = build_index(FlatSpec(), docs)
+    built = build_index(index_spec("flat"), docs)
     via_index = retrieval_metrics_from_ranked(qids, dids, qrels, search(built, queries, 100), (1, 10, 100))
     exact = retrieval_metrics_from_embeddings(qids, dids, qrels, queries, docs, (1, 10, 100))
     assert via_index.metrics == pytest.approx(exact.metrics)
@@ -199,20 +198,20 @@ def test_small_corpus_clamps_ivf(caplog: pytest.LogCaptureFixture) -> None:
     rng = np.random.default_rng(2)
     docs = _unit(rng, 300)
     caplog.set_level(logging.WARNING)
-    built = build_index(IVFPQSpec(nlist=1024, m=8, nbits=10, nprobe=64), docs)
+    built = build_index(index_spec("ivf_pq", nlist=1024, m=8, nbits=10, nprobe=64), docs)
     assert built.params["nlist"] == 300 // 39 and built.params["nprobe"] == built.params["nlist"]
     assert built.params["nbits"] == 8  # 2**10 centroids cannot be trained on 300 points
     assert "nlist=1024" in caplog.text and "nbits=10" in caplog.text
     _, ids = search(built, docs[:3], 5)
     assert ids.shape == (3, 5)
     # a tiny corpus: fewer docs than k pads with -1
-    tiny = build_index(BinarySpec(), docs[:3])
+    tiny = build_index(index_spec("binary"), docs[:3])
     s, i = search(tiny, docs[:2], 5)
     assert (i[:, 3:] == -1).all() and np.isinf(s[:, 3:]).all()
 
 
 def test_spec_factory_and_errors() -> None:
-    assert index_spec("hnsw", m=8) == HNSWSpec(m=8)
+    assert index_spec("hnsw", m=8) == IndexSpec("hnsw", {"m": 8, "ef_construction": 200, "ef_search": 128})
     assert index_spec("ivf_pq", nlist=4, m=8).kind == "ivf_pq"
     with pytest.raises(ConfigError, match="Unknown index kind"):
         index_spec("annoy")
@@ -220,14 +219,14 @@ def test_spec_factory_and_errors() -> None:
         index_spec("flat", m=3)
     rng = np.random.default_rng(3)
     with pytest.raises(ConfigError, match="m dividing"):
-        build_index(IVFPQSpec(nlist=2, m=7), _unit(rng, 200))
+        build_index(index_spec("ivf_pq", nlist=2, m=7), _unit(rng, 200))
     with pytest.raises(DataError, match="Empty corpus"):
-        build_index(FlatSpec(), np.zeros((0, DIM), np.float32))
+        build_index(index_spec("flat"), np.zeros((0, DIM), np.float32))
 
 
 def test_warns_when_not_normalised(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    build_index(FlatSpec(), 3 * _unit(np.random.default_rng(4), 20))
+    build_index(index_spec("flat"), 3 * _unit(np.random.default_rng(4), 20))
     assert "not unit-norm" in caplog.text
 
 
@@ -240,21 +239,8 @@ def test_index_tag_names_reranked_ivf_pq_apart() -> None:
     assert index_tag("hnsw") == "hnsw"
 
 
-@dataclass(frozen=True)
-class _PQSpec(IndexSpec):
-    """A toy kind: product quantization without IVF (faiss IndexPQ), its tag naming its code size."""
-
-    m: int = 8
-    nbits: int = 4
-    kind: Literal["pq"] = "pq"
-
-    @property
-    def tag(self) -> str:
-        return f"pq{self.m}x{self.nbits}"
-
-
 def test_a_new_index_kind_is_one_registered_builder(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A kind is its spec class plus a registered builder (and, for configs, configs/index/<kind>.yaml):
+    """A kind is one registered builder (and, for configs, configs/index/<kind>.yaml):
     the config mapping, build, search, the tag and the retrieval metric keys all follow from it."""
     import faiss
 
@@ -265,12 +251,14 @@ def test_a_new_index_kind_is_one_registered_builder(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(index_module, "INDEX_KINDS", dict(index_module.INDEX_KINDS))  # this test only
 
-    @register_index(_PQSpec)
-    def _pq(spec: _PQSpec, x: np.ndarray) -> BuiltIndex:
-        return filled(spec, faiss.IndexPQ(x.shape[1], spec.m, spec.nbits, faiss.METRIC_INNER_PRODUCT), x)
+    # a toy kind: product quantization without IVF (faiss IndexPQ), its tag naming its code size
+    @register_index("pq", tag=lambda p: f"pq{p['m']}x{p['nbits']}", m=8, nbits=4)
+    def _pq(spec: IndexSpec, x: np.ndarray) -> BuiltIndex:
+        m, nbits = spec.params["m"], spec.params["nbits"]
+        return filled(spec, faiss.IndexPQ(x.shape[1], m, nbits, faiss.METRIC_INNER_PRODUCT), x)
 
     spec = index_spec("pq", m=8)  # what config/specs.py does with an `index: {kind: pq, params: {m: 8}}` node
-    assert spec == _PQSpec() and index_tag("pq", {"m": 8, "nbits": 4}) == "pq8x4"
+    assert spec == IndexSpec("pq", {"m": 8, "nbits": 4}) and index_tag("pq", {"m": 8, "nbits": 4}) == "pq8x4"
 
     rng = np.random.default_rng(5)
     docs = _unit(rng, 700)

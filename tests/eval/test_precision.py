@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embedlab.eval.arrays import topk_dot
 from embedlab.eval.precision import (
     PRECISIONS,
     bytes_per_vector,
@@ -14,7 +15,6 @@ from embedlab.eval.precision import (
     quantize,
     search_with_precision,
 )
-from embedlab.eval.retrieval import topk_dot
 
 DIM = 64
 

@@ -14,15 +14,13 @@ import numpy as np
 import pytest
 
 from embedlab.errors import DataError
+from embedlab.eval.arrays import topk_dot, topk_from_scores
 from embedlab.eval.retrieval import (
-    answer_hit_rate_at_k,
-    bitext_retrieval_accuracy,
     retrieval_metrics_from_embeddings,
     retrieval_metrics_from_ranked,
     retrieval_metrics_from_scores,
-    topk_dot,
-    topk_from_scores,
 )
+from embedlab.eval.retrieval_task import answer_hit_rate_at_k, bitext_retrieval_accuracy
 
 KS = (1, 3, 5, 10, 50)
 

@@ -1,8 +1,6 @@
-"""PCA as an evaluation-time dimension: fit on texts the evaluation never scores (an STS train split,
-a retrieval corpus), project both sides, renormalise. Unlike truncation it needs no Matryoshka
-training. scikit-learn's exact ``PCA(svd_solver="full")`` on L2-normalised float64 embeddings (the
-scores are cosines); mean and components are rounded to float32 once and cached under (encoder,
-fit texts, k), so later jobs neither refit nor re-encode.
+"""PCA as an evaluation-time dimension (no Matryoshka training needed): scikit-learn's exact
+``PCA(svd_solver="full")`` on L2-normalised float64 embeddings of texts the evaluation never scores,
+rounded to float32 once and cached under (encoder, fit texts, k), so later jobs neither refit nor re-encode.
 """
 
 from __future__ import annotations
@@ -33,8 +31,7 @@ class PCAProjection:
 
     @property
     def tag(self) -> str:
-        """The metric-key suffix without '@': ``pca128``."""
-        return f"pca{self.n_components}"
+        return f"pca{self.n_components}"  # the metric-key suffix without '@'
 
     def transform(self, embeddings: np.ndarray) -> np.ndarray:
         """(N, D) embeddings -> (N, k) unit vectors in the PCA basis."""
@@ -100,10 +97,11 @@ def fitted_pca(
     emb = fit_embeddings()
     pca = PCAProjection.from_array(fit_pca(emb, n_components).to_array())  # float32 everywhere
     cache.put(key, pca.to_array(), {"what": "pca", "n_components": n_components, "n_fit": len(emb)})
+    kept = 100 * float(pca.explained_variance_ratio.sum())
     log.info(
         "Fitted PCA to %d dimensions on %d embeddings: %.1f%% of their variance kept",
         n_components,
         len(emb),
-        100 * float(pca.explained_variance_ratio.sum()),
+        kept,
     )
     return pca

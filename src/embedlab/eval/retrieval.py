@@ -1,37 +1,193 @@
 """Retrieval metrics (Accuracy, Precision, Recall, MRR, nDCG, MAP at k) from scores or rankings.
 
-pytrec_eval computes them; this module ranks (``eval/topk.py``), checks inputs (``eval/qrels.py``)
-and maps trec's measures to sentence-transformers' ``InformationRetrievalEvaluator`` (ST), pinned in
-tests/eval/test_retrieval_metrics.py. Relevant: relevance > 0. accuracy = success, precision = P
-(always / k), recall, ndcg = ndcg_cut (ideal DCG over all judgements; ``ndcg_gain="binary"`` as ST,
-``"graded"`` as BEIR/MTEB), mrr@k = recip_rank if the first hit is within k, map@k = map_cut * R /
-min(k, R) (ST divides by min(k, R), trec by R). Ties go to the lowest doc index, so chunk sizes never
-change a result. Bad input raises; every skip is counted in the result (see ``eval/qrels.py``).
+pytrec_eval computes them after embedlab's input checks (:func:`prepare_judgements`: one report per
+mistake whatever the ranking came from, every skip counted), mapped to sentence-transformers'
+``InformationRetrievalEvaluator`` (tests/eval/test_retrieval_metrics.py): accuracy = success, precision
+= P (always / k), ndcg = ndcg_cut (``ndcg_gain`` "binary" as ST, "graded" as BEIR/MTEB), mrr@k =
+recip_rank if the first hit is within k, map@k = map_cut * R / min(k, R). Ties go to the lowest doc index.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Unpack
+from typing import Any, Literal, TypedDict, Unpack
 
 import numpy as np
 
 from embedlab.errors import DataError
-from embedlab.eval.arrays import as_numpy, unit_rows
-from embedlab.eval.qrels import Judged, Qrels, RankingKwargs, RankingOptions, prepare_judgements
-from embedlab.eval.topk import ranked_to_array, topk_dot, topk_from_scores
+from embedlab.eval.arrays import as_numpy, ranked_to_array, topk_dot, topk_from_scores
 
 log = logging.getLogger(__name__)
-
-BitextMatch = Literal["index", "text"]
 
 DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10, 100)
 METRIC_NAMES: tuple[str, ...] = ("accuracy", "precision", "recall", "mrr", "ndcg", "map")
 # our metric -> trec_eval measure (with cut-offs); mrr and map are derived, see the module doc
 _TREC = {"accuracy": "success", "precision": "P", "recall": "recall", "ndcg": "ndcg_cut", "map": "map_cut"}
+
+
+Qrels = Mapping[str, Mapping[str, int]]
+MissingDocPolicy = Literal["error", "drop", "keep"]
+NdcgGain = Literal["binary", "graded"]
+COUNTS = (  # the skip counts every RetrievalMetrics carries
+    "n_queries_skipped_no_qrels",
+    "n_queries_skipped_no_relevant",
+    "n_qrels_queries_unknown",
+    "n_judgements_missing_doc",
+    "n_judgements_identical",
+)
+
+
+class RankingKwargs(TypedDict, total=False):
+    """The keyword options of every metric entry point, defaults as in :class:`RankingOptions`."""
+
+    ignore_identical_ids: bool
+    missing_doc_policy: MissingDocPolicy
+    ndcg_gain: NdcgGain
+    per_query: bool
+
+
+@dataclass(frozen=True)
+class RankingOptions:
+    """How to score: cut-offs, identical-id and missing-document policies, nDCG gains."""
+
+    ks: tuple[int, ...]
+    ignore_identical_ids: bool = False
+    missing_doc_policy: MissingDocPolicy = "error"
+    ndcg_gain: NdcgGain = "binary"
+    per_query: bool = False  # also keep every query's metrics
+
+    def __post_init__(self) -> None:
+        if self.missing_doc_policy not in ("error", "drop", "keep"):
+            raise ValueError(
+                f"missing_doc_policy must be 'error', 'drop' or 'keep', got {self.missing_doc_policy!r}"
+            )
+        if self.ndcg_gain not in ("binary", "graded"):
+            raise ValueError(f"ndcg_gain must be 'binary' or 'graded', got {self.ndcg_gain!r}")
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ValueError(f"ks must be a non-empty list of positive integers, got {list(self.ks)}")
+
+
+@dataclass
+class Judged:
+    """The scored queries' trec qrels, their rows, the exclusions, and the skip counts."""
+
+    query_ids: list[str]
+    doc_ids: list[str]
+    exclude: np.ndarray | None  # (Q,) doc index equal to the query id, or -1
+    ks_clamped: tuple[int, ...]
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (Qs,) scored rows
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)  # doc id -> gain (0 = not relevant)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    missing_examples: list[str] = field(default_factory=list)
+
+    @property
+    def scored(self) -> list[str]:
+        """The ids of the scored queries, in input order."""
+        return [self.query_ids[p] for p in self.positions]
+
+
+def _check_unique(ids: Sequence[str], what: str) -> None:
+    dups = [i for i, n in Counter(ids).items() if n > 1]
+    if dups:
+        raise DataError(f"Duplicate {what} ids ({len(dups)} repeats, e.g. {dups[:3]}); ids must be unique.")
+
+
+def _gain(relevance: Any, mode: NdcgGain) -> int:
+    """trec_eval gain of one judgement: 0 if not relevant, 1 (binary) or the relevance (graded)."""
+    r = float(relevance)
+    if r <= 0 or mode == "binary":
+        return int(r > 0)
+    if r != int(r):
+        raise DataError(f"Graded nDCG needs integer relevance levels (trec_eval), got {relevance!r}.")
+    return int(r)
+
+
+def _judgements(
+    qid: str, judged: Mapping[str, Any], doc_index: Mapping[str, int], opts: RankingOptions, prep: Judged
+) -> dict[str, int]:
+    """One query's trec qrels after the identical-id and missing-document policies."""
+    out: dict[str, int] = {}
+    for did, r in judged.items():
+        did = str(did)
+        if opts.ignore_identical_ids and did == qid:
+            prep.counts["n_judgements_identical"] += 1
+            continue
+        if did not in doc_index:
+            prep.counts["n_judgements_missing_doc"] += 1
+            if len(prep.missing_examples) < 3:
+                prep.missing_examples.append(f"{qid}->{did}")
+            if opts.missing_doc_policy == "drop":
+                continue
+        out[did] = _gain(r, opts.ndcg_gain)
+    return out
+
+
+def _report(prep: Judged, opts: RankingOptions) -> None:
+    """Raise on what cannot be scored; log what was skipped."""
+    c = prep.counts
+    if c["n_judgements_missing_doc"] and opts.missing_doc_policy == "error":
+        raise DataError(
+            f"{c['n_judgements_missing_doc']} judgements name documents that are not in the corpus "
+            f"(e.g. {prep.missing_examples}). Usually the corpus or the qrels split is wrong. Fix: pass the full "
+            "corpus, or set missing_doc_policy='drop' (forget those judgements) or 'keep' (count them as "
+            "relevant but unretrievable, as trec_eval and sentence-transformers do)."
+        )
+    if c["n_judgements_missing_doc"]:
+        msg = "%d judgements name documents missing from the corpus (e.g. %s); policy=%s"
+        log.warning(msg, c["n_judgements_missing_doc"], prep.missing_examples, opts.missing_doc_policy)
+    if c["n_queries_skipped_no_qrels"]:
+        log.info("Skipped %d queries without judgements", c["n_queries_skipped_no_qrels"])
+    if c["n_queries_skipped_no_relevant"]:
+        log.warning("Skipped %d queries without any relevant judgement", c["n_queries_skipped_no_relevant"])
+    if not len(prep.positions):
+        raise DataError(
+            f"No query can be scored: {len(prep.query_ids)} queries, {c['n_queries_skipped_no_qrels']} without "
+            f"judgements, {c['n_queries_skipped_no_relevant']} without a relevant one. Check that the query ids "
+            "match the qrels ids."
+        )
+    if prep.ks_clamped:
+        n = len(prep.doc_ids) - (1 if prep.exclude is not None and (prep.exclude >= 0).any() else 0)
+        msg = (
+            "k=%s exceed the %d retrievable documents: ranking depth clamped; precision@k still divides by k"
+        )
+        log.warning(msg, list(prep.ks_clamped), n)
+
+
+def prepare_judgements(
+    query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels, opts: RankingOptions
+) -> Judged:
+    """Check ids and policies, build the trec qrels of every scorable query, count the rest."""
+    qids, dids = [str(q) for q in query_ids], [str(d) for d in doc_ids]
+    if not dids:
+        raise DataError("Empty corpus: no documents to retrieve from.")
+    _check_unique(qids, "query")
+    _check_unique(dids, "document")
+    doc_index = {d: i for i, d in enumerate(dids)}
+    n_eligible = len(dids) - (opts.ignore_identical_ids and bool(set(qids) & set(dids)))
+    prep = Judged(
+        qids,
+        dids,
+        exclude=np.asarray([doc_index.get(q, -1) for q in qids]) if opts.ignore_identical_ids else None,
+        ks_clamped=tuple(sorted({k for k in opts.ks if k > n_eligible})),
+    )
+    positions = []
+    for pos, qid in enumerate(qids):
+        judged = qrels.get(qid)
+        gains = _judgements(qid, judged, doc_index, opts, prep) if judged else {}
+        if not judged:
+            prep.counts["n_queries_skipped_no_qrels"] += 1
+        elif not any(gains.values()):
+            prep.counts["n_queries_skipped_no_relevant"] += 1
+        else:
+            positions.append(pos)
+            prep.qrels[qid] = gains
+    prep.positions = np.asarray(positions, dtype=np.int64)
+    prep.counts["n_qrels_queries_unknown"] = len(set(map(str, qrels)) - set(qids))
+    _report(prep, opts)
+    return prep
 
 
 @dataclass(frozen=True)
@@ -40,19 +196,19 @@ class RetrievalMetrics:
 
     metrics: dict[str, float]  # flat keys: "ndcg@10", "recall@5", ...
     n_queries_scored: int
-    n_queries_skipped_no_qrels: int  # query has no judgements at all
+    n_queries_skipped_no_qrels: int
     n_queries_skipped_no_relevant: int  # judgements exist but none is > 0 (after drops)
     n_qrels_queries_unknown: int  # qrels for query ids that were not passed in
-    n_judgements_missing_doc: int  # judgements naming a document not in the corpus
-    n_judgements_identical: int  # judgements doc id == query id, dropped if ignore_identical_ids
+    n_judgements_missing_doc: int
+    n_judgements_identical: int  # doc id == query id, dropped if ignore_identical_ids (BEIR/MTEB)
     n_queries_short_ranking: int  # ranking shorter than min(max k, eligible docs)
     n_docs: int
     ks: tuple[int, ...]
     ks_clamped: tuple[int, ...]  # ks larger than the corpus: depth clamped, precision still / k
-    ignore_identical_ids: bool  # query's own id removed from its ranking and judgements (BEIR/MTEB)
-    missing_doc_policy: str  # judgements naming missing docs: "error", "drop" or "keep" (trec, ST)
+    ignore_identical_ids: bool
+    missing_doc_policy: str  # "error", "drop" or "keep" (as trec and ST)
     ndcg_gain: str
-    per_query: dict[str, dict[str, float]] | None = field(default=None, repr=False)
+    per_query: dict[str, dict[str, float]] | None = field(default=None, repr=False)  # query id -> metrics
 
     def __getitem__(self, key: str) -> float:
         return self.metrics[key]
@@ -64,26 +220,6 @@ class RetrievalMetrics:
             if key not in ("metrics", "per_query"):
                 out[key] = list(value) if isinstance(value, tuple) else value
         return out
-
-
-@dataclass(frozen=True)
-class AnswerHitRate:
-    """Fraction of questions whose top-k retrieved texts contain a gold answer string."""
-
-    metrics: dict[str, float]  # "answer_hit@k"
-    n_queries_scored: int
-    n_queries_skipped_no_answer: int
-
-
-@dataclass(frozen=True)
-class BitextAccuracy:
-    """Nearest-neighbour translation retrieval accuracy in both directions."""
-
-    src2tgt: float
-    tgt2src: float
-    mean: float
-    n: int
-    match: str  # "index" or "text"
 
 
 def _metric_values(prep: Judged, ranked: np.ndarray, ks: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -107,16 +243,15 @@ def _metric_values(prep: Judged, ranked: np.ndarray, ks: tuple[int, ...]) -> dic
     rr = col("recip_rank")
     first = np.where(rr > 0, np.round(1.0 / np.where(rr > 0, rr, 1.0)), 0)  # rank of the first relevant doc
     n_rel = np.asarray([sum(g > 0 for g in prep.qrels[q].values()) for q in qids])
-    out = {}
-    for m in METRIC_NAMES:
-        for k in ks:
-            if m == "mrr":
-                out[f"mrr@{k}"] = np.where((first > 0) & (first <= k), rr, 0.0)
-            elif m == "map":
-                out[f"map@{k}"] = col(f"map_cut_{k}") * n_rel / np.minimum(k, n_rel)
-            else:
-                out[f"{m}@{k}"] = col(f"{_TREC[m]}_{k}")
-    return out
+    derived: dict[str, Callable[[int], np.ndarray]] = {
+        "mrr": lambda k: np.where((first > 0) & (first <= k), rr, 0.0),
+        "map": lambda k: col(f"map_cut_{k}") * n_rel / np.minimum(k, n_rel),
+    }
+    return {
+        f"{m}@{k}": derived[m](k) if m in derived else col(f"{_TREC[m]}_{k}")
+        for m in METRIC_NAMES
+        for k in ks
+    }
 
 
 def _evaluate(
@@ -136,9 +271,8 @@ def _evaluate(
     n_eligible = len(prep.doc_ids) - (0 if exclude is None else exclude >= 0)
     n_short = int(((ranked[:, : max(ks)] >= 0).sum(axis=1) < np.minimum(max(ks), n_eligible)).sum())
     if n_short:
-        log.warning(
-            "%d of %d rankings hold fewer than min(k=%d, corpus) documents", n_short, len(ranked), max(ks)
-        )
+        msg = "%d of %d rankings hold fewer than min(k=%d, corpus) documents"
+        log.warning(msg, n_short, len(ranked), max(ks))
     per_q = {q: {key: float(v[i]) for key, v in values.items()} for i, q in enumerate(prep.scored)}
     return RetrievalMetrics(
         metrics={key: float(v.mean()) for key, v in values.items()},
@@ -220,81 +354,3 @@ def retrieval_metrics_from_ranked(
         return ids
 
     return _evaluate(query_ids, doc_ids, qrels, RankingOptions(tuple(map(int, ks)), **options), rank)
-
-
-_WS = re.compile(r"\s+")
-
-
-def normalise_answer_text(text: str) -> str:
-    """Case-fold and collapse whitespace, so line breaks and spacing never hide a match."""
-    return _WS.sub(" ", text).strip().casefold()
-
-
-def answer_hit_rate_at_k(
-    retrieved_texts: Sequence[Sequence[str]],
-    gold_answers: Sequence[Sequence[str]],
-    ks: Sequence[int] = (1, 5, 10),
-) -> AnswerHitRate:
-    """Share of questions where one of the top-k retrieved passages (best first) contains a gold answer.
-
-    Substring match after :func:`normalise_answer_text` only (no SQuAD-style punctuation or article
-    stripping: a reader model sees the raw passage). Questions without gold answers are skipped.
-    """
-    if len(retrieved_texts) != len(gold_answers):
-        raise ValueError(f"{len(retrieved_texts)} rankings but {len(gold_answers)} answer lists")
-    ks = tuple(sorted({int(k) for k in ks}))
-    if not ks or ks[0] < 1:
-        raise ValueError(f"ks must be positive integers, got {ks}")
-    first_hits: list[int] = []  # rank (1-based) of the first passage holding an answer, 0 = none
-    for passages, answers in zip(retrieved_texts, gold_answers, strict=True):
-        golds = [a for a in map(normalise_answer_text, answers) if a]
-        if golds:
-            hits = (
-                r
-                for r, p in enumerate(passages[: ks[-1]], 1)
-                if any(g in normalise_answer_text(p) for g in golds)
-            )
-            first_hits.append(next(hits, 0))
-    skipped = len(gold_answers) - len(first_hits)
-    if skipped:
-        log.warning("answer_hit_rate_at_k: skipped %d questions without a gold answer", skipped)
-    if not first_hits:
-        raise DataError("No question has a gold answer; cannot compute the answer hit rate.")
-    fh = np.asarray(first_hits)
-    metrics = {f"answer_hit@{k}": float(((fh > 0) & (fh <= k)).mean()) for k in ks}
-    return AnswerHitRate(metrics=metrics, n_queries_scored=len(fh), n_queries_skipped_no_answer=skipped)
-
-
-def bitext_retrieval_accuracy(
-    src_emb: Any,
-    tgt_emb: Any,
-    *,
-    match: BitextMatch = "index",
-    src_texts: Sequence[str] | None = None,
-    tgt_texts: Sequence[str] | None = None,
-    chunk_size: int = 1024,
-) -> BitextAccuracy:
-    """Share of lines whose cosine nearest neighbour is their aligned line, both ways; ties to the
-    lowest index. ``match="index"``: the exact line (MTEB / LASER Tatoeba). ``"text"``: a line with
-    the aligned line's text also counts (ST's ``TranslationEvaluator``); needs the texts."""
-    s = as_numpy(src_emb, np.float32)
-    t = as_numpy(tgt_emb, np.float32)
-    if s.shape != t.shape or s.ndim != 2 or len(s) == 0:
-        raise ValueError(
-            f"Aligned embeddings must have equal non-empty 2-D shapes, got {s.shape} and {t.shape}"
-        )
-    if match == "text" and (src_texts is None or tgt_texts is None):
-        raise ValueError("match='text' needs src_texts and tgt_texts")
-    if match not in ("index", "text"):
-        raise ValueError(f"match must be 'index' or 'text', got {match!r}")
-    s, t = unit_rows(s), unit_rows(t)
-
-    def accuracy(a: np.ndarray, b: np.ndarray, b_texts: Sequence[str] | None) -> float:
-        nn = topk_dot(a, b, 1, chunk_size=chunk_size)[1][:, 0]
-        if match == "index":
-            return float((nn == np.arange(len(nn))).mean())
-        assert b_texts is not None
-        return float(np.mean([b_texts[j] == b_texts[i] for i, j in enumerate(nn)]))
-
-    s2t, t2s = accuracy(s, t, tgt_texts), accuracy(t, s, src_texts)
-    return BitextAccuracy(src2tgt=s2t, tgt2src=t2s, mean=(s2t + t2s) / 2, n=len(s), match=match)

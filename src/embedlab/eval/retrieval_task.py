@@ -1,10 +1,7 @@
-"""One retrieval evaluation: encode (or read from the cache) once, then score exact search, reduced
-dimensions, an embedding precision and a FAISS index from the same embeddings.
-
-Metric keys (the task prefixes ``split/dataset/``) carry the cell tags of ``eval/variants.py``:
-``ndcg@10``, ``ndcg@10@128``, ``ndcg@10@pca128`` (PCA fitted on the corpus, never the queries),
-``ndcg@10@int8``, ``ndcg@10@hnsw``, ``index_latency_p50_ms@hnsw``...; ``answer_hit@5`` (a retrieved
-paragraph contains a gold answer) for sets with answers.
+"""Retrieval and bitext evaluations of an encoder: encode (or read from the cache) once, then score
+exact search, reduced dimensions, an embedding precision and a FAISS index from the same embeddings.
+Metric keys carry the cell tags of ``eval/variants.py`` (``ndcg@10@128``, ``ndcg@10@pca128``,
+``index_latency_p50_ms@hnsw``...), plus ``answer_hit@5`` for sets with gold answers.
 """
 
 from __future__ import annotations
@@ -12,29 +9,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from embedlab.errors import ConfigError
-from embedlab.eval.arrays import unit_rows
-from embedlab.eval.index import IndexSpec, build_index, search
-from embedlab.eval.index_benchmark import benchmark_index
+from embedlab.data.retrieval import load_tatoeba
+from embedlab.errors import ConfigError, DataError
+from embedlab.eval.arrays import as_numpy, topk_dot, unit_rows
+from embedlab.eval.index import IndexSpec, benchmark_index, build_index, search
 from embedlab.eval.pca import fitted_pca, pca_key
 from embedlab.eval.precision import evaluate_precision
-from embedlab.eval.retrieval import (
-    answer_hit_rate_at_k,
-    retrieval_metrics_from_embeddings,
-    retrieval_metrics_from_ranked,
-    topk_dot,
-)
-from embedlab.eval.variants import Cell, index_tag, variant_grid
+from embedlab.eval.retrieval import retrieval_metrics_from_embeddings, retrieval_metrics_from_ranked
+from embedlab.eval.variants import Cell, variant_grid
 
 if TYPE_CHECKING:
     from embedlab.data.retrieval import RetrievalSet
     from embedlab.encode.encoder import Encoder
 
 log = logging.getLogger(__name__)
+
+BitextMatch = Literal["index", "text"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +45,26 @@ class RetrievalEvalSettings:
     ndcg_gain: str = "graded"  # trec_eval / BEIR / MTEB convention (identical for binary qrels)
 
 
+@dataclass(frozen=True)
+class AnswerHitRate:
+    """Fraction of questions whose top-k retrieved texts contain a gold answer string."""
+
+    metrics: dict[str, float]  # "answer_hit@k"
+    n_queries_scored: int
+    n_queries_skipped_no_answer: int
+
+
+@dataclass(frozen=True)
+class BitextAccuracy:
+    """Nearest-neighbour translation retrieval accuracy in both directions."""
+
+    src2tgt: float
+    tgt2src: float
+    mean: float
+    n: int
+    match: str  # "index" or "text"
+
+
 @dataclass
 class RetrievalEvalResult:
     metrics: dict[str, float]
@@ -61,11 +75,8 @@ class RetrievalEvalResult:
 def rows_of_known_texts(
     texts: Sequence[str], known_texts: Sequence[str], known: np.ndarray
 ) -> np.ndarray | None:
-    """Rows of ``known`` (embeddings of ``known_texts``) for ``texts``, or None if any text is new.
-
-    Queries and documents share one encoder call (no role prompts), so a query that is also a
-    document has the document's embedding; encoding it again is wasted time.
-    """
+    """Rows of ``known`` (embeddings of ``known_texts``) for ``texts``, or None if any text is new: queries
+    and documents share one encoder call (no role prompts), so re-encoding a document as a query is waste."""
     row = {t: i for i, t in enumerate(known_texts)}
     idx = [row.get(t, -1) for t in texts]
     if not texts or -1 in idx:
@@ -103,15 +114,13 @@ def evaluate_retrieval(
 
     # Precision and index cells are scored at every dimension, so a job that sets both gets the
     # combined key (ndcg@10@128@int8): the deployed system pays both losses at once.
-    spec = settings.index  # its tag: ivf_pq+rescore32 for re-ranked IVF-PQ
-    index = None if spec is None else index_tag(spec.kind, asdict(spec))
     grid = variant_grid(
         docs.shape[1],
         dims=settings.dims,
         pca_dims=settings.pca_dims,
         precisions=(settings.precision,),
         rescore=settings.rescore_multiplier,
-        index=index,
+        index=None if settings.index is None else settings.index.tag,
     )
     reduced = {"": (docs, queries)}  # dim tag -> (docs, queries)
     for cell in grid:
@@ -167,7 +176,7 @@ def _cell_metrics(
         b = benchmark_index(
             settings.index, docs, queries, settings.index_k, n_latency_queries=settings.n_latency_queries
         )
-        details[f"index{cell.tag}"] = b.as_dict()
+        details[f"index{cell.tag}"] = asdict(b)
         t = cell.tag
         out = {
             f"index_build_s{t}": b.build_s,
@@ -204,3 +213,98 @@ def parse_ks(ks: Sequence[int]) -> tuple[int, ...]:
     if not out or out[0] < 1:
         raise ConfigError(f"data.ks must be positive integers, got {list(ks)}.")
     return out
+
+
+def normalise_answer_text(text: str) -> str:
+    """Case-fold and collapse whitespace, so line breaks and spacing never hide a match."""
+    return " ".join(text.split()).casefold()
+
+
+def answer_hit_rate_at_k(
+    retrieved_texts: Sequence[Sequence[str]],
+    gold_answers: Sequence[Sequence[str]],
+    ks: Sequence[int] = (1, 5, 10),
+) -> AnswerHitRate:
+    """Share of questions where one of the top-k retrieved passages (best first) contains a gold answer:
+    substring match after :func:`normalise_answer_text` only (a reader model sees the raw passage, so no
+    SQuAD-style punctuation or article stripping). Questions without gold answers are skipped."""
+    if len(retrieved_texts) != len(gold_answers):
+        raise ValueError(f"{len(retrieved_texts)} rankings but {len(gold_answers)} answer lists")
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    first_hits: list[int] = []  # rank (1-based) of the first passage holding an answer, 0 = none
+    for passages, answers in zip(retrieved_texts, gold_answers, strict=True):
+        golds = [a for a in map(normalise_answer_text, answers) if a]
+        if golds:
+            hits = (
+                r
+                for r, p in enumerate(passages[: ks[-1]], 1)
+                if any(g in normalise_answer_text(p) for g in golds)
+            )
+            first_hits.append(next(hits, 0))
+    skipped = len(gold_answers) - len(first_hits)
+    if skipped:
+        log.warning("answer_hit_rate_at_k: skipped %d questions without a gold answer", skipped)
+    if not first_hits:
+        raise DataError("No question has a gold answer; cannot compute the answer hit rate.")
+    fh = np.asarray(first_hits)
+    metrics = {f"answer_hit@{k}": float(((fh > 0) & (fh <= k)).mean()) for k in ks}
+    return AnswerHitRate(metrics=metrics, n_queries_scored=len(fh), n_queries_skipped_no_answer=skipped)
+
+
+def bitext_retrieval_accuracy(
+    src_emb: Any,
+    tgt_emb: Any,
+    *,
+    match: BitextMatch = "index",
+    src_texts: Sequence[str] | None = None,
+    tgt_texts: Sequence[str] | None = None,
+    chunk_size: int = 1024,
+) -> BitextAccuracy:
+    """Share of lines whose cosine nearest neighbour is their aligned line, both ways; ties to the
+    lowest index. ``match="index"``: the exact line (MTEB / LASER Tatoeba). ``"text"``: a line with
+    the aligned line's text also counts (ST's ``TranslationEvaluator``); needs the texts."""
+    s = as_numpy(src_emb, np.float32)
+    t = as_numpy(tgt_emb, np.float32)
+    if s.shape != t.shape or s.ndim != 2 or len(s) == 0:
+        raise ValueError(
+            f"Aligned embeddings must have equal non-empty 2-D shapes, got {s.shape} and {t.shape}"
+        )
+    if match == "text" and (src_texts is None or tgt_texts is None):
+        raise ValueError("match='text' needs src_texts and tgt_texts")
+    if match not in ("index", "text"):
+        raise ValueError(f"match must be 'index' or 'text', got {match!r}")
+    s, t = unit_rows(s), unit_rows(t)
+
+    def accuracy(a: np.ndarray, b: np.ndarray, b_texts: Sequence[str] | None) -> float:
+        nn = topk_dot(a, b, 1, chunk_size=chunk_size)[1][:, 0]
+        if match == "index":
+            return float((nn == np.arange(len(nn))).mean())
+        assert b_texts is not None
+        return float(np.mean([b_texts[j] == b_texts[i] for i, j in enumerate(nn)]))
+
+    s2t, t2s = accuracy(s, t, tgt_texts), accuracy(t, s, src_texts)
+    return BitextAccuracy(src2tgt=s2t, tgt2src=t2s, mean=(s2t + t2s) / 2, n=len(s), match=match)
+
+
+def evaluate_bitext(
+    encoder: Encoder, langs: Sequence[str], root: str
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Tatoeba bitext retrieval for each language paired with English, both ways (the exact aligned line
+    must win, as LASER/MTEB): ``src2eng_accuracy@<lang>``... and their means; returns (metrics, revisions)."""
+    metrics: dict[str, float] = {}
+    revisions: dict[str, str] = {}
+    for lang in langs:
+        bt = load_tatoeba(lang, root)
+        src, _ = encoder.encode_cached(bt.sentences, what=lang)
+        eng, _ = encoder.encode_cached(bt.english, what="eng")
+        acc = bitext_retrieval_accuracy(src, eng)
+        metrics[f"src2eng_accuracy@{lang}"] = acc.src2tgt
+        metrics[f"eng2src_accuracy@{lang}"] = acc.tgt2src
+        metrics[f"accuracy@{lang}"] = acc.mean
+        revisions[lang] = bt.revision
+    for name in ("src2eng_accuracy", "eng2src_accuracy", "accuracy"):
+        values = [metrics[f"{name}@{lang}"] for lang in langs]
+        metrics[name] = sum(values) / len(values)
+    return metrics, revisions

@@ -1,8 +1,6 @@
 """STS evaluation: cosine Spearman / Pearson as sentence-transformers' ``EmbeddingSimilarityEvaluator``
-computes them, for every (dimension x embedding precision) cell of ``eval/variants.py``, all from one
-float32 encode: ``spearman_cosine``, ``spearman_cosine@128``, ``@pca128``, ``@int8``, ``@128@int8``
-(the deployed system pays both losses), and ``bytes_per_vector@...`` for each cell's storage.
-"""
+computes them, for every (dimension x embedding precision) cell of ``eval/variants.py`` from one float32
+encode (``spearman_cosine@128@int8``...), with ``bytes_per_vector@...`` for each cell's storage."""
 
 from __future__ import annotations
 
@@ -27,33 +25,19 @@ def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     evaluator scores with, so the order of near-tied pairs (common with binary codes) is ST's."""
     from sentence_transformers.util import pairwise_cos_sim
 
-    a32 = np.ascontiguousarray(a, dtype=np.float32)
-    b32 = np.ascontiguousarray(b, dtype=np.float32)
-    return pairwise_cos_sim(a32, b32).detach().cpu().numpy()
+    a, b = np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
+    return pairwise_cos_sim(a, b).detach().cpu().numpy()
 
 
 def sts_metrics(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float]) -> dict[str, float]:
     """Spearman and Pearson correlation between gold scores and cosine similarity."""
     from scipy.stats import pearsonr, spearmanr
 
-    cos = paired_cosine(emb1, emb2)
-    gold_arr = np.asarray(gold, dtype=np.float64)
+    cos, g = paired_cosine(emb1, emb2), np.asarray(gold, dtype=np.float64)
     return {
-        "spearman_cosine": float(spearmanr(gold_arr, cos).statistic),
-        "pearson_cosine": float(pearsonr(gold_arr, cos).statistic),
+        "spearman_cosine": float(spearmanr(g, cos).statistic),
+        "pearson_cosine": float(pearsonr(g, cos).statistic),
     }
-
-
-def sts_grid(
-    full_dim: int,
-    *,
-    dims: Sequence[int] = (),
-    pca: PCAProjection | None = None,
-    precisions: Sequence[str] = (),
-) -> list[Cell]:
-    """The cells an STS evaluation scores (pairs have no candidates to rescore, no index)."""
-    pca_dims = (pca.n_components,) if pca is not None else ()
-    return variant_grid(full_dim, dims=dims, pca_dims=pca_dims, precisions=precisions)
 
 
 def sts_variant_metrics(
@@ -68,7 +52,7 @@ def sts_variant_metrics(
     """Every cell of :func:`sts_grid` from one pair of float32 (N, D) embeddings."""
     metrics: dict[str, float] = {}
     reduced: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # dimension tag -> float32 pair
-    for cell in sts_grid(emb1.shape[1], dims=dims, pca=pca, precisions=precisions):
+    for cell in sts_grid(emb1.shape[1], dims, pca, precisions):
         if cell.dim_tag not in reduced:  # truncation is renormalised inside the cosine
             if pca is not None and cell.dim_method == "pca":
                 reduced[cell.dim_tag] = pca.transform(emb1), pca.transform(emb2)
@@ -83,6 +67,14 @@ def sts_variant_metrics(
     if pca is not None:
         metrics[f"pca_explained_variance@{pca.tag}"] = float(pca.explained_variance_ratio.sum())
     return metrics
+
+
+def sts_grid(
+    full_dim: int, dims: Sequence[int], pca: PCAProjection | None, precisions: Sequence[str]
+) -> list[Cell]:
+    """The cells an STS evaluation scores (pairs have no candidates to rescore, no index)."""
+    pca_dims = (pca.n_components,) if pca is not None else ()
+    return variant_grid(full_dim, dims=dims, pca_dims=pca_dims, precisions=precisions)
 
 
 @dataclass(frozen=True)
@@ -117,8 +109,7 @@ def split_texts(split: PairSplit) -> list[str]:
 
 
 def sts_embeddings(encoder: Encoder, split: PairSplit) -> tuple[np.ndarray, np.ndarray, EncodeStats | None]:
-    """(sentence1, sentence2) float32 embeddings of a split, through the encoder's cache."""
-    emb, stats = encoder.encode_cached(split_texts(split), what="sentences")
+    emb, stats = encoder.encode_cached(split_texts(split), what="sentences")  # through the encoder's cache
     return emb[: len(split)], emb[len(split) :], stats
 
 
@@ -134,7 +125,7 @@ def evaluate_sts(
     """Encode both sides once (or read them from the encoder's cache) and score every variant."""
     a, b, stats = sts_embeddings(encoder, split)
     metrics = sts_variant_metrics(a, b, split.scores, dims=dims, pca=pca, precisions=precisions)
-    cells = sts_grid(a.shape[1], dims=dims, pca=pca, precisions=precisions)
+    cells = sts_grid(a.shape[1], dims, pca, precisions)
     return STSResult(metrics, worst_pairs(split, paired_cosine(a, b), n_worst), stats, cells)
 
 

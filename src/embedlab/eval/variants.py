@@ -1,10 +1,7 @@
-"""The variant grid: the (dimension x embedding precision x index) cells one evaluation scores.
-
-All three are evaluation-time axes: one float32 encode, every cell scored from it. A cell's *tag* is
-its metric-key suffix, byte for byte what every committed result uses: dimension ``@128`` or
-``@pca128``, then precision ``@int8`` / ``@binary+rescore4`` (retrieval re-ranks k * 4 candidates;
-STS never rescores), or index ``@hnsw`` / ``@ivf_pq+rescore32``; precision and index never together
-(an index searches float vectors). Its *axes* go to results.json (``meta["cells"]``) for the report.
+"""The variant grid: the (dimension x embedding precision x index) cells one evaluation scores, all
+from one float32 encode. A cell's *tag* is its metric-key suffix (``@128``, ``@pca128``, then ``@int8`` /
+``@binary+rescore4`` or ``@hnsw``; precision and index never together: an index searches float
+vectors); its *axes* go to results.json (``meta["cells"]``) for the report.
 """
 
 from __future__ import annotations
@@ -19,8 +16,7 @@ DimMethod = Literal["full", "truncate", "pca"]
 
 
 def index_tag(kind: str, params: dict[str, Any] | None = None) -> str:
-    """The tag of index ``kind`` with ``params`` (a config's ``index`` node, or ``asdict(spec)``): its
-    spec's ``tag``, so a kind owns its tag (``ivf_pq+rescore32`` for re-ranked IVF-PQ)."""
+    """The tag of index ``kind`` with ``params`` (a config's ``index`` node): the kind owns it."""
     return index_spec(kind, **{k: v for k, v in (params or {}).items() if k != "kind"}).tag
 
 
@@ -50,8 +46,7 @@ class Cell:
         return out + (f"@{self.index}" if self.index else "")
 
     def key(self, metric: str) -> str:
-        """``metric`` of this cell: ``ndcg@10`` -> ``ndcg@10@128@int8``."""
-        return metric + self.tag
+        return metric + self.tag  # ndcg@10 -> ndcg@10@128@int8
 
     @property
     def bytes_key(self) -> str:
@@ -73,31 +68,15 @@ class Cell:
             "index": self.index,
         }
 
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Cell:
-        a = record["axes"]
-        return cls(
-            a.get("dimension"),
-            a.get("dim_method", "full"),
-            a.get("precision", "float32"),
-            int(a.get("rescore") or 0),
-            a.get("index"),
-        )
-
     def refines(self, other: Cell) -> bool:
         """True when this cell applies every choice ``other`` makes, and more."""
         mine, theirs = self._choices(), other._choices()
         return mine != theirs and all(mine.get(k) == v for k, v in theirs.items())
 
     def _choices(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.dim_method != "full":
-            out["dim"] = (self.dim_method, self.dim)
-        if self.precision != "float32":
-            out["precision"] = (self.precision, self.rescore)
-        if self.index:
-            out["index"] = self.index
-        return out
+        dim = (self.dim_method, self.dim) if self.dim_method != "full" else None
+        precision = (self.precision, self.rescore) if self.precision != "float32" else None
+        return {k: v for k, v in (("dim", dim), ("precision", precision), ("index", self.index)) if v}
 
 
 def variant_grid(
@@ -130,7 +109,16 @@ def cells_record(cells: Iterable[Cell]) -> list[dict[str, Any]]:
 
 def read_cells(records: Iterable[dict[str, Any]] | None) -> list[Cell]:
     """The cells a results.json recorded (``meta["cells"]``); [] when it recorded none."""
-    return [Cell.from_record(r) for r in records or ()]
+    return [
+        Cell(
+            a.get("dimension"),
+            a.get("dim_method", "full"),
+            a.get("precision", "float32"),
+            int(a.get("rescore") or 0),
+            a.get("index"),
+        )
+        for a in (r["axes"] for r in records or ())
+    ]
 
 
 def deployed(cells: Sequence[Cell]) -> list[Cell]:
