@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from embedlab.errors import ConfigError
-from embedlab.losses import pair_loss, ranking_loss, with_matryoshka
-from embedlab.losses.matryoshka import MatryoshkaLoss
+from embedlab.losses import MatryoshkaLoss, pair_loss, ranking_loss, with_matryoshka
 
 DIMS = [32, 16, 8]
 WEIGHTS = [1.0, 0.5, 2.0]

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embedlab.losses import pair_loss
-from embedlab.losses.wrapped import cosent_loss, cosine_similarity_loss, multiple_negatives_ranking_loss
+from embedlab.losses import cosent_loss, cosine_similarity_loss, multiple_negatives_ranking_loss, pair_loss
 
 
 class _FixedEmbeddings(torch.nn.Module):

@@ -1,5 +1,5 @@
-"""Reading the data files every loader shares (JSON Lines, CSV / TSV), with errors that name
-the file and line and say how to fix them, plus the seeded subsample quick runs use."""
+"""Reading the data files every loader shares (JSON Lines, CSV / TSV, plain lines), with errors
+that name the file and line and say how to fix them, plus the seeded subsample quick runs use."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import gzip
 import json
 import random
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,22 +30,37 @@ def seeded_subsample(items: list[T], limit: int | None, seed: int) -> list[T]:
     return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]
 
 
+@contextmanager
+def decoding(where: object, encoding: str = "utf-8") -> Iterator[None]:
+    """Turn a decoding error while reading ``where`` into a DataError naming the byte and the fix."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        name = "UTF-8" if encoding.lower().replace("-", "") == "utf8" else encoding
+        raise DataError(
+            f"{where} is not valid {name} (byte {exc.object[exc.start]:#04x} at {exc.start + 1}). Fix: re-save "
+            f"it as {name} (e.g. iconv -f latin1 -t utf-8) or, for a text corpus, set data.encoding."
+        ) from None
+
+
+def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
+    """Lines split on "\\n" only (str.splitlines also breaks on U+2028 inside a sentence)."""
+    with decoding(path, encoding):
+        lines = path.read_text(encoding=encoding).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [ln.rstrip("\r") for ln in lines]
+
+
 def read_jsonl(
     path: Path, fields: tuple[str, ...] = (), *, encoding: str = "utf-8"
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line (``.gz`` read transparently); every
-    object must hold ``fields``. Read as bytes, so a decoding error can name its line."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
+    """(line number, object) for each non-blank line (``.gz`` read transparently); every object
+    must hold ``fields``. Read as bytes, so a decoding error can name its line."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
         for n, raw in enumerate(fh, start=1):
-            try:
+            with decoding(f"{path}:{n}", encoding):
                 line = raw.decode(encoding)
-            except UnicodeDecodeError as exc:
-                name = "UTF-8" if encoding.lower().replace("-", "") == "utf8" else encoding
-                raise DataError(
-                    f"{path}:{n} is not valid {name} (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
-                    f"re-save the file as {name}."
-                ) from None
             if not line.strip():
                 continue
             try:
@@ -84,15 +100,14 @@ def table_rows(
 ) -> Iterator[tuple[list[Any], str]]:
     """The values of ``columns`` in each data row of a CSV / TSV / JSONL file, with "file:line".
 
-    Columns are header names (JSON keys) or 0-based indices when the file has no header;
-    ``fix`` ends the error for a column that is not there. The delimiter defaults by
-    extension (.tsv / .tab tab, else comma).
+    Columns are header names (JSON keys) or 0-based indices when the file has no header; ``fix``
+    ends the error for a missing column. The delimiter defaults by extension (.tsv / .tab tab, else comma).
     """
     if path.suffix in {".jsonl", ".json"}:
         for n, rec in read_jsonl(path, encoding=encoding):
             yield _pick(rec, columns, f"{path.name}:{n}", sorted(rec), fix), f"{path.name}:{n}"
         return
-    with path.open(encoding=encoding, newline="") as fh:
+    with path.open(encoding=encoding, newline="") as fh, decoding(path, encoding):
         reader = csv.reader(fh, delimiter=delimiter or ("\t" if path.suffix in {".tsv", ".tab"} else ","))
         header = next(reader, None) if has_header else None
         if has_header and header is None:
@@ -100,9 +115,9 @@ def table_rows(
         if header is not None:
             _pick(dict.fromkeys(header), columns, str(path), header, fix)
         for i, row in enumerate(reader, 2 if has_header else 1):
+            where = f"{path.name}:{i}"
             if not row:
                 continue
-            where = f"{path.name}:{i}"
             if header is None:
                 yield _pick(row, columns, where, f"indices 0..{len(row) - 1}", fix), where
                 continue

@@ -1,10 +1,6 @@
-"""Tokenized, masked batches for continued masked-LM training.
-
-Texts are tokenized once (truncation at ``max_length`` is counted and logged) and masked by
-transformers' ``DataCollatorForLanguageModeling``. Training masks come from a seeded
-generator; held-out batches are masked once, so every validation pass (and ``perplexity``
-with the same seed) scores the same masked tokens.
-"""
+"""Tokenized, masked batches for continued masked-LM training: texts are tokenized once (truncation
+counted and logged) and masked by transformers' ``DataCollatorForLanguageModeling`` with a seeded
+generator; held-out batches are masked once, so every validation pass scores the same tokens."""
 
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ from functools import partial
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
 from embedlab.data.resumable import SeededDataModule, resumable_loader
@@ -62,17 +59,9 @@ def tokenize_texts(
     if whole_word_mask:
         for i, feats in enumerate(features):
             feats["offset_mapping"] = word_offsets(enc.word_ids(i))
-    if n_truncated:
-        msg = "%d of %d %s exceed %d tokens and are truncated (longest: %d tokens)."
-        log.warning(msg, n_truncated, len(texts), what, max_length, max(lengths))
-    else:
-        log.info(
-            "%d %s tokenized; none exceeds %d tokens (longest %d).",
-            len(texts),
-            what,
-            max_length,
-            max(lengths),
-        )
+    cut = f"{n_truncated} of {len(texts)} exceed {max_length} tokens and are truncated"
+    cut = cut if n_truncated else f"none of {len(texts)} exceeds {max_length} tokens"
+    log.log(logging.WARNING if n_truncated else logging.INFO, "%s: %s (longest %d).", what, cut, max(lengths))
     return TokenizedTexts(features, n_truncated, max(lengths))
 
 
@@ -88,11 +77,9 @@ def word_offsets(word_ids: Sequence[int | None]) -> list[tuple[int, int]]:
     for word in word_ids:
         if word is None:  # special token: never masked
             offsets.append((0, 0))
-            previous = None
-            continue
-        start = end if word == previous else end + 1
-        end = start + 1
-        offsets.append((start, end))
+        else:
+            end = (end if word == previous else end + 1) + 1
+            offsets.append((end - 1, end))
         previous = word
     return offsets
 
@@ -117,25 +104,17 @@ class MLMCollator:
             raise ValueError("This tokenizer has no mask token, so it cannot be trained with masked LM.")
         with warnings.catch_warnings():  # whole-word masking always replaces with [MASK]; said in the docs
             warnings.simplefilter("ignore", UserWarning)
-            self.collator = DataCollatorForLanguageModeling(
-                tokenizer,
-                mlm=True,
-                mlm_probability=mlm_probability,
-                whole_word_mask=whole_word_mask,
-                seed=seed,
-            )
+            opts = {"mlm_probability": mlm_probability, "whole_word_mask": whole_word_mask, "seed": seed}
+            self.collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, **opts)
         self.pad_id = int(tokenizer.pad_token_id)
 
     def pad(self, features: Sequence[Features]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-        fill = {"input_ids": self.pad_id, "attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
-        out: dict[str, list] = {k: [] for k in features[0]}
-        for f in features:
-            gap = longest - len(f["input_ids"])
-            for key, values in f.items():
-                pad_value = (0, 0) if key == "offset_mapping" else fill[key]
-                out[key].append(list(values) + [pad_value] * gap)
-        return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}  # (B, T) or (B, T, 2)
+        """(B, T) tensors, offset_mapping (B, T, 2); pads with 0 except input ids and the specials mask."""
+        fill = {"input_ids": self.pad_id, "special_tokens_mask": 1}
+        pad = partial(pad_sequence, batch_first=True)
+        return {
+            k: pad([torch.tensor(f[k]) for f in features], padding_value=fill.get(k, 0)) for k in features[0]
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """The masking generator's state: a resumed run draws the masks the killed one would have."""
@@ -190,16 +169,17 @@ class MLMDataModule(SeededDataModule):
         if not 0.0 < mlm_probability < 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}.")
         self.tokenizer, self.train_texts, self.val_texts = tokenizer, list(train_texts), list(val_texts)
-        self.max_length, self.whole_word_mask = max_length, whole_word_mask
-        self.mlm_probability = mlm_probability
+        self.max_length, self.masking = (
+            max_length,
+            {"mlm_probability": mlm_probability, "whole_word_mask": whole_word_mask},
+        )
         self.train_tokens: TokenizedTexts | None = None
         self.val_tokens: TokenizedTexts | None = None
         self._val_batches: list[dict[str, torch.Tensor]] | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        tokenize = partial(
-            tokenize_texts, self.tokenizer, max_length=self.max_length, whole_word_mask=self.whole_word_mask
-        )
+        wwm = self.masking["whole_word_mask"]
+        tokenize = partial(tokenize_texts, self.tokenizer, max_length=self.max_length, whole_word_mask=wwm)
         if self.train_tokens is None:
             self.train_tokens = tokenize(self.train_texts, what="training texts")
         if self.val_tokens is None and self.val_texts:
@@ -207,8 +187,7 @@ class MLMDataModule(SeededDataModule):
             self._val_batches = masked_batches(self._collator(), self.val_tokens, self.eval_batch_size)
 
     def _collator(self) -> MLMCollator:
-        p, wwm = self.mlm_probability, self.whole_word_mask
-        return MLMCollator(self.tokenizer, mlm_probability=p, whole_word_mask=wwm, seed=self.seed)
+        return MLMCollator(self.tokenizer, **self.masking, seed=self.seed)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

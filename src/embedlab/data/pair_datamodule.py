@@ -44,16 +44,11 @@ class PairDataModule(SeededDataModule):
         return self.data.splits[name]  # type: ignore[union-attr]
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        # Every loader has its own generator: iterating one never draws from the global
-        # torch RNG, so dropout masks do not depend on how often loaders were iterated.
-        generator = torch.Generator().manual_seed(self.seed)
+        # Its own generator: iterating a loader never draws from the global torch RNG (dropout masks)
+        size, generator = self.batch_size if shuffle else self.eval_batch_size, torch.Generator()
+        opts = {"collate_fn": collate_pairs, "num_workers": self.num_workers}
         return DataLoader(
-            _pairs(self.split(name)),
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            collate_fn=collate_pairs,
-            num_workers=self.num_workers,
+            _pairs(self.split(name)), size, shuffle, generator=generator.manual_seed(self.seed), **opts
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,11 +1,8 @@
-"""Training batches that a run killed mid-epoch resumes exactly.
-
-Why no library does it: Lightning 2.x restores its batch counter, but a plain DataLoader
-restarts the epoch from its first batch. Lightning keeps a loader's position only when the
-loader has ``state_dict``/``load_state_dict``, so here the batch order is a function of
-(seed, epoch) (the index sampler sits in ``.sampler``, where Lightning calls ``set_epoch``)
-and :class:`ResumableDataLoader` checkpoints ``{epoch, batches_done}`` and skips them on
-resume. Lightning does not prefetch from a sized loader, so the count is exact.
+"""Training batches that a run killed mid-epoch resumes exactly. No library does it: Lightning 2.x
+restores its batch counter, but a plain DataLoader restarts the epoch. Lightning keeps a loader's
+position only through its ``state_dict``, so here the batch order is a function of (seed, epoch)
+(the sampler in ``.sampler`` gets Lightning's ``set_epoch``) and :class:`ResumableDataLoader`
+checkpoints ``{epoch, batches_done}``; Lightning does not prefetch from a sized loader, so it is exact.
 """
 
 from __future__ import annotations
@@ -17,17 +14,16 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, Sampler
 
 Pack = Callable[[list[int]], list[list[int]]]  # one epoch's index order -> its batches
 
 
 class SeededPermutation(Sampler[int]):
-    """A fresh shuffle of ``range(n)`` per epoch, a function of (seed, epoch) only.
-
-    ``style="torch"`` replays a seeded ``DataLoader(shuffle=True)`` over complete epochs (so
-    recorded runs keep their data order); ``style="python"`` is ``Random(seed + epoch).shuffle``.
-    """
+    """A fresh shuffle of ``range(n)`` per epoch, a function of (seed, epoch) only: ``style="torch"``
+    replays a seeded ``DataLoader(shuffle=True)`` (recorded runs keep their data order), ``"python"``
+    is ``Random(seed + epoch).shuffle``."""
 
     def __init__(self, n: int, seed: int, style: str = "torch") -> None:
         if style not in {"torch", "python"}:
@@ -59,9 +55,8 @@ class SeededPermutation(Sampler[int]):
 
 
 class ResumableBatches(Sampler[list[int]]):
-    """Batches of indices in the order of ``sampler``; ``pack`` turns an epoch's order into
-    batches (default: ``batch_size`` chunks, the last may be short). The next iteration
-    only skips ``start`` batches (set by the loader on resume)."""
+    """Batches of indices in ``sampler``'s order; ``pack`` turns an epoch's order into batches (default:
+    ``batch_size`` chunks). The next iteration only skips ``start`` batches (set by the loader on resume)."""
 
     def __init__(self, sampler: SeededPermutation, batch_size: int, pack: Pack | None = None) -> None:
         if batch_size < 1:
@@ -92,9 +87,8 @@ class ResumableBatches(Sampler[list[int]]):
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over :class:`ResumableBatches` whose position (and the collate function's
-    ``state_dict``, e.g. MLM mask RNG) goes into checkpoints; a resumed iteration of the same
-    epoch starts at ``batches_done``. Its own generator keeps dropout's global RNG untouched."""
+    """A DataLoader over :class:`ResumableBatches` whose position (and the collate function's state, e.g.
+    the MLM mask RNG) goes into checkpoints. Its own generator keeps dropout's global RNG untouched."""
 
     def __init__(self, dataset: Any, batch_sampler: ResumableBatches, **kwargs: Any) -> None:
         kwargs.setdefault("generator", torch.Generator().manual_seed(batch_sampler.sampler.seed))
@@ -157,19 +151,13 @@ def saved_loader_states(checkpoint: dict[str, Any]) -> list[dict[str, int]]:
 
 
 def restore_loader_positions(trainer: Any, states: list[dict[str, int]]) -> int:
-    """Load saved positions into the trainer's training loaders; returns how many.
-
-    Lightning drops them when ``configure_optimizers`` reads ``estimated_stepping_batches``
-    (Lightning-AI/pytorch-lightning#20550), so call this at ``on_train_start``; twice is harmless.
-    """
+    """Load saved positions into the trainer's training loaders; returns how many. Lightning drops them
+    when ``configure_optimizers`` reads ``estimated_stepping_batches`` (Lightning-AI/pytorch-lightning#20550),
+    so call this at ``on_train_start``; twice is harmless."""
     if not states:
         return 0
-    loaders = trainer.train_dataloader
-    if isinstance(loaders, dict):
-        loaders = list(loaders.values())
-    elif not isinstance(loaders, list | tuple):
-        loaders = [loaders]
-    stateful = [dl for dl in loaders if isinstance(dl, ResumableDataLoader)]
+    stateful: list[ResumableDataLoader] = []
+    apply_to_collection(trainer.train_dataloader, ResumableDataLoader, stateful.append)
     if len(stateful) != len(states):
         raise ValueError(
             f"The checkpoint holds the position of {len(states)} training loader(s), this run has "
@@ -190,8 +178,8 @@ def resumable_loader(
 
 
 def checkpoint_rng_state() -> dict[str, Any]:
-    """Global RNG states (torch, CUDA, numpy, random) as tensors and plain Python values,
-    so a checkpoint holding them still loads with ``torch.load(weights_only=True)``."""
+    """Global RNG states (torch, CUDA, numpy, random) as tensors and plain Python values, so a
+    checkpoint holding them still loads with ``torch.load(weights_only=True)``."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -1,9 +1,9 @@
 """Retrieval sets (BEIR folders, SQuAD, a mock set) and Tatoeba bitext as plain dicts.
 
-``revision`` is a content fingerprint (loader, parameters, bytes of every file read), so a
-results file records which data produced it. BEIR documents are ``title + " " + text`` (as
-ST's IR evaluator example); only queries judged relevant in the split are kept. SQuAD q2q
-uses question ids as both query and doc ids: evaluate with ``ignore_identical_ids``.
+``revision`` is a content fingerprint (loader, parameters, bytes of every file read), so a results
+file records which data produced it. BEIR documents are ``title + " " + text`` (as ST's IR evaluator
+example); only queries judged relevant in the split are kept. SQuAD q2q uses question ids as both
+query and doc ids: evaluate with ``ignore_identical_ids``.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedlab.data.files import read_jsonl
+from embedlab.data.files import read_jsonl, read_lines
 from embedlab.errors import DataError
 
 log = logging.getLogger(__name__)
 
-DATA_ENV = "EMBEDLAB_DATA"
-_FIX = f"Fix: set {DATA_ENV} to the shared benchmark data folder, or paths.data_dir in the config."
+_FIX = "Fix: set EMBEDLAB_DATA to the shared benchmark data folder, or paths.data_dir in the config."
 
 
 @dataclass(frozen=True)
@@ -60,21 +60,21 @@ class Bitext:
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """The shared data folder: the argument, else $EMBEDLAB_DATA, else ../shared/data."""
-    if data_dir:
-        path = Path(data_dir).expanduser()
-    elif os.environ.get(DATA_ENV):
-        path = Path(os.environ[DATA_ENV]).expanduser()
-    else:
-        path = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    default = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    path = Path(data_dir or os.environ.get("EMBEDLAB_DATA") or default).expanduser()
     if not path.is_dir():
         raise DataError(f"Data folder {path} does not exist. {_FIX}")
     return path
 
 
-def _require(path: Path, what: str) -> Path:
-    if not path.is_file():
-        raise DataError(f"{what} not found: {path}. {_FIX}")
-    return path
+def _find(folder: Path, names: list[str], what: str) -> Path:
+    """The first of ``names`` that is a file in ``folder``."""
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    if len(names) == 1:
+        raise DataError(f"{what} not found: {folder / names[0]}. {_FIX}")
+    raise DataError(f"{what} not found in {folder} (looked for {', '.join(names)}). {_FIX}")
 
 
 def _fingerprint(tag: str, params: dict[str, Any], files: list[Path]) -> str:
@@ -88,17 +88,6 @@ def _fingerprint(tag: str, params: dict[str, Any], files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _first_existing(folder: Path, names: list[str], what: str) -> Path:
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    raise DataError(f"{what} not found in {folder} (looked for {', '.join(names)}). {_FIX}")
-
-
-def _stats(corpus: dict[str, str], queries: dict[str, str], **extra: int) -> dict[str, int]:
-    return {"n_docs": len(corpus), "n_queries": len(queries), **extra}
-
-
 def _unique_put(target: dict[str, Any], key: str, value: Any, what: str, source: Path) -> None:
     if key in target:
         raise DataError(f"Duplicate {what} id {key!r} in {source}; ids must be unique.")
@@ -107,14 +96,9 @@ def _unique_put(target: dict[str, Any], key: str, value: Any, what: str, source:
 
 def _read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], int]:
     """query id -> doc id -> grade from a BEIR qrels TSV, and how many lines repeated a judgement."""
-    try:
-        with path.open(encoding="utf-8") as fh:
-            lines = [ln.rstrip("\r\n") for ln in fh]
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not valid UTF-8 ({exc.reason} at byte {exc.start}).") from None
     qrels: dict[str, dict[str, int]] = {}
     n_dup = 0
-    for n, line in enumerate(lines, start=1):
+    for n, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
         cols = line.split("\t")
@@ -144,17 +128,15 @@ def load_beir(
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DataError(f"BEIR folder not found: {root}. {_FIX}")
-    corpus_path = _first_existing(root, ["corpus.jsonl", "corpus.jsonl.gz"], "BEIR corpus")
-    queries_path = _first_existing(root, ["queries.jsonl", "queries.jsonl.gz"], "BEIR queries")
-    qrels_path = _require(root / "qrels" / f"{split}.tsv", f"BEIR qrels for split {split!r}")
-
+    corpus_path = _find(root, ["corpus.jsonl", "corpus.jsonl.gz"], "BEIR corpus")
+    queries_path = _find(root, ["queries.jsonl", "queries.jsonl.gz"], "BEIR queries")
+    qrels_path = _find(root / "qrels", [f"{split}.tsv"], f"BEIR qrels for split {split!r}")
     corpus: dict[str, str] = {}
     for _, row in read_jsonl(corpus_path, ("_id",)):
         text = (str(row.get("title") or "") + " " + str(row.get("text") or "")).strip()
         _unique_put(corpus, str(row["_id"]), text, "document", corpus_path)
     if not corpus:
         raise DataError(f"Empty corpus: {corpus_path} holds no documents.")
-
     all_queries: dict[str, str] = {}
     for _, row in read_jsonl(queries_path, ("_id", "text")):
         if not str(row["text"]).strip():
@@ -167,7 +149,6 @@ def load_beir(
         log.warning(
             "%s: %d judged query ids are missing from %s; dropped", root.name, len(unknown), queries_path
         )
-    qrels = {q: r for q, r in qrels.items() if q in all_queries}
     # keep queries with at least one relevant (> 0) judgement, in queries.jsonl order
     queries = {q: t for q, t in all_queries.items() if any(v > 0 for v in qrels.get(q, {}).values())}
     if not queries:
@@ -176,15 +157,15 @@ def load_beir(
     n_missing_doc = sum(d not in corpus for r in qrels.values() for d in r)
     if n_missing_doc:
         log.warning("%s: %d judgements name documents missing from the corpus", root.name, n_missing_doc)
+    stats = {
+        "n_docs": len(corpus),
+        "n_queries": len(queries),
+        "n_queries_without_qrels": len(all_queries) - len(queries),
+        "n_qrels_unknown_queries": len(unknown),
+        "n_qrels_duplicate_lines": n_dup,
+        "n_judgements_missing_doc": n_missing_doc,
+    }
     revision = _fingerprint("beir", {"split": split}, [corpus_path, queries_path, qrels_path])
-    stats = _stats(
-        corpus,
-        queries,
-        n_queries_without_qrels=len(all_queries) - len(queries),
-        n_qrels_unknown_queries=len(unknown),
-        n_qrels_duplicate_lines=n_dup,
-        n_judgements_missing_doc=n_missing_doc,
-    )
     return RetrievalSet(name or f"{root.name}/{split}", corpus, queries, qrels, None, revision, stats=stats)
 
 
@@ -193,36 +174,33 @@ def load_scifact(data_dir: str | os.PathLike[str] | None = None, split: str = "t
     return load_beir(resolve_data_dir(data_dir) / "scifact_beir", split, name=f"scifact/{split}")
 
 
-def _squad_path(path: str | os.PathLike[str] | None) -> Path:
+def _read_squad(path: str | os.PathLike[str] | None) -> tuple[Path, list[tuple[str, list[dict[str, Any]]]]]:
+    """The file (default: the shared SQuAD v1.1 dev) and its (paragraph text, its qas) in file order."""
     if path is None:
-        return _require(resolve_data_dir() / "squad_v1.1" / "dev-v1.1.json.gz", "SQuAD v1.1 dev")
-    return _require(Path(path).expanduser(), "SQuAD JSON")
-
-
-def _read_squad(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
-    """(paragraph text, its qas) in file order."""
+        p = _find(resolve_data_dir() / "squad_v1.1", ["dev-v1.1.json.gz"], "SQuAD v1.1 dev")
+    else:
+        p = _find(Path(path).expanduser().parent, [Path(path).name], "SQuAD JSON")
     try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as fh:
+        with (gzip.open if p.suffix == ".gz" else open)(p, "rt", encoding="utf-8") as fh:
             data = json.load(fh)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON ({exc.msg}).") from None
+        raise DataError(f"{p} is not valid JSON ({exc.msg}).") from None
     paragraphs = [para for article in data.get("data", []) for para in article.get("paragraphs", [])]
-    out = [(str(para["context"]), list(para.get("qas", []))) for para in paragraphs]
-    if not out:
-        raise DataError(f"Empty corpus: {path} holds no SQuAD paragraphs.")
-    return out
+    if not paragraphs:
+        raise DataError(f"Empty corpus: {p} holds no SQuAD paragraphs.")
+    return p, [(str(para["context"]), list(para.get("qas", []))) for para in paragraphs]
 
 
 def load_squad_paragraphs(path: str | os.PathLike[str] | None = None) -> RetrievalSet:
     """SQuAD v1.1 question -> paragraph (``p00000``... in file order), with gold answers.
     Identical paragraphs merge into the first (``stats["n_duplicate_paragraphs"]``)."""
-    p = _squad_path(path)
+    p, paragraphs = _read_squad(path)
     by_text: dict[str, str] = {}  # paragraph -> its id
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
     answers: dict[str, list[str]] = {}
     n_dup_para = 0
-    for context, qas in _read_squad(p):
+    for context, qas in paragraphs:
         n_dup_para += context in by_text
         pid = by_text.setdefault(context, f"p{len(by_text):05d}")
         for qa in qas:
@@ -234,25 +212,23 @@ def load_squad_paragraphs(path: str | os.PathLike[str] | None = None) -> Retriev
         log.info("SQuAD: merged %d duplicate paragraphs", n_dup_para)
     corpus = {pid: text for text, pid in by_text.items()}
     n_no_answer = sum(not a for a in answers.values())
-    stats = _stats(corpus, queries, n_duplicate_paragraphs=n_dup_para, n_queries_without_answer=n_no_answer)
-    name = f"squad/{p.name.split('.json')[0]}/q2p"
-    return RetrievalSet(
-        name, corpus, queries, qrels, answers, _fingerprint("squad_q2p", {}, [p]), stats=stats
-    )
+    stats = {"n_docs": len(corpus), "n_queries": len(queries), "n_duplicate_paragraphs": n_dup_para}
+    stats["n_queries_without_answer"] = n_no_answer
+    name, revision = f"squad/{p.name.split('.json')[0]}/q2p", _fingerprint("squad_q2p", {}, [p])
+    return RetrievalSet(name, corpus, queries, qrels, answers, revision, stats=stats)
 
 
 def load_squad_questions(path: str | os.PathLike[str] | None = None) -> RetrievalSet:
     """SQuAD v1.1 question -> question matching: same paragraph = relevant. A question
     alone on its paragraph is a document only; query ids are doc ids (``ignore_identical_ids``)."""
-    p = _squad_path(path)
+    p, paragraphs = _read_squad(path)
     corpus: dict[str, str] = {}
     groups: dict[str, list[str]] = {}  # paragraph text -> question ids
-    for context, qas in _read_squad(p):
+    for context, qas in paragraphs:
         ids = groups.setdefault(context, [])
         for qa in qas:
-            qid = str(qa["id"])
-            _unique_put(corpus, qid, str(qa["question"]).strip(), "question", p)
-            ids.append(qid)
+            _unique_put(corpus, str(qa["id"]), str(qa["question"]).strip(), "question", p)
+            ids.append(str(qa["id"]))
     # ids are unique, so a question has others exactly when its paragraph has several
     qrels = {q: {o: 1 for o in ids if o != q} for ids in groups.values() if len(ids) > 1 for q in ids}
     queries = {q: corpus[q] for q in corpus if q in qrels}
@@ -260,24 +236,16 @@ def load_squad_questions(path: str | os.PathLike[str] | None = None) -> Retrieva
     if n_alone:
         log.info("SQuAD q2q: %d questions are alone on their paragraph: documents only", n_alone)
     name, revision = f"squad/{p.name.split('.json')[0]}/q2q", _fingerprint("squad_q2q", {}, [p])
-    stats = _stats(corpus, queries, n_questions_alone=n_alone)
+    stats = {"n_docs": len(corpus), "n_queries": len(queries), "n_questions_alone": n_alone}
     return RetrievalSet(name, corpus, queries, qrels, None, revision, ignore_identical_ids=True, stats=stats)
-
-
-def _read_lines(path: Path) -> list[str]:
-    # split on "\n" only: str.splitlines would also break on U+2028 and friends inside a sentence
-    lines = path.read_text(encoding="utf-8").split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [ln.rstrip("\r") for ln in lines]
 
 
 def load_tatoeba(lang: str, data_dir: str | os.PathLike[str] | None = None) -> Bitext:
     """LASER's Tatoeba test set for ``lang`` (ISO 639-3, e.g. "deu") paired with English."""
     folder = resolve_data_dir(data_dir) / "tatoeba_laser" / "v1"
-    src = _require(folder / f"tatoeba.{lang}-eng.{lang}", f"Tatoeba {lang} sentences")
-    eng = _require(folder / f"tatoeba.{lang}-eng.eng", f"Tatoeba {lang}-eng English side")
-    sentences, english = _read_lines(src), _read_lines(eng)
+    src = _find(folder, [f"tatoeba.{lang}-eng.{lang}"], f"Tatoeba {lang} sentences")
+    eng = _find(folder, [f"tatoeba.{lang}-eng.eng"], f"Tatoeba {lang}-eng English side")
+    sentences, english = read_lines(src), read_lines(eng)
     if len(sentences) != len(english):
         raise DataError(
             f"Tatoeba {lang}: {len(sentences)} lines in {src.name} but {len(english)} in {eng.name}."
@@ -309,26 +277,28 @@ def mock_retrieval_set() -> RetrievalSet:
     qrels = {"q0": {"d0": 2, "d1": 1}, "q1": {"d3": 2, "d4": 0}, "q2": {"d5": 2, "d6": 1}, "q3": {"d2": 1}}
     answers = {"q0": ["when content"], "q1": ["1889"], "q2": ["into sugar"], "q3": ["sticks"]}
     revision = hashlib.sha256(json.dumps([corpus, queries, qrels, answers], sort_keys=True).encode())
-    return RetrievalSet(
-        "mock", corpus, queries, qrels, answers, revision.hexdigest()[:16], stats=_stats(corpus, queries)
-    )
+    stats = {"n_docs": len(corpus), "n_queries": len(queries)}
+    return RetrievalSet("mock", corpus, queries, qrels, answers, revision.hexdigest()[:16], stats=stats)
 
 
-RETRIEVAL_FORMATS = ("beir", "squad_paragraphs", "squad_questions", "mock")
+def _beir_format(root: str | os.PathLike[str] | None, split: str, name: str | None) -> RetrievalSet:
+    if root is None:
+        raise DataError(f"data.format=beir needs data.root (a BEIR folder). {_FIX}")
+    return load_beir(root, split, name=name)
+
+
+RETRIEVAL_FORMATS: dict[str, Callable[[Any, str, str | None], RetrievalSet]] = {  # (root, split, name)
+    "beir": _beir_format,
+    "squad_paragraphs": lambda root, split, name: load_squad_paragraphs(root),
+    "squad_questions": lambda root, split, name: load_squad_questions(root),
+    "mock": lambda root, split, name: mock_retrieval_set(),
+}
 
 
 def load_retrieval_set(
     fmt: str, root: str | os.PathLike[str] | None, *, split: str = "test", name: str | None = None
 ) -> RetrievalSet:
     """Load a retrieval set by format name (what a `data/` config's ``format`` says)."""
-    if fmt == "beir":
-        if root is None:
-            raise DataError(f"data.format=beir needs data.root (a BEIR folder). {_FIX}")
-        return load_beir(root, split, name=name)
-    if fmt == "squad_paragraphs":
-        return load_squad_paragraphs(root)
-    if fmt == "squad_questions":
-        return load_squad_questions(root)
-    if fmt == "mock":
-        return mock_retrieval_set()
-    raise DataError(f"Unknown retrieval data format '{fmt}'. Choose one of {RETRIEVAL_FORMATS}.")
+    if fmt not in RETRIEVAL_FORMATS:
+        raise DataError(f"Unknown retrieval data format '{fmt}'. Choose one of {tuple(RETRIEVAL_FORMATS)}.")
+    return RETRIEVAL_FORMATS[fmt](root, split, name)

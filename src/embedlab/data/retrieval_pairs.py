@@ -41,12 +41,8 @@ def split_queries(data: RetrievalSet, val_fraction: float, seed: int) -> tuple[R
     val_ids, train_ids = set(qids[:n_val]), set(qids[n_val:])
 
     def subset(ids: set[str], tag: str) -> RetrievalSet:
-        return replace(
-            data,
-            name=f"{data.name}/{tag}",
-            queries={q: t for q, t in data.queries.items() if q in ids},
-            qrels={q: r for q, r in data.qrels.items() if q in ids},
-        )
+        queries, qrels = ({q: v for q, v in d.items() if q in ids} for d in (data.queries, data.qrels))
+        return replace(data, name=f"{data.name}/{tag}", queries=queries, qrels=qrels)
 
     return subset(train_ids, "train"), subset(val_ids, "val")
 
@@ -75,8 +71,8 @@ def mine_negatives(
     relative_margin: float | None = 0.05,
     batch_size: int = 64,
 ) -> list[RankingExample]:
-    """Add hard negatives with ST's miner (NV-Retriever settings by default); examples that get
-    none keep training on in-batch negatives (counted in a warning)."""
+    """Add hard negatives with ST's miner (NV-Retriever settings by default); examples that get none
+    train on in-batch negatives (counted in a warning)."""
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
@@ -105,10 +101,6 @@ class NoDuplicateBatches(ResumableBatches):
     def __init__(self, examples: Sequence[RankingExample], batch_size: int, seed: int) -> None:
         self.examples = examples
         super().__init__(SeededPermutation(len(examples), seed, style="python"), batch_size, self._pack)
-
-    @property
-    def seed(self) -> int:
-        return self.sampler.seed
 
     def _pack(self, order: list[int]) -> list[list[int]]:
         out = []

@@ -1,9 +1,8 @@
-"""STS (scored sentence pairs): a declarative spec, a loader per source, validation.
+"""STS (scored sentence pairs): a declarative spec, a reader per source format, validation.
 
-Sources: ``stsb_tsv`` (the STS Benchmark release: no header, quoting off, score in
-column 4, sentences in 5 and 6), ``table`` (any CSV / TSV / JSONL file with a column
-mapping), ``lee`` (gensim's Lee ratings, offline), ``hub`` (a Hugging Face dataset).
-Files without predefined splits are split at random with ``split_seed``.
+Formats: ``stsb_tsv`` (the STS Benchmark release: no header, no quoting, score in column 4,
+sentences in 5 and 6), ``table`` (CSV / TSV / JSONL with a column mapping), ``lee`` (gensim's
+Lee ratings, offline), ``hub`` (a Hugging Face dataset). One file is split with ``split_seed``.
 """
 
 from __future__ import annotations
@@ -17,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from embedlab.data.files import seeded_subsample, table_rows, under_root
+from embedlab.data.files import decoding, seeded_subsample, table_rows, under_root
 from embedlab.errors import DataError
 from embedlab.net import hub_reachable
+from embedlab.resources import gensim_test_file
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,9 @@ Row = tuple[str, str, float, str]  # sentence1, sentence2, score, where (file:li
 def _resolve_file(spec: STSSpec, name: str) -> Path:
     path = under_root(spec.root, name)
     if not path.exists():
-        hint = (
-            "Fix: set the data root with the EMBEDLAB_DATA environment variable or "
-            "paths.data_dir=... (it must hold the folder named in the data config), "
-            "or use data=lee for the embedded offline set."
+        hint = "Fix: set the data root with the EMBEDLAB_DATA environment variable or paths.data_dir=... (it "
+        hint += (
+            "must hold the folder named in the data config), or use data=lee for the embedded offline set."
         )
         if path.parent.is_dir():  # the folder is there: a wrong file name (split, data.lang) is likelier
             present = sorted(p.name for p in path.parent.iterdir() if p.is_file())
@@ -110,9 +109,9 @@ def _resolve_file(spec: STSSpec, name: str) -> Path:
     return path
 
 
-def _read_stsb_tsv(path: Path) -> list[Row]:
+def _read_stsb_tsv(spec: STSSpec, path: Path) -> list[Row]:
     rows: list[Row] = []
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8", newline="") as fh, decoding(path):
         for i, line in enumerate(fh, 1):
             parts = line.rstrip("\n").split("\t")
             if len(parts) < 7:
@@ -136,6 +135,9 @@ def _read_table(spec: STSSpec, path: Path) -> list[Row]:
     fix = "Fix: set data.columns.<sentence1|sentence2|score> to one of them."
     rows = table_rows(path, cols, fix, delimiter=spec.delimiter, has_header=spec.has_header)
     return [(s1, s2, _to_float(score, where), where) for (s1, s2, score), where in rows]
+
+
+FILE_READERS = {"stsb_tsv": _read_stsb_tsv, "table": _read_table}  # format -> reader of one file
 
 
 def _read_hub(spec: STSSpec, split: str) -> list[Row]:
@@ -203,42 +205,44 @@ def _seeded_split(rows: list[Row], fractions: Sequence[float], seed: int) -> dic
     }
 
 
+def lee_pairs() -> tuple[list[str], list[str], list[float]]:
+    """The 1,225 pairs of gensim's 50 Lee news documents (Lee, Pincombe and Welsh, 2005) with the
+    judges' mean similarity in [0, 1] (upper triangle of ``similarities0-1.txt``): offline STS."""
+    docs = [d for d in gensim_test_file("lee.cor").read_text(encoding="latin-1").splitlines() if d.strip()]
+    rows = gensim_test_file("similarities0-1.txt").read_text(encoding="utf-8").splitlines()
+    matrix = [[float(x) for x in row.split()] for row in rows if row.strip()]
+    if len(docs) != 50 or len(matrix) != 50:
+        raise DataError(f"Expected 50 Lee documents and a 50x50 matrix, got {len(docs)} and {len(matrix)}.")
+    pairs = [(docs[i], docs[j], matrix[i][j]) for i in range(50) for j in range(i + 1, 50)]
+    return [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs]
+
+
 def _raw_splits(spec: STSSpec) -> dict[str, list[Row]]:
     if spec.format == "lee":
-        from embedlab.data.embedded import lee_pairs
-
-        s1, s2, scores = lee_pairs()
-        rows = [(a, b, s, f"lee:{i}") for i, (a, b, s) in enumerate(zip(s1, s2, scores, strict=True))]
+        rows = [(a, b, s, f"lee:{i}") for i, (a, b, s) in enumerate(zip(*lee_pairs(), strict=True))]
         return _seeded_split(rows, spec.split_fractions, spec.split_seed)
     if spec.format == "hub":
         if not spec.hub_id:
             raise DataError(f"data '{spec.name}' has format=hub but no hub_id.")
         return {split: _read_hub(spec, spec.files.get(split, split)) for split in SPLITS}
-    if spec.format not in {"stsb_tsv", "table"}:
-        raise DataError(f"Unknown data format '{spec.format}'. Choose stsb_tsv, table, lee or hub.")
-
-    def reader(path: Path) -> list[Row]:
-        try:
-            return _read_stsb_tsv(path) if spec.format == "stsb_tsv" else _read_table(spec, path)
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"{path} is not valid UTF-8 (byte {exc.start}: {exc.object[exc.start : exc.start + 4]!r}). "
-                f"Fix: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
-            ) from None
-
+    reader = FILE_READERS.get(spec.format)
+    if reader is None:
+        raise DataError(
+            f"Unknown data format '{spec.format}'. Choose one of {[*FILE_READERS, 'lee', 'hub']}."
+        )
     if not spec.files:
         raise DataError(
             f"data '{spec.name}' names no files. Set data.files.{{train,validation,test}} or data.files.all."
         )
     if set(spec.files) == {"all"}:
-        rows = reader(_resolve_file(spec, spec.files["all"]))
+        rows = reader(spec, _resolve_file(spec, spec.files["all"]))
         return _seeded_split(rows, spec.split_fractions, spec.split_seed)
     unknown = set(spec.files) - set(SPLITS)
     if unknown:
         raise DataError(
             f"data.files has unknown splits {sorted(unknown)}; use train, validation, test or all."
         )
-    return {split: reader(_resolve_file(spec, name)) for split, name in spec.files.items()}
+    return {split: reader(spec, _resolve_file(spec, name)) for split, name in spec.files.items()}
 
 
 def load_sts(spec: STSSpec, splits: Sequence[str] = SPLITS) -> STSData:

@@ -1,9 +1,7 @@
-"""Plain-text corpora for continued masked-LM training, with optional labels.
-
-``load_corpus`` reads a ``CorpusSpec`` (``table`` CSV / TSV / JSONL, ``lines``, or gensim's
-``lee`` / ``wiki`` texts that work offline) into a ``TextCorpus`` with a seeded, stratified
-train / held-out split; ``mix_replay`` adds general-domain text against forgetting. Empty
-texts are skipped and counted, never silently: a shrinking corpus breaks before/after numbers.
+"""Plain-text corpora (with optional labels) for continued masked-LM training: a ``CorpusSpec``
+(``table`` CSV / TSV / JSONL, ``lines``, or gensim's offline ``lee`` / ``wiki`` texts) becomes a
+``TextCorpus`` with a seeded, stratified held-out split; ``mix_replay`` adds general text against
+forgetting. Empty texts are skipped and counted: a shrinking corpus breaks before/after numbers.
 """
 
 from __future__ import annotations
@@ -14,12 +12,12 @@ import logging
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from embedlab.data.files import seeded_subsample, table_rows, under_root
+from embedlab.data.files import decoding, seeded_subsample, table_rows, under_root
 from embedlab.data.sts import STSSpec, load_sts
 from embedlab.errors import DataError
 from embedlab.resources import gensim_test_file
@@ -27,7 +25,7 @@ from embedlab.resources import gensim_test_file
 log = logging.getLogger(__name__)
 
 CorpusFormat = Literal["table", "lines", "lee", "wiki"]
-CORPUS_FORMATS: tuple[str, ...] = ("table", "lines", "lee", "wiki")
+LEE_FILE = "lee_background.cor"  # 300 Australian news texts, Latin-1
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 
@@ -122,31 +120,21 @@ def _resolve(spec: CorpusSpec, name: str | None) -> Path:
     return path
 
 
-def _read_table(spec: CorpusSpec, path: Path) -> list[Record]:
+def _read_table(spec: CorpusSpec) -> tuple[list[Record], str]:
+    path = _resolve(spec, spec.file)
     keys = [spec.text_column] if spec.label_column is None else [spec.text_column, spec.label_column]
     fix = "Fix: set data.text_column / data.label_column to one of them."
     opts = {"delimiter": spec.delimiter, "has_header": spec.has_header, "encoding": spec.encoding}
-    try:
-        rows = list(table_rows(path, keys, fix, **opts))
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} is not valid {spec.encoding} (byte {exc.start}). "
-            f"Fix: set data.encoding (e.g. latin-1) or re-save the file as UTF-8."
-        ) from None
     records: list[Record] = []
-    for (text, *label), where in rows:
+    for (text, *label), where in table_rows(path, keys, fix, **opts):
         value = label[0] if label else None
         records.append(("" if text is None else str(text), None if value is None else str(value), where))
-    return records
+    return records, str(path)
 
 
 def _read_lines(path: Path, encoding: str) -> list[Record]:
-    try:
+    with decoding(path, encoding):
         lines = path.read_text(encoding=encoding).splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} is not valid {encoding} (byte {exc.start}). Fix: set data.encoding."
-        ) from None
     return [(line, None, f"{path.name}:{i}") for i, line in enumerate(lines, 1)]
 
 
@@ -169,17 +157,12 @@ def _read_wiki(min_words: int) -> list[Record]:
     return records
 
 
-def _read(spec: CorpusSpec) -> tuple[list[Record], str]:
-    if spec.format == "lee":
-        return _read_lines(gensim_test_file("lee_background.cor"), "latin-1"), "gensim:lee_background.cor"
-    if spec.format == "wiki":
-        return _read_wiki(spec.min_words), f"gensim:{WIKI_FILE}"
-    if spec.format not in CORPUS_FORMATS:
-        raise DataError(f"Unknown corpus format '{spec.format}'. Choose one of {CORPUS_FORMATS}.")
-    path = _resolve(spec, spec.file)
-    if spec.format == "lines":
-        return _read_lines(path, spec.encoding), str(path)
-    return _read_table(spec, path), str(path)
+CORPUS_FORMATS: dict[str, Callable[[CorpusSpec], tuple[list[Record], str]]] = {  # -> (records, source)
+    "table": _read_table,
+    "lines": lambda spec: (_read_lines(path := _resolve(spec, spec.file), spec.encoding), str(path)),
+    "lee": lambda _: (_read_lines(gensim_test_file(LEE_FILE), "latin-1"), f"gensim:{LEE_FILE}"),
+    "wiki": lambda spec: (_read_wiki(spec.min_words), f"gensim:{WIKI_FILE}"),
+}
 
 
 def _label_names(spec: CorpusSpec) -> dict[str, str]:
@@ -223,7 +206,9 @@ def _split(
 
 def load_corpus(spec: CorpusSpec) -> TextCorpus:
     """Read, clean, subsample and split a corpus as ``spec`` says."""
-    records, source = _read(spec)
+    if spec.format not in CORPUS_FORMATS:
+        raise DataError(f"Unknown corpus format '{spec.format}'. Choose one of {tuple(CORPUS_FORMATS)}.")
+    records, source = CORPUS_FORMATS[spec.format](spec)
     empty = [where for text, _, where in records if not text.strip()]
     if empty and spec.on_empty == "error":
         raise DataError(

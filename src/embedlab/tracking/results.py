@@ -15,19 +15,9 @@ from pathlib import Path
 from typing import Any
 
 TRACKED_PACKAGES = (
-    "embedlab",
-    "torch",
-    "transformers",
-    "sentence-transformers",
-    "lightning",
-    "hydra-core",
-    "faiss-cpu",
-    "wandb",
-    "numpy",
-    "scipy",
-    "scikit-learn",
-    "tokenizers",
-)
+    "embedlab torch transformers sentence-transformers lightning hydra-core faiss-cpu wandb numpy scipy "
+    "scikit-learn tokenizers"
+).split()
 # A key is secret when its last word is one of these (so "hf_token" is, "max_tokens" is not).
 SECRET_KEY = re.compile(r"(^|[_\-.])(api_?key|token|secret|password|passwd)$", re.IGNORECASE)
 

@@ -49,23 +49,20 @@ def make_wandb_logger(
     *,
     save_dir: str,
     project: str = "embedlab",
-    name: str | None = None,
-    group: str | None = None,
-    job_type: str = "train",
     tags: list[str] | None = None,
-    entity: str | None = None,
     mode: Mode = "auto",
-    **kwargs: Any,
+    **run: Any,
 ):
-    """A Lightning WandbLogger whose mode never blocks on an unreachable server."""
+    """A Lightning WandbLogger whose mode never blocks on an unreachable server; ``run`` holds
+    ``name``, ``group``, ``job_type``, ``entity`` and any other ``wandb.init`` argument."""
     from lightning.pytorch.loggers import WandbLogger
 
     resolved = choose_mode(mode)
     log.info("W&B mode: %s (requested %s)", resolved, mode)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    run = {"project": project, "name": name, "group": group, "job_type": job_type, "entity": entity}
     offline, tags = resolved == "offline", list(tags or [])
-    return WandbLogger(save_dir=save_dir, tags=tags, offline=offline, mode=resolved, **run, **kwargs)
+    run = {"project": project, "job_type": "train", **run}
+    return WandbLogger(save_dir=save_dir, tags=tags, offline=offline, mode=resolved, **run)
 
 
 def finish_wandb(loggers: list, exit_code: int) -> None:
