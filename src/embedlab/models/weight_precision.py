@@ -1,14 +1,14 @@
 """Weight precision of an encoder for evaluation: fp32, bf16 or dynamic int8 (never trained).
 
-Only the transformer (``model[0]``) changes; embeddings come out float32 in every case. bf16: a hook
-casts token embeddings back to float32 (pooling bf16 vectors costs up to 0.003 of cosine). int8 (CPU
-only): dynamic quantization of every ``nn.Linear`` via the deprecated torch.ao API; torchao's
-``quantize_(model, Int8DynamicActivationInt8WeightConfig())`` would replace :func:`_quantize_linear_int8` only.
+Only the transformer (``model[0]``) changes; embeddings come out float32 in every case. int8 (CPU
+only) uses the deprecated torch.ao dynamic quantization; torchao's ``quantize_(model,
+Int8DynamicActivationInt8WeightConfig())`` would replace :func:`_quantize_linear_int8` only.
 """
 
 from __future__ import annotations
 
 import functools
+import platform
 import warnings
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -28,13 +28,22 @@ _TORCH_AO_DEPRECATIONS = (
 
 
 def check_weight_precision(precision: str) -> WeightPrecision:
-    """``precision`` if it is one we support, else a ValueError naming the choices."""
     if precision not in WEIGHT_PRECISIONS:
         raise ValueError(
-            f"Unknown weight precision {precision!r}. Choose one of {', '.join(WEIGHT_PRECISIONS)} "
-            f"(weights=...)."
+            f"Unknown weight precision {precision!r}. Choose one of {', '.join(WEIGHT_PRECISIONS)} (weights=...)."
         )
     return precision  # type: ignore[return-value]
+
+
+def count_dynamic_int8_linear(model: SentenceTransformer) -> int:
+    """Dynamically quantized Linear layers of the transformer (by class name: nothing deprecated imported)."""
+    return sum(
+        any(
+            c.__module__.startswith("torch.ao.nn.quantized.dynamic") and c.__name__ == "Linear"
+            for c in type(m).__mro__
+        )
+        for m in model[0].modules()
+    )
 
 
 def detect_weight_precision(model: SentenceTransformer) -> WeightPrecision:
@@ -46,50 +55,33 @@ def detect_weight_precision(model: SentenceTransformer) -> WeightPrecision:
     return "bf16" if any(p.dtype == torch.bfloat16 for p in model[0].parameters()) else "fp32"
 
 
-def is_dynamic_int8(module: torch.nn.Module) -> bool:
-    """True for a dynamically quantized Linear (checked by class name: nothing deprecated is imported)."""
-    return any(
-        c.__module__.startswith("torch.ao.nn.quantized.dynamic") and c.__name__ == "Linear"
-        for c in type(module).__mro__
-    )
-
-
-def count_dynamic_int8_linear(model: SentenceTransformer) -> int:
-    """How many of the transformer's Linear layers are dynamically quantized to int8."""
-    return sum(is_dynamic_int8(m) for m in model[0].modules())
-
-
 def weight_precision_summary(model: SentenceTransformer) -> dict[str, Any]:
-    """What the model's weights really are, for results.json: precision, layer counts, dtypes."""
+    """What the model's weights really are, for results.json."""
     import torch
 
-    first = model[0]
-    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in first.parameters()})
-    n_linear = sum(isinstance(m, torch.nn.Linear) for m in first.modules())
     return {
         "precision": detect_weight_precision(model),
         "n_int8_linear": count_dynamic_int8_linear(model),
-        "n_float_linear": n_linear,
-        "parameter_dtypes": dtypes,
+        "n_float_linear": sum(isinstance(m, torch.nn.Linear) for m in model[0].modules()),
+        "parameter_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in model[0].parameters()}),
     }
 
 
 def _outputs_to_float32(module: torch.nn.Module, args: Any, output: Any) -> Any:
-    """Forward hook: floating tensors in the transformer's output dict back to float32."""
+    """Forward hook: bf16 token embeddings (B, T, H) back to float32 (pooling bf16 vectors costs up
+    to 0.003 of cosine)."""
     import torch
 
     if isinstance(output, MutableMapping):  # a dict, or the tokenizer's BatchEncoding
         for key, value in output.items():
             if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
-                output[key] = value.float()  # token_embeddings: (B, T, H)
+                output[key] = value.float()
     return output
 
 
 def full_range_activations_supported() -> bool:
     """True where int8 activations may use all 8 bits: an x86 CPU with VNNI (int32 sums). Without it
     fbgemm's int16 sums saturate (255 * 127 * 2), so torch uses 7 bits: -0.015 mean cosine on MiniLM."""
-    import platform
-
     if platform.system() != "Linux" or platform.machine() not in {"x86_64", "AMD64"}:
         return False
     try:
@@ -110,8 +102,6 @@ def _dynamic_linear_class(full_range: bool) -> type:
         return DynamicLinear
 
     class FullRangeDynamicLinear(DynamicLinear):
-        """Dynamic int8 Linear with 8-bit activations (``reduce_range=False``)."""
-
         def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., in_features) float32
             packed = self._packed_params._packed_params
             return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=False).to(x.dtype)
@@ -123,9 +113,8 @@ def _dynamic_linear_class(full_range: bool) -> type:
 
 
 def _quantize_linear_int8(module: torch.nn.Module) -> None:
-    """Replace every nn.Linear inside ``module`` by a dynamic int8 Linear, in place: the one place that
-    touches torch.ao.quantization. Weights per output channel (mean cosine to float32 on MiniLM 0.994;
-    per tensor 0.969), activations per call and tensor."""
+    """Every nn.Linear inside ``module`` to dynamic int8, in place. Weights per output channel (mean
+    cosine to float32 on MiniLM 0.994; per tensor 0.969), activations per call and tensor."""
     import torch
 
     with warnings.catch_warnings():
@@ -144,8 +133,8 @@ def _quantize_linear_int8(module: torch.nn.Module) -> None:
 
 
 def apply_weight_precision(model: SentenceTransformer, precision: str) -> SentenceTransformer:
-    """Put ``model``'s transformer weights in ``precision`` (in place) and return the model; weights
-    already reduced cannot be reduced again (ValueError), and int8 needs the model on the CPU."""
+    """Put ``model``'s transformer weights in ``precision`` (in place); weights already reduced
+    cannot be reduced again, and int8 needs the model on the CPU."""
     import torch
 
     precision = check_weight_precision(precision)
@@ -161,12 +150,11 @@ def apply_weight_precision(model: SentenceTransformer, precision: str) -> Senten
     if precision == "bf16":
         first.to(torch.bfloat16)
         first.register_forward_hook(_outputs_to_float32)
-    else:
-        device = next(first.parameters()).device
-        if device.type != "cpu":
-            raise ValueError(
-                f"Dynamic int8 weights run on the CPU only; the model is on {device}. "
-                f"Move it with model.to('cpu') or use weights=bf16 on a GPU."
-            )
-        _quantize_linear_int8(first)
+        return model
+    if (device := next(first.parameters()).device).type != "cpu":
+        raise ValueError(
+            f"Dynamic int8 weights run on the CPU only; the model is on {device}. "
+            f"Move it with model.to('cpu') or use weights=bf16 on a GPU."
+        )
+    _quantize_linear_int8(first)
     return model

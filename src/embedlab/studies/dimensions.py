@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from embedlab.eval.arrays import as_matrix, unit_rows
+from embedlab.eval.arrays import as_matrix
 
 log = logging.getLogger(__name__)
 
@@ -23,30 +23,13 @@ METRICS: tuple[Metric, ...] = ("cosine", "euclidean")
 RANDOM_SOURCE = "gaussian"
 
 
-def _check(x: Any) -> np.ndarray:
-    return as_matrix(x, "points", min_rows=3)
-
-
-def distance_matrix(x: Any, metric: Metric) -> np.ndarray:
-    """(N, N) distances: 1 - cosine similarity, or euclidean distance."""
-    arr = _check(x)
-    if metric == "cosine":
-        unit = unit_rows(arr)
-        d = 1.0 - unit @ unit.T
-    elif metric == "euclidean":
-        sq = (arr * arr).sum(axis=1)
-        d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * arr @ arr.T, 0.0))
-    else:
-        raise ValueError(f"Unknown metric '{metric}'. Choose one of {METRICS}.")
-    d = np.maximum((d + d.T) / 2, 0.0)  # symmetric; rounding can dip just below 0
-    np.fill_diagonal(d, 0.0)
-    return d
-
-
 def pairwise_distances(x: Any, metric: Metric) -> np.ndarray:
-    """The N (N - 1) / 2 distances between distinct points, in ``scipy.spatial.distance.pdist`` order."""
-    d = distance_matrix(x, metric)
-    return d[np.triu_indices(d.shape[0], k=1)]
+    """The N (N - 1) / 2 distances between distinct points (1 - cosine, or euclidean), as ``pdist``."""
+    from scipy.spatial.distance import pdist
+
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric '{metric}'. Choose one of {METRICS}.")
+    return np.maximum(pdist(as_matrix(x, "points", min_rows=3), metric), 0.0)  # rounding can dip below 0
 
 
 def relative_contrast(d: np.ndarray) -> float:
@@ -75,13 +58,14 @@ class DistanceStats:
 
 def distance_stats(x: Any, metric: Metric, *, source: str = "") -> tuple[DistanceStats, np.ndarray]:
     """Summary statistics of the pairwise distances of ``x`` and the distances themselves."""
-    arr = _check(x)
-    d = distance_matrix(arr, metric)
-    pairs = d[np.triu_indices(d.shape[0], k=1)]
+    from scipy.spatial.distance import squareform
+
+    arr = as_matrix(x, "points", min_rows=3)
+    pairs = pairwise_distances(arr, metric)
     mean, std = float(pairs.mean()), float(pairs.std())
     cv = std / mean if mean > 0 else float("nan")
-    stats = DistanceStats(source, arr.shape[1], metric, arr.shape[0], mean, std, cv, relative_contrast(d))
-    return stats, pairs
+    contrast = relative_contrast(squareform(pairs))
+    return DistanceStats(source, arr.shape[1], metric, arr.shape[0], mean, std, cv, contrast), pairs
 
 
 def gaussian_points(n: int, dim: int, *, seed: int = 0) -> np.ndarray:
@@ -108,20 +92,18 @@ def dimension_study(
     """Distance statistics per source and prefix length in ``dims`` (None: full; larger than a source:
     skipped), next to Gaussian vectors of each size. Prefixes are not renormalised: euclidean sees
     what an index storing the prefix would."""
-    stats: list[DistanceStats] = []
-    distances: dict[tuple[str, int, str], np.ndarray] = {}
+    study = DimensionStudy([], {})
     random_dims: dict[int, int] = {}  # dim -> number of points to draw
 
     def measure(source: str, x: np.ndarray) -> None:
         for metric in metrics:
-            s, pairs = distance_stats(x, metric, source=source)
-            stats.append(s)
-            distances[(source, x.shape[1], metric)] = pairs
+            s, study.distances[(source, x.shape[1], metric)] = distance_stats(x, metric, source=source)
+            study.stats.append(s)
 
     for source, emb in embeddings.items():
         if source == RANDOM_SOURCE:
             raise ValueError(f"'{RANDOM_SOURCE}' is reserved for the random reference; rename that source.")
-        x = _check(emb)
+        x = as_matrix(emb, "points", min_rows=3)
         for dim in dims:
             d = x.shape[1] if dim is None else int(dim)
             if d > x.shape[1]:
@@ -133,4 +115,4 @@ def dimension_study(
             measure(source, x[:, :d])
     for d, n in sorted(random_dims.items(), reverse=True):
         measure(RANDOM_SOURCE, gaussian_points(n, d, seed=seed))
-    return DimensionStudy(stats, distances)
+    return study

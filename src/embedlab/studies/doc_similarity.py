@@ -25,15 +25,11 @@ def paired_similarity(a: Any, b: Any, fn: SimilarityFn) -> np.ndarray:
     x, y = as_matrix(a, "a"), as_matrix(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}.")
-    if fn == "cosine":
-        return np.einsum("nd,nd->n", unit_rows(x), unit_rows(y))
-    if fn == "dot":
-        return np.einsum("nd,nd->n", x, y)
-    if fn == "euclidean":
-        return -np.linalg.norm(x - y, axis=1)
-    if fn == "manhattan":
-        return -np.abs(x - y).sum(axis=1)
-    raise ValueError(f"Unknown similarity function '{fn}'. Choose one of {SIMILARITY_FUNCTIONS}.")
+    if fn not in SIMILARITY_FUNCTIONS:
+        raise ValueError(f"Unknown similarity function '{fn}'. Choose one of {SIMILARITY_FUNCTIONS}.")
+    if fn in ("cosine", "dot"):
+        return np.einsum("nd,nd->n", *((unit_rows(x), unit_rows(y)) if fn == "cosine" else (x, y)))
+    return -np.linalg.norm(x - y, ord=2 if fn == "euclidean" else 1, axis=1)
 
 
 def similarity_spearman(
@@ -79,8 +75,7 @@ def nearest_neighbours(sim: np.ndarray, query: int, k: int = 5) -> list[Neighbou
 
 def most_similar_pair(sim: np.ndarray) -> tuple[int, int, float]:
     """(i, j, similarity) of the most similar pair of distinct documents, i < j."""
-    n = sim.shape[0]
-    if n < 2:
+    if (n := sim.shape[0]) < 2:
         raise ValueError("A most similar pair needs at least 2 documents.")
     upper = np.where(np.triu(np.ones((n, n), dtype=bool), k=1), sim, -np.inf)
     i, j = np.unravel_index(int(np.argmax(upper)), upper.shape)

@@ -41,7 +41,7 @@ class TokenizerStats:
     as_dict = asdict
 
 
-def word_counts(texts: Sequence[str]) -> Counter[str]:
+def word_counts(texts: Sequence[str]) -> Counter[str]:  # running words
     return Counter(w for t in texts for w in WORD_RE.findall(t))
 
 
@@ -55,29 +55,23 @@ def tokenizer_stats(tokenizer: Any, texts: Sequence[str], *, n_examples: int = 5
     unk = tokenizer.unk_token_id  # None for byte-level tokenizers: nothing is unknown
     distinct = list(counts)
     ids = tokenizer(distinct, add_special_tokens=False, verbose=False)["input_ids"]
-    n_words = n_tokens = n_unk_words = n_split = 0
-    split: list[tuple[int, str, list[int]]] = []
-    for word, pieces in zip(distinct, ids, strict=True):
-        c = counts[word]
-        n_words += c
-        n_tokens += c * len(pieces)
-        n_unk_words += c * (unk is not None and unk in pieces)
-        if len(pieces) > 1:
-            n_split += c
-            split.append((c, word, pieces))
-    split.sort(key=lambda x: (-x[0], x[1]))
+    c = [counts[w] for w in distinct]
+    n_words = sum(c)
+    n_tokens = sum(n * len(p) for n, p in zip(c, ids, strict=True))
+    n_unk_words = sum(n for n, p in zip(c, ids, strict=True) if unk is not None and unk in p)
+    split = sorted((-n, w, p) for n, w, p in zip(c, distinct, ids, strict=True) if len(p) > 1)
+    n_split = -sum(n for n, _, _ in split)
     fast = bool(getattr(tokenizer, "is_fast", False))
     enc = tokenizer(list(texts), add_special_tokens=False, verbose=False, return_offsets_mapping=fast)
-    n_text_tokens = n_unk = 0
-    unk_pieces: Counter[str] = Counter()
-    for i, pieces in enumerate(enc["input_ids"]):
-        n_text_tokens += len(pieces)
-        for k, p in enumerate(pieces):
-            if unk is not None and p == unk:
-                n_unk += 1
-                if fast:
-                    a, b = enc["offset_mapping"][i][k]
-                    unk_pieces[texts[i][a:b]] += 1
+    n_text_tokens = sum(map(len, enc["input_ids"]))
+    at = [
+        (i, k)
+        for i, pieces in enumerate(enc["input_ids"])
+        for k, p in enumerate(pieces)
+        if unk is not None and p == unk
+    ]
+    n_unk = len(at)
+    unk_pieces = Counter(texts[i][slice(*enc["offset_mapping"][i][k])] for i, k in at) if fast else Counter()
     rates = (n_tokens / n_words, n_split / n_words, n_unk_words / n_words)
     splits = tuple((w, tuple(tokenizer.convert_ids_to_tokens(p))) for _, w, p in split[:n_examples])
     unks = tuple(unk_pieces.most_common(n_examples))

@@ -1,9 +1,9 @@
 """Model size and speed, measured: what each way of shrinking an encoder costs and buys.
 
 Reduced variants of one SentenceTransformer (bf16 / dynamic int8 weights, every other layer dropped,
-ONNX fp32 / int8, prebuilt ONNX files), each saved as a folder, measured on the same texts: bytes on
-disk, 1-thread latency (interleaved rounds, median), cosine agreement with float32 and STS-B Spearman.
-Only the transformer changes: tokenizer, batching and pooling are the float32 model's own.
+ONNX fp32 / int8 in onnxruntime, prebuilt ONNX files), each saved as a folder, measured on the same
+texts: bytes on disk, 1-thread latency (interleaved rounds, median), cosine agreement with float32
+and STS-B Spearman. Only the transformer changes: tokenizer, batching and pooling stay the model's.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import numpy as np
 from embedlab.eval.arrays import unit_rows
 from embedlab.eval.sts import paired_cosine
 from embedlab.models.weight_precision import apply_weight_precision, detect_weight_precision
-from embedlab.studies.onnx_export import OnnxEncoder, export_onnx, quantize_onnx_int8
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -33,6 +32,7 @@ log = logging.getLogger(__name__)
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> (N, D) float32
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx", ".onnx.data", ".onnx_data")
 INT8_WEIGHTS = "model.int8.pt"  # torch dynamic int8 transformer state dict (not safetensors-able)
+VARIANTS = ("fp32", "bf16", "int8", "drop-odd", "drop-even", "onnx-fp32", "onnx-int8")
 DESCRIPTIONS = {
     "fp32": "float32 weights (reference)",
     "bf16": "bfloat16 transformer weights",
@@ -67,12 +67,83 @@ class VariantResult:
     as_dict = asdict
 
 
+def input_names(model: SentenceTransformer) -> list[str]:
+    token_types = "token_type_ids" in getattr(model.tokenizer, "model_input_names", ())
+    return ["input_ids", "attention_mask"] + ["token_type_ids"] * token_types
+
+
+def export_onnx(model: SentenceTransformer, path: str | Path, opset: int = 17) -> Path:
+    """The transformer (ids -> token embeddings) as ONNX with dynamic batch and sequence axes, traced
+    on a padded batch (the attention mask path is recorded); TorchScript exporter: no onnxscript."""
+    import warnings
+
+    import torch
+
+    path, names, auto = Path(path), input_names(model), model[0].auto_model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.auto = auto
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.auto(**dict(zip(names, inputs, strict=True))).last_hidden_state  # (B, T, H)
+
+    enc = model.tokenizer(
+        ["a short one", "a somewhat longer example sentence to pad against"],
+        padding=True,
+        return_tensors="pt",
+    )
+    axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
+    opts = dict(input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=opset)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(Wrapper(), tuple(enc[n] for n in names), str(path), dynamo=False, **opts)
+    return path
+
+
+def quantize_onnx_int8(src: str | Path, dst: str | Path, per_channel: bool = True) -> Path:
+    """onnxruntime's dynamic int8 quantization: MatMul weights int8 (activations quantized per
+    call, MatMulInteger) and, by ORT's defaults, the embedding tables (Gather) in uint8."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel)
+    return Path(dst)
+
+
+def onnx_embed(
+    model: SentenceTransformer, path: str | Path, *, threads: int = 1, batch_size: int = 64
+) -> Embed:
+    """``model.encode`` with its transformer swapped for an ONNX graph in onnxruntime."""
+    import onnxruntime as ort
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    inputs = [i.name for i in session.get_inputs()]
+    if missing := set(inputs) - set(input_names(model)):
+        raise ValueError(f"{path} wants inputs {sorted(missing)} the model's tokenizer does not make.")
+
+    class OnnxTransformer(torch.nn.Module):
+        def __init__(self, transformer: Any) -> None:
+            super().__init__()
+            self.preprocess, self.tokenizer = transformer.preprocess, transformer.tokenizer
+            self.max_seq_length = transformer.max_seq_length
+
+        def forward(self, features: dict[str, torch.Tensor], **kwargs: Any) -> dict[str, torch.Tensor]:
+            hidden = session.run(None, {n: features[n].numpy().astype(np.int64) for n in inputs})[0]
+            return {**features, "token_embeddings": torch.from_numpy(hidden)}  # (B, T, H)
+
+    swapped = SentenceTransformer(modules=[OnnxTransformer(model[0]), *list(model)[1:]], device="cpu")
+    return torch_embed(swapped, batch_size)
+
+
 def folder_bytes(path: str | Path, weights_only: bool = False) -> int:
-    """Sum of the sizes of the regular files under ``path`` (only weight files if asked)."""
     files = [p for p in Path(path).rglob("*") if p.is_file() and not p.is_symlink()]
-    if weights_only:
-        files = [p for p in files if p.name.endswith(WEIGHT_SUFFIXES)]
-    return sum(p.stat().st_size for p in files)
+    return sum(p.stat().st_size for p in files if not weights_only or p.name.endswith(WEIGHT_SUFFIXES))
 
 
 def _save_without_weights(reference: SentenceTransformer, folder: Path) -> None:
@@ -84,9 +155,9 @@ def _save_without_weights(reference: SentenceTransformer, folder: Path) -> None:
 
 
 def save_model(model: SentenceTransformer, folder: str | Path, reference: SentenceTransformer) -> Path:
-    """Save ``model`` as a model folder (``reference``: its float32 original). Safetensors cannot hold
-    dynamic int8 Linear layers, so an int8 model is the reference's configs and tokenizer plus the
-    transformer's state dict in ``model.int8.pt``, read by :func:`load_int8_weights`."""
+    """Save ``model`` (``reference``: its float32 original). Safetensors cannot hold dynamic int8
+    Linear layers, so an int8 model is the reference's folder without weights plus the transformer's
+    state dict in ``model.int8.pt``, read by :func:`load_int8_weights`."""
     import torch
 
     folder = Path(folder)
@@ -99,12 +170,10 @@ def save_model(model: SentenceTransformer, folder: str | Path, reference: Senten
 
 
 def load_int8_weights(reference: SentenceTransformer, folder: str | Path) -> SentenceTransformer:
-    """A copy of ``reference`` with int8 weights read from a folder :func:`save_model` wrote."""
     import torch
 
     model = apply_weight_precision(copy.deepcopy(reference), "int8")
-    state = torch.load(Path(folder) / INT8_WEIGHTS, weights_only=True)
-    model[0].auto_model.load_state_dict(state)
+    model[0].auto_model.load_state_dict(torch.load(Path(folder) / INT8_WEIGHTS, weights_only=True))
     return model
 
 
@@ -120,8 +189,8 @@ def _layer_owner(auto_model) -> Any:
 
 
 def drop_layers(model: SentenceTransformer, keep: Sequence[int]) -> SentenceTransformer:
-    """Keep only the transformer layers ``keep`` (0-based, in order), in place, no retraining; the
-    config's layer count follows, so the model saves and loads as a smaller model."""
+    """Keep only the transformer layers ``keep`` (0-based), in place, no retraining; the config's
+    layer count follows, so the model saves and loads as a smaller model."""
     import torch
 
     auto = model[0].auto_model
@@ -139,12 +208,11 @@ def drop_layers(model: SentenceTransformer, keep: Sequence[int]) -> SentenceTran
 
 
 def every_other_layer(n_layers: int, offset: int = 1) -> list[int]:
-    """Every other layer index: offset 1 keeps the last layer (1, 3, 5 of 6), offset 0 the first."""
+    """Offset 1 keeps the last layer (1, 3, 5 of 6), offset 0 the first."""
     return list(range(offset, n_layers, 2))
 
 
 def torch_embed(model: SentenceTransformer, batch_size: int = 64) -> Embed:
-    """sentence-transformers' own ``encode`` (float32 output)."""
     opts = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
     return lambda texts: np.asarray(model.encode(list(texts), **opts), dtype=np.float32)
 
@@ -153,38 +221,36 @@ def build_variants(
     model: SentenceTransformer,
     workdir: str | Path,
     *,
-    names: Sequence[str] = ("fp32", "bf16", "int8", "drop-odd", "drop-even", "onnx-fp32", "onnx-int8"),
+    names: Sequence[str] = VARIANTS,
     reference_onnx: dict[str, Path] | None = None,
     batch_size: int = 64,
 ) -> list[Variant]:
     """Build and save each named variant of the float32 ``model`` under ``workdir``. ``drop-odd``
     drops layers 1, 3, 5 (1-based; the last stays), ``drop-even`` 2, 4, 6; ``reference_onnx``: name ->
     a prebuilt ONNX transformer of the same architecture and tokenizer."""
-    workdir = Path(workdir)
+    workdir, export = Path(workdir), Path(workdir) / "_export" / "model.onnx"
     n_layers = len(_layer_owner(model[0].auto_model).layer)
     variants: list[Variant] = []
-    onnx_fp32: Path | None = None
     for name in names:
-        folder = workdir / name
+        if name not in VARIANTS:
+            raise ValueError(f"Unknown variant {name!r}: choose {', '.join(VARIANTS)}.")
+        folder, desc = workdir / name, DESCRIPTIONS.get(name, "")
         shutil.rmtree(folder, ignore_errors=True)
-        desc = DESCRIPTIONS.get(name, "")
-        if name in {"fp32", "bf16", "int8"}:
-            reduced = apply_weight_precision(copy.deepcopy(model), name)
-        elif name in {"drop-odd", "drop-even"}:
+        if name.startswith("onnx-"):
+            if not export.exists():
+                export_onnx(model, export)
+            make = shutil.copyfile if name == "onnx-fp32" else quantize_onnx_int8
+            variants.append(_onnx_variant(model, name, desc, folder, export, make, batch_size))
+            continue
+        if name.startswith("drop-"):
             keep = every_other_layer(n_layers, offset=1 if name == "drop-odd" else 0)
             reduced = drop_layers(copy.deepcopy(model), keep)
             desc = f"layers {', '.join(str(i + 1) for i in keep)} of {n_layers} kept, no retraining"
-        elif name in {"onnx-fp32", "onnx-int8"}:
-            onnx_fp32 = onnx_fp32 or export_onnx(model, workdir / "_export" / "model.onnx")
-            make = shutil.copyfile if name == "onnx-fp32" else quantize_onnx_int8
-            variants.append(_onnx_variant(model, name, desc, folder, onnx_fp32, make, batch_size))
-            continue
         else:
-            raise ValueError(
-                f"Unknown variant {name!r}: choose fp32, bf16, int8, drop-odd, drop-even, onnx-fp32, onnx-int8."
-            )
-        save_model(reduced, folder, model)
-        variants.append(Variant(name, desc, torch_embed(reduced, batch_size), folder))
+            reduced = apply_weight_precision(copy.deepcopy(model), name)
+        variants.append(
+            Variant(name, desc, torch_embed(reduced, batch_size), save_model(reduced, folder, model))
+        )
     for name, src in (reference_onnx or {}).items():
         desc = f"prebuilt ONNX file ({Path(src).parent.name}), onnxruntime"
         shutil.rmtree(workdir / name, ignore_errors=True)
@@ -199,7 +265,7 @@ def _onnx_variant(
     """A folder of ``model``'s configs plus ``make(src, folder/model.onnx)``, run in onnxruntime."""
     _save_without_weights(model, folder)
     make(src, folder / "model.onnx")
-    return Variant(name, desc, OnnxEncoder(model, folder / "model.onnx", batch_size=batch_size), folder)
+    return Variant(name, desc, onnx_embed(model, folder / "model.onnx", batch_size=batch_size), folder)
 
 
 def cosine_agreement(reference: np.ndarray, other: np.ndarray) -> tuple[float, float]:
@@ -214,8 +280,8 @@ def cosine_agreement(reference: np.ndarray, other: np.ndarray) -> tuple[float, f
 def interleaved_latency(
     embeds: dict[str, Embed], texts: Sequence[str], repeats: int
 ) -> dict[str, list[float]]:
-    """Seconds each embedder takes on ``texts``: ``repeats`` rounds, every embedder once a
-    round, the order rotated by one each round (no embedder always runs first or last)."""
+    """Seconds each embedder takes on ``texts``: ``repeats`` rounds, every embedder once a round,
+    the order rotated by one each round (no embedder always runs first or last)."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}.")
     names = list(embeds)
@@ -223,8 +289,7 @@ def interleaved_latency(
         embeds[name](texts[: min(len(texts), 8)])
     seconds: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             start = time.perf_counter()
             embeds[name](texts)
             seconds[name].append(time.perf_counter() - start)
@@ -245,6 +310,7 @@ def measure_variants(
     (sentence1, sentence2, gold) the Spearman is scored from the probe embeddings, so
     ``probe_texts`` must hold both sides (:func:`pair_texts`)."""
     import torch
+    from scipy.stats import spearmanr
 
     if reference not in (names := sorted(v.name for v in variants)):
         raise ValueError(f"The reference variant {reference!r} is not among {names}.")
@@ -262,18 +328,15 @@ def measure_variants(
         torch.set_num_threads(before)
     results = []
     for v in variants:
-        mean, low = cosine_agreement(emb[reference], emb[v.name])
         spearman = None
         if pairs is not None:
-            from scipy.stats import spearmanr
-
             s1, s2, gold = pairs
-            e = emb[v.name]
-            cos = paired_cosine(e[[index[t] for t in s1]], e[[index[t] for t in s2]])
+            cos = paired_cosine(emb[v.name][[index[t] for t in s1]], emb[v.name][[index[t] for t in s2]])
             spearman = float(spearmanr(np.asarray(gold, np.float64), cos).statistic)
         sizes = (folder_bytes(v.folder), folder_bytes(v.folder, weights_only=True))
         latency = (statistics.median(seconds[v.name]), seconds[v.name], len(latency_texts))
-        results.append(VariantResult(v.name, v.description, *sizes, *latency, mean, low, spearman))
+        agreement = cosine_agreement(emb[reference], emb[v.name])
+        results.append(VariantResult(v.name, v.description, *sizes, *latency, *agreement, spearman))
     return results
 
 
