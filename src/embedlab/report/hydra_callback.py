@@ -1,9 +1,8 @@
-"""Hydra callback: write the decision report into every multirun folder when the sweep ends.
-
-Wired in configs/hydra (``hydra.callbacks.report``). Hydra's basic sweeper raises after a batch
-with a failed job and never calls ``on_multirun_end``, so an exit hook writes the files-only
-report then; a failed job's exception goes to the launcher's stderr, so ``on_job_end`` saves it
-as ``<job dir>/error.txt`` for the report. A report failure is logged, never raised.
+"""Hydra callback (``hydra.callbacks.report`` in configs/hydra): write the decision report into every
+multirun folder when the sweep ends. Hydra's basic sweeper raises after a batch with a failed job and
+never calls ``on_multirun_end``, so an exit hook writes the files-only report then; ``on_job_end``
+saves a failed job's exception as ``<job dir>/error.txt`` for the report. A report failure is logged,
+never raised.
 """
 
 from __future__ import annotations
@@ -50,11 +49,9 @@ def planned_overrides(multirun_dir: str | Path) -> list[list[str]] | None:
 
 
 class ReportCallback(Callback):
-    """Runs :func:`embedlab.report.render.generate_report` on ``hydra.sweep.dir``.
-
-    ``wandb="auto"`` logs the summary run when the sweep's ``logger.wandb`` mode is not
-    ``disabled``; ``True`` / ``False`` force it. Budget arguments mirror report.py's options.
-    """
+    """Runs :func:`embedlab.report.render.generate_report` on ``hydra.sweep.dir``. ``wandb="auto"``
+    logs the summary run unless the sweep's ``logger.wandb`` mode is ``disabled``; budget arguments
+    mirror report.py's options."""
 
     def __init__(
         self,
@@ -82,12 +79,14 @@ class ReportCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.enabled:
             self._sweep_dir = None  # done: the exit hook has nothing left to do
-            section = _wandb_section(config)
-            wanted = (
-                self.wandb
-                if isinstance(self.wandb, bool)
-                else bool(section) and section.get("mode") != "disabled"
+            # The sweep's logger.wandb node; interpolations cannot be resolved outside a job: dropped.
+            node = OmegaConf.select(config, "logger.wandb", default=None)
+            items = (
+                OmegaConf.to_container(node, resolve=False).items() if isinstance(node, DictConfig) else []
             )
+            section = {k: v for k, v in items if not (isinstance(v, str) and "${" in v)}
+            auto = bool(section) and section.get("mode") != "disabled"
+            wanted = self.wandb if isinstance(self.wandb, bool) else auto
             self.run_report(str(config.hydra.sweep.dir), use_wandb=wanted, wandb_cfg=section)
 
     def _report_at_exit(self) -> None:
@@ -138,11 +137,3 @@ class ReportCallback(Callback):
             (out / "error.txt").write_text(text, encoding="utf-8")
         except Exception as err:  # never mask the job's own failure
             log.warning("Could not record the failed job's error: %s", err)
-
-
-def _wandb_section(config: DictConfig) -> dict[str, Any]:
-    """The sweep config's ``logger.wandb`` node as plain values ({} without W&B); interpolations
-    (``${...}``) cannot be resolved outside a job and are dropped."""
-    node = OmegaConf.select(config, "logger.wandb", default=None)
-    items = OmegaConf.to_container(node, resolve=False).items() if isinstance(node, DictConfig) else []
-    return {k: v for k, v in items if not (isinstance(v, str) and "${" in v)}
