@@ -1,9 +1,6 @@
-"""Ranked cells -> a recommendation under a stated budget, and the whole report in one object.
-
-A decision needs the best quality meeting every cost limit, the limits that excluded better cells,
-whether seeds separate the pick from the runner-up, and the failed jobs in view.
-:func:`build_report` computes it once; renderers only format the result.
-"""
+"""Ranked cells -> a recommendation under a budget (the best quality meeting every limit, what
+excluded better cells, whether seeds separate it from the runner-up) and the whole report in one
+object, computed once by :func:`build_report`; renderers only format it."""
 
 from __future__ import annotations
 
@@ -58,8 +55,7 @@ class Budget:
         return ", ".join(parts) or "no budget"
 
     @staticmethod
-    def _miss(c: Cost, row: CellRow, limit: float) -> float:
-        """How far ``row`` exceeds ``limit``, relative to it (<= 0: within; NaN: unmeasured)."""
+    def _miss(c: Cost, row: CellRow, limit: float) -> float:  # relative; <= 0: within, NaN: unmeasured
         return (getattr(row, c.attr) - limit) * (-1 if c.larger_is_better else 1) / max(abs(limit), 1e-12)
 
     def violations(self, row: CellRow) -> list[str]:
@@ -242,9 +238,8 @@ class SweepReport:
         ]
 
     def sections(self, plots: Mapping[str, Path] | None = None) -> list[tuple[str, Any]]:
-        """The report as ``(kind, content)`` blocks in order, so every renderer shows the same thing.
-        Kinds: h1, h2, p, rec (paragraphs), ul / notes (lines), table ((header, body)),
-        pareto ([(cost, PNG path or None)])."""
+        """The report as ``(kind, content)`` blocks, so every renderer shows the same thing: h1, h2, p,
+        rec (paragraphs), ul / notes (lines), table ((header, body)), pareto ([(front, PNG or None)])."""
         problems = ["job", "status", "reason"], [[j.name, j.status, j.reason] for j in self.problem_jobs]
         shared = any(r.throughput_shared for r in self.rows)
         return [
@@ -292,8 +287,7 @@ def build_report(
     variant_aware: bool = True,
     **scan_options: Any,
 ) -> SweepReport:
-    """Scan, rank, mark Pareto fronts, recommend and count encode passes in one call.
-    ``scan_options`` go to :func:`scan` (``running_window_s``; ``planner`` lists never-started jobs)."""
+    """Scan, rank, recommend and count encode passes; ``scan_options`` go to :func:`scan`."""
     sources = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     jobs = scan(sources, **scan_options)
     if not jobs:

@@ -1,8 +1,5 @@
-"""Write a SweepReport as report.md / report.csv / jobs.csv / report.json / report.html / Pareto PNGs.
-
-The files are the primary output: beside the sweep, no account, no network; the HTML embeds its
-plots (base64 PNG) so it travels as one file. W&B (``report/wandb_report.py``) comes on top.
-"""
+"""Write a SweepReport as report.md / .csv / .json / .html, jobs.csv and Pareto PNGs: beside the
+sweep, no account, no network; the HTML embeds its plots so it travels as one file. W&B comes on top."""
 
 from __future__ import annotations
 
@@ -35,7 +32,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,sans-serif;margin:2rem;max-width:1400px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1rem 0}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
-th{background:#f3f3f3} tr.pick td{background:#eaf6ea}
+th{background:#f3f3f3}
 .rec{background:#f7f7ff;border-left:4px solid #557;padding:.6rem 1rem}
 img{max-width:100%;border:1px solid #eee} .note{color:#666;font-size:13px}
 """
@@ -43,7 +40,7 @@ img{max-width:100%;border:1px solid #eee} .note{color:#666;font-size:13px}
 
 @dataclass
 class ReportFiles:
-    """Where write_report put things (``plots`` maps cost -> PNG; absent when unmeasured)."""
+    """Where write_report put things (``plots``: front -> PNG, absent when unmeasured)."""
 
     out_dir: Path
     markdown: Path

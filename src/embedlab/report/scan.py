@@ -1,7 +1,6 @@
 """Find a sweep's jobs and read each into a JobRecord, whatever became of it: a finished job leaves
-results.json (metrics, resolved config, scored variant cells), a dead one a log, an error.txt or a
-line in the launcher's lost_jobs.json, a never-started one only its place in the sweep's plan.
-"""
+results.json, a dead one a log, error.txt or a line in the launcher's lost_jobs.json, a never-started
+one only its place in the sweep's plan."""
 
 from __future__ import annotations
 
@@ -163,15 +162,6 @@ def load_yaml(path: Path) -> Any:
         return None
 
 
-def _read_overrides(job_dir: Path) -> tuple[str, ...]:
-    loaded = load_yaml(job_dir / ".hydra" / "overrides.yaml")
-    if isinstance(loaded, list):
-        return tuple(str(o) for o in loaded)
-    # No .hydra/ (killed before Hydra wrote it): the folder name is `<num>_<override_dirname>`.
-    rest = _JOB_NUM.sub("", job_dir.name) if _JOB_NUM.match(job_dir.name) else ""
-    return tuple(o for o in rest.split(",") if "=" in o)
-
-
 def _read_payload(job_dir: Path, now: float | None, running_window_s: float) -> tuple[Status, str, dict]:
     results = job_dir / "results.json"
     if not results.is_file():
@@ -191,7 +181,7 @@ def _job_num(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _order(num: int | None, name: str) -> tuple[int, str]:
+def _order(num: int | None, name: str) -> tuple[int, str]:  # numbered jobs first, in sweep order
     return (num if num is not None else 1 << 30, name)
 
 
@@ -200,7 +190,11 @@ def read_job(
 ) -> JobRecord:
     """One job folder -> a JobRecord (never raises on a broken job: that is what it records)."""
     job_dir = Path(job_dir)
-    overrides = _read_overrides(job_dir)
+    loaded = load_yaml(job_dir / ".hydra" / "overrides.yaml")
+    # No .hydra/ (killed before Hydra wrote it): the folder name is `<num>_<override_dirname>`.
+    rest = _JOB_NUM.sub("", job_dir.name) if _JOB_NUM.match(job_dir.name) else ""
+    guessed = tuple(o for o in rest.split(",") if "=" in o)
+    overrides = tuple(str(o) for o in loaded) if isinstance(loaded, list) else guessed
     status, reason, payload = _read_payload(job_dir, now, running_window_s)
     meta = dict(payload.get("meta") or {})
     config = meta.pop("config", None)
@@ -256,14 +250,11 @@ def find_job_dirs(root: str | Path) -> list[Path]:
 
 def lost_jobs(multirun_dir: str | Path) -> dict[int, str]:
     """{job number: why} for jobs the launcher saw die without returning (killed, OOM, time limit)."""
-    path = Path(multirun_dir) / LOST_JOBS_FILE
-    if not path.exists():
-        return {}
+    path, raw = Path(multirun_dir) / LOST_JOBS_FILE, {}
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError) as exc:
         log.warning("Ignoring unreadable %s: %s", path, exc)
-        return {}
     return {int(num): f"lost (submitit job {v.get('job_id')}): {v.get('reason')}" for num, v in raw.items()}
 
 
@@ -275,8 +266,11 @@ def _unstarted(root: Path, plan: list[list[str]], present: set[int], lost: dict[
         name = f"{num}_{','.join(sorted(ovs))}"
         status: Status = "failed" if num in lost else "not_started"
         reason = lost.get(num, "planned in multirun.yaml but no job folder (sweep stopped before it)")
-        axes = _axes_from({}, ovs, [])
-        out.append(JobRecord(root / name, name, status, reason, num, ovs, axes, extras=_extras(ovs)))
+        out.append(
+            JobRecord(
+                root / name, name, status, reason, num, ovs, _axes_from({}, ovs, []), extras=_extras(ovs)
+            )
+        )
     return out
 
 

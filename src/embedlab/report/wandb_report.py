@@ -1,7 +1,6 @@
-"""The sweep report on W&B: a ``job_type="report"`` run in the sweep's group (tables, Pareto PNGs,
-HTML page, recommendation), and a W&B Report, first as plain data (wandb_report.json, reviewable
-without wandb-workspaces), then built from it. wandb / wandb-workspaces are imported where needed.
-"""
+"""The sweep report on W&B: a ``job_type="report"`` run in the sweep's group (tables, Pareto PNGs, HTML
+page, recommendation) and a W&B Report, first as plain data (wandb_report.json, reviewable without
+wandb-workspaces), then built from it."""
 
 from __future__ import annotations
 
@@ -31,9 +30,7 @@ _COST_KEYS = {
 
 
 @dataclass
-class WandbSummary:
-    """The summary run that log_to_wandb created (``finished`` is checked, not assumed)."""
-
+class WandbSummary:  # the run log_to_wandb created (``finished`` is checked, not assumed)
     run_id: str
     run_dir: str
     mode: str
