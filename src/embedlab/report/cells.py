@@ -1,9 +1,6 @@
-"""Jobs -> configuration cells: quality next to what it costs, seeds folded, ranked, Pareto-marked.
-
-Quality and costs are read at the variant cells a job deploys (``JobRecord.deployed``): the
-monitor names the float32, full-dimension, exact-search number, the same for every
-dimension / precision / index cell of a model.
-"""
+"""Jobs -> configuration cells: seeds folded, quality next to its costs, ranked and Pareto-marked per
+dataset. Both are read at the variant cells a job deploys (``JobRecord.deployed``): the monitor names
+the float32, full-dimension, exact-search number every dimension / precision / index cell shares."""
 
 from __future__ import annotations
 
@@ -20,24 +17,34 @@ from embedlab.eval.variants import Cell
 from embedlab.report.scan import AXES, JobRecord, Mode
 
 THROUGHPUT_SUFFIXES: tuple[str, ...] = ("encode_texts_per_s", "encode_documents_per_s")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A measured cost: its CellRow attribute, wording, the Budget field limiting it and the Pareto
+    front of quality against it (flag ``CellRow.pareto_<front>``)."""
+
+    attr: str
+    name: str
+    unit: str
+    spec: str
+    larger_is_better: bool = False
+    limit: str | None = None
+    front: str | None = None
+
+
+COSTS: tuple[Cost, ...] = (
+    Cost("throughput", "encode throughput", "texts/s", ".0f", True, "min_throughput", "throughput"),
+    Cost("memory_mb", "index memory", "MB", ".2f", limit="max_memory_mb", front="memory"),
+    Cost("latency_ms", "p50 latency", "ms", ".3g", limit="max_latency_ms"),
+    Cost("bytes_per_vector", "stored size", "bytes/vector", ".0f"),
+)
+PARETO_COSTS: dict[str, Cost] = {c.front: c for c in COSTS if c.front}
 CSV_COLUMNS: tuple[str, ...] = (
     *("rank", *AXES, "other", "quality_key", "quality_mean", "quality_std", "n_seeds", "n_failed", "n_nan"),
     *("throughput", "throughput_shared", "memory_mb", "latency_ms", "bytes_per_vector"),
     *("pareto_throughput", "pareto_memory", "seeds", "jobs"),
 )
-# Costs: (row attribute, ranked-table header and format, recommendation text); a table column
-# is shown when some row has a value.
-COST_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
-    ("throughput", "encode texts/s", ".0f", "encodes {:.0f} texts/s"),
-    ("memory_mb", "index MB", ".2f", "index {:.1f} MB"),
-    ("latency_ms", "p50 ms", ".3g", "p50 latency {:.3g} ms"),
-    ("bytes_per_vector", "bytes/vector", ".0f", "{:.0f} bytes/vector"),
-)
-# Pareto fronts: cost name -> (row attribute, flag attribute, larger cost is better)
-PARETO_COSTS: dict[str, tuple[str, str, bool]] = {
-    "throughput": ("throughput", "pareto_throughput", True),
-    "memory": ("memory_mb", "pareto_memory", False),
-}
 
 
 def dataset_of(key: str) -> str | None:
@@ -106,7 +113,8 @@ def encoder_key(job: JobRecord) -> tuple[str, ...]:
 
 @dataclass
 class CellRow:
-    """One configuration cell: all jobs that differ only by seed, folded together."""
+    """One configuration cell: the jobs that differ only by seed, folded together. ``qualities`` has
+    one value per completed seed (NaN counted in ``n_nan``, not averaged); costs are seed means."""
 
     axes: dict[str, str]
     extras: tuple[str, ...]
@@ -117,7 +125,7 @@ class CellRow:
     jobs: list[str]
     n_failed: int = 0
     throughput: float = math.nan
-    throughput_shared: bool = False
+    throughput_shared: bool = False  # measured by jobs with the same encoder (this one read the cache)
     memory_mb: float = math.nan
     latency_ms: float = math.nan
     bytes_per_vector: float = math.nan
@@ -129,20 +137,18 @@ class CellRow:
 
     @property
     def n_seeds(self) -> int:
-        """Completed jobs in the cell (a NaN quality still counts as a completed seed)."""
         return len(self.qualities)
 
     @property
     def n_nan(self) -> int:
-        return sum(1 for q in self.qualities if not math.isfinite(q))
+        return len(self.qualities) - len(finite(self.qualities))
 
     @property
     def quality_mean(self) -> float:
         return _mean(self.qualities)
 
     @property
-    def quality_std(self) -> float:
-        """Sample standard deviation over seeds (ddof=1); NaN with fewer than two."""
+    def quality_std(self) -> float:  # sample standard deviation (ddof=1); NaN under two seeds
         vals = finite(self.qualities)
         return statistics.stdev(vals) if len(vals) > 1 else math.nan
 
@@ -178,33 +184,15 @@ def pareto_front(
     return (ok & ~dominated.any(axis=1)).tolist()
 
 
-def _mark_pareto(group: list[CellRow]) -> None:
-    """Set the Pareto flags of one dataset's rows, per cost axis."""
-    for attr, flag, maximize_x in PARETO_COSTS.values():
-        usable = [r for r in group if math.isfinite(getattr(r, attr)) and math.isfinite(r.quality_mean)]
-        points = [(getattr(r, attr), r.quality_mean) for r in usable]
-        flags = pareto_front(points, maximize=(maximize_x, all(r.mode == "max" for r in usable)))
-        for r, f in zip(usable, flags, strict=True):
-            setattr(r, flag, f)
-
-
 def varying_axes(rows: Sequence[CellRow]) -> list[str]:
     return [a for a in AXES if len({r.axes.get(a) for r in rows}) > 1]
-
-
-def _labels(rows: list[CellRow]) -> None:
-    """Short labels naming only what varies across the table (full text in describe())."""
-    common = set.intersection(*(set(r.extras) for r in rows)) if rows else set()
-    for r in rows:
-        r.shown_extras = tuple(e for e in r.extras if e not in common)
-        r.label = ", ".join([f"{a}={r.axes.get(a)}" for a in varying_axes(rows)] + list(r.shown_extras))
-        r.label = r.label or r.describe()
 
 
 def _row(cell_jobs: list[JobRecord], metric: str | None, mode: Mode | None, variant_aware: bool) -> CellRow:
     ok = [j for j in cell_jobs if j.ok]
     first = (ok or cell_jobs)[0]
-    row = CellRow(
+    costs = [costs_of(j) for j in ok]
+    return CellRow(
         axes={a: first.axes.get(a, "?") for a in AXES},
         extras=first.extras,
         mode=mode or first.monitor_mode,
@@ -214,11 +202,30 @@ def _row(cell_jobs: list[JobRecord], metric: str | None, mode: Mode | None, vari
         jobs=[j.name for j in cell_jobs],
         n_failed=len(cell_jobs) - len(ok),
         throughput=_mean(throughput_of(j) for j in ok),
+        **{attr: _mean(c[attr] for c in costs) for attr in ("memory_mb", "latency_ms", "bytes_per_vector")},
     )
-    costs = [costs_of(j) for j in ok]
-    for attr in ("memory_mb", "latency_ms", "bytes_per_vector"):
-        setattr(row, attr, _mean(c[attr] for c in costs))
-    return row
+
+
+def rank_dataset(group: list[CellRow]) -> list[CellRow]:
+    """One dataset's rows ranked (quality, then throughput, then name; unscored rows last, unranked)
+    and Pareto-marked per cost with a front."""
+    scored = sorted(
+        (r for r in group if math.isfinite(r.quality_mean)),
+        key=lambda r: (
+            -r.quality_mean if r.mode == "max" else r.quality_mean,
+            -r.throughput if math.isfinite(r.throughput) else math.inf,
+            r.describe(),
+        ),
+    )
+    for i, r in enumerate(scored, start=1):
+        r.rank = i
+    for front, cost in PARETO_COSTS.items():
+        usable = [r for r in group if math.isfinite(getattr(r, cost.attr)) and math.isfinite(r.quality_mean)]
+        points = [(getattr(r, cost.attr), r.quality_mean) for r in usable]
+        maximize = (cost.larger_is_better, all(r.mode == "max" for r in usable))
+        for r, flag in zip(usable, pareto_front(points, maximize=maximize), strict=True):
+            setattr(r, f"pareto_{front}", flag)
+    return scored + sorted((r for r in group if r.rank is None), key=CellRow.describe)
 
 
 def build_table(
@@ -228,67 +235,58 @@ def build_table(
     mode: Mode | None = None,
     variant_aware: bool = True,
 ) -> list[CellRow]:
-    """One row per configuration cell, ranked by quality within each dataset; seeds fold into mean and
-    sample std (NaN qualities counted, not averaged), costs into means. A job that read cached corpus
-    embeddings borrows the throughput of its encoder's jobs (``throughput_shared``); cells without a
-    completed job stay, unranked."""
+    """One row per configuration cell, ranked within each dataset; seeds fold into mean and sample
+    std, costs into means. A job that read cached corpus embeddings borrows the throughput of its
+    encoder's jobs (``throughput_shared``); cells without a completed job stay, unranked."""
     cells: dict[tuple[str, ...], list[JobRecord]] = defaultdict(list)
     speeds: dict[tuple[str, ...], list[float]] = defaultdict(list)
     for job in jobs:
         cells[job.cell_key].append(job)
         if job.ok:
             speeds[encoder_key(job)].append(throughput_of(job))
-    rows = [_row(cell_jobs, metric, mode, variant_aware) for cell_jobs in cells.values()]
-    for row, cell_jobs in zip(rows, cells.values(), strict=True):
+    by_data: dict[str, list[CellRow]] = defaultdict(list)
+    for cell_jobs in cells.values():
+        row = _row(cell_jobs, metric, mode, variant_aware)
         shared = _mean(v for j in cell_jobs if j.ok for v in speeds[encoder_key(j)])
         if math.isnan(row.throughput) and math.isfinite(shared):
             row.throughput, row.throughput_shared = shared, True
-    ranked: list[CellRow] = []
-    for data in sorted({r.data for r in rows}):
-        group = [r for r in rows if r.data == data]
-        scored = sorted(
-            (r for r in group if math.isfinite(r.quality_mean)),
-            key=lambda r: (
-                -r.quality_mean if r.mode == "max" else r.quality_mean,
-                -r.throughput if math.isfinite(r.throughput) else math.inf,
-                r.describe(),
-            ),
-        )
-        for i, r in enumerate(scored, start=1):
-            r.rank = i
-        _mark_pareto(group)
-        ranked += scored + sorted((r for r in group if r.rank is None), key=CellRow.describe)
-    _labels(ranked)
+        by_data[row.data].append(row)
+    ranked = [r for data in sorted(by_data) for r in rank_dataset(by_data[data])]
+    # Short labels name only what varies across the table (the full text is describe()).
+    common = set.intersection(*(set(r.extras) for r in ranked)) if ranked else set()
+    varying = varying_axes(ranked)
+    for r in ranked:
+        r.shown_extras = tuple(e for e in r.extras if e not in common)
+        r.label = ", ".join([f"{a}={r.axes.get(a)}" for a in varying] + list(r.shown_extras))
+        r.label = r.label or r.describe()
     return ranked
 
 
+def _num(value: float, spec: str) -> str:
+    return format(value, spec) if math.isfinite(value) else ""
+
+
 def ranked_table(rows: Sequence[CellRow]) -> tuple[list[str], list[list[str]]]:
-    """The ranked table as header + string cells (Markdown, HTML and the W&B Report)."""
+    """The ranked table as header + string cells: the one table model Markdown, HTML and W&B render."""
     varying = varying_axes(rows) or list(AXES)  # the constant axes go in a line above
     show_other = len({r.extras for r in rows}) > 1
-    costs = [c for c in COST_COLUMNS if any(math.isfinite(getattr(r, c[0])) for r in rows)]
-    header = ["rank", *varying, *(["other"] if show_other else []), "quality", "± std", "seeds", "failed"]
-    header += [h for _, h, _, _ in costs] + ["front: throughput", "front: memory"]
+    costs = [c for c in COSTS if any(math.isfinite(getattr(r, c.attr)) for r in rows)]
+    header = ["rank", *varying, *(["other"] * show_other), "quality", "± std", "seeds", "failed"]
+    header += [f"{c.name} ({c.unit})" for c in costs] + [f"front: {front}" for front in PARETO_COSTS]
     body = []
     for r in rows:
         q = _num(r.quality_mean, ".4f") or ("NaN" if r.n_seeds else "failed")
         cells = [str(r.rank or "-"), *(r.axes.get(a, "?") for a in varying)] + [
             " ".join(r.extras)
         ] * show_other
-        cells += [q + (f" ({r.n_nan} NaN)" if r.n_nan else ""), _num(r.quality_std, ".4f")]
-        cells += [str(r.n_seeds), str(r.n_failed or "")]
-        for attr, _, spec, _ in costs:
-            text = _num(getattr(r, attr), spec)
-            cells.append(text + ("*" if attr == "throughput" and r.throughput_shared and text else ""))
-        body.append(cells + [_FLAG[f] for f in (r.pareto_throughput, r.pareto_memory)])
+        cells += [q + (f" ({r.n_nan} NaN)" if r.n_nan else ""), _num(r.quality_std, ".4f"), str(r.n_seeds)]
+        cells.append(str(r.n_failed or ""))
+        for c in costs:
+            text = _num(getattr(r, c.attr), c.spec)
+            cells.append(text + ("*" if c.attr == "throughput" and r.throughput_shared and text else ""))
+        flags = (getattr(r, f"pareto_{front}") for front in PARETO_COSTS)
+        body.append(cells + [{True: "yes", False: "no", None: ""}[f] for f in flags])
     return header, body
-
-
-_FLAG = {True: "yes", False: "no", None: ""}
-
-
-def _num(value: float, spec: str) -> str:
-    return format(value, spec) if math.isfinite(value) else ""
 
 
 def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:

@@ -1,10 +1,6 @@
-"""Hydra callback: write the decision report into every multirun folder when the sweep ends.
-
-Wired in configs/hydra (``hydra.callbacks.report``). Hydra's basic sweeper raises after a batch
-with a failed job and never calls ``on_multirun_end``, so an exit hook writes the files-only
-report then; a failed job's exception goes to the launcher's stderr, so ``on_job_end`` saves it
-as ``<job dir>/error.txt`` for the report. A report failure is logged, never raised.
-"""
+"""Hydra callback (configs/hydra ``callbacks.report``): the decision report in every multirun folder.
+Hydra's basic sweeper raises after a failed batch without ``on_multirun_end``, so an exit hook writes
+the files then; ``on_job_end`` saves a failed job's exception as error.txt. Report errors are logged."""
 
 from __future__ import annotations
 
@@ -12,6 +8,7 @@ import atexit
 import itertools
 import logging
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,30 +46,22 @@ def planned_overrides(multirun_dir: str | Path) -> list[list[str]] | None:
     return [list(job) for job in itertools.product(*choices.values())]
 
 
+@dataclass(eq=False)
 class ReportCallback(Callback):
-    """Runs :func:`embedlab.report.render.generate_report` on ``hydra.sweep.dir``.
+    """Runs :func:`embedlab.report.render.generate_report` on ``hydra.sweep.dir``. ``wandb="auto"``
+    logs the summary run unless the sweep's ``logger.wandb`` mode is ``disabled``; budget arguments
+    mirror report.py's options."""
 
-    ``wandb="auto"`` logs the summary run when the sweep's ``logger.wandb`` mode is not
-    ``disabled``; ``True`` / ``False`` force it. Budget arguments mirror report.py's options.
-    """
-
-    def __init__(
-        self,
-        enabled: bool = True,
-        metric: str | None = None,
-        max_latency_ms: float | None = None,
-        min_throughput: float | None = None,
-        max_memory_mb: float | None = None,
-        out_dir: str | None = None,
-        wandb: bool | str = "auto",
-        publish_wandb_report: bool = False,
-        write_job_errors: bool = True,
-    ) -> None:
-        self.enabled, self.wandb, self.write_job_errors = enabled, wandb, write_job_errors
-        self.publish = publish_wandb_report
-        budget = Budget(max_latency_ms, min_throughput, max_memory_mb)
-        self.options = {"metric": metric, "budget": budget, "out_dir": out_dir}
-        self._sweep_dir: str | None = None
+    enabled: bool = True
+    metric: str | None = None
+    max_latency_ms: float | None = None
+    min_throughput: float | None = None
+    max_memory_mb: float | None = None
+    out_dir: str | None = None
+    wandb: bool | str = "auto"
+    publish_wandb_report: bool = False
+    write_job_errors: bool = True
+    _sweep_dir: str | None = field(default=None, init=False)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if self.enabled:
@@ -82,17 +71,19 @@ class ReportCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.enabled:
             self._sweep_dir = None  # done: the exit hook has nothing left to do
-            section = _wandb_section(config)
-            wanted = (
-                self.wandb
-                if isinstance(self.wandb, bool)
-                else bool(section) and section.get("mode") != "disabled"
+            # The sweep's logger.wandb node; interpolations cannot be resolved outside a job: dropped.
+            node = OmegaConf.select(config, "logger.wandb", default=None)
+            items = (
+                OmegaConf.to_container(node, resolve=False).items() if isinstance(node, DictConfig) else []
             )
+            section = {k: v for k, v in items if not (isinstance(v, str) and "${" in v)}
+            auto = bool(section) and section.get("mode") != "disabled"
+            wanted = self.wandb if isinstance(self.wandb, bool) else auto
             self.run_report(str(config.hydra.sweep.dir), use_wandb=wanted, wandb_cfg=section)
 
     def _report_at_exit(self) -> None:
-        """The sweep stopped without on_multirun_end (a job failed): files only, no W&B, whose
-        own exit hooks may already be tearing down."""
+        """The sweep stopped without on_multirun_end (a job failed): files only, no W&B, whose own
+        exit hooks may already be tearing down."""
         if self._sweep_dir is not None:
             log.info("Sweep ended early (a job failed?): writing the report anyway.")
             sweep_dir, self._sweep_dir = self._sweep_dir, None
@@ -102,18 +93,19 @@ class ReportCallback(Callback):
         self, sweep_dir: str, *, use_wandb: bool, wandb_cfg: dict[str, Any] | None = None
     ) -> Path | None:
         """Generate the report; any error is logged, never raised. Returns report.md's path."""
-        wandb_cfg = wandb_cfg or {}
+        budget = Budget(self.max_latency_ms, self.min_throughput, self.max_memory_mb)
+        where = {f"wandb_{k}": (wandb_cfg or {}).get(k) for k in ("project", "entity", "mode")}
         try:
             outcome = generate_report(
                 sweep_dir,
-                **self.options,
+                metric=self.metric,
+                budget=budget,
+                out_dir=self.out_dir,
                 wandb=use_wandb,
-                wandb_project=wandb_cfg.get("project"),
-                wandb_entity=wandb_cfg.get("entity"),
-                wandb_mode=wandb_cfg.get("mode"),
-                publish_wandb=self.publish and use_wandb,
+                publish_wandb=self.publish_wandb_report and use_wandb,
                 running_window_s=0.0,  # the sweep is over: nothing is still running
                 planner=planned_overrides,
+                **where,
             )
         except Exception as exc:
             log.error("Sweep report for %s failed (the sweep itself is unaffected): %s", sweep_dir, exc)
@@ -126,10 +118,8 @@ class ReportCallback(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """Record a failed job's exception in ``<job dir>/error.txt`` for the report."""
-        if (
-            not (self.enabled and self.write_job_errors)
-            or getattr(job_return, "status", None) != JobStatus.FAILED
-        ):
+        failed = getattr(job_return, "status", None) == JobStatus.FAILED
+        if not (self.enabled and self.write_job_errors and failed):
             return
         try:
             exc = job_return._return_value  # the exception; `.return_value` would re-raise it
@@ -138,11 +128,3 @@ class ReportCallback(Callback):
             (out / "error.txt").write_text(text, encoding="utf-8")
         except Exception as err:  # never mask the job's own failure
             log.warning("Could not record the failed job's error: %s", err)
-
-
-def _wandb_section(config: DictConfig) -> dict[str, Any]:
-    """The sweep config's ``logger.wandb`` node as plain values ({} without W&B); interpolations
-    (``${...}``) cannot be resolved outside a job and are dropped."""
-    node = OmegaConf.select(config, "logger.wandb", default=None)
-    items = OmegaConf.to_container(node, resolve=False).items() if isinstance(node, DictConfig) else []
-    return {k: v for k, v in items if not (isinstance(v, str) and "${" in v)}

@@ -1,9 +1,6 @@
-"""Ranked cells -> a recommendation under a stated budget, and the whole report in one object.
-
-A decision needs the best quality meeting every cost limit, the limits that excluded better
-cells, whether seeds separate the pick from the runner-up, and the failed jobs in view.
-:func:`build_report` runs scan -> cells -> recommend once; renderers only format the result.
-"""
+"""Ranked cells -> a recommendation under a budget (the best quality meeting every limit, what
+excluded better cells, whether seeds separate it from the runner-up) and the whole report in one
+object, computed once by :func:`build_report`; renderers only format it."""
 
 from __future__ import annotations
 
@@ -16,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from embedlab.report.cells import (
-    COST_COLUMNS,
+    COSTS,
     PARETO_COSTS,
     CellRow,
+    Cost,
     build_table,
     dataset_of,
     encoder_key,
@@ -26,16 +24,10 @@ from embedlab.report.cells import (
     ranked_table,
     varying_axes,
 )
-from embedlab.report.scan import AXES, JobRecord, Mode, scan, sweep_id_for, wandb_target
+from embedlab.report.scan import AXES, JobRecord, Mode, get, scan, sweep_group_for_dir
 
 log = logging.getLogger(__name__)
 
-# Budget field -> (cost name, row attribute, value must be <= limit, unit)
-_LIMITS = {
-    "max_latency_ms": ("p50 latency", "latency_ms", True, "ms"),
-    "min_throughput": ("encode throughput", "throughput", False, "texts/s"),
-    "max_memory_mb": ("index memory", "memory_mb", True, "MB"),
-}
 _NOTES = (
     "Quality is the mean over seeds; ± is the sample standard deviation (n-1).",
     "* throughput measured by a job with the same model and pooling (this one read cached embeddings).",
@@ -45,49 +37,44 @@ _NOTES = (
 
 @dataclass(frozen=True)
 class Budget:
-    """Cost limits a recommendation must meet; ``None`` means no limit on that cost."""
+    """Cost limits a recommendation must meet (``None``: no limit); each field is a ``Cost.limit``."""
 
     max_latency_ms: float | None = None
     min_throughput: float | None = None
     max_memory_mb: float | None = None
 
-    def _limits(self) -> list[tuple[str, str, float, bool, str]]:
-        """(cost name, row attribute, limit, value must be <= limit, unit) of each given limit."""
-        given = ((getattr(self, f), spec) for f, spec in _LIMITS.items())
-        return [
-            (name, attr, limit, at_most, unit)
-            for limit, (name, attr, at_most, unit) in given
-            if limit is not None
-        ]
+    def limits(self) -> list[tuple[Cost, float]]:
+        return [(c, getattr(self, c.limit)) for c in COSTS if c.limit and getattr(self, c.limit) is not None]
 
     @property
     def empty(self) -> bool:
-        return not self._limits()
+        return not self.limits()
 
     def describe(self) -> str:
-        parts = [
-            f"{n} {'<=' if at_most else '>='} {lim:g} {unit}" for n, _, lim, at_most, unit in self._limits()
-        ]
+        parts = [f"{c.name} {'>=' if c.larger_is_better else '<='} {v:g} {c.unit}" for c, v in self.limits()]
         return ", ".join(parts) or "no budget"
+
+    @staticmethod
+    def _miss(c: Cost, row: CellRow, limit: float) -> float:  # relative; <= 0: within, NaN: unmeasured
+        return (getattr(row, c.attr) - limit) * (-1 if c.larger_is_better else 1) / max(abs(limit), 1e-12)
 
     def violations(self, row: CellRow) -> list[str]:
         """Why ``row`` misses the budget ([] when it meets it); an unmeasured cost counts as a miss."""
         out = []
-        for name, attr, limit, at_most, unit in self._limits():
-            value = getattr(row, attr)
+        for c, limit in self.limits():
+            value, miss = getattr(row, c.attr), self._miss(c, row, limit)
             if not math.isfinite(value):
-                out.append(f"{name} not measured")
-            elif (value > limit) if at_most else (value < limit):
-                out.append(f"{name} {value:.3g} {unit} {'>' if at_most else '<'} {limit:g} {unit}")
+                out.append(f"{c.name} not measured")
+            elif miss > 0:
+                out.append(
+                    f"{c.name} {value:.3g} {c.unit} {'<' if c.larger_is_better else '>'} {limit:g} {c.unit}"
+                )
         return out
 
     def shortfall(self, row: CellRow) -> float:
         """Sum of relative misses (0 = meets the budget; inf = a limited cost is unmeasured)."""
-        total = 0.0
-        for _, attr, limit, at_most, _ in self._limits():
-            miss = (getattr(row, attr) - limit) * (1 if at_most else -1) / max(abs(limit), 1e-12)
-            total += max(0.0, miss) if math.isfinite(miss) else math.inf
-        return total
+        misses = [self._miss(c, row, limit) for c, limit in self.limits()]
+        return sum(max(0.0, m) if math.isfinite(m) else math.inf for m in misses)
 
 
 @dataclass
@@ -113,9 +100,8 @@ def _quality_text(r: CellRow) -> str:
 
 
 def _cost_text(r: CellRow) -> str:
-    parts = [
-        text.format(getattr(r, attr)) for attr, _, _, text in COST_COLUMNS if math.isfinite(getattr(r, attr))
-    ]
+    measured = [(c, getattr(r, c.attr)) for c in COSTS if math.isfinite(getattr(r, c.attr))]
+    parts = [f"{c.name} {v:{c.spec}} {c.unit}" for c, v in measured]
     if r.throughput_shared and math.isfinite(r.throughput):
         parts[0] += " (measured by a sibling job)"
     return "; ".join(parts) or "no cost measured"
@@ -214,7 +200,7 @@ def count_encode_passes(jobs: Sequence[JobRecord]) -> EncodePasses:
 
 @dataclass
 class SweepReport:
-    """Everything the renderers need, computed once."""
+    """Everything the renderers need, computed once. ``wandb``: the jobs' ``logger.wandb`` node."""
 
     sources: list[Path]
     sweep_id: str
@@ -239,7 +225,6 @@ class SweepReport:
         return ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
 
     def summary_lines(self) -> list[str]:
-        """The report's header lines."""
         varying = varying_axes(self.rows)
         shared = ", ".join(f"{a}={self.rows[0].axes.get(a)}" for a in AXES if a not in varying)
         keys = ", ".join(sorted({r.quality_key for r in self.rows if r.quality_key})) or "none"
@@ -253,11 +238,8 @@ class SweepReport:
         ]
 
     def sections(self, plots: Mapping[str, Path] | None = None) -> list[tuple[str, Any]]:
-        """The report as ``(kind, content)`` blocks in order, so every renderer shows the same thing.
-
-        Kinds: h1, h2, p, rec (paragraph), ul / notes (lines), table ((header, body)),
-        pareto ([(cost, PNG path or None)]).
-        """
+        """The report as ``(kind, content)`` blocks, so every renderer shows the same thing: h1, h2, p,
+        rec (paragraphs), ul / notes (lines), table ((header, body)), pareto ([(front, PNG or None)])."""
         problems = ["job", "status", "reason"], [[j.name, j.status, j.reason] for j in self.problem_jobs]
         shared = any(r.throughput_shared for r in self.rows)
         return [
@@ -269,7 +251,7 @@ class SweepReport:
             ("table", ranked_table(self.rows)),
             ("notes", [n for n in _NOTES if shared or not n.startswith("*")]),
             ("h2", "Pareto fronts"),
-            ("pareto", [(cost, (plots or {}).get(cost)) for cost in PARETO_COSTS]),
+            ("pareto", [(front, (plots or {}).get(front)) for front in PARETO_COSTS]),
             ("h2", "Encode once, score many"),
             ("p", self.encode.summary()),
             ("h2", "Failed and unfinished jobs"),
@@ -305,8 +287,7 @@ def build_report(
     variant_aware: bool = True,
     **scan_options: Any,
 ) -> SweepReport:
-    """Scan, rank, mark Pareto fronts, recommend and count encode passes in one call.
-    ``scan_options`` go to :func:`scan` (``running_window_s``; ``planner`` lists never-started jobs)."""
+    """Scan, rank, recommend and count encode passes; ``scan_options`` go to :func:`scan`."""
     sources = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     jobs = scan(sources, **scan_options)
     if not jobs:
@@ -315,9 +296,20 @@ def build_report(
         )
     budget = budget or Budget()
     rows = build_table(jobs, metric, mode=mode, variant_aware=variant_aware)
-    recs, encode = recommend(rows, budget), count_encode_passes(jobs)
+    # The W&B group the job runs logged to when they agree on one, else the one the runner derives.
+    groups = {get(j.config, "logger", "wandb", "group") for j in jobs if j.config} - {None}
+    sweep_id = str(groups.pop()) if len(groups) == 1 else sweep_group_for_dir(sources[0])
+    wandb = next((w for j in jobs if isinstance(w := get(j.config, "logger", "wandb"), dict)), {})
     report = SweepReport(
-        sources, sweep_id_for(jobs, sources), metric, budget, jobs, rows, recs, encode, wandb_target(jobs)
+        sources,
+        sweep_id,
+        metric,
+        budget,
+        jobs,
+        rows,
+        recommend(rows, budget),
+        count_encode_passes(jobs),
+        wandb,
     )
     log.info("Report over %d jobs (%s), %d configuration cells", len(jobs), report.counts_text, len(rows))
     return report

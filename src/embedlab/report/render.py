@@ -1,8 +1,5 @@
-"""Write a SweepReport as report.md / report.csv / jobs.csv / report.json / report.html / Pareto PNGs.
-
-The files are the primary output: beside the sweep, no account, no network; the HTML embeds
-its plots (base64 PNG) so it travels as one file. W&B (``report/wandb_report.py``) comes on top.
-"""
+"""Write a SweepReport as report.md / .csv / .json / .html, jobs.csv and Pareto PNGs: beside the
+sweep, no account, no network; the HTML embeds its plots so it travels as one file. W&B comes on top."""
 
 from __future__ import annotations
 
@@ -14,22 +11,28 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from embedlab.report.cells import CSV_COLUMNS, PARETO_COSTS, CellRow, markdown_table
 from embedlab.report.recommend import SweepReport, build_report
-from embedlab.report.wandb_report import WandbSummary, log_to_wandb, publish_spec, wandb_report_spec
+from embedlab.report.wandb_report import (
+    WandbSummary,
+    build_wandb_report,
+    log_to_wandb,
+    publish_wandb_report,
+    wandb_report_spec,
+)
 from embedlab.viz.plots import ParetoPoint, plot_pareto
 
 log = logging.getLogger(__name__)
 
-_XLABELS = {"throughput": "encode throughput (texts/s)", "memory": "index memory (MB)"}
 _CSS = """
 body{font-family:system-ui,-apple-system,sans-serif;margin:2rem;max-width:1400px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1rem 0}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
-th{background:#f3f3f3} tr.pick td{background:#eaf6ea}
+th{background:#f3f3f3}
 .rec{background:#f7f7ff;border-left:4px solid #557;padding:.6rem 1rem}
 img{max-width:100%;border:1px solid #eee} .note{color:#666;font-size:13px}
 """
@@ -37,7 +40,7 @@ img{max-width:100%;border:1px solid #eee} .note{color:#666;font-size:13px}
 
 @dataclass
 class ReportFiles:
-    """Where write_report put things (``plots`` maps cost -> PNG; absent when unmeasured)."""
+    """Where write_report put things (``plots``: front -> PNG, absent when unmeasured)."""
 
     out_dir: Path
     markdown: Path
@@ -48,30 +51,33 @@ class ReportFiles:
     plots: dict[str, Path] = field(default_factory=dict)
 
 
-def pareto_plot(rows: Sequence[CellRow], cost: str, path: str | Path) -> Path | None:
-    """Quality vs ``cost`` ("throughput" or "memory"), one panel per dataset (viz.plots.plot_pareto)."""
-    attr, flag, larger = PARETO_COSTS[cost]
+def pareto_plot(rows: Sequence[CellRow], front: str, path: str | Path) -> Path | None:
+    """Quality vs the cost of ``front`` ("throughput" or "memory"), one panel per dataset."""
+    cost = PARETO_COSTS[front]
     panels: dict[str, list[ParetoPoint]] = {}
     ylabels: dict[str, str] = {}
-    for r in (r for r in rows if math.isfinite(getattr(r, attr)) and math.isfinite(r.quality_mean)):
-        title = f"{r.data}: quality vs {cost}"
-        point = ParetoPoint(getattr(r, attr), r.quality_mean, r.quality_std, bool(getattr(r, flag)), r.label)
-        panels.setdefault(title, []).append(point)
+    for r in (r for r in rows if math.isfinite(getattr(r, cost.attr)) and math.isfinite(r.quality_mean)):
+        title = f"{r.data}: quality vs {front}"
+        on_front = bool(getattr(r, f"pareto_{front}"))
+        panels.setdefault(title, []).append(
+            ParetoPoint(getattr(r, cost.attr), r.quality_mean, r.quality_std, on_front, r.label)
+        )
         ylabels.setdefault(title, r.quality_key or "quality")
-    return plot_pareto(panels, path, xlabel=_XLABELS[cost], ylabel=ylabels, larger_is_better=larger)
+    xlabel = f"{cost.name} ({cost.unit})"
+    return plot_pareto(panels, path, xlabel=xlabel, ylabel=ylabels, larger_is_better=cost.larger_is_better)
 
 
-def _img(cost: str, png: Path | None) -> str:
+def _img(front: str, png: Path | None) -> str:
     if png is None:
-        return f"<p class='note'>quality vs {cost}: not measured by any job.</p>"
+        return f"<p class='note'>quality vs {front}: not measured by any job.</p>"
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-    return f"<p><img alt='quality vs {cost}' src='data:image/png;base64,{data}'></p>"
+    return f"<p><img alt='quality vs {front}' src='data:image/png;base64,{data}'></p>"
 
 
 def _html_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    rows = [f"<thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in header)}</tr></thead><tbody>"]
+    rows += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body]
+    return f"<table>{''.join(rows)}</tbody></table>"
 
 
 # How each kind of SweepReport.sections() block is written, in Markdown and in HTML.
@@ -167,6 +173,10 @@ def generate_report(
     if wandb:
         where = {"project": wandb_project, "entity": wandb_entity, "mode": mode}
         outcome.wandb_run = log_to_wandb(report, outcome.files.html, outcome.files.plots, **where)
-    if publish_wandb:
-        outcome.wandb_report_url = publish_spec(spec, mode=mode)
+    if publish_wandb and find_spec("wandb_workspaces") is None:
+        log.warning(
+            "wandb-workspaces is not installed: W&B Report not published (spec in wandb_report.json)."
+        )
+    elif publish_wandb:
+        outcome.wandb_report_url = publish_wandb_report(build_wandb_report(spec), mode=mode)
     return outcome

@@ -1,9 +1,6 @@
-"""Find a sweep's jobs and read each into a JobRecord, whatever became of it.
-
-A finished job leaves ``results.json`` (metrics, resolved config, scored variant cells); a dead
-one leaves a log, an ``error.txt`` or a line in the launcher's ``lost_jobs.json``; a never-started
-one leaves nothing, so the sweep's plan (``hydra_callback.planned_overrides``) lists it.
-"""
+"""Find a sweep's jobs and read each into a JobRecord, whatever became of it: a finished job leaves
+results.json, a dead one a log, error.txt or a line in the launcher's lost_jobs.json, a never-started
+one only its place in the sweep's plan."""
 
 from __future__ import annotations
 
@@ -23,19 +20,18 @@ log = logging.getLogger(__name__)
 
 Status = Literal["ok", "failed", "running", "not_started"]
 Mode = Literal["max", "min"]
-# Expands a multirun folder's sweep into every planned job's overrides (None: no plan).
-Planner = Callable[[Path], "list[list[str]] | None"]
+Planner = Callable[[Path], "list[list[str]] | None"]  # multirun folder -> each planned job's overrides
 
-# The configuration axes a sweep varies; a "cell" is one value of each (seeds aside).
+# The axes a sweep varies (a "cell" is one value of each, seeds aside) and the config field naming
+# each value where it is not "name"; the index is read from the recorded cells first.
 AXES: tuple[str, ...] = ("model", "pooling", "dimension", "quantization", "index", "data")
+AXIS_FIELD = {"pooling": "mode", "index": "kind"}
 # Override keys that say where outputs go or how a job ran, never what was measured.
 _NOT_A_CELL_KEY = re.compile(r"^(hydra\.|paths\.|seed$|redo$|ckpt_path$)")
-# A job folder without results.json whose log changed this recently is still running.
-RUNNING_WINDOW_S = 600.0
-# Files that may say why a job died: error.txt (ReportCallback.on_job_end), Hydra's job log,
-# launcher stdout/stderr. A job that raised in train.py / evaluate.py writes a failed results.json.
+RUNNING_WINDOW_S = 600.0  # a job folder without results.json written this recently is still running
+# Files that may say why a job died: error.txt (ReportCallback.on_job_end), Hydra's job log, launcher
+# stdout/stderr. Most specific first: an OOM kill or a scheduler limit explains more than a warning.
 _LOG_GLOBS: tuple[str, ...] = ("error.txt", "*.log", "*.err", "*.out")
-# Most specific first: an OOM kill or a scheduler limit explains more than a later warning.
 _FATAL = re.compile(
     r"\bKilled\b|out of memory|\bOOM\b|DUE TO TIME LIMIT|CANCELLED|Segmentation fault|core dumped", re.I
 )
@@ -47,8 +43,8 @@ LOST_JOBS_FILE = "lost_jobs.json"  # written by embedlab's submitit launchers
 
 @dataclass
 class JobRecord:
-    """One job of a sweep (or one run folder), whatever became of it. ``extras``: its other overrides
-    (``objective.lr=2e-5``), so cells differing only there are not merged; a ``null`` metric is NaN."""
+    """One job of a sweep (or one run folder). ``extras``: its other overrides (``objective.lr=2e-5``),
+    so cells differing only there are not merged; a ``null`` metric is NaN."""
 
     path: Path
     name: str
@@ -82,15 +78,9 @@ class JobRecord:
 
     def record(self) -> dict[str, Any]:
         """The job as plain values: a row of jobs.csv, report.json and the W&B job table."""
-        head = {"num": self.num, "name": self.name, "status": self.status, "reason": self.reason}
-        axes = {a: self.axes.get(a) for a in AXES}
-        return {
-            **head,
-            **axes,
-            "seed": self.seed,
-            "overrides": " ".join(self.overrides),
-            "path": str(self.path),
-        }
+        head = {k: getattr(self, k) for k in ("num", "name", "status", "reason")}
+        tail = {"seed": self.seed, "overrides": " ".join(self.overrides), "path": str(self.path)}
+        return {**head, **{a: self.axes.get(a) for a in AXES}, **tail}
 
 
 def get(d: Any, *path: str, default: Any = None) -> Any:
@@ -117,12 +107,11 @@ def _extras(overrides: Sequence[str]) -> tuple[str, ...]:
 
 def _axes_from(config: dict[str, Any], overrides: Sequence[str], cells: Sequence[Cell]) -> dict[str, str]:
     """Axis values from the resolved config (the index as the recorded cells name it), else the overrides."""
+    found = {a: get(config, a, AXIS_FIELD.get(a, "name")) for a in AXES}
     index = next((c.index for c in deployed(cells) if c.index), None)
     if index is None and "index" in config:
-        index = get(config, "index", "kind") or "none"
-    paths = {"model": "name", "pooling": "mode", "dimension": "name", "quantization": "name", "data": "name"}
-    found = {a: get(config, a, paths[a]) if a in paths else index for a in AXES}
-    given = _parse(overrides)
+        index = found["index"] or "none"
+    found["index"], given = index, _parse(overrides)
     return {a: str(found[a] if found[a] is not None else given.get(a, "?")) for a in AXES}
 
 
@@ -147,7 +136,6 @@ def diagnose(
 ) -> tuple[Status, str]:
     """Why a job folder has no results.json: ``failed`` with the telling log line, or ``running``
     if it has none and wrote within ``running_window_s`` (else its last line is the best clue)."""
-    now = time.time() if now is None else now
     logs = [p for g in _LOG_GLOBS for p in sorted(job_dir.glob(g)) if p.is_file()]
     error_file = _tail(job_dir / "error.txt")
     lines = [line for p in logs if p.name != "error.txt" for line in _tail(p)]
@@ -156,7 +144,7 @@ def diagnose(
         if hit is not None:
             return "failed", _clean(hit)
     stamps = [p.stat().st_mtime for p in [job_dir, *logs] if p.exists()]
-    age = now - max(stamps) if stamps else math.inf
+    age = (time.time() if now is None else now) - max(stamps) if stamps else math.inf
     if age < running_window_s:
         return "running", f"no results.json yet (folder written {age:.0f} s ago)"
     if lines:
@@ -172,15 +160,6 @@ def load_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return None
-
-
-def _read_overrides(job_dir: Path) -> tuple[str, ...]:
-    loaded = load_yaml(job_dir / ".hydra" / "overrides.yaml")
-    if isinstance(loaded, list):
-        return tuple(str(o) for o in loaded)
-    # No .hydra/ (killed before Hydra wrote it): the folder name is `<num>_<override_dirname>`.
-    rest = _JOB_NUM.sub("", job_dir.name) if _JOB_NUM.match(job_dir.name) else ""
-    return tuple(o for o in rest.split(",") if "=" in o)
 
 
 def _read_payload(job_dir: Path, now: float | None, running_window_s: float) -> tuple[Status, str, dict]:
@@ -202,12 +181,20 @@ def _job_num(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _order(num: int | None, name: str) -> tuple[int, str]:  # numbered jobs first, in sweep order
+    return (num if num is not None else 1 << 30, name)
+
+
 def read_job(
     job_dir: str | Path, *, now: float | None = None, running_window_s: float = RUNNING_WINDOW_S
 ) -> JobRecord:
     """One job folder -> a JobRecord (never raises on a broken job: that is what it records)."""
     job_dir = Path(job_dir)
-    overrides = _read_overrides(job_dir)
+    loaded = load_yaml(job_dir / ".hydra" / "overrides.yaml")
+    # No .hydra/ (killed before Hydra wrote it): the folder name is `<num>_<override_dirname>`.
+    rest = _JOB_NUM.sub("", job_dir.name) if _JOB_NUM.match(job_dir.name) else ""
+    guessed = tuple(o for o in rest.split(",") if "=" in o)
+    overrides = tuple(str(o) for o in loaded) if isinstance(loaded, list) else guessed
     status, reason, payload = _read_payload(job_dir, now, running_window_s)
     meta = dict(payload.get("meta") or {})
     config = meta.pop("config", None)
@@ -216,8 +203,7 @@ def read_job(
         config = config if isinstance(config, dict) else {}
     meta.pop("eval", None)  # per-split details (worst pairs, ...) are not needed and can be large
     cells = read_cells(meta.get("cells"))
-    seed = get(config, "seed")
-    seed = str(_parse(overrides).get("seed") if seed is None else seed)
+    seed = str(_parse(overrides).get("seed") if get(config, "seed") is None else get(config, "seed"))
     monitor, metrics = get(config, "monitor"), payload.get("metrics") or {}
     return JobRecord(
         path=job_dir,
@@ -243,8 +229,9 @@ def _job_dirs(sweep: Path) -> list[Path]:
     def is_job(p: Path) -> bool:
         return (p / "results.json").is_file() or (p / ".hydra").is_dir() or _job_num(p) is not None
 
-    jobs = (p for p in sweep.iterdir() if p.is_dir() and is_job(p))
-    return sorted(jobs, key=lambda p: (_job_num(p) if _job_num(p) is not None else 1 << 30, p.name))
+    return sorted(
+        (p for p in sweep.iterdir() if p.is_dir() and is_job(p)), key=lambda p: _order(_job_num(p), p.name)
+    )
 
 
 def find_job_dirs(root: str | Path) -> list[Path]:
@@ -263,14 +250,11 @@ def find_job_dirs(root: str | Path) -> list[Path]:
 
 def lost_jobs(multirun_dir: str | Path) -> dict[int, str]:
     """{job number: why} for jobs the launcher saw die without returning (killed, OOM, time limit)."""
-    path = Path(multirun_dir) / LOST_JOBS_FILE
-    if not path.exists():
-        return {}
+    path, raw = Path(multirun_dir) / LOST_JOBS_FILE, {}
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError) as exc:
         log.warning("Ignoring unreadable %s: %s", path, exc)
-        return {}
     return {int(num): f"lost (submitit job {v.get('job_id')}): {v.get('reason')}" for num, v in raw.items()}
 
 
@@ -282,8 +266,11 @@ def _unstarted(root: Path, plan: list[list[str]], present: set[int], lost: dict[
         name = f"{num}_{','.join(sorted(ovs))}"
         status: Status = "failed" if num in lost else "not_started"
         reason = lost.get(num, "planned in multirun.yaml but no job folder (sweep stopped before it)")
-        axes = _axes_from({}, ovs, [])
-        out.append(JobRecord(root / name, name, status, reason, num, ovs, axes, extras=_extras(ovs)))
+        out.append(
+            JobRecord(
+                root / name, name, status, reason, num, ovs, _axes_from({}, ovs, []), extras=_extras(ovs)
+            )
+        )
     return out
 
 
@@ -310,7 +297,7 @@ def scan(
         plan = planner(root) if planner is not None and (root / "multirun.yaml").exists() else None
         if plan is not None:
             root_jobs += _unstarted(root, plan, {j.num for j in root_jobs if j.num is not None}, lost)
-            root_jobs.sort(key=lambda j: (j.num if j.num is not None else 1 << 30, j.name))
+            root_jobs.sort(key=lambda j: _order(j.num, j.name))
         jobs += root_jobs
     _fill_unknown_axes(jobs)
     return jobs
@@ -323,9 +310,8 @@ def _fill_unknown_axes(jobs: list[JobRecord]) -> None:
     configured = [j for j in jobs if j.config]
     given = {id(j): _parse(j.overrides) for j in jobs}
     for job in (j for j in jobs if not j.config):
-        mine = given[id(job)]
         for a in AXES:
-            seen = {c.axes[a] for c in configured if given[id(c)].get(a) == mine.get(a)}
+            seen = {c.axes[a] for c in configured if given[id(c)].get(a) == given[id(job)].get(a)}
             if len(seen) == 1:
                 job.axes[a] = seen.pop()
 
@@ -334,22 +320,3 @@ def sweep_group_for_dir(sweep_dir: str | Path) -> str:
     """The W&B group of a multirun's job runs: ``sweep-<date>_<time>`` from the folder's last two
     parts (the rule of ``embedlab.config.specs`` sweep ids; keep the two equal)."""
     return "sweep-" + "_".join(Path(sweep_dir).resolve().parts[-2:])
-
-
-def sweep_id_for(jobs: Sequence[JobRecord], sources: Sequence[Path]) -> str:
-    """The jobs' ``logger.wandb.group`` when they agree on one, else the group the runner
-    derives from the sweep folder (sweep_group_for_dir)."""
-    groups = {get(j.config, "logger", "wandb", "group") for j in jobs if j.config} - {None}
-    if len(groups) == 1:
-        return str(groups.pop())
-    return sweep_group_for_dir(sources[0]) if sources else "sweep"
-
-
-def wandb_target(jobs: Sequence[JobRecord]) -> dict[str, Any]:
-    """Project, entity and mode of the jobs' W&B logger (defaults when none logged to W&B)."""
-    w = next((w for j in jobs if isinstance(w := get(j.config, "logger", "wandb"), dict)), {})
-    return {
-        "project": w.get("project") or "embedlab",
-        "entity": w.get("entity"),
-        "mode": w.get("mode") or "auto",
-    }

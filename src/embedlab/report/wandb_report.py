@@ -1,7 +1,6 @@
-"""The sweep report on W&B: a ``job_type="report"`` run in the sweep's group (tables, Pareto PNGs,
-HTML page, recommendation), and a W&B Report, first as plain data (wandb_report.json, reviewable
-without wandb-workspaces), then built from it. wandb / wandb-workspaces are imported where needed.
-"""
+"""The sweep report on W&B: a ``job_type="report"`` run in the sweep's group (tables, Pareto PNGs, HTML
+page, recommendation) and a W&B Report, first as plain data (wandb_report.json, reviewable without
+wandb-workspaces), then built from it."""
 
 from __future__ import annotations
 
@@ -9,12 +8,12 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
-from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedlab.report.cells import CSV_COLUMNS, PARETO_COSTS, THROUGHPUT_SUFFIXES, markdown_table
 from embedlab.report.recommend import SweepReport
+from embedlab.report.scan import AXES, AXIS_FIELD
 from embedlab.tracking.wandb_logger import choose_mode
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -22,15 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 log = logging.getLogger(__name__)
 
-# The resolved config keys the job runs logged, as parallel-coordinates columns.
-_CONFIG_COLUMNS = (
-    "model.name",
-    "pooling.mode",
-    "dimension.name",
-    "quantization.name",
-    "index.kind",
-    "data.name",
-)
 # Cost name -> which metric keys measure it (scatter plots of quality against each).
 _COST_KEYS = {
     "encode throughput": lambda k: k.endswith(THROUGHPUT_SUFFIXES),
@@ -40,9 +30,7 @@ _COST_KEYS = {
 
 
 @dataclass
-class WandbSummary:
-    """The summary run that log_to_wandb created (``finished`` is checked, not assumed)."""
-
+class WandbSummary:  # the run log_to_wandb created (``finished`` is checked, not assumed)
     run_id: str
     run_dir: str
     mode: str
@@ -61,9 +49,9 @@ def log_to_wandb(
     mode: str = "auto",
     save_dir: str | Path | None = None,
 ) -> WandbSummary | None:
-    """Log the report (its ``html`` page and Pareto ``plots``) as one ``job_type="report"`` run in
-    the sweep's group. Offline unless a key and a reachable server exist (``choose_mode``); the
-    run is always finished, even when logging fails."""
+    """Log the report (its ``html`` page and Pareto ``plots``) as one ``job_type="report"`` run in the
+    sweep's group. Offline unless a key and a reachable server exist (``choose_mode``); the run is
+    always finished, even when logging fails."""
     resolved = choose_mode(mode)  # type: ignore[arg-type]
     if resolved == "disabled":
         log.info("W&B disabled: no summary run logged.")
@@ -88,14 +76,15 @@ def log_to_wandb(
     exit_code = 1
     try:
         rows, jobs, recs = summary["rows"], summary["jobs"], summary["recommendations"]
-        job_columns = list(jobs[0]) if jobs else ["name"]
         payload: dict[str, Any] = {
             "report/ranked": wandb.Table(columns=list(CSV_COLUMNS), data=[list(r.values()) for r in rows]),
-            "report/jobs": wandb.Table(columns=job_columns, data=[list(j.values()) for j in jobs]),
+            "report/jobs": wandb.Table(
+                columns=list(jobs[0]) if jobs else ["name"], data=[list(j.values()) for j in jobs]
+            ),
             "report/html": wandb.Html(html.read_text(encoding="utf-8")),
         }
-        for cost, png in plots.items():
-            payload[f"report/pareto_{cost}"] = wandb.Image(str(png), caption=f"quality vs {cost}")
+        for front, png in plots.items():
+            payload[f"report/pareto_{front}"] = wandb.Image(str(png), caption=f"quality vs {front}")
         run.log(payload)
         run.summary.update(
             {
@@ -112,15 +101,15 @@ def log_to_wandb(
         run_id, run_dir, url = run.id, str(run.dir), getattr(run, "url", None)
         run.finish(exit_code=exit_code)
     log.info("W&B summary run %s (%s) in group %s", run_id, resolved, report.sweep_id)
-    finished = bool(getattr(run, "_is_finished", True))
+    url = url if resolved == "online" else None
     return WandbSummary(
-        run_id, run_dir, resolved, report.sweep_id, url if resolved == "online" else None, finished
+        run_id, run_dir, resolved, report.sweep_id, url, bool(getattr(run, "_is_finished", True))
     )
 
 
 def _job_panels(report: SweepReport, max_panels_per_cost: int) -> list[dict[str, Any]]:
-    """Quality-vs-cost scatter plots (the most often reported cost keys), parallel coordinates
-    and bars over the job runs."""
+    """Quality-vs-cost scatter plots (the most often reported cost keys), parallel coordinates and
+    bars over the job runs."""
     keys = [k for k in dict.fromkeys(r.quality_key for r in report.rows) if k and "worst of" not in k]
     q = (keys or [j.monitor for j in report.jobs if j.monitor] or [None])[0]
     compare = {"type": "RunComparer", "diff_only": "split"}
@@ -132,15 +121,11 @@ def _job_panels(report: SweepReport, max_panels_per_cost: int) -> list[dict[str,
         for key, _ in counts.most_common(max_panels_per_cost):
             title = f"{q} vs {name} ({key})"
             panels.append({"type": "ScatterPlot", "title": title, "x": {"summary": key}, "y": {"summary": q}})
-    refs = [{"config": c} for c in _CONFIG_COLUMNS] + [{"summary": q}]
+    refs = [{"config": f"{a}.{AXIS_FIELD.get(a, 'name')}"} for a in AXES] + [{"summary": q}]
     columns = [{"type": "ParallelCoordinatesPlotColumn", "metric": ref} for ref in refs]
     parallel = {"type": "ParallelCoordinatesPlot", "title": "configuration -> quality", "columns": columns}
-    return [
-        *panels,
-        parallel,
-        {"type": "BarPlot", "title": f"{q} by run", "metrics": [{"summary": q}]},
-        compare,
-    ]
+    bars = {"type": "BarPlot", "title": f"{q} by run", "metrics": [{"summary": q}]}
+    return [*panels, parallel, bars, compare]
 
 
 def wandb_report_spec(
@@ -160,8 +145,11 @@ def wandb_report_spec(
         name: {**base, "name": f"{group} {name}", "filters": f"Group = '{group}' and JobType {op} 'report'"}
         for name, op in (("jobs", "!="), ("report", "="))
     }
-    pngs = [f"report/pareto_{c}" for c in PARETO_COSTS]
-    media = {"type": "MediaBrowser", "title": "Pareto fronts", "media_keys": pngs}
+    media = {
+        "type": "MediaBrowser",
+        "title": "Pareto fronts",
+        "media_keys": [f"report/pareto_{f}" for f in PARETO_COSTS],
+    }
     tables = [{"type": "WeavePanelSummaryTable", "table_name": f"report/{t}"} for t in ("ranked", "jobs")]
     blocks: list[dict[str, Any]] = []
     for kind, x in report.sections():
@@ -211,13 +199,3 @@ def publish_wandb_report(report_obj: WandbReport, *, mode: str = "auto") -> str 
         return None
     report_obj.save()
     return str(report_obj.url)
-
-
-def publish_spec(spec: dict[str, Any], *, mode: str = "auto") -> str | None:
-    """Build and publish the Report of ``spec``; None when wandb-workspaces is missing or offline."""
-    if find_spec("wandb_workspaces") is None:
-        log.warning(
-            "wandb-workspaces is not installed: W&B Report not published (spec in wandb_report.json)."
-        )
-        return None
-    return publish_wandb_report(build_wandb_report(spec), mode=mode)

@@ -1,4 +1,2 @@
-"""Plots of embeddings (t-SNE maps, every study's figures) and helpers to log them to trackers.
-
-``python -m embedlab.visualise <run output dir>`` draws the t-SNE map of any run.
-"""
+"""Every plot: t-SNE maps of embeddings, the sweep report's Pareto fronts, the studies' figures
+(``python -m embedlab.visualise <run output dir>`` draws a run's t-SNE map)."""

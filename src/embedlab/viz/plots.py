@@ -1,8 +1,6 @@
-"""Every plot of embedlab: sweep Pareto fronts and the studies' figures (heatmaps, distance
-histograms, size vs quality, quality under typos, bars, lines). Studies compute the numbers
-(``embedlab.studies``), so they run and are tested without matplotlib. Figures are ``Figure``
-objects on the Agg canvas, never pyplot: no GUI backend, no global state.
-"""
+"""Every plot of embedlab: sweep Pareto fronts and the studies' figures. Studies compute the numbers
+(``embedlab.studies``) and run without matplotlib; figures use the Agg canvas, never pyplot (no GUI
+backend, no global state)."""
 
 from __future__ import annotations
 
@@ -12,9 +10,8 @@ import math
 import statistics
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -38,17 +35,13 @@ def new_figure(
 
 
 def save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
-    """Write ``fig`` as PNG to ``path``, making its folder."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", **savefig)
     return out
 
 
-@dataclass(frozen=True)
-class ParetoPoint:
-    """One configuration in a quality-vs-cost panel."""
-
+class ParetoPoint(NamedTuple):
     cost: float
     quality: float
     spread: float  # error bar (seed standard deviation; NaN when unknown)
@@ -92,15 +85,11 @@ def plot_pareto(
     return save_figure(fig, path)
 
 
-class DistanceSample(Protocol):
-    """What the histograms read (``studies.dimensions.DimensionStudy``): viz sits below studies."""
-
+class DistanceSample(Protocol):  # studies.dimensions.DimensionStudy (viz sits below studies)
     distances: Mapping[tuple[str, int, str], np.ndarray]  # (source, dim, metric) -> distances
 
 
-class SizeRow(Protocol):
-    """What the size plot reads of one variant (``studies.size.VariantResult``)."""
-
+class SizeRow(Protocol):  # one studies.size.VariantResult
     name: str
     total_bytes: int
     latency_s: float

@@ -1,7 +1,6 @@
 """t-SNE maps of embeddings, coloured by label, saved as PNG and logged to W&B. PCA to ``pca_dims``
-first removes noise dimensions and makes the neighbour search cheaper; t-SNE runs on one thread,
-about 4x faster than two on a 2-core machine shared with other jobs.
-"""
+first drops noise dimensions and cheapens the neighbour search; one thread is about 4x faster than
+two on a 2-core machine shared with other jobs."""
 
 from __future__ import annotations
 
