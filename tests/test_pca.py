@@ -141,7 +141,7 @@ def test_pca_fast_dev_run(make_cfg, data_dir: Path, tmp_path: Path) -> None:
 def test_retrieval_pca_is_fitted_on_the_corpus(tmp_path: Path, tiny_model_dirs) -> None:
     from embedlab.data.retrieval import mock_retrieval_set
     from embedlab.encode.encoder import Encoder
-    from embedlab.eval.retrieval import retrieval_metrics_from_embeddings
+    from embedlab.eval.retrieval import retrieval_metrics
     from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
     from embedlab.models.encoder import EncoderSpec, build_encoder
 
@@ -157,10 +157,15 @@ def test_retrieval_pca_is_fitted_on_the_corpus(tmp_path: Path, tiny_model_dirs) 
     docs, _ = encoder.encode_cached(doc_texts)
     queries, _ = encoder.encode_cached([data.queries[q] for q in data.query_ids])
     pca = fit_pca(docs, 4)
-    by_hand = retrieval_metrics_from_embeddings(
-        data.query_ids, data.doc_ids, data.qrels, pca.transform(queries), pca.transform(docs), (1, 3, 5),
+    by_hand = retrieval_metrics(
+        data.query_ids,
+        data.doc_ids,
+        data.qrels,
+        ks=(1, 3, 5),
+        query_emb=pca.transform(queries),
+        doc_emb=pca.transform(docs),
         ndcg_gain="graded",
-    )  # fmt: skip
+    )
     assert metrics["ndcg@5@pca4"] == pytest.approx(by_hand.metrics["ndcg@5"], abs=1e-6)
     assert "ndcg@5@pca4@int8" in metrics and metrics["bytes_per_vector@pca4"] == 16
 

@@ -20,7 +20,7 @@ from embedlab.data.retrieval import (
     resolve_data_dir,
 )
 from embedlab.errors import DataError
-from embedlab.eval.retrieval import retrieval_metrics_from_embeddings, retrieval_metrics_from_scores
+from embedlab.eval.retrieval import retrieval_metrics
 
 DATA = Path(os.environ.get("EMBEDLAB_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
 needs_data = pytest.mark.skipif(
@@ -194,9 +194,10 @@ def test_squad_synthetic_dedup_and_question_matching(tmp_path: Path) -> None:
     para = {"a1": 0, "a2": 0, "c1": 0, "b1": 1, "b2": 1, "d1": 2}
     emb = np.eye(3, dtype=np.float32)[[para[q] for q in q2q.corpus]]
     qemb = emb[[list(q2q.corpus).index(q) for q in q2q.queries]]
-    args = (list(q2q.queries), list(q2q.corpus), q2q.qrels, qemb, emb, (1, 5))
-    right = retrieval_metrics_from_embeddings(*args, ignore_identical_ids=q2q.ignore_identical_ids)
-    wrong = retrieval_metrics_from_embeddings(*args)
+    args = (list(q2q.queries), list(q2q.corpus), q2q.qrels)
+    kw = dict(ks=(1, 5), query_emb=qemb, doc_emb=emb)
+    right = retrieval_metrics(*args, **kw, ignore_identical_ids=q2q.ignore_identical_ids)
+    wrong = retrieval_metrics(*args, **kw)
     assert right["accuracy@1"] == 1.0 and right["recall@5"] == 1.0
     assert wrong["accuracy@1"] < 1.0  # a1 retrieves itself first and that is not relevant
 
@@ -229,5 +230,5 @@ def test_mock_set() -> None:
     assert all(d in m.corpus for rel in m.qrels.values() for d in rel)
     # an oracle ranking its graded judgements first scores perfectly
     scores = np.array([[m.qrels[q].get(d, -1) for d in m.corpus] for q in m.queries], dtype=np.float32)
-    res = retrieval_metrics_from_scores(m.query_ids, m.doc_ids, m.qrels, scores, (1, 3), ndcg_gain="graded")
+    res = retrieval_metrics(m.query_ids, m.doc_ids, m.qrels, scores, (1, 3), ndcg_gain="graded")
     assert res["ndcg@3"] == 1.0 and res["recall@3"] == 1.0

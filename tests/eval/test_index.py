@@ -26,7 +26,7 @@ from embedlab.eval.index import (
     register_index,
     search,
 )
-from embedlab.eval.retrieval import retrieval_metrics_from_embeddings, retrieval_metrics_from_ranked
+from embedlab.eval.retrieval import retrieval_metrics
 
 DIM = 64
 K = 10
@@ -189,8 +189,8 @@ def test_metrics_from_any_index(data) -> None:
     qids, dids = [f"q{i}" for i in range(len(queries))], [f"d{i}" for i in range(len(docs))]
     qrels = {q: {dids[j]: 1 for j in rng.choice(len(docs), 3, replace=False)} for q in qids}
     built = build_index(index_spec("flat"), docs)
-    via_index = retrieval_metrics_from_ranked(qids, dids, qrels, search(built, queries, 100), (1, 10, 100))
-    exact = retrieval_metrics_from_embeddings(qids, dids, qrels, queries, docs, (1, 10, 100))
+    via_index = retrieval_metrics(qids, dids, qrels, ks=(1, 10, 100), ranked=search(built, queries, 100))
+    exact = retrieval_metrics(qids, dids, qrels, ks=(1, 10, 100), query_emb=queries, doc_emb=docs)
     assert via_index.metrics == pytest.approx(exact.metrics)
 
 

@@ -15,11 +15,7 @@ import pytest
 
 from embedlab.errors import DataError
 from embedlab.eval.arrays import topk_dot, topk_from_scores
-from embedlab.eval.retrieval import (
-    retrieval_metrics_from_embeddings,
-    retrieval_metrics_from_ranked,
-    retrieval_metrics_from_scores,
-)
+from embedlab.eval.retrieval import retrieval_metrics
 from embedlab.eval.retrieval_task import answer_hit_rate_at_k, bitext_retrieval_accuracy
 
 KS = (1, 3, 5, 10, 50)
@@ -62,7 +58,7 @@ def _trec(qrels, qids, dids, scores, k, measures):
 def test_matches_pytrec_eval(seed: int, graded: bool) -> None:
     qids, dids, qrels, scores = _random_case(seed, graded, missing=seed == 2)
     policy = "keep" if seed == 2 else "error"  # trec_eval counts unretrievable relevant docs in R
-    res = retrieval_metrics_from_scores(
+    res = retrieval_metrics(
         qids, dids, qrels, scores, KS, ndcg_gain="graded", missing_doc_policy=policy, per_query=True
     )
     assert res.n_queries_skipped_no_qrels == 4 and res.n_queries_skipped_no_relevant == 1
@@ -93,7 +89,7 @@ def test_matches_pytrec_eval(seed: int, graded: bool) -> None:
             mean = np.mean([t[f"{key}_{k}"] for t in trec.values()])
             assert res.metrics[f"{m}@{k}"] == pytest.approx(mean, abs=1e-9)
     if not graded:  # binary qrels: binary and graded nDCG coincide
-        binary = retrieval_metrics_from_scores(qids, dids, qrels, scores, KS, missing_doc_policy=policy)
+        binary = retrieval_metrics(qids, dids, qrels, scores, KS, missing_doc_policy=policy)
         assert binary.metrics == pytest.approx(res.metrics, abs=1e-12)
 
 
@@ -155,8 +151,8 @@ def test_matches_sentence_transformers_ir_evaluator() -> None:
     )
     st = evaluator(_StubModel(table))
     qrels = {q: dict.fromkeys(docs, 1) for q, docs in relevant.items()}
-    ours = retrieval_metrics_from_embeddings(
-        list(queries), list(corpus), qrels, q_emb, d_emb, (1, 3, 5, 10, 100)
+    ours = retrieval_metrics(
+        list(queries), list(corpus), qrels, ks=(1, 3, 5, 10, 100), query_emb=q_emb, doc_emb=d_emb
     )
     assert ours.n_queries_scored == n_q - 3
     compared = 0
@@ -200,21 +196,20 @@ def test_entry_points_agree_and_chunking_does_not_matter() -> None:
     qids, dids = [f"q{i}" for i in range(30)], [f"d{i}" for i in range(50)]
     qrels = {qids[i]: {dids[(3 * i) % 50]: 1, dids[(7 * i + 1) % 50]: 2} for i in range(30)}
     ks = (1, 5, 10)
-    base = retrieval_metrics_from_scores(qids, dids, qrels, q @ d.T, ks)
+    base = retrieval_metrics(qids, dids, qrels, q @ d.T, ks)
+    assert retrieval_metrics(qids, dids, qrels, torch.from_numpy(q @ d.T), ks, chunk_size=7) == base
     assert (
-        retrieval_metrics_from_scores(qids, dids, qrels, torch.from_numpy(q @ d.T), ks, chunk_size=7) == base
-    )
-    assert (
-        retrieval_metrics_from_embeddings(qids, dids, qrels, q, d, ks, chunk_size=4).metrics == base.metrics
+        retrieval_metrics(qids, dids, qrels, ks=ks, query_emb=q, doc_emb=d, chunk_size=4).metrics
+        == base.metrics
     )
     s, i = topk_dot(q, d, 10)
     shuffled = rng.permuted(np.arange(10)[None].repeat(30, 0), axis=1)  # unsorted rows are re-sorted
     arrays = (np.take_along_axis(s, shuffled, 1), np.take_along_axis(i, shuffled, 1))
-    assert retrieval_metrics_from_ranked(qids, dids, qrels, arrays, ks).metrics == base.metrics
+    assert retrieval_metrics(qids, dids, qrels, ks=ks, ranked=arrays).metrics == base.metrics
     lists = [
         [(int(a), float(b)) for a, b in zip(ir, sr, strict=True)][::-1] for ir, sr in zip(i, s, strict=True)
     ]
-    assert retrieval_metrics_from_ranked(qids, dids, qrels, lists, ks).metrics == base.metrics
+    assert retrieval_metrics(qids, dids, qrels, ks=ks, ranked=lists).metrics == base.metrics
 
 
 def test_ties_break_by_lowest_doc_index() -> None:
@@ -231,14 +226,16 @@ def test_ignore_identical_ids() -> None:
     emb = np.eye(6, dtype=np.float32) + 0.1  # every item is its own nearest neighbour
     emb[1] += 0.5 * emb[0]  # x1 is x0's second nearest
     qrels = {"x0": {"x1": 1, "x0": 1}, "x1": {"x0": 1}}
-    plain = retrieval_metrics_from_embeddings(ids, ids, qrels, emb, emb, (1, 5))
+    plain = retrieval_metrics(ids, ids, qrels, ks=(1, 5), query_emb=emb, doc_emb=emb)
     assert plain.ignore_identical_ids is False and plain.n_judgements_identical == 0
-    ignored = retrieval_metrics_from_embeddings(ids, ids, qrels, emb, emb, (1, 5), ignore_identical_ids=True)
+    ignored = retrieval_metrics(
+        ids, ids, qrels, ks=(1, 5), query_emb=emb, doc_emb=emb, ignore_identical_ids=True
+    )
     assert ignored.ignore_identical_ids is True
     assert ignored.n_judgements_identical == 1  # x0 -> x0 dropped
     assert ignored["accuracy@1"] == 1.0 and ignored["recall@5"] == 1.0
     s, i = topk_dot(emb, emb, 6)  # depth 6 = corpus; the metric drops the query's own id
-    ranked = retrieval_metrics_from_ranked(ids, ids, qrels, (s, i), (1, 5), ignore_identical_ids=True)
+    ranked = retrieval_metrics(ids, ids, qrels, ks=(1, 5), ranked=(s, i), ignore_identical_ids=True)
     assert ranked.metrics == ignored.metrics
     excl_s, excl_i = topk_dot(emb, emb, 6, exclude=np.arange(6))
     assert (excl_i[:, -1] == -1).all() and not (excl_i == np.arange(6)[:, None]).any()
@@ -250,23 +247,23 @@ def test_bad_input_is_reported(caplog: pytest.LogCaptureFixture) -> None:
     scores = np.arange(9, dtype=np.float32).reshape(3, 3)
     qrels = {"a": {"x": 1}, "b": {"y": 1, "gone": 1}, "zz": {"x": 1}}
     with pytest.raises(DataError, match="Duplicate query ids"):
-        retrieval_metrics_from_scores(["a", "a", "c"], dids, qrels, scores, (1,))
+        retrieval_metrics(["a", "a", "c"], dids, qrels, scores, (1,))
     with pytest.raises(DataError, match="Duplicate document ids"):
-        retrieval_metrics_from_scores(qids, ["x", "x", "z"], qrels, scores, (1,))
+        retrieval_metrics(qids, ["x", "x", "z"], qrels, scores, (1,))
     with pytest.raises(DataError, match="Empty corpus"):
-        retrieval_metrics_from_scores(qids, [], qrels, np.zeros((3, 0)), (1,))
+        retrieval_metrics(qids, [], qrels, np.zeros((3, 0)), (1,))
     with pytest.raises(DataError, match="not in the corpus"):
-        retrieval_metrics_from_scores(qids, dids, qrels, scores, (1,))
+        retrieval_metrics(qids, dids, qrels, scores, (1,))
     with pytest.raises(DataError, match="NaN"):
-        retrieval_metrics_from_scores(qids, dids, {"a": {"x": 1}}, np.full((3, 3), np.nan), (1,))
+        retrieval_metrics(qids, dids, {"a": {"x": 1}}, np.full((3, 3), np.nan), (1,))
     with pytest.raises(ValueError, match="shape"):
-        retrieval_metrics_from_scores(qids, dids, {"a": {"x": 1}}, scores[:2], (1,))
+        retrieval_metrics(qids, dids, {"a": {"x": 1}}, scores[:2], (1,))
     with pytest.raises(DataError, match="No query can be scored"):
-        retrieval_metrics_from_scores(qids, dids, {"other": {"x": 1}}, scores, (1,))
+        retrieval_metrics(qids, dids, {"other": {"x": 1}}, scores, (1,))
 
     caplog.set_level(logging.WARNING)
-    keep = retrieval_metrics_from_scores(qids, dids, qrels, scores, (1, 2, 5), missing_doc_policy="keep")
-    drop = retrieval_metrics_from_scores(qids, dids, qrels, scores, (1, 2, 5), missing_doc_policy="drop")
+    keep = retrieval_metrics(qids, dids, qrels, scores, (1, 2, 5), missing_doc_policy="keep")
+    drop = retrieval_metrics(qids, dids, qrels, scores, (1, 2, 5), missing_doc_policy="drop")
     for res in (keep, drop):
         assert res.n_judgements_missing_doc == 1
         assert res.n_queries_scored == 2 and res.n_queries_skipped_no_qrels == 1

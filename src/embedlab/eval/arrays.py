@@ -119,6 +119,16 @@ def topk_from_scores(
     return _chunked_topk(lambda a, b: s[sel[a:b]], len(sel), s.shape[1], k, exclude, chunk_size)
 
 
+def query_docs(query_emb: Any, doc_emb: Any) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (Q, D) queries and (N, D) documents, checked to match and N >= 1."""
+    q, d = as_numpy(query_emb, np.float32), as_numpy(doc_emb, np.float32)
+    if d.ndim != 2 or d.shape[0] == 0:
+        raise DataError(f"Empty corpus or bad doc embedding shape {d.shape}.")
+    if q.ndim != 2 or q.shape[1] != d.shape[1]:
+        raise ValueError(f"Query embeddings {q.shape} do not match doc embeddings {d.shape}.")
+    return q, d
+
+
 def topk_dot(
     query_emb: Any,
     doc_emb: Any,
@@ -128,12 +138,7 @@ def topk_dot(
     chunk_size: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by dot product (cosine for unit rows); never holds more than chunk_size * D scores."""
-    q = as_numpy(query_emb, np.float32)
-    d = as_numpy(doc_emb, np.float32)
-    if d.ndim != 2 or d.shape[0] == 0:
-        raise DataError(f"Empty corpus or bad doc embedding shape {d.shape}.")
-    if q.ndim != 2 or q.shape[1] != d.shape[1]:
-        raise ValueError(f"Query embeddings {q.shape} do not match doc embeddings {d.shape}.")
+    q, d = query_docs(query_emb, doc_emb)
     return _chunked_topk(lambda a, b: q[a:b] @ d.T, q.shape[0], d.shape[0], k, exclude, chunk_size)
 
 

@@ -50,6 +50,7 @@ class BuiltIndex:
     dim: int
     params: dict[str, int] = field(default_factory=dict)  # the spec's, after clamping
     rescore_vectors: np.ndarray | None = field(default=None, repr=False)  # (N, d) float32, binary only
+    build_s: float = 0.0  # training plus adding, set by build_index
 
     @property
     def rescore_bytes(self) -> int:
@@ -224,7 +225,7 @@ def _binary(spec: IndexSpec, x: np.ndarray) -> BuiltIndex:
 
 
 def build_index(spec: IndexSpec, doc_emb: Any) -> BuiltIndex:
-    """Train (if needed) and fill the index described by ``spec`` with ``doc_emb`` (N, d)."""
+    """Train (if needed) and fill the index described by ``spec`` with ``doc_emb`` (N, d), timed."""
     x = as_f32(doc_emb, "doc embeddings")
     if len(x) == 0:
         raise DataError("Empty corpus: cannot build an index without documents.")
@@ -234,7 +235,12 @@ def build_index(spec: IndexSpec, doc_emb: Any) -> BuiltIndex:
         log.warning(msg, norms.min(), norms.max())
     if spec.kind not in INDEX_KINDS:
         raise ConfigError(f"Unknown index spec {spec!r}. Known kinds: {sorted(INDEX_KINDS)}.")
-    return INDEX_KINDS[spec.kind].build(spec, x)
+    if spec.kind == "binary":
+        quantize(x[:1], "ubinary")  # import sentence-transformers now, not inside the timed build
+    t0 = time.perf_counter()
+    built = INDEX_KINDS[spec.kind].build(spec, x)
+    built.build_s = time.perf_counter() - t0
+    return built
 
 
 def search(index: BuiltIndex | Any, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -299,7 +305,7 @@ def recall_vs_exact(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
 
 
 def benchmark_index(
-    spec: IndexSpec,
+    index: IndexSpec | BuiltIndex,
     doc_emb: Any,
     query_emb: Any,
     k: int = 10,
@@ -309,33 +315,28 @@ def benchmark_index(
     min_batch_seconds: float = 0.2,
     exact_ids: np.ndarray | None = None,
 ) -> IndexBenchmark:
-    """Build ``spec`` on ``doc_emb`` and measure it with ``query_emb``. Latency: one query per call,
-    faiss on 1 thread (restored after), after ``warmup`` calls. Batched qps: all queries per call,
-    repeated for ``min_batch_seconds``. Recall: against exact top-k (``exact_ids``, else computed)."""
+    """Measure ``index`` (a spec is built on ``doc_emb`` first; pass the BuiltIndex to search it
+    again afterwards, without a second build) with ``query_emb``. Latency: one query per call, faiss
+    on 1 thread (restored after), after ``warmup`` calls. Batched qps: all queries per call, repeated
+    for ``min_batch_seconds``. Recall: against exact top-k (``exact_ids``, else computed)."""
     import faiss
 
     docs, queries = as_f32(doc_emb, "doc embeddings"), as_f32(query_emb, "queries")
     if len(queries) == 0:
         raise ValueError("benchmark_index needs at least one query")
-    if spec.kind == "binary":
-        quantize(docs[:1], "ubinary")  # import sentence-transformers now, not inside the timed build
-    t0 = time.perf_counter()
-    built = build_index(spec, docs)
-    build_s = time.perf_counter() - t0
-
+    built = index if isinstance(index, BuiltIndex) else build_index(index, docs)
     threads = faiss.omp_get_max_threads()
     lat_q = queries[: max(1, min(n_latency_queries, len(queries)))]
     times = []
     faiss.omp_set_num_threads(1)
     try:
-        for i in range(min(warmup, len(lat_q))):
-            search(built, lat_q[i : i + 1], k)
-        for i in range(len(lat_q)):
+        for i in [*range(min(warmup, len(lat_q))), *range(len(lat_q))]:  # warm-up calls, then timed ones
             t = time.perf_counter()
             search(built, lat_q[i : i + 1], k)
             times.append(time.perf_counter() - t)
     finally:
         faiss.omp_set_num_threads(threads)
+    times = times[min(warmup, len(lat_q)) :]
     p50, p95, p99 = (float(v) * 1e3 for v in np.percentile(times, [50, 95, 99]))
 
     n_done, t_start = 0, time.perf_counter()
@@ -347,12 +348,12 @@ def benchmark_index(
         exact_ids = topk_dot(queries, docs, k)[1]
     ib, rb = index_bytes(built), built.rescore_bytes
     return IndexBenchmark(
-        kind=spec.kind,
+        kind=built.spec.kind,
         params=dict(built.params),
         n_docs=built.n_docs,
         dim=built.dim,
         k=k,
-        build_s=build_s,
+        build_s=built.build_s,
         index_bytes=ib,
         bytes_per_vector=ib / built.n_docs,
         rescore_bytes=rb,

@@ -95,13 +95,10 @@ def fitted_pca(
         log.info("Read the %d-component PCA from the cache (%s)", n_components, key)
         return PCAProjection.from_array(hit)
     emb = fit_embeddings()
-    pca = PCAProjection.from_array(fit_pca(emb, n_components).to_array())  # float32 everywhere
+    pca = fit_pca(emb, n_components)  # float32 everywhere, as a cache hit gives
     cache.put(key, pca.to_array(), {"what": "pca", "n_components": n_components, "n_fit": len(emb)})
     kept = 100 * float(pca.explained_variance_ratio.sum())
     log.info(
-        "Fitted PCA to %d dimensions on %d embeddings: %.1f%% of their variance kept",
-        n_components,
-        len(emb),
-        kept,
+        "Fitted PCA to %d dimensions on %d embeddings: %.1f%% of variance kept", n_components, len(emb), kept
     )
     return pca

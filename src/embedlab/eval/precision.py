@@ -13,18 +13,12 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Unpack
+from typing import Any, Literal
 
 import numpy as np
 
-from embedlab.eval.arrays import as_numpy, pad_topk, rescore_candidates, topk_dot
-from embedlab.eval.retrieval import (
-    DEFAULT_KS,
-    Qrels,
-    RankingKwargs,
-    RetrievalMetrics,
-    retrieval_metrics_from_ranked,
-)
+from embedlab.eval.arrays import as_numpy, pad_topk, query_docs, rescore_candidates, topk_dot
+from embedlab.eval.retrieval import DEFAULT_KS, Qrels, RetrievalMetrics, retrieval_metrics
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +85,7 @@ def search_with_precision(
 ) -> PrecisionSearch:
     """Top-k documents per query with both sides stored at ``precision``, by exact (brute-force)
     search, so differences come from the quantization alone."""
-    q, d = as_numpy(query_emb, np.float32), as_numpy(doc_emb, np.float32)
-    if d.ndim != 2 or len(d) == 0:
-        raise ValueError(f"Empty corpus or bad doc embedding shape {d.shape}")
-    if q.ndim != 2 or q.shape[1] != d.shape[1]:
-        raise ValueError(f"Query embeddings {q.shape} do not match doc embeddings {d.shape}")
+    q, d = query_docs(query_emb, doc_emb)
     size = bytes_per_vector(precision, d.shape[1])
     if rescore_multiplier < 0:
         raise ValueError(f"rescore_multiplier must be >= 0, got {rescore_multiplier}")
@@ -142,7 +132,7 @@ def evaluate_precision(
     *,
     calibration_embeddings: Any = None,
     rescore_multiplier: int = 0,
-    **options: Unpack[RankingKwargs],
+    **options: Any,
 ) -> PrecisionSearch:
     """Retrieval metrics at one precision (in ``.metrics``); with ``ignore_identical_ids`` one extra
     result is fetched, so dropping the query's own document still leaves max(ks)."""
@@ -155,7 +145,7 @@ def evaluate_precision(
         calibration_embeddings=calibration_embeddings,
         rescore_multiplier=rescore_multiplier,
     )
-    metrics = retrieval_metrics_from_ranked(query_ids, doc_ids, qrels, (res.scores, res.ids), ks, **options)
+    metrics = retrieval_metrics(query_ids, doc_ids, qrels, ks=ks, ranked=(res.scores, res.ids), **options)
     return replace(res, metrics=metrics)
 
 

@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypedDict, Unpack
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,15 +38,6 @@ COUNTS = (  # the skip counts every RetrievalMetrics carries
     "n_judgements_missing_doc",
     "n_judgements_identical",
 )
-
-
-class RankingKwargs(TypedDict, total=False):
-    """The keyword options of every metric entry point, defaults as in :class:`RankingOptions`."""
-
-    ignore_identical_ids: bool
-    missing_doc_policy: MissingDocPolicy
-    ndcg_gain: NdcgGain
-    per_query: bool
 
 
 @dataclass(frozen=True)
@@ -254,17 +245,56 @@ def _metric_values(prep: Judged, ranked: np.ndarray, ks: tuple[int, ...]) -> dic
     }
 
 
-def _evaluate(
+def retrieval_metrics(
     query_ids: Sequence[str],
     doc_ids: Sequence[str],
     qrels: Qrels,
-    opts: RankingOptions,
-    rank: Callable[[Judged, np.ndarray | None], np.ndarray],
+    scores: Any = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    query_emb: Any = None,
+    doc_emb: Any = None,
+    ranked: tuple[Any, Any] | Sequence[Sequence[tuple[int, float]]] | None = None,
+    chunk_size: int = 1024,
+    ignore_identical_ids: bool = False,
+    missing_doc_policy: MissingDocPolicy = "error",
+    ndcg_gain: NdcgGain = "binary",
+    per_query: bool = False,
 ) -> RetrievalMetrics:
-    """Check inputs, rank the scored queries (``rank(prep, exclude)`` -> (Qs, K) doc indices), score."""
+    """Metrics from one ranking source: a (Q, D) ``scores`` matrix (numpy or torch), exact dot-product
+    search of ``query_emb`` in ``doc_emb`` (cosine for unit rows), or ``ranked``: faiss-style (scores, ids)
+    (Q, K) arrays (-1 padded) or per-query ``(doc_index, score)`` lists, re-sorted by (-score, doc index);
+    there the query's own document is dropped afterwards, so retrieve max(ks) + 1 to keep full depth.
+    Only judged rows are ranked, ``chunk_size`` at a time; ``per_query`` also keeps each query's metrics."""
+    sources = (scores is not None, query_emb is not None, ranked is not None)
+    if sum(sources) != 1 or (query_emb is None) != (doc_emb is None):
+        raise ValueError("Pass exactly one ranking source: scores, query_emb with doc_emb, or ranked.")
+    opts = RankingOptions(tuple(map(int, ks)), ignore_identical_ids, missing_doc_policy, ndcg_gain, per_query)
     prep = prepare_judgements(query_ids, doc_ids, qrels, opts)
     exclude = None if prep.exclude is None else prep.exclude[prep.positions]
-    ranked = rank(prep, exclude)
+    n_q, n_d, depth = len(query_ids), len(doc_ids), max(opts.ks)
+    if scores is not None:
+        s = as_numpy(scores)
+        if s.shape != (n_q, n_d):
+            raise ValueError(f"scores shape {s.shape} != (n_queries, n_docs) = ({n_q}, {n_d})")
+        ids = topk_from_scores(s, depth, rows=prep.positions, exclude=exclude, chunk_size=chunk_size)[1]
+    elif ranked is None:
+        q = as_numpy(query_emb, np.float32)
+        if len(q) != n_q or len(as_numpy(doc_emb)) != n_d:
+            raise ValueError("Embedding rows must match query_ids and doc_ids one to one.")
+        ids = topk_dot(q[prep.positions], doc_emb, depth, exclude=exclude, chunk_size=chunk_size)[1]
+    else:
+        ids = ranked_to_array(ranked, n_q, n_d)[prep.positions]
+        if exclude is not None:  # drop the query's own id; the freed slot moves to the row's end
+            ids = np.where(ids == exclude[:, None], -1, ids)
+            ids = np.take_along_axis(ids, np.argsort(ids < 0, axis=1, kind="stable"), axis=1)
+    return _score(prep, ids, opts, exclude)
+
+
+def _score(
+    prep: Judged, ranked: np.ndarray, opts: RankingOptions, exclude: np.ndarray | None
+) -> RetrievalMetrics:
+    """Score (Qs, K) ranked doc indices of the judged queries, counting short rankings."""
     ks = tuple(sorted(set(opts.ks)))
     values = _metric_values(prep, ranked, ks)
     # A ranking is short when it holds fewer docs than it could (max k, or what the corpus allows).
@@ -289,68 +319,21 @@ def _evaluate(
     )
 
 
-def retrieval_metrics_from_scores(
-    query_ids: Sequence[str],
-    doc_ids: Sequence[str],
-    qrels: Qrels,
-    scores: Any,
-    ks: Sequence[int] = DEFAULT_KS,
-    *,
-    chunk_size: int = 1024,
-    **options: Unpack[RankingKwargs],
-) -> RetrievalMetrics:
-    """Metrics from a (Q, D) score matrix (numpy or torch); only judged rows are ranked."""
-    s = as_numpy(scores)
-
-    def rank(prep: Judged, exclude: np.ndarray | None) -> np.ndarray:
-        if s.shape != (len(query_ids), len(doc_ids)):
-            raise ValueError(
-                f"scores shape {s.shape} != (n_queries, n_docs) = ({len(query_ids)}, {len(doc_ids)})"
-            )
-        return topk_from_scores(s, max(ks), rows=prep.positions, exclude=exclude, chunk_size=chunk_size)[1]
-
-    return _evaluate(query_ids, doc_ids, qrels, RankingOptions(tuple(map(int, ks)), **options), rank)
-
-
 def retrieval_metrics_from_embeddings(
     query_ids: Sequence[str],
     doc_ids: Sequence[str],
     qrels: Qrels,
     query_emb: Any,
     doc_emb: Any,
-    ks: Sequence[int] = DEFAULT_KS,
-    *,
-    chunk_size: int = 1024,
-    **options: Unpack[RankingKwargs],
+    ks: Any,
+    **kw: Any,
 ) -> RetrievalMetrics:
-    """Metrics from exact dot-product search (cosine for unit rows), ``chunk_size`` queries at a time."""
-
-    def rank(prep: Judged, exclude: np.ndarray | None) -> np.ndarray:
-        q = as_numpy(query_emb, np.float32)
-        if len(q) != len(query_ids) or len(as_numpy(doc_emb)) != len(doc_ids):
-            raise ValueError("Embedding rows must match query_ids and doc_ids one to one.")
-        return topk_dot(q[prep.positions], doc_emb, max(ks), exclude=exclude, chunk_size=chunk_size)[1]
-
-    return _evaluate(query_ids, doc_ids, qrels, RankingOptions(tuple(map(int, ks)), **options), rank)
+    """Alias of ``retrieval_metrics(..., query_emb=, doc_emb=)`` for eval/retrieval_task.py (to be removed)."""
+    return retrieval_metrics(query_ids, doc_ids, qrels, ks=ks, query_emb=query_emb, doc_emb=doc_emb, **kw)
 
 
 def retrieval_metrics_from_ranked(
-    query_ids: Sequence[str],
-    doc_ids: Sequence[str],
-    qrels: Qrels,
-    ranked: tuple[Any, Any] | Sequence[Sequence[tuple[int, float]]],
-    ks: Sequence[int] = DEFAULT_KS,
-    **options: Unpack[RankingKwargs],
+    query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels, ranked: Any, ks: Any, **kw: Any
 ) -> RetrievalMetrics:
-    """Metrics from faiss-style ``(scores, ids)`` (Q, K) arrays (-1 padded) or per-query lists of
-    ``(doc_index, score)``; rows are re-sorted by (-score, doc index). With ``ignore_identical_ids``
-    the query's own document is removed here, so retrieve max(ks) + 1 to keep full depth."""
-
-    def rank(prep: Judged, exclude: np.ndarray | None) -> np.ndarray:
-        ids = ranked_to_array(ranked, len(query_ids), len(doc_ids))[prep.positions]
-        if exclude is not None:  # drop the query's own id; the freed slot moves to the row's end
-            ids = np.where(ids == exclude[:, None], -1, ids)
-            ids = np.take_along_axis(ids, np.argsort(ids < 0, axis=1, kind="stable"), axis=1)
-        return ids
-
-    return _evaluate(query_ids, doc_ids, qrels, RankingOptions(tuple(map(int, ks)), **options), rank)
+    """Alias of ``retrieval_metrics(..., ranked=)`` for eval/retrieval_task.py (to be removed)."""
+    return retrieval_metrics(query_ids, doc_ids, qrels, ks=ks, ranked=ranked, **kw)

@@ -70,13 +70,12 @@ class Cell:
 
     def refines(self, other: Cell) -> bool:
         """True when this cell applies every choice ``other`` makes, and more."""
-        mine, theirs = self._choices(), other._choices()
-        return mine != theirs and all(mine.get(k) == v for k, v in theirs.items())
+        return self._choices() > other._choices()
 
-    def _choices(self) -> dict[str, Any]:
-        dim = (self.dim_method, self.dim) if self.dim_method != "full" else None
-        precision = (self.precision, self.rescore) if self.precision != "float32" else None
-        return {k: v for k, v in (("dim", dim), ("precision", precision), ("index", self.index)) if v}
+    def _choices(self) -> set[tuple[Any, ...]]:
+        dim = ("dim", self.dim_method, self.dim) if self.dim_method != "full" else None
+        precision = ("precision", self.precision, self.rescore) if self.precision != "float32" else None
+        return {c for c in (dim, precision, ("index", self.index) if self.index else None) if c}
 
 
 def variant_grid(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from embedlab.eval.arrays import as_matrix
 from embedlab.viz.plots import new_figure, save_figure
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,10 @@ def tsne_plot(
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
-    x = np.asarray(embeddings, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be a 2-D (N, D) array, got shape {x.shape}.")
+    x = as_matrix(embeddings).astype(np.float32)  # 2-D and finite
     n = x.shape[0]
     if n < MIN_POINTS:
         raise ValueError(f"t-SNE needs at least {MIN_POINTS} points, got {n}.")
-    if not np.isfinite(x).all():
-        raise ValueError("embeddings hold NaN or infinite values.")
     if labels is not None and len(labels) != n:
         raise ValueError(f"{len(labels)} labels for {n} embeddings.")
     if perplexity <= 0:
