@@ -109,7 +109,7 @@ def test_bad_params_are_clear_errors() -> None:
     with pytest.raises(ConfigError, match=r"Unknown fastText parameter\(s\) \['dims'\]"):
         FastTextParams.from_mapping({"dims": 3})
     with pytest.raises(ConfigError, match="min_n <= max_n"):
-        FastTextParams(min_n=5, max_n=3).check()
+        FastTextParams(min_n=5, max_n=3)
     with pytest.raises(DataError, match="min_count=1"):
         train_fasttext(["one two three"], FastTextParams(min_count=5, epochs=1, bucket=10), None)
 

@@ -84,7 +84,8 @@ def test_config_is_read_from_the_graph(l3_dir: Path) -> None:
                 "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
                 "hidden_act": "gelu", "model_type": "bert"}  # fmt: skip
     assert {k: config[k] for k in expected} == expected
-    assert json.loads((l3_dir / "sentence_bert_config.json").read_text())["max_seq_length"] == 128
+    # sentence-transformers 6 records max_seq_length as the tokenizer's model_max_length
+    assert json.loads((l3_dir / "tokenizer_config.json").read_text())["model_max_length"] == 128
     assert json.loads((l3_dir / "1_Pooling" / "config.json").read_text())["pooling_mode"] == "mean"
     marker = json.loads((l3_dir / onnx_import.MARKER).read_text())
     assert (
@@ -172,7 +173,7 @@ def test_failed_conversion_leaves_nothing_behind(tmp_path: Path, monkeypatch: py
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(onnx_import, "_write_sentence_transformers_files", crash)
+    monkeypatch.setattr(onnx_import, "_write_tokenizer", crash)
     target = tmp_path / "models" / "l3"
     with pytest.raises(RuntimeError, match="disk full"):
         onnx_import.convert_onnx_bert(_onnx_path(), _minilm_from_package(), target)

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info(
         "Neighbours of document %d: %s",
         report.query,
-        [(n.index, round(n.score, 4)) for n in report.neighbours],
+        [(i, round(score, 4)) for i, score in report.neighbours],
     )
     i, j, s = report.pair
     log.info("Most similar pair: %d and %d (cosine %.4f); wrote %s", i, j, s, args.out / f"{name}.json")

@@ -51,15 +51,15 @@ def test_duplicate_is_the_top_neighbour_and_the_matrix_is_cosine(tiny, docs: lis
     texts = [*docs, docs[3]]  # the last document duplicates document 3
     report = doc_similarity_report(Encoder(tiny), texts, query=3, k=4)
     sim, dup = report.matrix, len(texts) - 1
-    assert report.neighbours[0].index == dup and report.neighbours[0].score == pytest.approx(1.0, abs=1e-6)
-    assert nearest_neighbours(sim, dup, k=1)[0].index == 3
-    assert 3 not in [n.index for n in report.neighbours[1:]] and len(report.neighbours) == 4
+    assert report.neighbours[0][0] == dup and report.neighbours[0][1] == pytest.approx(1.0, abs=1e-6)
+    assert nearest_neighbours(sim, dup, k=1)[0][0] == 3
+    assert 3 not in [i for i, _ in report.neighbours[1:]] and len(report.neighbours) == 4
     assert report.pair[:2] == (3, dup)
     np.testing.assert_array_equal(sim, sim.T)
     np.testing.assert_array_equal(np.diag(sim), np.ones(len(texts)))
     emb = tiny.encode(texts, convert_to_tensor=True)
     np.testing.assert_allclose(sim, cos_sim(emb, emb).numpy(), atol=1e-5)  # the library's cosine
-    scores = [n.score for n in report.neighbours]
+    scores = [score for _, score in report.neighbours]
     assert scores == sorted(scores, reverse=True)
     record = report.as_dict()
     assert record["neighbours"][0]["index"] == dup and record["n_docs"] == len(texts)
@@ -69,7 +69,7 @@ def test_pair_and_neighbours_on_a_known_matrix() -> None:
     emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [-1.0, 0.0]])
     sim = similarity_matrix(emb)
     assert most_similar_pair(sim)[:2] == (0, 2)
-    assert [n.index for n in nearest_neighbours(sim, 0, k=3)] == [2, 1, 3]
+    assert [i for i, _ in nearest_neighbours(sim, 0, k=3)] == [2, 1, 3]
     assert sim[0, 3] == pytest.approx(-1.0)
     # nearest neighbours: 0->2, 1->2, 2->0, 3->1 (cosine 0 beats -1); labels agree for 0, 2
     assert neighbour_label_agreement(sim, ["a", "b", "a", "c"]) == pytest.approx(0.5)

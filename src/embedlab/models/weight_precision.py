@@ -27,14 +27,6 @@ _TORCH_AO_DEPRECATIONS = (
 )
 
 
-def check_weight_precision(precision: str) -> WeightPrecision:
-    if precision not in WEIGHT_PRECISIONS:
-        raise ValueError(
-            f"Unknown weight precision {precision!r}. Choose one of {', '.join(WEIGHT_PRECISIONS)} (weights=...)."
-        )
-    return precision  # type: ignore[return-value]
-
-
 def count_dynamic_int8_linear(model: SentenceTransformer) -> int:
     """Dynamically quantized Linear layers of the transformer (by class name: nothing deprecated imported)."""
     return sum(
@@ -137,7 +129,10 @@ def apply_weight_precision(model: SentenceTransformer, precision: str) -> Senten
     cannot be reduced again, and int8 needs the model on the CPU."""
     import torch
 
-    precision = check_weight_precision(precision)
+    if precision not in WEIGHT_PRECISIONS:
+        raise ValueError(
+            f"Unknown weight precision {precision!r}. Choose one of {', '.join(WEIGHT_PRECISIONS)} (weights=...)."
+        )
     current = detect_weight_precision(model)
     if current == precision:
         return model

@@ -27,9 +27,9 @@ def paired_similarity(a: Any, b: Any, fn: SimilarityFn) -> np.ndarray:
         raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}.")
     if fn not in SIMILARITY_FUNCTIONS:
         raise ValueError(f"Unknown similarity function '{fn}'. Choose one of {SIMILARITY_FUNCTIONS}.")
-    if fn in ("cosine", "dot"):
-        return np.einsum("nd,nd->n", *((unit_rows(x), unit_rows(y)) if fn == "cosine" else (x, y)))
-    return -np.linalg.norm(x - y, ord=2 if fn == "euclidean" else 1, axis=1)
+    from sentence_transformers import SimilarityFunction
+
+    return SimilarityFunction.to_similarity_pairwise_fn(fn)(x, y).numpy()
 
 
 def similarity_spearman(
@@ -52,14 +52,15 @@ def similarity_matrix(embeddings: Any) -> np.ndarray:
     return np.clip(sim, -1.0, 1.0)
 
 
-@dataclass(frozen=True)
-class Neighbour:
-    index: int
-    score: float
+def _ranked(sim: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+    """(R, N-1): the other documents of each row in ``rows``, most similar first; ties by index."""
+    scores = sim[rows].astype(np.float64)  # (R, N)
+    scores[np.arange(len(rows)), rows] = -np.inf
+    return np.argsort(-scores, axis=1, kind="stable")[:, :-1]
 
 
-def nearest_neighbours(sim: np.ndarray, query: int, k: int = 5) -> list[Neighbour]:
-    """The ``k`` documents most similar to ``query`` (itself excluded), best first; ties by index."""
+def nearest_neighbours(sim: np.ndarray, query: int, k: int = 5) -> list[tuple[int, float]]:
+    """(index, cosine) of the ``k`` documents most similar to ``query`` (itself excluded), best first."""
     n = sim.shape[0]
     if sim.ndim != 2 or sim.shape[1] != n:
         raise ValueError(f"sim must be a square (N, N) matrix, got shape {sim.shape}.")
@@ -67,10 +68,7 @@ def nearest_neighbours(sim: np.ndarray, query: int, k: int = 5) -> list[Neighbou
         raise ValueError(f"query index {query} is outside the {n} documents (0..{n - 1}).")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}.")
-    row = sim[query].astype(np.float64).copy()
-    row[query] = -np.inf
-    order = np.lexsort((np.arange(n), -row))[: min(k, n - 1)]
-    return [Neighbour(int(j), float(sim[query, j])) for j in order]
+    return [(int(j), float(sim[query, j])) for j in _ranked(sim, [query])[0, :k]]
 
 
 def most_similar_pair(sim: np.ndarray) -> tuple[int, int, float]:
@@ -86,15 +84,15 @@ def neighbour_label_agreement(sim: np.ndarray, labels: Sequence[str], k: int = 1
     """Share of each document's ``k`` nearest neighbours that carry its label, over all documents."""
     if len(labels) != sim.shape[0]:
         raise ValueError(f"{len(labels)} labels for {sim.shape[0]} documents.")
-    hits = [labels[nb.index] == labels[i] for i in range(len(labels)) for nb in nearest_neighbours(sim, i, k)]
-    return float(np.mean(hits))
+    tags = np.asarray(labels, dtype=object)
+    return float((tags[_ranked(sim, range(len(tags)))[:, :k]] == tags[:, None]).mean())
 
 
 @dataclass(frozen=True)
 class DocSimilarityReport:
     matrix: np.ndarray  # (N, N) cosine
     query: int
-    neighbours: list[Neighbour]
+    neighbours: list[tuple[int, float]]  # (index, cosine)
     pair: tuple[int, int, float]
     encode_stats: EncodeStats
     texts: Sequence[str] = field(repr=False)
@@ -112,7 +110,7 @@ class DocSimilarityReport:
         return {
             "n_docs": len(self.texts),
             "query": doc(self.query),
-            "neighbours": [{**doc(nb.index), "cosine": nb.score} for nb in self.neighbours],
+            "neighbours": [{**doc(i), "cosine": score} for i, score in self.neighbours],
             "most_similar_pair": {"a": doc(self.pair[0]), "b": doc(self.pair[1]), "cosine": self.pair[2]},
             "off_diagonal_cosine": {k: float(getattr(off_diag, k)()) for k in ("mean", "std", "min", "max")},
             **agreement,

@@ -230,17 +230,24 @@ def build_variants(
     a prebuilt ONNX transformer of the same architecture and tokenizer."""
     workdir, export = Path(workdir), Path(workdir) / "_export" / "model.onnx"
     n_layers = len(_layer_owner(model[0].auto_model).layer)
+    onnx = {n: (export, shutil.copyfile if n == "onnx-fp32" else quantize_onnx_int8) for n in names}
+    prebuilt = {n: (Path(src), shutil.copyfile) for n, src in (reference_onnx or {}).items()}
     variants: list[Variant] = []
-    for name in names:
-        if name not in VARIANTS:
+    for name in [*names, *prebuilt]:
+        if name not in VARIANTS and name not in prebuilt:
             raise ValueError(f"Unknown variant {name!r}: choose {', '.join(VARIANTS)}.")
         folder, desc = workdir / name, DESCRIPTIONS.get(name, "")
         shutil.rmtree(folder, ignore_errors=True)
-        if name.startswith("onnx-"):
-            if not export.exists():
+        if name.startswith("onnx-") or name in prebuilt:  # the model's configs + an ONNX transformer
+            src, make = prebuilt.get(name) or onnx[name]
+            if name in prebuilt:
+                desc = f"prebuilt ONNX file ({src.parent.name}), onnxruntime"
+            elif not export.exists():
                 export_onnx(model, export)
-            make = shutil.copyfile if name == "onnx-fp32" else quantize_onnx_int8
-            variants.append(_onnx_variant(model, name, desc, folder, export, make, batch_size))
+            _save_without_weights(model, folder)
+            make(src, folder / "model.onnx")
+            embed = onnx_embed(model, folder / "model.onnx", batch_size=batch_size)
+            variants.append(Variant(name, desc, embed, folder))
             continue
         if name.startswith("drop-"):
             keep = every_other_layer(n_layers, offset=1 if name == "drop-odd" else 0)
@@ -251,21 +258,8 @@ def build_variants(
         variants.append(
             Variant(name, desc, torch_embed(reduced, batch_size), save_model(reduced, folder, model))
         )
-    for name, src in (reference_onnx or {}).items():
-        desc = f"prebuilt ONNX file ({Path(src).parent.name}), onnxruntime"
-        shutil.rmtree(workdir / name, ignore_errors=True)
-        variants.append(_onnx_variant(model, name, desc, workdir / name, src, shutil.copyfile, batch_size))
     shutil.rmtree(workdir / "_export", ignore_errors=True)
     return variants
-
-
-def _onnx_variant(
-    model: SentenceTransformer, name: str, desc: str, folder: Path, src: Path, make: Callable, batch_size: int
-) -> Variant:
-    """A folder of ``model``'s configs plus ``make(src, folder/model.onnx)``, run in onnxruntime."""
-    _save_without_weights(model, folder)
-    make(src, folder / "model.onnx")
-    return Variant(name, desc, onnx_embed(model, folder / "model.onnx", batch_size=batch_size), folder)
 
 
 def cosine_agreement(reference: np.ndarray, other: np.ndarray) -> tuple[float, float]:
