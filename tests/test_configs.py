@@ -47,13 +47,12 @@ def test_every_option_composes(make_cfg, group: str, option: str, task: str) -> 
     cfg = make_cfg(*overrides, task=task)
     assert cfg.monitor.endswith(f"/{cfg.data.metric}")
     from embedlab.config import build_specs
-    from embedlab.config.specs import encoder_spec, index_spec_from_cfg, sts_spec
 
-    assert encoder_spec(cfg).name == cfg.model.name
+    specs = build_specs(cfg, check=False)  # every axis maps onto its spec
+    assert specs.model.name == cfg.model.name
     if cfg.data.task == "sts":
-        assert sts_spec(cfg).name == cfg.data.name
-    index_spec_from_cfg(cfg)  # every index config maps onto a spec
-    build_specs(cfg, check=False)  # and every axis onto its spec
+        assert specs.data.name == cfg.data.name
+    assert (specs.index.spec is None) == (not cfg.get("index") or not cfg.index.get("kind"))
 
 
 def test_monitor_is_named_once() -> None:

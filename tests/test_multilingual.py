@@ -14,12 +14,12 @@ LANGS = ["en", "de", "es", "fr", "it", "ja", "nl", "pl", "pt", "ru", "zh"]
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_every_language_loads_the_release_rows(make_cfg, data_dir: Path, lang: str) -> None:
-    from embedlab.config.specs import sts_spec
+    from embedlab.config import build_specs
     from embedlab.data.sts import load_sts
 
     cfg = make_cfg("data=stsb_multi_mt", f"data.lang={lang}", task="evaluate")
     assert cfg.data.name == f"stsb_{lang}" and cfg.monitor == f"test/stsb_{lang}/spearman_cosine"
-    data = load_sts(sts_spec(cfg))
+    data = load_sts(build_specs(cfg, check=False).data)
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 5749, "validation": 1500, "test": 1379}
     with (data_dir / "stsb_multi_mt" / f"stsb-{lang}-test.csv").open(encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))  # the release's own reading (README: csv, excel dialect)
@@ -28,24 +28,27 @@ def test_every_language_loads_the_release_rows(make_cfg, data_dir: Path, lang: s
     assert list(test.scores) == [float(r[2]) for r in rows]
 
 
-def test_english_matches_the_original_stsb_release(make_cfg, data_dir: Path) -> None:
-    from embedlab.config.specs import sts_spec
+def sts_data(cfg):
+    """The test split of the STS set ``cfg`` composes."""
+    from embedlab.config import build_specs
     from embedlab.data.sts import load_sts
 
-    mt = load_sts(sts_spec(make_cfg("data=stsb_multi_mt", "data.lang=en")), splits=("test",)).splits["test"]
-    orig = load_sts(sts_spec(make_cfg("data=stsb")), splits=("test",)).splits["test"]
+    return load_sts(build_specs(cfg, check=False).data, splits=("test",)).splits["test"]
+
+
+def test_english_matches_the_original_stsb_release(make_cfg, data_dir: Path) -> None:
+    mt = sts_data(make_cfg("data=stsb_multi_mt", "data.lang=en"))
+    orig = sts_data(make_cfg("data=stsb"))
     assert mt.scores == orig.scores
     same = sum(a == b for a, b in zip(mt.sentence1, orig.sentence1, strict=True))
     assert same / len(mt) > 0.95  # the MT release normalised some quotes and whitespace
 
 
 def test_unknown_language_names_the_missing_file(make_cfg, data_dir: Path) -> None:
-    from embedlab.config.specs import sts_spec
-    from embedlab.data.sts import load_sts
     from embedlab.errors import DataError
 
     with pytest.raises(DataError, match=r"(?s)stsb-xx-\w+\.csv.*folder exists.*stsb-de-dev\.csv"):
-        load_sts(sts_spec(make_cfg("data=stsb_multi_mt", "data.lang=xx")), splits=("test",))
+        sts_data(make_cfg("data=stsb_multi_mt", "data.lang=xx"))
 
 
 def test_evaluate_writes_per_language_keys(make_cfg, data_dir: Path, tmp_path: Path) -> None:

@@ -147,14 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("run_dir", help="a run output folder (outputs/<task>/runs/<date>/<time>)")
     add("--split", default=None, help="STS runs: the split to plot (default: the last eval split)")
     add("--max-points", type=int, default=1000, help="seeded subsample size (default 1000)")
-    add(
-        "--bins",
-        dest="n_bins",
-        metavar="BINS",
-        type=int,
-        default=5,
-        help="STS runs: gold-score bins (default 5)",
-    )
+    add("--bins", dest="n_bins", metavar="BINS", type=int, default=5, help="STS runs: gold-score bins")
     add("--data-dir", default=None, help="where the run's data lives now (paths.data_dir)")
     add("--wandb", dest="wandb_mode", default="auto", choices=["auto", "online", "offline", "disabled"])
     add("--out", default=None, help="PNG path (default: <run>/plots/tsne_<split>_<model>.png)")

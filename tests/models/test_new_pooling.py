@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedlab.config.specs import encoder_spec
+from embedlab.config import build_specs
 from embedlab.errors import ConfigError
 from embedlab.models import pooling
 from embedlab.models.encoder import build_encoder
@@ -26,7 +26,8 @@ def test_a_new_sentence_transformers_pooling_is_one_name_and_one_yaml(
         "# The last real token.\nmode: lasttoken\n"
     )
     search_path = f"hydra.searchpath=[file://{tmp_path / 'configs'}]"  # file 2, beside configs/pooling/
-    spec = encoder_spec(make_cfg(search_path, "model=tiny_bert", "pooling=lasttoken", task="evaluate"))
+    cfg = make_cfg(search_path, "model=tiny_bert", "pooling=lasttoken", task="evaluate")
+    spec = build_specs(cfg, check=False).model
     assert spec.pooling == "lasttoken"
     model, _ = build_encoder(replace(spec, normalize=False))  # unnormalised: compare with raw tokens
     assert model[1].pooling_mode == "lasttoken"

@@ -1,15 +1,20 @@
-"""Plain, frozen specs of a run's axes, each checked in its ``__post_init__``; :func:`check_run` holds
-the rules that join axes. No Hydra here: ``DimensionSpec(size=128, method="pca")`` works in a REPL."""
+"""Plain, frozen specs of a run's axes, each checked in its ``__post_init__`` and read from its plain
+config section by :func:`read` (or its ``from_cfg``); :func:`check_run` joins axes. No Hydra here:
+``DimensionSpec(size=128, method="pca")`` works in a REPL, and a new axis is one dataclass + one line."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from embedlab.data.sts import STSSpec
+from embedlab.data.text_corpus import CorpusSpec
 from embedlab.encode.encoder import EncodeSettings
 from embedlab.errors import ConfigError
+from embedlab.eval.index import IndexSpec, index_spec
 from embedlab.eval.precision import PRECISIONS
 from embedlab.models.encoder import EncoderSpec
 from embedlab.models.weight_precision import WEIGHT_PRECISIONS
@@ -17,10 +22,21 @@ from embedlab.models.weight_precision import WEIGHT_PRECISIONS
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from embedlab.eval.index import IndexSpec
-
+T = TypeVar("T")
 MAX_BATCH = 65536  # a sanity bound on data.batch_size / eval_batch_size, far above any useful value
 DimensionMethod = Literal["truncate", "projection", "pca"]
+
+
+def read(cls: type[T], section: Mapping[str, Any] | None, **overrides: Any) -> T:
+    """``cls`` (a dataclass) from the keys of ``section`` that are its fields (lists as tuples), then
+    ``overrides``: the one reader of every spec, so a new config key is a new field."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in (section or {}).items() if k in names}
+    return cls(**(kw | overrides))
+
+
+def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,12 @@ class IndexSettings:
     k: int = 10
     n_latency_queries: int = 200
 
+    @classmethod
+    def from_cfg(cls, node: Mapping[str, Any] | None) -> IndexSettings:
+        if not node or not node.get("kind"):
+            return cls(None, 10, 0)
+        return read(cls, node, spec=index_spec(node["kind"], **(node.get("params") or {})))
+
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
@@ -110,7 +132,12 @@ class ObjectiveSpec:
     scale: float = 20.0
     matryoshka_dims: tuple[int, ...] | None = None
     matryoshka_weights: tuple[float, ...] | None = None
-    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    extra: Mapping[str, Any] = field(default_factory=frozen)
+
+    @classmethod
+    def from_cfg(cls, o: Mapping[str, Any]) -> ObjectiveSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return read(cls, o, extra=frozen({k: v for k, v in o.items() if k not in names}))
 
 
 @dataclass(frozen=True)
@@ -120,17 +147,35 @@ class EncodeSpec:
     settings: EncodeSettings = field(default_factory=EncodeSettings)
     share_poolings: tuple[str, ...] = ()
 
+    @classmethod
+    def from_cfg(cls, c: Mapping[str, Any]) -> EncodeSpec:
+        """``encode/`` plus the data's eval batch size and the weights' precision (a cache-key part)."""
+        check_batch_sizes(c["data"])  # with its fix hint, before EncodeSettings' own check
+        batch, weights = int(c["data"].get("eval_batch_size", 64)), str(c["weights"]["name"])
+        settings = read(EncodeSettings, c.get("encode"), batch_size=batch, weight_precision=weights)
+        return read(cls, c.get("encode"), settings=settings)
+
 
 @dataclass(frozen=True)
 class ObjectSpec:
     """A class to build by dotted path with keyword arguments (trainer, a logger, a callback)."""
 
     target: str
-    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    kwargs: Mapping[str, Any] = field(default_factory=frozen)
+
+    @classmethod
+    def from_cfg(cls, node: Mapping[str, Any]) -> ObjectSpec:
+        return cls(node["_target_"], frozen({k: v for k, v in node.items() if k != "_target_"}))
 
     def build(self, **overrides: Any) -> Any:
         module, _, name = self.target.rpartition(".")
         return getattr(importlib.import_module(module), name)(**{**self.kwargs, **overrides})
+
+
+def object_specs(section: Mapping[str, Any] | None) -> tuple[ObjectSpec, ...]:
+    """The ``_target_`` entries of a ``callbacks/`` or ``logger/`` section."""
+    nodes = (section or {}).values()
+    return tuple(ObjectSpec.from_cfg(n) for n in nodes if isinstance(n, dict) and "_target_" in n)
 
 
 @dataclass(frozen=True)
@@ -152,7 +197,23 @@ class RunSettings:
     trainer: ObjectSpec = ObjectSpec("lightning.Trainer")
     callbacks: tuple[ObjectSpec, ...] = ()
     loggers: tuple[ObjectSpec, ...] = ()
-    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # resolved, for meta
+    config: Mapping[str, Any] = field(default_factory=frozen)  # resolved, for meta
+
+    @classmethod
+    def from_cfg(
+        cls, c: Mapping[str, Any], run_name: str = "defaults", sweep: str | None = None
+    ) -> RunSettings:
+        """``run_name`` / ``sweep``: the Hydra job's override string and multirun id (W&B name, group)."""
+        loggers = []
+        for spec in object_specs(c.get("logger")):
+            if "make_wandb_logger" in spec.target:  # one W&B run per job, grouped by its sweep
+                kw = {**spec.kwargs, "name": spec.kwargs.get("name") or run_name}
+                spec = ObjectSpec(spec.target, frozen(kw | {"group": kw.get("group") or sweep}))
+            loggers.append(spec)
+        paths = {k: str(c["paths"][k]) for k in ("output_dir", "cache_dir")}
+        trainer, callbacks = ObjectSpec.from_cfg(c["trainer"]), object_specs(c.get("callbacks"))
+        kw = {"trainer": trainer, "callbacks": callbacks, "loggers": tuple(loggers), "config": frozen(c)}
+        return read(cls, c, **paths, run_name=run_name, **kw)
 
 
 @dataclass(frozen=True)
@@ -177,6 +238,39 @@ class RunSpecs:
     @property
     def pooling(self) -> str:
         return self.model.pooling
+
+    @classmethod
+    def from_cfg(cls, c: Mapping[str, Any], run_name: str = "defaults", sweep: str | None = None) -> RunSpecs:
+        """Every axis of a resolved config (a plain mapping); each spec checks itself."""
+        m, d, dimension = c["model"], c["data"], read(DimensionSpec, c["dimension"])
+        pooling = (c.get("pooling") or {}).get("mode", "mean")
+        return cls(
+            model=read(EncoderSpec, m, pooling=pooling, projection_dim=dimension.projection_dim),
+            model_kind=str(m.get("kind", "transformer")),
+            model_extra=frozen({k: v for k, v in m.items() if k in ("fasttext", "from_saved_modules")}),
+            dimension=dimension,
+            weights=read(WeightsSpec, c["weights"]),
+            precision=read(PrecisionSpec, c["quantization"]),
+            index=IndexSettings.from_cfg(c.get("index")),
+            task=str(d["task"]),
+            data_name=str(d["name"]),
+            data=data_spec(d, int(c["seed"])),
+            data_cfg=frozen(d),
+            objective=ObjectiveSpec.from_cfg(c["objective"]),
+            encode=EncodeSpec.from_cfg(c),
+            run=RunSettings.from_cfg(c, run_name, sweep),
+        )
+
+
+def data_spec(d: Mapping[str, Any], seed: int) -> Any:
+    """STS pairs and MLM corpora have typed specs; other tasks read their (frozen, plain) ``data``
+    mapping, so a new task needs no reader here."""
+    if d["task"] == "sts":
+        floats = {k: tuple(float(x) for x in d[k]) for k in ("score_range", "split_fractions")}
+        return read(STSSpec, d, **floats, files=dict(d.get("files") or {}))
+    if d["task"] == "mlm":  # the run's seed splits a corpus unless it names its own; max_pairs: an alias
+        return read(CorpusSpec, {"split_seed": seed, "max_texts": d.get("max_pairs"), **d})
+    return frozen(d)
 
 
 def check_batch_sizes(data: Mapping[str, Any]) -> None:

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import torch
 
 from embedlab.data.mlm_datamodule import MLMCollator, masked_batches, tokenize_texts
-from embedlab.modules.resume_hooks import ResumableTraining, adamw_with_warmup
+from embedlab.modules.resume_hooks import TrainingModule
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -140,8 +139,10 @@ def copy_backbone_to_encoder(mlm_model: Any, encoder: SentenceTransformer) -> Ba
     return BackboneCopy(len(source), missing)
 
 
-class MLMModule(ResumableTraining, L.LightningModule):
+class MLMModule(TrainingModule):
     """Masked-LM training of a model folder's backbone; logs held-out perplexity."""
+
+    no_decay_names = ("LayerNorm", "layer_norm", "layernorm")
 
     def __init__(
         self,
@@ -183,6 +184,3 @@ class MLMModule(ResumableTraining, L.LightningModule):
         name = self.hparams["dataset_name"]
         self.log(f"val/{name}/mlm_loss", mean_nll, rank_zero_only=False)
         self.log(f"val/{name}/perplexity", math.exp(mean_nll), prog_bar=True, rank_zero_only=False)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_with_warmup(self, ("LayerNorm", "layer_norm", "layernorm"))

@@ -1,11 +1,12 @@
-"""What every training module shares: exact mid-epoch resumes and the AdamW + warm-up wiring. A
+"""The base of every training module: exact mid-epoch resumes and the AdamW + warm-up wiring. A
 checkpoint carries the RNG states (applied just before the first resumed step) and the loaders'
 positions (Lightning drops them when ``configure_optimizers`` reads ``estimated_stepping_batches``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+import lightning as L
 import torch
 
 from embedlab.data.resumable import (
@@ -16,10 +17,13 @@ from embedlab.data.resumable import (
 )
 
 
-class ResumableTraining:
-    """Mix into a LightningModule (before ``L.LightningModule``) for exact mid-epoch resumes."""
+class TrainingModule(L.LightningModule):
+    """Hparams ``lr``, ``weight_decay``, ``warmup_ratio``; subclasses name their norm weights."""
 
-    trainer: Any
+    no_decay_names: ClassVar[tuple[str, ...]] = ("LayerNorm", "layer_norm")
+    fused_adamw: ClassVar[bool] = False
+    _pending_rng: Any = None
+    _pending_loader_states: Any = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["embedlab_rng"] = checkpoint_rng_state()
@@ -29,41 +33,37 @@ class ResumableTraining:
         self._pending_loader_states = saved_loader_states(checkpoint)
 
     def on_train_start(self) -> None:
-        states = getattr(self, "_pending_loader_states", None)
-        if states:
-            restore_loader_positions(self.trainer, states)  # Lightning drops them: see there
+        if self._pending_loader_states:
+            restore_loader_positions(self.trainer, self._pending_loader_states)  # Lightning drops them
         self._pending_loader_states = None
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        state = getattr(self, "_pending_rng", None)
-        if state is not None:
-            restore_rng_state(state)
+        if self._pending_rng is not None:
+            restore_rng_state(self._pending_rng)
             self._pending_rng = None
 
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW without decay on biases and norm weights, as BERT and SBERT do, and a linear
+        schedule warming up over ``warmup_ratio`` of the steps."""
+        from transformers import get_linear_schedule_with_warmup
 
-def adamw_with_warmup(module: Any, no_decay_names: tuple[str, ...], *, fused: bool = False) -> dict[str, Any]:
-    """AdamW (hparams ``lr``, ``weight_decay``) without decay on biases and norm weights, as BERT
-    and SBERT do, and a linear schedule warming up over ``warmup_ratio`` of the steps."""
-    from transformers import get_linear_schedule_with_warmup
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                no = name.endswith("bias") or any(n in name for n in self.no_decay_names)
+                (no_decay if no else decay).append(param)
+        hp = self.hparams
 
-    decay, no_decay = [], []
-    for name, param in module.named_parameters():
-        if param.requires_grad:
-            (no_decay if name.endswith("bias") or any(n in name for n in no_decay_names) else decay).append(
-                param
-            )
-    hp = module.hparams
+        def groups() -> list[dict[str, Any]]:  # fresh dicts: the optimizer writes its defaults into them
+            return [
+                {"params": decay, "weight_decay": hp["weight_decay"]},
+                {"params": no_decay, "weight_decay": 0.0},
+            ]
 
-    def groups() -> list[dict[str, Any]]:  # fresh dicts: the optimizer writes its defaults into them
-        return [
-            {"params": decay, "weight_decay": hp["weight_decay"]},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-
-    try:
-        optimizer = torch.optim.AdamW(groups(), lr=hp["lr"], fused=fused or None)
-    except RuntimeError:  # no fused kernel for the parameters' device or dtype: torch's default
-        optimizer = torch.optim.AdamW(groups(), lr=hp["lr"])
-    total = max(int(module.trainer.estimated_stepping_batches), 1)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * total), total)
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        try:
+            optimizer = torch.optim.AdamW(groups(), lr=hp["lr"], fused=self.fused_adamw or None)
+        except RuntimeError:  # no fused kernel for the parameters' device or dtype: torch's default
+            optimizer = torch.optim.AdamW(groups(), lr=hp["lr"])
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -263,30 +263,25 @@ class MLMTask(Task):
         self.plots[stage] = str(path)
 
     def evaluate(self, encoder: Encoder, loggers: list[Any]) -> EvalOutput:
-        import torch
-
         from embedlab.modules.mlm import copy_backbone_to_encoder
 
-        model, m = encoder.model, self.metrics
-        m[f"{self.key}/perplexity_after"] = self.perplexity()
+        model, m, key, corpus, dm = encoder.model, self.metrics, self.key, self.corpus, self.datamodule
+        m[f"{key}/perplexity_after"] = self.perplexity()
         copied = copy_backbone_to_encoder(self.module.model, model)
-        model.to(torch.device("cpu"))
+        model.to("cpu")
         model.eval()
         self.embed_and_plot(model, "after", loggers)
-        guard_meta, finetune_meta = self.guard(model), None
+        guard, finetune = self.guard(model), None
         if self.finetune is not None:
-            kept_previous = bool(guard_meta and guard_meta["guard_triggered"])
-            finetune_meta = self.finetune_stage(model, kept_previous, loggers)
-            if guard_meta is not None:
-                guard_meta["saved"] += ", then fine-tuned"
-        dm, key = self.datamodule, self.key
-        assert dm.train_tokens is not None and dm.val_tokens is not None
-        m[f"{key}/n_train_texts"] = float(len(self.corpus.train_idx))
-        m[f"{key}/n_heldout_texts"] = float(len(self.corpus.heldout_idx))
-        m[f"{key}/n_truncated_train_texts"] = float(dm.train_tokens.n_truncated)
-        m[f"{key}/n_truncated_heldout_texts"] = float(dm.val_tokens.n_truncated)
+            finetune = self.finetune_stage(model, bool(guard and guard["guard_triggered"]), loggers)
+            if guard is not None:
+                guard["saved"] += ", then fine-tuned"
+        counts = {"train_texts": len(corpus.train_idx), "heldout_texts": len(corpus.heldout_idx)}
+        counts |= {"truncated_train_texts": dm.train_tokens.n_truncated}
+        counts |= {"truncated_heldout_texts": dm.val_tokens.n_truncated}
         if self.replay_meta is not None:
-            m[f"{key}/n_replay_texts"] = float(self.replay_meta["n_replay"])
+            counts["replay_texts"] = self.replay_meta["n_replay"]
+        m.update({f"{key}/n_{k}": float(v) for k, v in counts.items()})
         report, probe = self.module.head_report, self.probe_data
         mlm = {"head_newly_initialised": list(report.new_head_keys), "steps": self.steps}
         mlm |= {
@@ -295,14 +290,14 @@ class MLMTask(Task):
         }
         pairs = {k: len(v) for k, v in probe.splits.items()} if probe else {}
         general = {"name": probe.name, "fingerprint": probe.fingerprint(), "pairs": pairs} if probe else None
-        extra = {"mlm": mlm, "plots": self.plots, "guard": guard_meta, "replay": self.replay_meta}
-        extra |= {"finetune": finetune_meta, "general_probe": general}
+        extra = {"mlm": mlm, "plots": self.plots, "guard": guard, "replay": self.replay_meta}
+        extra |= {"finetune": finetune, "general_probe": general}
         new_head = " (the MLM head started at random)" if report.head_is_new else ""
         log.info(
-            f"Perplexity on {len(self.corpus.heldout_idx)} held-out texts: {m[f'{self.key}/perplexity_before']:.2f}"
-            f" before, {m[f'{self.key}/perplexity_after']:.2f} after {self.steps} steps{new_head}"
+            f"Perplexity on {len(corpus.heldout_idx)} held-out texts: {m[f'{key}/perplexity_before']:.2f}"
+            f" before, {m[f'{key}/perplexity_after']:.2f} after {self.steps} steps{new_head}"
         )
-        return EvalOutput(m, data_meta=self.corpus.meta(), extra_meta=extra)
+        return EvalOutput(m, data_meta=corpus.meta(), extra_meta=extra)
 
     def guard(self, model: Any) -> dict[str, Any] | None:
         """Probe after the update; with a guard, decide on the validation probe and, on a too-large
@@ -337,26 +332,27 @@ class MLMTask(Task):
         return d.as_dict() | {"saved": "previous encoder" if d.triggered else "updated encoder"}
 
     def finetune_stage(self, model: Any, kept_previous: bool, loggers: list[Any]) -> dict[str, Any]:
-        """Fine-tune the kept encoder (and, to compare, the pre-update one); probe both. Keys:
-        ``<probe key>_after_finetune`` (the kept encoder), ``..._finetuned_without_mlm`` (the baseline)."""
-        assert self.probe_data is not None and self.previous is not None and self.finetune is not None
-        settings, probe = self.finetune, self.probe_data
-        spec = general_probe_spec(self.probe_root, max_pairs=settings.max_pairs, seed=self.specs.run.seed)
-        record: dict[str, Any] = {**asdict(settings), "pairs_from": spec.name}
-        stages = [("after_finetune", model, "MLM-updated" if not kept_previous else "kept (pre-update)")]
-        if settings.compare_without_mlm and kept_previous:
+        """Fine-tune the kept encoder (and, to compare, the pre-update one) on the probe's train pairs;
+        probe both: ``<probe key>_after_finetune`` (the kept encoder), ``..._finetuned_without_mlm``."""
+        st, probe, seed = self.finetune, self.probe_data, self.specs.run.seed
+        assert st is not None and probe is not None and self.previous is not None
+        spec = general_probe_spec(self.probe_root, max_pairs=st.max_pairs, seed=seed)
+        record: dict[str, Any] = {**asdict(st), "pairs_from": spec.name}
+        stages = [
+            ("with_mlm", "after_finetune", model, "kept (pre-update)" if kept_previous else "MLM-updated")
+        ]
+        if st.compare_without_mlm and kept_previous:
             log.info(
                 "The guard kept the pre-update encoder: fine-tuning it IS the without-MLM baseline; run once."
             )
             record["without_mlm"] = "same as with_mlm: the guard rejected the MLM update"
-        elif settings.compare_without_mlm:
+        elif st.compare_without_mlm:
             baseline = copy.deepcopy(model)
             baseline.load_state_dict(self.previous)
-            stages.append(("finetuned_without_mlm", baseline, "pre-update"))
-        for stage, encoder, label in stages:
-            step = self.finetune_on_pairs(encoder, spec, label)
-            step["encoder"] = label  # "with_mlm" holds the encoder the guard kept: pre-update if it rejected
-            record["with_mlm" if stage == "after_finetune" else "without_mlm"] = step
+            stages.append(("without_mlm", "finetuned_without_mlm", baseline, "pre-update"))
+        for key, stage, encoder, label in stages:
+            # "with_mlm" holds the encoder the guard kept: pre-update if it rejected the update
+            record[key] = self.finetune_on_pairs(encoder, spec, label) | {"encoder": label}
             self.embed_and_plot(encoder, stage, loggers)
             general = self.probe(encoder, stage)
             val, test = (general[f"{split}/{probe.name}/spearman_cosine"] for split in ("val", "test"))
