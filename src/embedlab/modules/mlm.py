@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 
-from embedlab.data.mlm_datamodule import MLMCollator, masked_batches, tokenize_texts
+from embedlab.data.mlm import MLMCollator, masked_batches, tokenize_texts
 from embedlab.modules.resume_hooks import ResumableTraining, adamw_with_warmup
 
 if TYPE_CHECKING:
