@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from embedlab.data.retrieval import load_scifact, resolve_data_dir
-from embedlab.data.sts import PairSplit, STSSpec, load_sts
+from embedlab.data.sts import PairSplit, load_sts, stsb_spec
 from embedlab.encode.fast import collate, fast_encode, plan_batches, tokenize_once
 from embedlab.eval.sts import sts_metrics
 from embedlab.models.encoder import EncoderSpec, build_encoder
@@ -48,14 +48,7 @@ OURS = "embedlab fast_encode"
 
 def stsb_test() -> PairSplit:
     root = resolve_data_dir() / "stsb"
-    spec = STSSpec(
-        name="stsb",
-        format="stsb_tsv",
-        score_range=(0.0, 5.0),
-        root=str(root),
-        files={"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"},
-    )
-    return load_sts(spec, ["test"]).splits["test"]
+    return load_sts(stsb_spec(root), ["test"]).splits["test"]
 
 
 def bench_texts(which: str, limit: int | None, seed: int) -> list[str]:

@@ -41,12 +41,10 @@ MB = 1 << 20
 def synthetic_sentences(n: int, seed: int = 0) -> list[str]:
     """``n`` distinct sentences from real STS-B vocabulary and word order, recombined."""
     from embedlab.data.retrieval import resolve_data_dir
-    from embedlab.data.sts import STSSpec, load_sts
+    from embedlab.data.sts import load_sts, stsb_spec
 
     root = resolve_data_dir() / "stsb"
-    spec = STSSpec(name="stsb", format="stsb_tsv", score_range=(0.0, 5.0), root=str(root),
-                   files={"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"})  # fmt: skip
-    data = load_sts(spec)
+    data = load_sts(stsb_spec(root))
     pool = sorted({t for split in data.splits.values() for t in (*split.sentence1, *split.sentence2)})
     words = [s.split() for s in pool]
     rng = random.Random(seed)

@@ -28,9 +28,9 @@ from collections.abc import Callable
 
 import torch
 
-from embedlab.data.pair_datamodule import PairDataModule
+from embedlab.data.datamodules import PairDataModule
 from embedlab.data.retrieval import resolve_data_dir
-from embedlab.data.sts import PairSplit, STSSpec, load_sts
+from embedlab.data.sts import PairSplit, STSSpec, load_sts, stsb_spec
 from embedlab.models.encoder import EncoderSpec, build_encoder
 
 PEER = "sentence-transformers SentenceTransformerTrainer"
@@ -50,15 +50,8 @@ LEVERS: dict[str, tuple[str, dict[str, object]]] = {
 Fit = Callable[[], tuple[float, float, object]]
 
 
-def stsb_spec(pairs: int | None) -> STSSpec:
-    return STSSpec(
-        name="stsb",
-        format="stsb_tsv",
-        score_range=(0.0, 5.0),
-        root=str(resolve_data_dir() / "stsb"),
-        files={"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"},
-        max_pairs_per_split=pairs,  # a seeded subsample of each split
-    )
+def stsb(pairs: int | None) -> STSSpec:
+    return stsb_spec(resolve_data_dir() / "stsb", max_pairs=pairs)  # a seeded subsample of each split
 
 
 def fresh_model():
@@ -214,7 +207,7 @@ def main() -> None:
     for name in ("lightning", "lightning.pytorch", "transformers", "sentence_transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
-    spec = stsb_spec(args.pairs)
+    spec = stsb(args.pairs)
     data = load_sts(spec, ["train", "test"])
     train = data.splits["train"]
     print(
@@ -267,7 +260,7 @@ def main() -> None:
         from embedlab.encode.encoder import Encoder
         from embedlab.eval.sts import evaluate_sts
 
-        test = load_sts(stsb_spec(None), ["test"]).splits["test"]
+        test = load_sts(stsb(None), ["test"]).splits["test"]
         score = {
             n: 100 * evaluate_sts(Encoder(m), test).metrics["spearman_cosine"] for n, m in models.items()
         }

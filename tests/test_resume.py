@@ -76,7 +76,7 @@ def test_loader_state_from_another_setup_is_refused() -> None:
 
 
 def test_no_duplicate_batches_resume_and_keep_their_invariant() -> None:
-    from embedlab.data.retrieval_pairs import NoDuplicateBatches, RankingExample, collate_ranking
+    from embedlab.data.datamodules import NoDuplicateBatches, RankingExample, collate_ranking
 
     examples = [RankingExample(f"q{i % 7}", f"d{i}") for i in range(30)]  # queries repeat
     sampler = NoDuplicateBatches(examples, batch_size=4, seed=0)

@@ -83,16 +83,18 @@ RANKING_LOSSES: dict[str, Callable[[float], PairLoss]] = {  # (query, positive[,
 }
 
 
+def _lookup(table: dict[str, Callable[[float], PairLoss]], kind: str, name: str, scale: float) -> PairLoss:
+    if name not in table:
+        raise ConfigError(f"Unknown {kind} loss '{name}'. Choose one of {tuple(table)}.")
+    return table[name](scale)
+
+
 def pair_loss(name: str, scale: float = 20.0) -> PairLoss:
-    if name not in PAIR_LOSSES:
-        raise ConfigError(f"Unknown pair loss '{name}'. Choose one of {tuple(PAIR_LOSSES)}.")
-    return PAIR_LOSSES[name](scale)
+    return _lookup(PAIR_LOSSES, "pair", name, scale)
 
 
 def ranking_loss(name: str, scale: float = 20.0) -> PairLoss:
-    if name not in RANKING_LOSSES:
-        raise ConfigError(f"Unknown ranking loss '{name}'. Choose one of {tuple(RANKING_LOSSES)}.")
-    return RANKING_LOSSES[name](scale)
+    return _lookup(RANKING_LOSSES, "ranking", name, scale)
 
 
 class MatryoshkaLoss:

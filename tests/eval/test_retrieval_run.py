@@ -144,7 +144,7 @@ def test_retrieval_fine_tuning_runs(make_cfg, tmp_path: Path, objective: str) ->
 
 
 def test_no_duplicate_batches() -> None:
-    from embedlab.data.retrieval_pairs import NoDuplicateBatches, RankingExample
+    from embedlab.data.datamodules import NoDuplicateBatches, RankingExample
 
     examples = [RankingExample(f"q{i}", f"doc{i % 5}") for i in range(20)]  # 4 queries share each doc
     batches = list(NoDuplicateBatches(examples, batch_size=4, seed=0))

@@ -11,7 +11,8 @@ import lightning as L
 import pytest
 import torch
 
-from embedlab.data.mlm_datamodule import MLMCollator, MLMDataModule, tokenize_texts, word_offsets
+from embedlab.data.datamodules import MLMDataModule
+from embedlab.data.mlm import MLMCollator, tokenize_texts, word_offsets
 from embedlab.data.text_corpus import CorpusSpec, TextCorpus, load_corpus
 from embedlab.models.encoder import EncoderSpec, build_encoder
 from embedlab.modules.mlm import MLMModule, copy_backbone_to_encoder, load_mlm_model, perplexity
@@ -122,7 +123,7 @@ def test_whole_word_masking_masks_every_piece_of_a_word(tiny_model_dirs: dict[st
 def test_truncation_is_counted_and_logged(tiny_model_dirs: dict[str, Path], corpus: TextCorpus,
                                           caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     _, tok, _ = load_mlm_model(tiny_model_dirs["bert"])
-    with caplog.at_level(logging.WARNING, logger="embedlab.data.mlm_datamodule"):
+    with caplog.at_level(logging.WARNING, logger="embedlab.data.mlm"):
         tokens = tokenize_texts(tok, ["short text", corpus.texts[0]], max_length=16)
     assert tokens.n_truncated == 1 and tokens.max_tokens > 16
     assert all(len(f["input_ids"]) <= 16 for f in tokens.features)

@@ -30,6 +30,24 @@ def seeded_subsample(items: list[T], limit: int | None, seed: int) -> list[T]:
     return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]
 
 
+def data_file(root: str | None, name: str, what: str, fix: str) -> Path:
+    """``name`` under ``root``, which must be a file; else a DataError with ``fix`` and, when the folder
+    is there (a wrong file name is likelier then), the files it holds."""
+    path = under_root(root, name)
+    if path.is_file():
+        return path
+    if path.exists():
+        raise DataError(f"{what} is not a file: {path}. Fix: {fix}")
+    held = ""
+    if path.parent.is_dir():
+        present = sorted(p.name for p in path.parent.iterdir() if p.is_file())
+        held = f"The folder holds {len(present)} files ({', '.join(present[:12])}{', ...' * (len(present) > 12)}).\n"
+    raise DataError(
+        f"{what} not found: {path}\n{held}Fix: set the data root with the EMBEDLAB_DATA environment variable or "
+        f"paths.data_dir=..., {fix}"
+    )
+
+
 @contextmanager
 def decoding(where: object, encoding: str = "utf-8") -> Iterator[None]:
     """Turn a decoding error while reading ``where`` into a DataError naming the byte and the fix."""
@@ -97,6 +115,7 @@ def table_rows(
     delimiter: str | None = None,
     has_header: bool = True,
     encoding: str = "utf-8",
+    quoting: int = csv.QUOTE_MINIMAL,
 ) -> Iterator[tuple[list[Any], str]]:
     """The values of ``columns`` in each data row of a CSV / TSV / JSONL file, with "file:line".
 
@@ -108,7 +127,8 @@ def table_rows(
             yield _pick(rec, columns, f"{path.name}:{n}", sorted(rec), fix), f"{path.name}:{n}"
         return
     with path.open(encoding=encoding, newline="") as fh, decoding(path, encoding):
-        reader = csv.reader(fh, delimiter=delimiter or ("\t" if path.suffix in {".tsv", ".tab"} else ","))
+        delimiter = delimiter or ("\t" if path.suffix in {".tsv", ".tab"} else ",")
+        reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
         header = next(reader, None) if has_header else None
         if has_header and header is None:
             raise DataError(f"{path} is empty (expected a header line).")

@@ -11,7 +11,6 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
@@ -131,17 +130,6 @@ class ResumableDataLoader(DataLoader):
         self._resume = (int(state["epoch"]), int(state["batches_done"]))
         if "collate" in state and hasattr(self.collate_fn, "load_state_dict"):
             self.collate_fn.load_state_dict(state["collate"])
-
-
-class SeededDataModule(L.LightningDataModule):
-    """The batch sizes, seed and workers every embedlab datamodule takes, checked once."""
-
-    def __init__(self, batch_size: int, eval_batch_size: int, seed: int, num_workers: int) -> None:
-        super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}.")
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.seed, self.num_workers = seed, num_workers
 
 
 def saved_loader_states(checkpoint: dict[str, Any]) -> list[dict[str, int]]:

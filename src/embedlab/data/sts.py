@@ -7,6 +7,7 @@ Lee ratings, offline), ``hub`` (a Hugging Face dataset). One file is split with 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import math
@@ -14,9 +15,9 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from embedlab.data.files import decoding, seeded_subsample, table_rows, under_root
+from embedlab.data.files import data_file, seeded_subsample, table_rows
 from embedlab.errors import DataError
 from embedlab.net import hub_reachable
 from embedlab.resources import gensim_test_file
@@ -88,41 +89,6 @@ class STSData:
 Row = tuple[str, str, float, str]  # sentence1, sentence2, score, where (file:line)
 
 
-def _resolve_file(spec: STSSpec, name: str) -> Path:
-    path = under_root(spec.root, name)
-    if not path.exists():
-        hint = "Fix: set the data root with the EMBEDLAB_DATA environment variable or paths.data_dir=... (it "
-        hint += (
-            "must hold the folder named in the data config), or use data=lee for the embedded offline set."
-        )
-        if path.parent.is_dir():  # the folder is there: a wrong file name (split, data.lang) is likelier
-            present = sorted(p.name for p in path.parent.iterdir() if p.is_file())
-            hint = (
-                f"The folder exists and holds {len(present)} files ({', '.join(present[:12])}"
-                f"{', ...' if len(present) > 12 else ''}): data.files (or data.lang) must name one of them.\n{hint}"
-            )
-        raise DataError(f"Data file for '{spec.name}' not found: {path}\n{hint}")
-    if not path.is_file():
-        raise DataError(
-            f"Data file for '{spec.name}' is not a file: {path}. data.files must name CSV, TSV or JSONL files."
-        )
-    return path
-
-
-def _read_stsb_tsv(spec: STSSpec, path: Path) -> list[Row]:
-    rows: list[Row] = []
-    with path.open(encoding="utf-8", newline="") as fh, decoding(path):
-        for i, line in enumerate(fh, 1):
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 7:
-                raise DataError(
-                    f"{path}:{i}: expected >= 7 tab-separated fields (genre, file, year, id, "
-                    f"score, sentence1, sentence2), found {len(parts)}."
-                )
-            rows.append((parts[5], parts[6], _to_float(parts[4], f"{path}:{i}"), f"{path.name}:{i}"))
-    return rows
-
-
 def _to_float(value: object, where: str) -> float:
     try:
         return float(value)  # type: ignore[arg-type]
@@ -130,14 +96,18 @@ def _to_float(value: object, where: str) -> float:
         raise DataError(f"{where}: score {value!r} is not a number.") from None
 
 
-def _read_table(spec: STSSpec, path: Path) -> list[Row]:
+def _read_file(spec: STSSpec, name: str) -> list[Row]:
+    """A CSV / TSV / JSONL table, or the STS Benchmark release (``stsb_tsv``): tab-separated, no header,
+    no quoting (its sentences hold unbalanced quotes), score in column 4, sentences in 5 and 6."""
+    hint = "data.files must name CSV, TSV or JSONL files (or data.lang another language) in the data folder"
+    path = data_file(spec.root, name, f"Data file for '{spec.name}'", f"{hint}, or use data=lee (offline).")
     cols = [spec.columns[k] for k in ("sentence1", "sentence2", "score")]
+    opts = {"delimiter": spec.delimiter, "has_header": spec.has_header}
+    if spec.format == "stsb_tsv":
+        cols, opts = [5, 6, 4], {"delimiter": "\t", "has_header": False, "quoting": csv.QUOTE_NONE}
     fix = "Fix: set data.columns.<sentence1|sentence2|score> to one of them."
-    rows = table_rows(path, cols, fix, delimiter=spec.delimiter, has_header=spec.has_header)
+    rows = table_rows(path, cols, fix, **opts)
     return [(s1, s2, _to_float(score, where), where) for (s1, s2, score), where in rows]
-
-
-FILE_READERS = {"stsb_tsv": _read_stsb_tsv, "table": _read_table}  # format -> reader of one file
 
 
 def _read_hub(spec: STSSpec, split: str) -> list[Row]:
@@ -205,7 +175,7 @@ def _seeded_split(rows: list[Row], fractions: Sequence[float], seed: int) -> dic
     }
 
 
-def lee_pairs() -> tuple[list[str], list[str], list[float]]:
+def lee_pairs() -> list[Row]:
     """The 1,225 pairs of gensim's 50 Lee news documents (Lee, Pincombe and Welsh, 2005) with the
     judges' mean similarity in [0, 1] (upper triangle of ``similarities0-1.txt``): offline STS."""
     docs = [d for d in gensim_test_file("lee.cor").read_text(encoding="latin-1").splitlines() if d.strip()]
@@ -213,36 +183,31 @@ def lee_pairs() -> tuple[list[str], list[str], list[float]]:
     matrix = [[float(x) for x in row.split()] for row in rows if row.strip()]
     if len(docs) != 50 or len(matrix) != 50:
         raise DataError(f"Expected 50 Lee documents and a 50x50 matrix, got {len(docs)} and {len(matrix)}.")
-    pairs = [(docs[i], docs[j], matrix[i][j]) for i in range(50) for j in range(i + 1, 50)]
-    return [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs]
+    pairs = [(i, j) for i in range(50) for j in range(i + 1, 50)]
+    return [(docs[i], docs[j], matrix[i][j], f"lee:{n}") for n, (i, j) in enumerate(pairs)]
 
 
 def _raw_splits(spec: STSSpec) -> dict[str, list[Row]]:
     if spec.format == "lee":
-        rows = [(a, b, s, f"lee:{i}") for i, (a, b, s) in enumerate(zip(*lee_pairs(), strict=True))]
-        return _seeded_split(rows, spec.split_fractions, spec.split_seed)
+        return _seeded_split(lee_pairs(), spec.split_fractions, spec.split_seed)
     if spec.format == "hub":
         if not spec.hub_id:
             raise DataError(f"data '{spec.name}' has format=hub but no hub_id.")
         return {split: _read_hub(spec, spec.files.get(split, split)) for split in SPLITS}
-    reader = FILE_READERS.get(spec.format)
-    if reader is None:
-        raise DataError(
-            f"Unknown data format '{spec.format}'. Choose one of {[*FILE_READERS, 'lee', 'hub']}."
-        )
+    if spec.format not in ("stsb_tsv", "table"):
+        raise DataError(f"Unknown data format '{spec.format}'. Choose one of {list(get_args(SourceFormat))}.")
     if not spec.files:
         raise DataError(
             f"data '{spec.name}' names no files. Set data.files.{{train,validation,test}} or data.files.all."
         )
     if set(spec.files) == {"all"}:
-        rows = reader(spec, _resolve_file(spec, spec.files["all"]))
-        return _seeded_split(rows, spec.split_fractions, spec.split_seed)
+        return _seeded_split(_read_file(spec, spec.files["all"]), spec.split_fractions, spec.split_seed)
     unknown = set(spec.files) - set(SPLITS)
     if unknown:
         raise DataError(
             f"data.files has unknown splits {sorted(unknown)}; use train, validation, test or all."
         )
-    return {split: reader(spec, _resolve_file(spec, name)) for split, name in spec.files.items()}
+    return {split: _read_file(spec, name) for split, name in spec.files.items()}
 
 
 def load_sts(spec: STSSpec, splits: Sequence[str] = SPLITS) -> STSData:
@@ -261,3 +226,12 @@ def load_sts(spec: STSSpec, splits: Sequence[str] = SPLITS) -> STSData:
         rows = seeded_subsample(rows, spec.max_pairs_per_split, spec.split_seed)
         out[split] = PairSplit(*(tuple(r[k] for r in rows) for k in range(3)), spec.score_range)
     return STSData(spec.name, out, dropped)
+
+
+def stsb_spec(root: str | Path, *, max_pairs: int | None = None, seed: int = 42) -> STSSpec:
+    """The STS Benchmark release under ``root`` (the same reading as `configs/data/stsb.yaml`)."""
+    files = {"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"}
+    opts = {"root": str(root), "files": files, "split_seed": seed, "max_pairs_per_split": max_pairs}
+    return STSSpec(
+        "stsb", "stsb_tsv", (0.0, 5.0), columns={"sentence1": 5, "sentence2": 6, "score": 4}, **opts
+    )

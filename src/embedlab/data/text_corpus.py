@@ -6,7 +6,6 @@ forgetting. Empty texts are skipped and counted: a shrinking corpus breaks befor
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import random
@@ -17,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from embedlab.data.files import decoding, seeded_subsample, table_rows, under_root
-from embedlab.data.sts import STSSpec, load_sts
+from embedlab.data.files import data_file, decoding, seeded_subsample, table_rows
+from embedlab.data.sts import load_sts, stsb_spec
 from embedlab.errors import DataError
 from embedlab.resources import gensim_test_file
 
@@ -110,14 +109,8 @@ Record = tuple[str, str | None, str]  # text, label, where (file:line)
 def _resolve(spec: CorpusSpec, name: str | None) -> Path:
     if not name:
         raise DataError(f"data '{spec.name}' (format={spec.format}) names no file. Set data.file=...")
-    path = under_root(spec.root, name)
-    if not path.is_file():
-        raise DataError(
-            f"Text corpus file for '{spec.name}' not found: {path}\n"
-            f"Fix: set EMBEDLAB_DATA or paths.data_dir=... to the folder holding it, give data.file as "
-            f"an absolute path, or use data.format=lee for the corpus that ships with gensim."
-        )
-    return path
+    fix = "give data.file as an absolute path, or use data.format=lee for the corpus that ships with gensim."
+    return data_file(spec.root, name, f"Text corpus file for '{spec.name}'", fix)
 
 
 def _read_table(spec: CorpusSpec) -> tuple[list[Record], str]:
@@ -168,14 +161,12 @@ CORPUS_FORMATS: dict[str, Callable[[CorpusSpec], tuple[list[Record], str]]] = { 
 def _label_names(spec: CorpusSpec) -> dict[str, str]:
     if not spec.label_names_file:
         return {}
-    path = _resolve(spec, spec.label_names_file)
-    with path.open(encoding="utf-8", newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r]
-    if rows and not rows[0][0].strip().lstrip("-").isdigit():
-        rows = rows[1:]  # a header line
-    if any(len(r) < 2 for r in rows):
-        raise DataError(f"{path}: expected two columns (label id, label name) on every line.")
-    return {r[0].strip(): r[1].strip() for r in rows}
+    fix = "Fix: give two columns (label id, label name) on every line."
+    rows = [
+        (i.strip(), n.strip())
+        for (i, n), _ in table_rows(_resolve(spec, spec.label_names_file), [0, 1], fix, has_header=False)
+    ]
+    return dict(rows[1:] if rows and not rows[0][0].lstrip("-").isdigit() else rows)  # [1:]: a header line
 
 
 def _split(
@@ -277,22 +268,6 @@ def general_sentences(source: ReplaySource, *, stsb_root: str | Path | None = No
     if source == "wiki":
         return [r[0] for r in _read_wiki(20)], f"gensim:{WIKI_FILE} (paragraphs of >= 20 words)"
     raise DataError(f"Unknown replay source '{source}'. Choose one of {REPLAY_SOURCES}.")
-
-
-def stsb_spec(root: str | Path, *, max_pairs: int | None = None, seed: int = 42) -> STSSpec:
-    """The STS Benchmark release under ``root`` (the same reading as `configs/data/stsb.yaml`)."""
-    return STSSpec(
-        name="stsb",
-        format="stsb_tsv",
-        score_range=(0.0, 5.0),
-        root=str(root),
-        files={"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"},
-        columns={"sentence1": 5, "sentence2": 6, "score": 4},
-        delimiter="\t",
-        has_header=False,
-        split_seed=seed,
-        max_pairs_per_split=max_pairs,
-    )
 
 
 def mix_replay(

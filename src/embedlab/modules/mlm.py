@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from embedlab.data.mlm_datamodule import MLMCollator, masked_batches, tokenize_texts
+from embedlab.data.mlm import MLMCollator, masked_batches, tokenize_texts
 from embedlab.modules.resume_hooks import TrainingModule
 
 if TYPE_CHECKING:

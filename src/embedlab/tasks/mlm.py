@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedlab.data.sts import STSSpec, load_sts
-from embedlab.data.text_corpus import general_sentences, load_corpus, mix_replay, stsb_spec
+from embedlab.data.sts import STSSpec, load_sts, stsb_spec
+from embedlab.data.text_corpus import general_sentences, load_corpus, mix_replay
 from embedlab.encode.encoder import Encoder
 from embedlab.errors import ConfigError
 from embedlab.models.encoder import build_encoder
@@ -189,7 +189,7 @@ class MLMTask(Task):
         return model, self.resolved
 
     def build_datamodule(self, model: Any) -> Any:
-        from embedlab.data.mlm_datamodule import MLMDataModule
+        from embedlab.data.datamodules import MLMDataModule
         from embedlab.modules.mlm import MLMModule
 
         s, o = self.specs, self.specs.objective
@@ -365,7 +365,7 @@ class MLMTask(Task):
         """Fine-tune ``encoder`` in place on the train split of ``spec``; returns a record of the step."""
         import lightning as L
 
-        from embedlab.data.pair_datamodule import PairDataModule
+        from embedlab.data.datamodules import PairDataModule
         from embedlab.modules.siamese import SiameseModule
 
         seed, st = self.specs.run.seed, self.finetune

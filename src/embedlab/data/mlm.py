@@ -1,6 +1,6 @@
-"""Tokenized, masked batches for continued masked-LM training: texts are tokenized once (truncation
-counted and logged) and masked by transformers' ``DataCollatorForLanguageModeling`` with a seeded
-generator; held-out batches are masked once, so every validation pass scores the same tokens."""
+"""Masked-LM batches: texts are tokenized once (truncation counted and logged) and masked by
+transformers' ``DataCollatorForLanguageModeling`` with a seeded generator; held-out batches are
+masked once, so every validation pass scores the same tokens."""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ from typing import Any
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import DataLoader
-
-from embedlab.data.resumable import SeededDataModule, resumable_loader
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +97,8 @@ class MLMCollator:
 
         from transformers import DataCollatorForLanguageModeling
 
+        if not 0.0 < mlm_probability < 1.0:
+            raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}.")
         if tokenizer.mask_token is None:
             raise ValueError("This tokenizer has no mask token, so it cannot be trained with masked LM.")
         with warnings.catch_warnings():  # whole-word masking always replaces with [MASK]; said in the docs
@@ -146,60 +145,3 @@ def masked_batches(
     """Mask the texts once, in order, with a fresh seeded collator: fixed evaluation batches."""
     feats = tokenized.features
     return [collate(feats[i : i + batch_size]) for i in range(0, len(feats), batch_size)]
-
-
-class MLMDataModule(SeededDataModule):
-    """Train texts masked afresh each step (seeded); held-out texts masked once (fixed)."""
-
-    def __init__(
-        self,
-        tokenizer: Any,
-        train_texts: Sequence[str],
-        val_texts: Sequence[str],
-        *,
-        max_length: int = 128,
-        batch_size: int = 16,
-        eval_batch_size: int = 32,
-        mlm_probability: float = 0.15,
-        whole_word_mask: bool = False,
-        seed: int = 42,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed, num_workers)
-        if not 0.0 < mlm_probability < 1.0:
-            raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}.")
-        self.tokenizer, self.train_texts, self.val_texts = tokenizer, list(train_texts), list(val_texts)
-        self.max_length, self.masking = (
-            max_length,
-            {"mlm_probability": mlm_probability, "whole_word_mask": whole_word_mask},
-        )
-        self.train_tokens: TokenizedTexts | None = None
-        self.val_tokens: TokenizedTexts | None = None
-        self._val_batches: list[dict[str, torch.Tensor]] | None = None
-
-    def setup(self, stage: str | None = None) -> None:
-        wwm = self.masking["whole_word_mask"]
-        tokenize = partial(tokenize_texts, self.tokenizer, max_length=self.max_length, whole_word_mask=wwm)
-        if self.train_tokens is None:
-            self.train_tokens = tokenize(self.train_texts, what="training texts")
-        if self.val_tokens is None and self.val_texts:
-            self.val_tokens = tokenize(self.val_texts, what="held-out texts")
-            self._val_batches = masked_batches(self._collator(), self.val_tokens, self.eval_batch_size)
-
-    def _collator(self) -> MLMCollator:
-        return MLMCollator(self.tokenizer, **self.masking, seed=self.seed)
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        assert self.train_tokens is not None
-        # The order of a seeded shuffle=True DataLoader (recorded runs keep theirs), resumable
-        # mid-epoch; the collator's masking generator travels in the loader's state. With
-        # worker processes the masks are drawn in the workers, which a resume cannot replay.
-        feats, collate = list(self.train_tokens.features), self._collator()
-        return resumable_loader(
-            feats, len(feats), self.batch_size, self.seed, collate_fn=collate, num_workers=self.num_workers
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        self.setup()
-        return DataLoader(self._val_batches or [], batch_size=None)  # already batched and masked
