@@ -5,12 +5,12 @@ bit-identical to a one-process encode. Not Lightning's ``predict``: its sampler 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import numpy as np
@@ -279,37 +279,26 @@ class ShardSettings:
             raise ConfigError(f"device={self.device} is unknown. Choose cpu, cuda or auto.")
 
 
-@contextlib.contextmanager
-def process_group(encoder: Encoder, timeout_min: float) -> Iterator[None]:
-    """A torch.distributed group (torchrun's environment) on the encoder's device: nccl on GPUs, else gloo."""
-    from datetime import timedelta
-
-    import torch
-    import torch.distributed as dist
-
-    device = next(encoder.model.parameters()).device
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, timeout=timedelta(minutes=float(timeout_min)))
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
 def encode_lists(
     encoder: Encoder, lists: dict[str, list[str]], cfg: ShardSettings, world: int, how_to_run: str
 ) -> dict[str, dict[str, Any]]:
     """For each named list: this rank's shard then rank 0's merge (``world`` > 1), the merge, one
     shard, or the whole list; what was done, per list. ``how_to_run``: see :func:`merge_shards`."""
+    import torch
+    import torch.distributed as dist
+
     n, chunk, done = int(cfg.n_shards), int(cfg.chunk_size), {}
-    with process_group(encoder, cfg.dist_timeout_min) if world > 1 else contextlib.nullcontext():
+    if world > 1:  # torchrun's environment; nccl on GPUs, else gloo
+        device = next(encoder.model.parameters()).device
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        timeout = timedelta(minutes=float(cfg.dist_timeout_min))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
+    try:
         for what, texts in lists.items():
             if world > 1:
                 res = encode_distributed(encoder, texts, chunk_size=chunk, what=what)
-                rank = distributed_context()[0]
-                done[what] = {"rank": rank, "world_size": world, "merged": res and asdict(res)}
+                done[what] = {"rank": dist.get_rank(), "world_size": world, "merged": res and asdict(res)}
             elif cfg.merge:
                 how = {"keep_shards": bool(cfg.keep_shards), "how_to_run": how_to_run}
                 done[what] = asdict(merge_shards(encoder, texts, n, chunk_size=chunk, what=what, **how))
@@ -321,4 +310,7 @@ def encode_lists(
                 emb, st = encoder.encode_cached(texts, chunk_size=chunk, what=what)
                 key, n_encoded = entry_key(encoder.key, texts), st.n_encoded if st else 0
                 done[what] = {"key": key, "shape": list(emb.shape), "n_encoded": n_encoded}
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
     return done
