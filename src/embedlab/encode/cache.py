@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from embedlab.encode.stats import EncodeStats
-
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -116,15 +114,12 @@ class EmbeddingCache:
             for path in self._paths(key):
                 path.unlink(missing_ok=True)
 
-    def recorded_stats(self, key: str) -> EncodeStats | None:
-        """The encode stats stored with an entry when it was encoded (None if absent)."""
-        if self.root is None:
-            return None
+    def meta(self, key: str) -> dict:
+        """The metadata stored with an entry (``{}`` if absent or unreadable)."""
         try:
-            raw = json.loads(self._paths(key)[1].read_text()).get("encode_stats")
-            return EncodeStats(**raw) if raw else None
-        except (OSError, ValueError, TypeError):
-            return None
+            return json.loads(self._paths(key)[1].read_text()) if self.root is not None else {}
+        except (OSError, ValueError):
+            return {}
 
     def get(self, key: str) -> np.ndarray | None:
         if not self.has(key):

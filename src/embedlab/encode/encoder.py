@@ -1,22 +1,23 @@
 """The Encoder: a SentenceTransformer, how to run it (``reference``: ST's ``encode()`` in float32, the
 published numbers; ``fast``: :func:`~embedlab.encode.fast.fast_encode`) and where its embeddings are
-cached. Whoever needs embeddings receives one (no global backend)."""
+cached. Whoever needs embeddings receives one (no global backend). Also :func:`prefetch_poolings`."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from embedlab.encode.cache import CHUNK_SIZE, EmbeddingCache, encoder_key, entry_key
+from embedlab.encode.cache import CHUNK_SIZE, EmbeddingCache, encoder_key, entry_key, weights_digest
 from embedlab.encode.fast import PRECISIONS, Precision, fast_encode
-from embedlab.encode.stats import EncodeStats, check_texts, count_truncated, in_input_order, token_lengths
+from embedlab.encode.stats import EncodeStats, encode_distinct, token_lengths
 from embedlab.errors import ConfigError
+from embedlab.models.pooling import apply_head, build_pooling
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["reference", "fast"]
 BACKEND_ALIASES = {"sentence-transformers": "reference"}  # the config spelling before "reference"
+POOLED = ["Transformer", "Pooling", "Normalize"]  # the chains prefetch_poolings handles ([-> Normalize])
 
 
 @dataclass(frozen=True)
@@ -55,30 +57,22 @@ def reference_encode(
     model: SentenceTransformer, texts: Sequence[str], *, batch_size: int = 64, what: str = "texts"
 ) -> tuple[np.ndarray, EncodeStats]:
     """sentence-transformers' ``encode()`` in float32, each distinct text once, truncation counted."""
-    unique = check_texts(texts, what)
-    limit = int(model.max_seq_length or 512)
-    lengths = token_lengths(model, unique)
-    n_trunc = count_truncated(lengths, limit, what)
-    start = time.perf_counter()
-    emb = model.encode(unique, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-    seconds = time.perf_counter() - start
-    stats = EncodeStats(len(texts), len(unique), n_trunc, int(lengths.max(initial=0)), limit, seconds)
-    return in_input_order(emb, unique, texts), stats
+
+    def embed(unique: list[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
+        kw = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
+        return model.encode(unique, **kw), token_lengths(model, unique)
+
+    return encode_distinct(model, texts, what, embed)
 
 
+@dataclass(eq=False)  # compared by identity, like the model
 class Encoder:
     """:attr:`key` hashes the weights once, on first use: build the Encoder (or :meth:`replace` its
-    model) after any training that changes them. ``cache=None``: nothing stored."""
+    model) after any training that changes them. The default cache stores nothing."""
 
-    def __init__(
-        self,
-        model: SentenceTransformer,
-        settings: EncodeSettings | None = None,
-        cache: EmbeddingCache | None = None,
-    ) -> None:
-        self.model = model
-        self.settings = settings or EncodeSettings()
-        self.cache = cache if cache is not None else EmbeddingCache(None)
+    model: SentenceTransformer
+    settings: EncodeSettings = field(default_factory=EncodeSettings)
+    cache: EmbeddingCache = field(default_factory=lambda: EmbeddingCache(None))
 
     @property
     def tag(self) -> str:
@@ -94,10 +88,8 @@ class Encoder:
         self, *, model: SentenceTransformer | None = None, cache: EmbeddingCache | None = None
     ) -> Encoder:
         """The same settings with another model or cache (the key is kept when the model is)."""
-        other = Encoder(
-            model if model is not None else self.model,
-            self.settings,
-            cache if cache is not None else self.cache,
+        other = dataclasses.replace(
+            self, model=self.model if model is None else model, cache=self.cache if cache is None else cache
         )
         if model is None and "key" in self.__dict__:
             other.key = self.key
@@ -111,40 +103,98 @@ class Encoder:
         opts = {"precision": s.precision, "token_budget": s.token_budget, "threads": s.threads}
         return fast_encode(self.model, texts, batch_size=s.batch_size, what=what, **opts)
 
-    def encode_chunked(
-        self, texts: Sequence[str], *, what: str = "texts", chunk_size: int = CHUNK_SIZE
-    ) -> tuple[np.ndarray, EncodeStats]:
-        """:meth:`encode` chunk by chunk (bounded memory; shards cut along the same chunks)."""
-        from tqdm.auto import tqdm
-
-        out: np.ndarray | None = None
-        parts: list[EncodeStats] = []
-        n_chunks = -(-len(texts) // chunk_size)
-        starts = range(0, len(texts), chunk_size)
-        for i, start in enumerate(tqdm(starts, desc=f"encode {what}", unit="chunk", disable=n_chunks < 2)):
-            emb, st = self.encode(texts[start : start + chunk_size], what=what)
-            if out is None:
-                out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
-            out[start : start + len(emb)] = emb
-            parts.append(st)
-            if n_chunks > 1:
-                log.info("Encoded %s chunk %d/%d (%d texts)", what, i + 1, n_chunks, len(emb))
-        limit = int(self.model.max_seq_length or 512)
-        return (out if out is not None else np.zeros((0, 0), np.float32)), EncodeStats.total(parts, limit)
-
     def encode_cached(
         self, texts: Sequence[str], *, what: str = "texts", chunk_size: int = CHUNK_SIZE
     ) -> tuple[np.ndarray, EncodeStats | None]:
-        """From the cache (with the stats recorded at encode time, or None), else encoded and stored."""
+        """From the cache (with the stats recorded at encode time, or None), else encoded chunk by chunk
+        (bounded memory; shards cut along the same chunks) and stored."""
+        from tqdm.auto import tqdm
+
         cache = self.cache
         key = entry_key(self.key, texts) if cache.root is not None else ""
         hit = cache.get(key) if key else None
         if hit is not None:
             cache.stats.n_from_cache += len(texts)
             log.info("Read %d %s embeddings from the cache (%s)", len(texts), what, key)
-            return hit, cache.recorded_stats(key)
-        emb, stats = self.encode_chunked(texts, what=what, chunk_size=chunk_size)
+            recorded = cache.meta(key).get("encode_stats") or {}  # as stored at encode time
+            known = recorded.keys() == EncodeStats.__dataclass_fields__.keys()
+            return hit, EncodeStats(**recorded) if known else None
+        out, parts = np.zeros((0, 0), np.float32), []
+        n_chunks = -(-len(texts) // chunk_size)
+        starts = range(0, len(texts), chunk_size)
+        for i, start in enumerate(tqdm(starts, desc=f"encode {what}", unit="chunk", disable=n_chunks < 2)):
+            emb, st = self.encode(texts[start : start + chunk_size], what=what)
+            if i == 0:  # preallocated: peak memory is the output plus one chunk
+                out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+            out[start : start + len(emb)] = emb
+            parts.append(st)
+            if n_chunks > 1:
+                log.info("Encoded %s chunk %d/%d (%d texts)", what, i + 1, n_chunks, len(emb))
+        stats = EncodeStats.total(parts, int(self.model.max_seq_length or 512))
         cache.stats.n_encoded += len(texts)
         if key:
-            cache.put(key, emb, {"what": what, "n": len(texts), "encode_stats": asdict(stats)})
-        return emb, stats
+            cache.put(key, out, {"what": what, "n": len(texts), "encode_stats": asdict(stats)})
+        return out, stats
+
+
+def _like(model: SentenceTransformer, modules: list) -> SentenceTransformer:
+    """A SentenceTransformer of ``modules`` on ``model``'s device, with its token limit."""
+    from sentence_transformers import SentenceTransformer
+
+    out = SentenceTransformer(modules=modules, device=str(model.device))
+    out.max_seq_length = model.max_seq_length
+    return out
+
+
+def prefetch_poolings(
+    encoder: Encoder, text_sets: Sequence[tuple[str, Sequence[str]]], modes: Sequence[str]
+) -> int:
+    """One transformer pass per (what, texts) set pools it every way in ``modes`` and stores each under
+    the key that pooling's own job computes, so a sweep's other poolings encode nothing. Applies to
+    Transformer -> Pooling [-> Normalize] encoders; returns the texts run through the transformer."""
+    import torch
+    from sentence_transformers.models import Normalize
+
+    model, cache = encoder.model, encoder.cache
+    mods = list(model)
+    if cache.root is None or not modes:
+        return 0
+    if [type(m).__name__ for m in mods] not in (POOLED[:2], POOLED):
+        log.info("Pooling prefetch skipped: the encoder is not Transformer -> Pooling [-> Normalize].")
+        return 0
+    dim, tail = mods[0].get_embedding_dimension(), [Normalize()] if len(mods) == 3 else []  # as build_encoder
+    heads = {
+        m: [mods[1] if mods[1].pooling_mode == m else build_pooling(dim, m), *tail]
+        for m in dict.fromkeys(modes)
+    }
+    variants = {m: _like(model, [mods[0], *head]) for m, head in heads.items()}
+    shared = weights_digest(model)  # poolings have no parameters: one hash of the weights serves all
+    wp = encoder.settings.weight_precision
+    keys = {m: encoder_key(v, encoder.tag, wp, weights=shared) for m, v in variants.items()}
+
+    class AllPoolings(torch.nn.Module):  # its sentence embedding: every missing pooling's, concatenated
+        def __init__(self, missing: list[str]) -> None:
+            super().__init__()
+            self.heads = torch.nn.ModuleList(torch.nn.Sequential(*heads[m]) for m in missing)
+
+        def forward(self, features: dict) -> dict:
+            outs = [apply_head(head, dict(features))["sentence_embedding"] for head in self.heads]
+            return features | {"sentence_embedding": torch.cat(outs, dim=-1)}
+
+    n_run = 0
+    for what, texts in text_sets:
+        missing = [m for m in heads if not cache.has(entry_key(keys[m], texts))]
+        if len(missing) < 2:  # one pooling missing: its own job encodes it just as fast
+            continue
+        combined = _like(model, [model[0], AllPoolings(missing)])
+        emb, stats = encoder.replace(model=combined, cache=EmbeddingCache(None)).encode_cached(
+            texts, what=what
+        )
+        info = dict(what=what, n=len(texts), pooling_prefetch=missing, encode_stats=asdict(stats))
+        bounds = np.cumsum([0] + [variants[m].get_embedding_dimension() for m in missing])
+        for mode, start, stop in zip(missing, bounds[:-1], bounds[1:], strict=True):
+            cache.put(entry_key(keys[mode], texts), emb[:, start:stop], info)
+        cache.stats.n_encoded += len(texts)
+        n_run += len(texts)
+        log.info("Pooled %d %s once for %s: one pass instead of %d.", len(texts), what, missing, len(missing))
+    return n_run

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from embedlab.encode.stats import EncodeStats, check_texts, count_truncated, in_input_order
+from embedlab.encode.stats import EncodeStats, encode_distinct
 from embedlab.models.pooling import apply_head
 from embedlab.models.weight_precision import detect_weight_precision
 
@@ -112,11 +111,20 @@ def unsupported_reason(model: SentenceTransformer) -> str | None:
 
 
 @contextlib.contextmanager
-def _call_state(model: SentenceTransformer, threads: int | None) -> Iterator[None]:
-    """Eval mode and ``threads`` torch threads for the call; both put back, each submodule's own mode."""
+def _call_state(model: SentenceTransformer, threads: int | None, bf16_weights: bool) -> Iterator[None]:
+    """For the call: eval mode, ``threads`` torch threads, and (``bf16_weights``) the transformer's float
+    parameters and buffers in bfloat16 (cheaper than a copy); each submodule's mode and the float32
+    masters put back."""
+    import itertools
+
     import torch
 
     modes, before = [(m, m.training) for m in model.modules()], torch.get_num_threads()
+    saved = []
+    for t in itertools.chain(model[0].parameters(), model[0].buffers()) if bf16_weights else ():
+        if t.is_floating_point() and t.dtype != torch.bfloat16:
+            saved.append((t, t.data))
+            t.data = t.data.to(torch.bfloat16)
     model.eval()
     torch.set_num_threads(threads or before)
     try:
@@ -125,21 +133,6 @@ def _call_state(model: SentenceTransformer, threads: int | None) -> Iterator[Non
         torch.set_num_threads(before)
         for m, training in modes:
             m.training = training
-
-
-@contextlib.contextmanager
-def cast_weights(model: SentenceTransformer, dtype: torch.dtype) -> Iterator[None]:
-    """Float parameters and buffers in ``dtype`` for the call, masters put back: cheaper than a copy."""
-    import itertools
-
-    saved = []
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        if t.is_floating_point() and t.dtype != dtype:
-            saved.append((t, t.data))
-            t.data = t.data.to(dtype)
-    try:
-        yield
-    finally:
         for t, data in saved:
             t.data = data
 
@@ -154,10 +147,9 @@ def embed_unique(
     device = model.device
     first, rest = model[0], list(model)[1:]
     out: np.ndarray | None = None
-    weights = cast_weights(first, torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-autocast")
     # One autocast region for all batches: its bf16 copies of the weights are cast once.
-    with weights, torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast:
         for idx in batches:
             features = first(collate(model, tokens, idx, device))
             for key, value in features.items():  # token_embeddings: (B, T, H)
@@ -168,7 +160,8 @@ def embed_unique(
             if out is None:
                 out = np.empty((len(tokens.lengths), emb.shape[1]), dtype=np.float32)
             out[idx] = emb
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+    assert out is not None  # encode_distinct asks for at least one text
+    return out
 
 
 def fast_encode(
@@ -186,27 +179,21 @@ def fast_encode(
     batches up to this many tokens; ``threads``: torch threads (busy machine: 1 can be >10x faster)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
-    unique = check_texts(texts, what)
-    limit = int(model.max_seq_length or 512)
-    if not unique:  # (the reference path fails inside the tokenizer here)
-        empty = np.zeros((0, model.get_embedding_dimension() or 0), np.float32)
-        return empty, EncodeStats(0, 0, 0, 0, limit, 0.0)
-    start = time.perf_counter()
-    tokens = tokenize_once(model, unique, limit)
-    n_trunc = count_truncated(tokens.lengths, limit, what)
-    reason = unsupported_reason(model)
-    if reason is not None:  # the reference path, in float32, as the reference encoder runs it
-        log.info("fast_encode runs model.encode for %s: %s.", what, reason)
-        emb = model.encode(unique, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-    else:
+
+    def embed(unique: list[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
+        tokens = tokenize_once(model, unique, limit)
+        reason = unsupported_reason(model)
+        if reason is not None:  # the reference path, in float32, as the reference encoder runs it
+            log.info("fast_encode runs model.encode for %s: %s.", what, reason)
+            kw = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
+            return model.encode(unique, **kw), tokens.lengths
         batches = plan_batches(np.minimum(tokens.lengths, limit), batch_size, token_budget, sort_by_length)
-        if precision != "fp32" and detect_weight_precision(model) == "int8":
+        prec = precision
+        if prec != "fp32" and detect_weight_precision(model) == "int8":
             # dynamic int8 Linear layers take float32 activations only: no bf16 cast or autocast
             log.info("fast_encode runs %s in float32 activations: the model has int8 weights.", what)
-            precision = "fp32"
-        with _call_state(model, threads):
-            emb = embed_unique(model, tokens, batches, precision)
-    seconds = time.perf_counter() - start
-    max_tokens = int(tokens.lengths.max(initial=0))
-    stats = EncodeStats(len(texts), len(unique), n_trunc, max_tokens, limit, seconds)
-    return in_input_order(emb, unique, texts), stats
+            prec = "fp32"
+        with _call_state(model, threads, bf16_weights=prec == "bf16"):
+            return embed_unique(model, tokens, batches, prec), tokens.lengths
+
+    return encode_distinct(model, texts, what, embed)

@@ -1,6 +1,7 @@
 """Encode a corpus in shards (SLURM array tasks, DDP ranks), then merge them into the one cache entry
 ``Encoder.encode_cached`` reads. A shard is a run of whole ``CHUNK_SIZE`` chunks, so merges are
-bit-identical to a one-process encode. Not Lightning's ``predict``: its sampler interleaves and pads."""
+bit-identical to a one-process encode. Not Lightning's ``predict``: its sampler interleaves and pads.
+:func:`encode_lists` runs the mode :class:`ShardSettings` (``configs/encode_corpus.yaml``) asks for."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -84,6 +86,12 @@ def _check(texts: Sequence[str], n_shards: int, cache: EmbeddingCache) -> None:
         )
 
 
+EMPTY_SHARD = (
+    "Shard %d/%d of the %s is empty: %d texts make %d chunk(s) of %d, and shards hold whole chunks "
+    "(so that merged embeddings equal a single-process encode). Nothing to do."
+)
+
+
 def encode_shard(
     encoder: Encoder,
     texts: Sequence[str],
@@ -91,7 +99,7 @@ def encode_shard(
     n_shards: int,
     *,
     chunk_size: int = CHUNK_SIZE,
-    what: str = "texts",
+    what="texts",
 ) -> ShardResult:
     """Encode slice ``shard`` of the whole list ``texts`` (the same for every shard) into the cache;
     a finished or merged shard encodes nothing (requeues are safe)."""
@@ -101,32 +109,20 @@ def encode_shard(
     key = shard_keys(encoder, texts, n_shards, chunk_size)[shard]
     done = ShardResult(shard, n_shards, start, stop, key, n_encoded=0, seconds=0.0)
     if start == stop:
-        log.warning(
-            "Shard %d/%d of the %s is empty: %d texts make %d chunk(s) of %d, and shards hold whole chunks "
-            "(so that merged embeddings equal a single-process encode). Nothing to do.",
-            *(shard, n_shards, what, len(texts), -(-len(texts) // chunk_size), chunk_size),
-        )
+        log.warning(EMPTY_SHARD, shard, n_shards, what, len(texts), -(-len(texts) // chunk_size), chunk_size)
         return done
     if cache.has(key) or cache.has(entry_key(encoder.key, texts)):
         log.info("Shard %d/%d of the %s is already in the cache (%s)", shard, n_shards, what, key)
         return done
     t0, part = time.perf_counter(), f"{what} (shard {shard}/{n_shards})"
-    emb, _ = encoder.encode_chunked(texts[start:stop], chunk_size=chunk_size, what=part)
+    uncached = encoder.replace(cache=EmbeddingCache(None))  # the shard is stored under its own key
+    emb, _ = uncached.encode_cached(texts[start:stop], chunk_size=chunk_size, what=part)
     cache.stats.n_encoded += stop - start
     info = dict(what=what, shard=shard, n_shards=n_shards, chunk_size=chunk_size, start=start, stop=stop)
     cache.put(key, emb, info | dict(n_total=len(texts), texts_key=texts_key(texts), model_key=encoder.key))
-    secs = time.perf_counter() - t0
-    log.info(
-        "Encoded %s shard %d/%d: texts [%d, %d) in %.1f s -> %s",
-        what,
-        shard,
-        n_shards,
-        start,
-        stop,
-        secs,
-        key,
-    )
-    return replace(done, n_encoded=stop - start, seconds=secs)
+    done = replace(done, n_encoded=stop - start, seconds=time.perf_counter() - t0)
+    log.info("Encoded %s: texts [%d, %d) in %.1f s -> %s", part, start, stop, done.seconds, key)
+    return done
 
 
 def merge_shards(
@@ -139,18 +135,19 @@ def merge_shards(
     keep_shards: bool = False,
     how_to_run: str | None = None,
 ) -> MergeResult:
-    """Every shard (checksum, rows, width checked) into one (N, D) entry under the ``encode_cached`` key;
-    ``how_to_run``: a command with ``{shard}`` quoted for missing shards. Shards are then deleted
-    unless ``keep_shards``."""
-    cache = encoder.cache
+    """Every shard (checksum, rows, width checked) into one (N, D) entry under the ``encode_cached`` key,
+    then the shards deleted unless ``keep_shards``. ``how_to_run``: a command with ``{shard}``, quoted
+    for the shards that are missing."""
+    cache, full_key = encoder.cache, entry_key(encoder.key, texts)
     _check(texts, n_shards, cache)
-    full_key = entry_key(encoder.key, texts)
     keys = shard_keys(encoder, texts, n_shards, chunk_size)
     merged, shape = cache.has(full_key), None
     if merged:
         log.info("The %s embeddings are already merged (%s)", what, full_key)
     else:
-        out = _assemble(encoder, texts, keys, chunk_size, what, how_to_run)
+        bounds = [shard_bounds(len(texts), i, n_shards, chunk_size) for i in range(n_shards)]
+        how = how_to_run or f"encode_shard(encoder, texts, shard={{shard}}, n_shards={n_shards}, ...)"
+        out = _assemble(cache, keys, bounds, what, how)
         cache.put(full_key, out, {"what": what, "n": len(texts), "merged_from_shards": n_shards})
         shape = (int(out.shape[0]), int(out.shape[1]))
         log.info("Merged %d shards of the %s into %s %s", n_shards, what, full_key, shape)
@@ -160,28 +157,21 @@ def merge_shards(
 
 
 def _assemble(
-    encoder: Encoder,
-    texts: Sequence[str],
-    keys: list[str],
-    chunk_size: int,
-    what: str,
-    how_to_run: str | None,
+    cache: EmbeddingCache, keys: list[str], bounds: list[tuple[int, int]], what: str, how_to_run: str
 ) -> np.ndarray:
     """The (N, D) array of every shard's rows; raises naming the shards to (re)run."""
-    n_shards, cache = len(keys), encoder.cache
+    n_shards, n_texts = len(keys), bounds[-1][1]
 
-    def fail(missing: list[int], state: str = "are missing") -> None:
-        how = how_to_run or "encode_shard(encoder, texts, shard={shard}, n_shards=" + str(n_shards) + ", ...)"
-        runs = "\n".join(f"  {how.format(shard=i)}" for i in missing[:8])
+    def fail(missing: list[int], state: str = "are missing") -> NoReturn:
+        runs = "\n".join(f"  {how_to_run.format(shard=i)}" for i in missing[:8])
         more = f"\n  ... and {len(missing) - 8} more" if len(missing) > 8 else ""
         raise ShardsMissingError(
-            f"Cannot merge the {what} ({len(texts)} texts, n_shards={n_shards}): shard(s) {missing} {state} "
+            f"Cannot merge the {what} ({n_texts} texts, n_shards={n_shards}): shard(s) {missing} {state} "
             f"in {cache.root}. Every shard must finish with the same model, data, encode settings and "
             f"n_shards, writing to this cache folder. Run the missing one(s), then merge again:\n{runs}{more}",
             missing,
         )
 
-    bounds = [shard_bounds(len(texts), i, n_shards, chunk_size) for i in range(n_shards)]
     if missing := [i for i, (a, b) in enumerate(bounds) if a < b and not cache.has(keys[i])]:
         fail(missing)
     out: np.ndarray | None = None
@@ -191,7 +181,6 @@ def _assemble(
         arr = cache.get(key)  # verifies the checksum; removes the entry and returns None when corrupt
         if arr is None:
             fail([i], "is corrupt (checksum mismatch; removed)")
-        assert arr is not None
         if arr.ndim != 2 or arr.shape[0] != stop - start or arr.dtype != np.float32:
             raise DataError(
                 f"Shard {i}/{n_shards} of the {what} holds an array of shape {arr.shape} ({arr.dtype}); "
@@ -199,7 +188,7 @@ def _assemble(
                 f"({key}) and run that shard again."
             )
         if out is None:  # preallocated: peak memory is the merged array plus one shard
-            out = np.empty((len(texts), arr.shape[1]), np.float32)
+            out = np.empty((n_texts, arr.shape[1]), np.float32)
         elif arr.shape[1] != out.shape[1]:
             raise DataError(
                 f"Shard {i}/{n_shards} of the {what} has {arr.shape[1]} dimensions, earlier shards "
@@ -254,3 +243,74 @@ def encode_distributed(
             f"rank 0's log says why."
         )
     return result
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """What one ``encode_corpus.py`` process does (the keys configs/encode_corpus.yaml documents)."""
+
+    shard: int | None = None
+    n_shards: int = 1
+    merge: bool = False
+    keep_shards: bool = False
+    chunk_size: int = CHUNK_SIZE
+    device: str = "cpu"
+    dist_timeout_min: float = 120.0
+
+    def check(self, world: int) -> None:
+        """Refuse combinations that would encode nothing, everything twice, or shards that never merge."""
+        n = int(self.n_shards)
+        shard_bounds(0, 0, n)  # checks n_shards
+        if self.merge and self.shard is not None:
+            raise ConfigError(
+                "Give either shard=<i> (encode one shard) or --merge (assemble them), not both."
+            )
+        if world > 1 and (self.shard is not None or self.merge or n not in (1, world)):
+            raise ConfigError(
+                f"Under torchrun (WORLD_SIZE={world}) each rank is one shard and rank 0 merges: "
+                f"drop shard=, n_shards= and --merge."
+            )
+        if world == 1 and n > 1 and self.shard is None and not self.merge:
+            raise ConfigError(
+                f"n_shards={n} without shard=<i>: run one process per shard (shard=0 .. {n - 1}, e.g. a SLURM "
+                f"array --array=0-{n - 1}) and then --merge, or use torchrun, or n_shards=1 for one process."
+            )
+        if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
+            raise ConfigError(f"device={self.device} is unknown. Choose cpu, cuda or auto.")
+
+
+def encode_lists(
+    encoder: Encoder, lists: dict[str, list[str]], cfg: ShardSettings, world: int, how_to_run: str
+) -> dict[str, dict[str, Any]]:
+    """For each named list: this rank's shard then rank 0's merge (``world`` > 1), the merge, one
+    shard, or the whole list; what was done, per list. ``how_to_run``: see :func:`merge_shards`."""
+    import torch
+    import torch.distributed as dist
+
+    n, chunk, done = int(cfg.n_shards), int(cfg.chunk_size), {}
+    if world > 1:  # torchrun's environment; nccl on GPUs, else gloo
+        device = next(encoder.model.parameters()).device
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        timeout = timedelta(minutes=float(cfg.dist_timeout_min))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
+    try:
+        for what, texts in lists.items():
+            if world > 1:
+                res = encode_distributed(encoder, texts, chunk_size=chunk, what=what)
+                done[what] = {"rank": dist.get_rank(), "world_size": world, "merged": res and asdict(res)}
+            elif cfg.merge:
+                how = {"keep_shards": bool(cfg.keep_shards), "how_to_run": how_to_run}
+                done[what] = asdict(merge_shards(encoder, texts, n, chunk_size=chunk, what=what, **how))
+            elif cfg.shard is not None:
+                done[what] = asdict(
+                    encode_shard(encoder, texts, int(cfg.shard), n, chunk_size=chunk, what=what)
+                )
+            else:
+                emb, st = encoder.encode_cached(texts, chunk_size=chunk, what=what)
+                key, n_encoded = entry_key(encoder.key, texts), st.n_encoded if st else 0
+                done[what] = {"key": key, "shape": list(emb.shape), "n_encoded": n_encoded}
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    return done

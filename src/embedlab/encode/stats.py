@@ -1,9 +1,11 @@
-"""What an encode did (texts, duplicates, truncation, time) and the input checks every path shares."""
+"""What an encode did (texts, duplicates, truncation, time), and the input handling both backends share:
+empty texts refused, each distinct text run once, truncation counted, rows back in input order."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,8 @@ TRUNCATION_WARNING = (
     "%d of %d distinct %s exceed the model's limit of %d tokens (longest: %d) and are "
     "truncated to it; raise model.max_seq_length (up to the model's positions) to keep more."
 )
+# (distinct texts, token limit) -> ((n, D) embeddings, (n,) token counts before truncation)
+EmbedFn = Callable[[list[str], int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -47,27 +51,27 @@ def token_lengths(model: SentenceTransformer, texts: Sequence[str]) -> np.ndarra
     return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
 
 
-def count_truncated(lengths: np.ndarray, limit: int, what: str) -> int:
-    """How many texts exceed ``limit`` tokens; logs a warning naming the fix when any do."""
-    n_trunc = int((lengths > limit).sum())
-    if n_trunc:
-        log.warning(TRUNCATION_WARNING, n_trunc, len(lengths), what, limit, int(lengths.max()))
-    return n_trunc
-
-
-def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
-    """Reject empty texts, naming the first offenders; returns the distinct texts in first-seen
-    order (every encode path runs each text once)."""
+def encode_distinct(
+    model: SentenceTransformer, texts: Sequence[str], what: str, embed: EmbedFn
+) -> tuple[np.ndarray, EncodeStats]:
+    """``embed`` on each distinct text once (empty ones refused, naming the first); (N, D) float32 in
+    input order and the stats. Warns, naming the fix, when texts are truncated."""
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
         raise DataError(
             f"{len(bad)} of {len(texts)} {what} are empty or whitespace (positions {bad[:10]}). "
             f"Remove them or replace them with real text before encoding."
         )
-    return list(dict.fromkeys(texts))
-
-
-def in_input_order(emb: np.ndarray, unique: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-    """Rows of ``emb`` (one per distinct text, in ``unique`` order) for every text of ``texts``."""
+    unique, limit = list(dict.fromkeys(texts)), int(model.max_seq_length or 512)
+    start = time.perf_counter()
+    if unique:
+        emb, lengths = embed(unique, limit)
+    else:  # the tokenizer refuses an empty list
+        emb, lengths = np.zeros((0, model.get_embedding_dimension() or 0), np.float32), np.zeros(0, np.int64)
+    seconds = time.perf_counter() - start
+    n_trunc = int((lengths > limit).sum())
+    if n_trunc:
+        log.warning(TRUNCATION_WARNING, n_trunc, len(unique), what, limit, int(lengths.max()))
     index = {t: i for i, t in enumerate(unique)}
-    return np.asarray(emb, dtype=np.float32)[[index[t] for t in texts]]
+    stats = EncodeStats(len(texts), len(unique), n_trunc, int(lengths.max(initial=0)), limit, seconds)
+    return np.asarray(emb, dtype=np.float32)[[index[t] for t in texts]], stats
