@@ -20,7 +20,10 @@ def _as_ranx_run(ranking, name):
 
     scores, ids = ranking
     return ranx.Run(
-        {f"q{q}": {f"d{d}": float(s) for d, s in zip(ids[q], scores[q]) if d >= 0} for q in range(len(ids))},
+        {
+            f"q{q}": {f"d{d}": float(s) for d, s in zip(ids[q], scores[q], strict=True) if d >= 0}
+            for q in range(len(ids))
+        },
         name=name,
     )
 
@@ -59,7 +62,7 @@ def test_choose_weight_prefers_the_better_run():
     good, noise = _ranking(rng, 20, 30, 10), _ranking(rng, 20, 30, 10)
 
     def overlap_with_good(r):  # a score that only the first run can satisfy
-        return float(np.mean([len(set(a[:5]) & set(b[:5])) for a, b in zip(r[1], good[1])]))
+        return float(np.mean([len(set(a[:5]) & set(b[:5])) for a, b in zip(r[1], good[1], strict=True)]))
 
     w, tried = choose_weight(good, noise, overlap_with_good, norm="min-max", grid=11)
     assert w == 1.0 and len(tried) == 11 and tried[0.0] < tried[1.0]
