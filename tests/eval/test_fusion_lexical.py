@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embedlab.errors import ConfigError
 from embedlab.eval.fusion import choose_weight, convex, rrf
 from embedlab.eval.lexical import BM25Settings, bm25_rank
 
@@ -83,5 +84,5 @@ def test_bm25_ranks_like_bm25s_and_handles_odd_queries(caplog):
     assert ids[1, 0] == 2 and scores[1, 0] > 0
     assert (scores[2, :4] == 0).all() and "match no indexed term" in caplog.text
     assert list(ids[2, :4]) == [0, 1, 2, 3]  # all-zero scores tie: lower index first
-    with pytest.raises(ValueError, match="k1"):
+    with pytest.raises(ConfigError, match="k1"):
         BM25Settings(k1=-1)

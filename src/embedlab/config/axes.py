@@ -14,7 +14,9 @@ from embedlab.data.sts import STSSpec
 from embedlab.data.text_corpus import CorpusSpec
 from embedlab.encode.encoder import EncodeSettings
 from embedlab.errors import ConfigError
+from embedlab.eval.fusion import FusionSpec
 from embedlab.eval.index import IndexSpec, index_spec
+from embedlab.eval.lexical import BM25Settings
 from embedlab.eval.precision import PRECISIONS
 from embedlab.models.encoder import EncoderSpec
 from embedlab.models.weight_precision import WEIGHT_PRECISIONS
@@ -234,6 +236,8 @@ class RunSpecs:
     objective: ObjectiveSpec
     encode: EncodeSpec
     run: RunSettings
+    fusion: FusionSpec | None = None  # hybrid retrieval with BM25 (``fusion/``); None: dense alone
+    bm25: BM25Settings = BM25Settings()  # ``bm25/``: model=bm25 and the lexical side of a fusion
 
     @property
     def pooling(self) -> str:
@@ -259,6 +263,10 @@ class RunSpecs:
             objective=ObjectiveSpec.from_cfg(c["objective"]),
             encode=EncodeSpec.from_cfg(c),
             run=RunSettings.from_cfg(c, run_name, sweep),
+            fusion=None
+            if (c.get("fusion") or {}).get("name", "none") == "none"
+            else read(FusionSpec, c["fusion"]),
+            bm25=read(BM25Settings, c.get("bm25") or {}),
         )
 
 
@@ -304,6 +312,7 @@ def check_run(s: RunSpecs) -> None:
         raise ConfigError(
             f"weights={w} applies to transformer encoders; model={s.model.name} is {s.model_kind}. Use weights=fp32."
         )
+    check_lexical(s)
     if s.model_kind == "fasttext":
         from embedlab.models.fasttext import check_fasttext_settings
 
@@ -311,3 +320,25 @@ def check_run(s: RunSpecs) -> None:
             pooling=s.pooling, fit=fit, projection_dim=s.dimension.projection_dim, task=task
         )
     check_batch_sizes(s.data_cfg)
+
+
+def check_lexical(s: RunSpecs) -> None:
+    """model=bm25 and fusion= belong to retrieval evaluation; a fusion fuses the exact full ranking."""
+    if s.model_kind == "bm25" and (s.task != "retrieval" or s.run.fit):
+        raise ConfigError(
+            f"model=bm25 is a lexical retrieval baseline: evaluate it on retrieval data (data=scifact) with "
+            f"evaluate.py; data={s.data_name} (task {s.task}){' with fit=true' if s.run.fit else ''} cannot use it."
+        )
+    if s.fusion is None:
+        return
+    if s.task != "retrieval" or s.model_kind == "bm25":
+        raise ConfigError(
+            f"fusion={s.fusion.name} fuses a dense model's ranking with BM25 on retrieval data; model={s.model.name} "
+            f"with data={s.data_name} has none to fuse. Fix: fusion=none, or a dense model on retrieval data."
+        )
+    approximate = s.index.spec is not None and s.index.spec.kind != "flat"
+    if s.dimension.eval_size is not None or s.precision.embeddings != "float32" or approximate:
+        raise ConfigError(
+            f"fusion={s.fusion.name} fuses the full-dimension float32 exact ranking: combine it with "
+            "dimension=full quantization=none index=exact (sweep those axes in jobs without fusion)."
+        )

@@ -9,12 +9,51 @@ on the (Q, K) arrays the rankers return, without ranx's numba compile on every j
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from embedlab.errors import ConfigError
+
 Norm = Literal["min-max", "z-score"]
 Ranking = tuple[np.ndarray, np.ndarray]  # (scores (Q, K), doc indices (Q, K)), best first, -1 padded
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """``configs/fusion/``: how the dense and BM25 rankings combine (``weight``: the dense share)."""
+
+    name: Literal["rrf", "convex"]
+    k: int = 60  # rrf
+    norm: Norm = "min-max"  # convex
+    weight: float | None = None  # convex; None: chosen on training queries by ``tune_metric``
+    tune_metric: str = "ndcg@10"
+    depth: int = 100
+
+    def __post_init__(self) -> None:
+        if self.name not in ("rrf", "convex"):
+            raise ConfigError(f"Unknown fusion '{self.name}'. Choose none, rrf or convex.")
+        if self.norm not in ("min-max", "z-score"):
+            raise ConfigError(f"Unknown fusion.norm '{self.norm}'. Choose min-max or z-score.")
+        if self.weight is not None and not 0.0 <= self.weight <= 1.0:
+            raise ConfigError(
+                f"fusion.weight={self.weight}: the dense share must lie in [0, 1] (null: tune it)."
+            )
+        if self.k < 1 or self.depth < 1:
+            raise ConfigError(
+                f"fusion.k and fusion.depth must be positive, got k={self.k}, depth={self.depth}."
+            )
+
+
+def fuse(spec: FusionSpec, dense: Ranking, lexical: Ranking, *, weight: float | None = None) -> Ranking:
+    """``dense`` and ``lexical`` fused as ``spec`` says (``weight`` overrides ``spec.weight``)."""
+    if spec.name == "rrf":
+        return rrf([dense, lexical], k=spec.k, depth=spec.depth)
+    w = spec.weight if weight is None else weight
+    if w is None:
+        raise ValueError("convex fusion needs a weight: set fusion.weight or choose one on training queries")
+    return convex([dense, lexical], [w, 1.0 - w], norm=spec.norm, depth=spec.depth)
 
 
 def _normalise(scores: np.ndarray, valid: np.ndarray, norm: Norm) -> np.ndarray:

@@ -1,14 +1,19 @@
 """Retrieval and bitext evaluations of an encoder: encode (or read from the cache) once, then score
 exact search, reduced dimensions, an embedding precision and a FAISS index from the same embeddings.
 Metric keys carry the cell tags of ``eval/variants.py`` (``ndcg@10@128``, ``ndcg@10@pca128``,
-``index_latency_p50_ms@hnsw``...), plus ``answer_hit@5`` for sets with gold answers.
+``index_latency_p50_ms@hnsw``...), plus ``answer_hit@5`` for sets with gold answers. Every cell keeps
+its per-query values (for intervals and paired tests) and each deployed cell its top-k ranking.
+BM25 (``evaluate_lexical``) and hybrids (``fusion``: ``@rrf`` / ``@convex``, with the lexical part
+under ``@bm25``) score the same way.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -16,11 +21,13 @@ import numpy as np
 from embedlab.data.retrieval import load_tatoeba
 from embedlab.errors import ConfigError, DataError
 from embedlab.eval.arrays import as_numpy, topk_dot, unit_rows
+from embedlab.eval.fusion import FusionSpec, Ranking, choose_weight, fuse
 from embedlab.eval.index import IndexSpec, benchmark_index, build_index, search
+from embedlab.eval.lexical import BM25Settings, bm25_rank
 from embedlab.eval.pca import fitted_pca, pca_key
 from embedlab.eval.precision import evaluate_precision
 from embedlab.eval.retrieval import retrieval_metrics_from_embeddings, retrieval_metrics_from_ranked
-from embedlab.eval.variants import Cell, variant_grid
+from embedlab.eval.variants import Cell, deployed, variant_grid
 
 if TYPE_CHECKING:
     from embedlab.data.retrieval import RetrievalSet
@@ -43,6 +50,13 @@ class RetrievalEvalSettings:
     n_latency_queries: int = 200
     answer_ks: tuple[int, ...] = (1, 5, 10)
     ndcg_gain: str = "graded"  # trec_eval / BEIR / MTEB convention (identical for binary qrels)
+    fusion: FusionSpec | None = None  # hybrid with BM25 (``bm25``'s settings) of the exact ranking
+    bm25: BM25Settings = BM25Settings()
+
+    @property
+    def depth(self) -> int:
+        """Ranking depth kept per query: the largest cut-off, and the fused rankings' depth."""
+        return max(max(self.ks), self.fusion.depth if self.fusion else 0)
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ class AnswerHitRate:
     metrics: dict[str, float]  # "answer_hit@k"
     n_queries_scored: int
     n_queries_skipped_no_answer: int
+    first_hit: dict[int, int] = field(default_factory=dict, repr=False)  # question row -> rank (0: none)
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,8 @@ class RetrievalEvalResult:
     metrics: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
     cells: list[Cell] = field(default_factory=list)  # what the metrics' suffixes mean: meta["cells"]
+    per_query: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # tag -> query -> metric
+    rankings: dict[str, Ranking] = field(default_factory=dict)  # deployed cell tag -> top-k (scores, ids)
 
 
 def rows_of_known_texts(
@@ -85,22 +102,20 @@ def rows_of_known_texts(
 
 
 def evaluate_retrieval(
-    encoder: Encoder, data: RetrievalSet, settings: RetrievalEvalSettings
+    encoder: Encoder,
+    data: RetrievalSet,
+    settings: RetrievalEvalSettings,
+    *,
+    train: RetrievalSet | None = None,
 ) -> RetrievalEvalResult:
+    """Every cell of the grid from one encode; with ``settings.fusion`` also BM25 and the hybrid
+    (a convex weight left open is chosen on ``train``'s queries, never on ``data``'s)."""
     doc_ids, query_ids = data.doc_ids, data.query_ids
     doc_texts = [data.corpus[d] for d in doc_ids]
-    docs, stats_d = encoder.encode_cached(doc_texts, what="documents")
-    query_texts = [data.queries[q] for q in query_ids]
-    queries = rows_of_known_texts(query_texts, doc_texts, docs)
-    reused, stats_q = queries is not None, None
-    if queries is None:
-        queries, stats_q = encoder.encode_cached(query_texts, what="queries")
-    else:  # question-to-question sets (squad_qq): every query is also a document
-        log.info(
-            "All %d queries are documents too: their embeddings are reused, not re-encoded.", len(queries)
-        )
-    docs, queries = unit_rows(docs), unit_rows(queries)
-    common = dict(ignore_identical_ids=data.ignore_identical_ids, ndcg_gain=settings.ndcg_gain)
+    docs, queries, stats = _embeddings(encoder, data)
+    common = dict(
+        ignore_identical_ids=data.ignore_identical_ids, ndcg_gain=settings.ndcg_gain, per_query=True
+    )
     details: dict[str, Any] = {
         "n_docs": len(doc_ids),
         "n_queries": len(query_ids),
@@ -111,6 +126,7 @@ def evaluate_retrieval(
     )
     metrics: dict[str, float] = dict(exact.metrics)
     details["exact"] = {k: v for k, v in exact.as_dict().items() if k not in exact.metrics}
+    result = RetrievalEvalResult(metrics, details, per_query={"": exact.per_query or {}})
 
     # Precision and index cells are scored at every dimension, so a job that sets both gets the
     # combined key (ndcg@10@128@int8): the deployed system pays both losses at once.
@@ -126,22 +142,47 @@ def evaluate_retrieval(
     for cell in grid:
         if cell.dim_tag not in reduced:
             reduced[cell.dim_tag] = _reduce(cell, docs, queries, doc_texts, encoder, metrics)
-        metrics.update(_cell_metrics(cell, settings, data, *reduced[cell.dim_tag], common, details))
+        _score_cell(cell, settings, data, *reduced[cell.dim_tag], common, result)
+    for cell in deployed(grid):  # the ranking a run file records (exact cells: ranked here)
+        if cell.tag not in result.rankings:
+            result.rankings[cell.tag] = topk_dot(*reduced[cell.dim_tag][::-1], _depth(settings, data))
+    if settings.fusion is not None:
+        train_dense = _train_dense(encoder, train, settings)
+        grid.append(_score_fusion(settings, data, result, deployed(grid)[0], train_dense=train_dense))
+    result.cells = grid
     metrics["bytes_per_vector@float32"] = float(4 * docs.shape[1])
     if data.answers:
-        _, top = topk_dot(queries, docs, max(settings.answer_ks))
-        retrieved = [[data.corpus[doc_ids[j]] for j in row if j >= 0] for row in top]
-        gold = [data.answers.get(q, []) for q in query_ids]
-        metrics.update(answer_hit_rate_at_k(retrieved, gold, settings.answer_ks).metrics)
-
-    if reused:
-        details["encode_queries"] = {"reused_from_documents": len(query_ids)}
-    for name, st in (("documents", stats_d), ("queries", stats_q)):
-        if st is not None:
+        _score_answers(data, settings, result, topk_dot(queries, docs, max(settings.answer_ks))[1], "")
+    for name, st in stats.items():
+        if st is None:
+            details[f"encode_{name}"] = {"reused_from_documents": len(query_ids)}
+        else:
             metrics[f"encode_{name}_per_s"] = st.n_encoded / max(st.seconds, 1e-9)
             metrics[f"n_truncated_{name}"] = float(st.n_truncated)
             details[f"encode_{name}"] = st.as_dict()
-    return RetrievalEvalResult(metrics, details, grid)
+    return result
+
+
+def _embeddings(encoder: Encoder, data: RetrievalSet) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Unit-row (docs, queries) and each side's encode stats (queries: None when reused from docs)."""
+    doc_texts = [data.corpus[d] for d in data.doc_ids]
+    docs, stats_d = encoder.encode_cached(doc_texts, what="documents")
+    query_texts = [data.queries[q] for q in data.query_ids]
+    queries = rows_of_known_texts(query_texts, doc_texts, docs)
+    stats = {"documents": stats_d}
+    if queries is None:
+        queries, stats["queries"] = encoder.encode_cached(query_texts, what="queries")
+    else:  # question-to-question sets (squad_qq): every query is also a document
+        log.info(
+            "All %d queries are documents too: their embeddings are reused, not re-encoded.", len(queries)
+        )
+        stats["queries"] = None
+    return unit_rows(docs), unit_rows(queries), stats
+
+
+def _depth(settings: RetrievalEvalSettings, data: RetrievalSet) -> int:
+    """Ranking depth: one more when the query's own document is dropped afterwards."""
+    return min(settings.depth + int(data.ignore_identical_ids), len(data.corpus))
 
 
 def _reduce(
@@ -157,28 +198,28 @@ def _reduce(
     return pca.transform(docs), pca.transform(queries)
 
 
-def _cell_metrics(
+def _score_cell(
     cell: Cell,
     settings: RetrievalEvalSettings,
     data: RetrievalSet,
     docs: np.ndarray,
     queries: np.ndarray,
     common: dict,
-    details: dict,
-) -> dict[str, float]:
+    result: RetrievalEvalResult,
+) -> None:
     """Metrics of one cell, ``docs`` and ``queries`` already reduced: through the benchmarked index,
     at a lower precision, or exact at a reduced dimension (the full exact cell is scored before)."""
     ids = (data.query_ids, data.doc_ids, data.qrels)
-    out: dict[str, float] = {}  # the index's benchmark, then the cell's metrics, then its storage
+    out = result.metrics  # the index's benchmark, then the cell's metrics, then its storage
     size: float | None = None
     if cell.index is not None:
         assert settings.index is not None
         b = benchmark_index(
             settings.index, docs, queries, settings.index_k, n_latency_queries=settings.n_latency_queries
         )
-        details[f"index{cell.tag}"] = asdict(b)
+        result.details[f"index{cell.tag}"] = asdict(b)
         t = cell.tag
-        out = {
+        out |= {
             f"index_build_s{t}": b.build_s,
             f"index_bytes_per_vector{t}": b.bytes_per_vector,
             f"index_total_mb{t}": b.total_bytes / 2**20,
@@ -188,23 +229,144 @@ def _cell_metrics(
             f"index_qps_batched{t}": b.qps_batched,
             f"index_recall@{settings.index_k}{t}": b.recall_at_k,
         }
-        depth = max(settings.ks) + (1 if data.ignore_identical_ids else 0)
-        ranked = search(build_index(settings.index, docs), queries, min(depth, len(data.corpus)))
+        ranked = search(build_index(settings.index, docs), queries, _depth(settings, data))
         scored = retrieval_metrics_from_ranked(*ids, ranked, settings.ks, **common)
+        result.rankings[cell.tag] = ranked
     elif cell.precision != "float32":
         pe = evaluate_precision(
             *ids, queries, docs, cell.precision, settings.ks, rescore_multiplier=cell.rescore, **common
         )
         scored, size = pe.metrics, pe.bytes_per_vector
+        result.rankings[cell.tag] = (pe.scores, pe.ids)
     elif cell.dim_tag:
         scored = retrieval_metrics_from_embeddings(*ids, queries, docs, settings.ks, **common)
         size = 4 * docs.shape[1]
     else:
-        return {}
+        return
     out.update({cell.key(k): v for k, v in scored.metrics.items()})
+    result.per_query[cell.tag] = scored.per_query or {}
     if size is not None:
         out[cell.bytes_key] = float(size)
-    return out
+
+
+def _score_ranking(
+    ranking: Ranking,
+    tag: str,
+    data: RetrievalSet,
+    settings: RetrievalEvalSettings,
+    result: RetrievalEvalResult,
+) -> float:
+    """Score a ranking of ``data``'s queries under ``tag``; returns nDCG@10-style headline for logs."""
+    opts = dict(ignore_identical_ids=data.ignore_identical_ids, ndcg_gain=settings.ndcg_gain, per_query=True)
+    scored = retrieval_metrics_from_ranked(
+        data.query_ids, data.doc_ids, data.qrels, ranking, settings.ks, **opts
+    )
+    result.metrics.update({f"{k}{tag}": v for k, v in scored.metrics.items()})
+    result.per_query[tag] = scored.per_query or {}
+    result.rankings[tag] = ranking
+    if data.answers:
+        _score_answers(data, settings, result, ranking[1], tag)
+    return scored.metrics.get("ndcg@10", math.nan)
+
+
+def evaluate_lexical(data: RetrievalSet, settings: RetrievalEvalSettings) -> RetrievalEvalResult:
+    """BM25 alone: one cell (no dimension, precision or index), indexing time as its encode cost."""
+    doc_texts = [data.corpus[d] for d in data.doc_ids]
+    start = time.perf_counter()
+    ranking = bm25_rank(
+        doc_texts, [data.queries[q] for q in data.query_ids], _depth(settings, data), settings.bm25
+    )
+    seconds = time.perf_counter() - start
+    details = {"n_docs": len(doc_texts), "n_queries": len(data.query_ids), "bm25": asdict(settings.bm25)}
+    result = RetrievalEvalResult({}, details, [Cell()])
+    _score_ranking(ranking, "", data, settings, result)
+    # BM25's "encode" is tokenizing + indexing the corpus and scoring the queries: its cost per text.
+    result.metrics["encode_documents_per_s"] = len(doc_texts) / max(seconds, 1e-9)
+    result.metrics["bm25_index_and_search_s"] = seconds
+    return result
+
+
+def _train_dense(encoder: Encoder, train: RetrievalSet | None, settings: RetrievalEvalSettings) -> Any:
+    """(training set, its exact dense ranking) for choosing a convex weight; None when not needed."""
+    f = settings.fusion
+    if f is None or f.name != "convex" or f.weight is not None:
+        return None
+    if train is None:
+        raise ConfigError(
+            "fusion=convex with fusion.weight=null chooses its weight on training queries, and this data has "
+            "none (data.train_split is null). Fix: set fusion.weight=<0..1>, or use fusion=rrf (no tuning)."
+        )
+    docs, queries, _ = _embeddings(encoder, train)
+    return train, topk_dot(queries, docs, _depth(settings, train))
+
+
+def _score_fusion(
+    settings: RetrievalEvalSettings,
+    data: RetrievalSet,
+    result: RetrievalEvalResult,
+    base: Cell,
+    *,
+    train_dense: Any,
+) -> Cell:
+    """BM25 (under ``@bm25``) and its fusion (``@rrf`` / ``@convex`` added to ``base``'s tag) with the
+    dense ranking of ``base``: the config allows fusion only with full-dimension float32 exact search."""
+    f = settings.fusion
+    assert f is not None and base.tag in result.rankings
+    depth = _depth(settings, data)
+
+    def lexical(rset: RetrievalSet) -> Ranking:
+        texts = [rset.corpus[d] for d in rset.doc_ids]
+        return bm25_rank(texts, [rset.queries[q] for q in rset.query_ids], depth, settings.bm25)
+
+    weight = f.weight
+    if train_dense is not None:
+        train, dense_train = train_dense
+        lex_train = lexical(train)
+
+        def score(r: Ranking) -> float:
+            opts = dict(ignore_identical_ids=train.ignore_identical_ids, ndcg_gain=settings.ndcg_gain)
+            return retrieval_metrics_from_ranked(
+                train.query_ids, train.doc_ids, train.qrels, r, settings.ks, **opts
+            ).metrics[f.tune_metric]
+
+        weight, tried = choose_weight(dense_train, lex_train, score, norm=f.norm)
+        result.details["fusion_weight_search"] = {
+            "queries": len(train.query_ids),
+            "split": "train",
+            "tried": tried,
+        }
+        log.info(
+            "fusion=convex: dense weight %.2f chosen on %d training queries", weight, len(train.query_ids)
+        )
+    sparse = lexical(data)
+    _score_ranking(sparse, "@bm25", data, settings, result)
+    cell = replace(base, fusion=f.name)
+    _score_ranking(
+        fuse(f, result.rankings[base.tag], sparse, weight=weight), cell.tag, data, settings, result
+    )
+    result.details["fusion"] = {**asdict(f), "weight": weight}
+    return cell
+
+
+def _score_answers(
+    data: RetrievalSet,
+    settings: RetrievalEvalSettings,
+    result: RetrievalEvalResult,
+    top: np.ndarray,
+    tag: str,
+) -> None:
+    """answer_hit@k of a ranking's doc indices ``top`` (Q, >= max k), kept per question too."""
+    retrieved = [
+        [data.corpus[data.doc_ids[j]] for j in row[: max(settings.answer_ks)] if j >= 0] for row in top
+    ]
+    hits = answer_hit_rate_at_k(
+        retrieved, [data.answers.get(q, []) for q in data.query_ids], settings.answer_ks
+    )
+    result.metrics.update({f"{k}{tag}": v for k, v in hits.metrics.items()})
+    per_query = result.per_query.setdefault(tag, {})
+    for row, rank in hits.first_hit.items():
+        values = {f"answer_hit@{k}": float(0 < rank <= k) for k in settings.answer_ks}
+        per_query.setdefault(data.query_ids[row], {}).update(values)
 
 
 def parse_ks(ks: Sequence[int]) -> tuple[int, ...]:
@@ -233,8 +395,8 @@ def answer_hit_rate_at_k(
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
-    first_hits: list[int] = []  # rank (1-based) of the first passage holding an answer, 0 = none
-    for passages, answers in zip(retrieved_texts, gold_answers, strict=True):
+    first_hits: dict[int, int] = {}  # question row -> rank (1-based) of the first answer passage, 0 = none
+    for row, (passages, answers) in enumerate(zip(retrieved_texts, gold_answers, strict=True)):
         golds = [a for a in map(normalise_answer_text, answers) if a]
         if golds:
             hits = (
@@ -242,15 +404,15 @@ def answer_hit_rate_at_k(
                 for r, p in enumerate(passages[: ks[-1]], 1)
                 if any(g in normalise_answer_text(p) for g in golds)
             )
-            first_hits.append(next(hits, 0))
+            first_hits[row] = next(hits, 0)
     skipped = len(gold_answers) - len(first_hits)
     if skipped:
         log.warning("answer_hit_rate_at_k: skipped %d questions without a gold answer", skipped)
     if not first_hits:
         raise DataError("No question has a gold answer; cannot compute the answer hit rate.")
-    fh = np.asarray(first_hits)
+    fh = np.asarray(list(first_hits.values()))
     metrics = {f"answer_hit@{k}": float(((fh > 0) & (fh <= k)).mean()) for k in ks}
-    return AnswerHitRate(metrics=metrics, n_queries_scored=len(fh), n_queries_skipped_no_answer=skipped)
+    return AnswerHitRate(metrics, len(fh), skipped, first_hits)
 
 
 def bitext_retrieval_accuracy(

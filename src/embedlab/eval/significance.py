@@ -150,3 +150,29 @@ def holm(p_values) -> np.ndarray:
     out = np.empty(m)
     out[order] = adjusted
     return out
+
+
+# Retrieval metrics that get intervals when a job reports them (plus the data's headline metric).
+INTERVAL_METRICS = (
+    *("ndcg@10", "mrr@10", "map@100", "recall@10", "recall@100", "accuracy@1", "precision@10"),
+    *("answer_hit@1", "answer_hit@5", "answer_hit@10"),
+)
+
+
+def per_query_intervals(
+    per_query: dict[str, dict[str, dict[str, float]]],
+    metrics: tuple[str, ...] = INTERVAL_METRICS,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """``{metric + cell tag: Interval}`` from ``{cell tag: {query id: {metric: value}}}``: each interval
+    over the queries that have the value, resampled in query-id order (so seeds are comparable)."""
+    out = {}
+    for tag, rows in per_query.items():
+        ids = sorted(rows)
+        for m in metrics:
+            values = [rows[q][m] for q in ids if m in rows[q]]
+            if len(values) >= 2:
+                out[f"{m}{tag}"] = mean_interval(values, resamples=resamples, seed=seed)
+    return out

@@ -31,12 +31,16 @@ def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def sts_metrics(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float]) -> dict[str, float]:
     """Spearman and Pearson correlation between gold scores and cosine similarity."""
+    return correlations(paired_cosine(emb1, emb2), gold)
+
+
+def correlations(predicted: np.ndarray, gold: Sequence[float]) -> dict[str, float]:
     from scipy.stats import pearsonr, spearmanr
 
-    cos, g = paired_cosine(emb1, emb2), np.asarray(gold, dtype=np.float64)
+    g = np.asarray(gold, dtype=np.float64)
     return {
-        "spearman_cosine": float(spearmanr(g, cos).statistic),
-        "pearson_cosine": float(pearsonr(g, cos).statistic),
+        "spearman_cosine": float(spearmanr(g, predicted).statistic),
+        "pearson_cosine": float(pearsonr(g, predicted).statistic),
     }
 
 
@@ -48,8 +52,10 @@ def sts_variant_metrics(
     dims: Sequence[int] = (),
     pca: PCAProjection | None = None,
     precisions: Sequence[str] = (),
+    predictions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Every cell of :func:`sts_grid` from one pair of float32 (N, D) embeddings."""
+    """Every cell of :func:`sts_grid` from one pair of float32 (N, D) embeddings; each cell's predicted
+    similarities go to ``predictions`` (cell tag -> (N,)) when given."""
     metrics: dict[str, float] = {}
     reduced: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # dimension tag -> float32 pair
     for cell in sts_grid(emb1.shape[1], dims, pca, precisions):
@@ -62,7 +68,10 @@ def sts_variant_metrics(
         size = bytes_per_vector("float32", a.shape[1])
         if cell.precision != "float32":
             a, b, size = pair_similarity_inputs(a, b, cell.precision)  # type: ignore[arg-type]
-        metrics.update({cell.key(k): v for k, v in sts_metrics(a, b, gold).items()})
+        cos = paired_cosine(a, b)
+        if predictions is not None:
+            predictions[cell.tag] = cos
+        metrics.update({cell.key(k): v for k, v in correlations(cos, gold).items()})
         metrics[cell.bytes_key] = float(size)
     if pca is not None:
         metrics[f"pca_explained_variance@{pca.tag}"] = float(pca.explained_variance_ratio.sum())
@@ -83,6 +92,7 @@ class STSResult:
     worst_pairs: list[dict[str, object]]
     encode_stats: EncodeStats | None  # on a cache hit: as recorded when encoded (None if not stored)
     cells: list[Cell] = field(default_factory=list)  # what the metrics' suffixes mean: meta["cells"]
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # cell tag -> predicted similarity
 
 
 def worst_pairs(split: PairSplit, predicted: np.ndarray, n: int = 20) -> list[dict[str, object]]:
@@ -124,9 +134,12 @@ def evaluate_sts(
 ) -> STSResult:
     """Encode both sides once (or read them from the encoder's cache) and score every variant."""
     a, b, stats = sts_embeddings(encoder, split)
-    metrics = sts_variant_metrics(a, b, split.scores, dims=dims, pca=pca, precisions=precisions)
+    predicted: dict[str, np.ndarray] = {}
+    metrics = sts_variant_metrics(
+        a, b, split.scores, dims=dims, pca=pca, precisions=precisions, predictions=predicted
+    )
     cells = sts_grid(a.shape[1], dims, pca, precisions)
-    return STSResult(metrics, worst_pairs(split, paired_cosine(a, b), n_worst), stats, cells)
+    return STSResult(metrics, worst_pairs(split, predicted[""], n_worst), stats, cells, predicted)
 
 
 def fit_sts_pca(

@@ -30,6 +30,7 @@ class Cell:
     precision: str = "float32"
     rescore: int = 0
     index: str | None = None
+    fusion: str | None = None  # hybrid with BM25: "rrf" | "convex" (of the full float32 exact ranking)
 
     @property
     def dim_tag(self) -> str:
@@ -43,7 +44,7 @@ class Cell:
         out = self.dim_tag
         if self.precision != "float32":
             out += f"@{self.precision}" + (f"+rescore{self.rescore}" if self.rescore else "")
-        return out + (f"@{self.index}" if self.index else "")
+        return out + (f"@{self.index}" if self.index else "") + (f"@{self.fusion}" if self.fusion else "")
 
     def key(self, metric: str) -> str:
         return metric + self.tag  # ndcg@10 -> ndcg@10@128@int8
@@ -66,6 +67,7 @@ class Cell:
             "precision": self.precision,
             "rescore": self.rescore,
             "index": self.index,
+            "fusion": self.fusion,
         }
 
     def refines(self, other: Cell) -> bool:
@@ -75,7 +77,8 @@ class Cell:
     def _choices(self) -> set[tuple[Any, ...]]:
         dim = ("dim", self.dim_method, self.dim) if self.dim_method != "full" else None
         precision = ("precision", self.precision, self.rescore) if self.precision != "float32" else None
-        return {c for c in (dim, precision, ("index", self.index) if self.index else None) if c}
+        index = ("index", self.index) if self.index else None
+        return {c for c in (dim, precision, index, ("fusion", self.fusion) if self.fusion else None) if c}
 
 
 def variant_grid(
@@ -115,6 +118,7 @@ def read_cells(records: Iterable[dict[str, Any]] | None) -> list[Cell]:
             a.get("precision", "float32"),
             int(a.get("rescore") or 0),
             a.get("index"),
+            a.get("fusion"),
         )
         for a in (r["axes"] for r in records or ())
     ]

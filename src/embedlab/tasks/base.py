@@ -25,6 +25,9 @@ class EvalOutput:
     data_meta: dict[str, Any] = field(default_factory=dict)
     cells: list[dict[str, Any]] = field(default_factory=list)
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric key -> bootstrap interval
+    comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> {other key: paired test}
+    files: dict[str, str] = field(default_factory=dict)  # per-query / per-pair file, run file (run dir names)
 
 
 class Task:

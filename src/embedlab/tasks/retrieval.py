@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from embedlab.encode.encoder import Encoder
@@ -77,29 +78,57 @@ class RetrievalTask(Task):
             index_k=s.index.k,
             n_latency_queries=s.index.n_latency_queries,
             answer_ks=parse_ks(d["answer_ks"]),
+            fusion=s.fusion,
+            bm25=s.bm25,
         )
 
-    def evaluate(self, encoder: Encoder, loggers: list[Any]) -> EvalOutput:
-        """The evaluation split with the configured index and precision; the val split (after
-        fine-tuning) with exact search only, since it picks checkpoints."""
-        from embedlab.eval.retrieval_task import evaluate_retrieval
+    def build_model(self) -> tuple[Any, Any]:
+        if self.specs.model_kind == "bm25":  # nothing to load: BM25 indexes the corpus when it scores
+            return None, None
+        return super().build_model()
+
+    def evaluate(self, encoder: Encoder | None, loggers: list[Any]) -> EvalOutput:
+        """The evaluation split with the configured index, precision and fusion; the val split (after
+        fine-tuning) with exact search only, since it picks checkpoints. BM25 (``encoder`` None)
+        scores the evaluation split alone. Per-query values, the run file and intervals go beside."""
+        from embedlab.eval.retrieval_task import evaluate_lexical, evaluate_retrieval
         from embedlab.eval.variants import cells_record
+        from embedlab.tasks.uncertainty import retrieval_record
 
         s, d = self.specs, self.specs.data_cfg
         data, settings = load_retrieval(s), self.settings()
-        prefetch_poolings(s, encoder, list(retrieval_texts(data).items()))
-        jobs = [(f"{d['metric_split']}/{s.data_name}", data, settings)]
-        if self.val_set is not None:
-            exact = replace(settings, index=None, precision="float32", dims=())
-            jobs.append((f"val/{s.data_name}", self.val_set, exact))
+        prefix = f"{d['metric_split']}/{s.data_name}"
         meta = {"name": data.name, "fingerprint": data.revision, "n_docs": len(data.corpus)}
         out = EvalOutput({}, data_meta=meta | {"n_queries": len(data.queries), "stats": dict(data.stats)})
-        for prefix, rset, sett in jobs:
-            result = evaluate_retrieval(encoder, rset, sett)
-            out.metrics.update({f"{prefix}/{k}": float(v) for k, v in result.metrics.items()})
-            out.details[prefix] = result.details
-            out.cells = out.cells or cells_record(result.cells)  # the evaluation split's grid
-        out.metrics.update(cache_counts(jobs[0][0], encoder.cache))
-        stats = encoder.cache.stats
-        log.info(f"Embeddings: {stats.n_encoded} texts encoded, {stats.n_from_cache} read from the cache")
+        if encoder is None:
+            result = evaluate_lexical(data, settings)
+        else:
+            prefetch_poolings(s, encoder, list(retrieval_texts(data).items()))
+            tune = (
+                settings.fusion is not None
+                and settings.fusion.name == "convex"
+                and settings.fusion.weight is None
+            )
+            train = load_retrieval(s, d["train_split"]) if tune and d.get("train_split") else None
+            result = evaluate_retrieval(encoder, data, settings, train=train)
+        out.metrics.update({f"{prefix}/{k}": float(v) for k, v in result.metrics.items()})
+        out.details[prefix] = result.details
+        out.cells = cells_record(result.cells)
+        record = retrieval_record(
+            prefix, result, data, Path(s.run.output_dir), headline=d["metric"], seed=s.run.seed
+        )
+        out.intervals, out.comparisons, out.files = (
+            record["intervals"],
+            record["comparisons"],
+            record["files"],
+        )
+        if encoder is not None and self.val_set is not None:
+            exact = replace(settings, index=None, precision="float32", dims=(), fusion=None)
+            val = evaluate_retrieval(encoder, self.val_set, exact)
+            out.metrics.update({f"val/{s.data_name}/{k}": float(v) for k, v in val.metrics.items()})
+            out.details[f"val/{s.data_name}"] = val.details
+        if encoder is not None:
+            out.metrics.update(cache_counts(prefix, encoder.cache))
+            stats = encoder.cache.stats
+            log.info(f"Embeddings: {stats.n_encoded} texts encoded, {stats.n_from_cache} read from the cache")
         return out

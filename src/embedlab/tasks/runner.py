@@ -33,8 +33,8 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
     out = Path(specs.run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     task: Task = task_class(specs.task)(specs)
-    model, resolved = task.build_model()
-    model_fp = model_fingerprint(resolved)
+    model, resolved = task.build_model()  # (None, None): a model without weights (bm25)
+    model_fp = model_fingerprint(resolved) if resolved is not None else None
     loggers = [spec.build() for spec in specs.run.loggers]
     exit_code = 1
     try:  # from here on the W&B run exists: the finally block must finish it
@@ -52,14 +52,24 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
             extra["weights"] = weight_precision_summary(model)
         metrics: dict[str, float] = {}
         if trainer.is_global_zero:
-            model.eval()
-            result = task.evaluate(make_encoder(specs, model), loggers)
+            if model is not None:
+                model.eval()
+                extra.update(save_model(specs, model, out))
+            result = task.evaluate(None if model is None else make_encoder(specs, model), loggers)
             metrics = result.metrics
-            extra.update(save_model(specs, model, out))
+            bounds = {
+                f"{k}/ci95_{end}": v[end] for k, v in result.intervals.items() for end in ("low", "high")
+            }
             for lg in loggers:
-                lg.log_metrics(metrics, step=int(trainer.global_step))
+                lg.log_metrics(metrics | bounds, step=int(trainer.global_step))
             meta = collect_meta(specs, resolved, model_fp, result, time.perf_counter() - start, extra)
-            write_results(out / "results.json", metrics, meta)
+            write_results(
+                out / "results.json",
+                metrics,
+                meta,
+                intervals=result.intervals,
+                comparisons=result.comparisons,
+            )
             headline = f"/{specs.data_cfg.get('metric')}"
             log.info("Results: %s", {k: round(v, 4) for k, v in metrics.items() if k.endswith(headline)})
             log.info("Wrote %s", out / "results.json")
@@ -156,7 +166,8 @@ def save_model(specs: RunSpecs, model: Any, out: Path) -> dict[str, Any]:
 def collect_meta(
     specs: RunSpecs, resolved: Any, model_fp: str, result: EvalOutput, seconds: float, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    model = dict(name=specs.model.name, source=resolved.source, path=str(resolved.path), fingerprint=model_fp)
+    source, path = (resolved.source, str(resolved.path)) if resolved is not None else (specs.model_kind, None)
+    model = dict(name=specs.model.name, source=source, path=path, fingerprint=model_fp)
     meta = {"task": specs.run.task_name, "run_name": specs.run.run_name, "config": dict(specs.run.config)}
     meta |= {
         "packages": package_versions(),
@@ -164,4 +175,4 @@ def collect_meta(
         "model": model,
     }
     meta |= {"data": result.data_meta, "wall_time_s": seconds, **extra, **result.extra_meta}
-    return meta | {"eval": result.details, "cells": result.cells}
+    return meta | {"eval": result.details, "cells": result.cells, "files": result.files}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from embedlab.encode.encoder import Encoder
@@ -54,6 +55,8 @@ class STSTask(Task):
         on the train split's sentences."""
         from embedlab.eval.sts import evaluate_sts, fit_sts_pca, split_texts
         from embedlab.eval.variants import cells_record
+        from embedlab.tasks.uncertainty import sts_record
+        from embedlab.tracking.per_query import PER_QUERY_FILE, write_per_query
 
         s, data, cache = self.specs, self.datamodule.data, encoder.cache
         prefetch_poolings(s, encoder, [("sentences", split_texts(data.splits[x])) for x in s.run.eval_splits])
@@ -65,6 +68,7 @@ class STSTask(Task):
         meta = {"name": data.name, "fingerprint": data.fingerprint(), "pairs": pairs}
         out = EvalOutput({}, data_meta=meta | {"dropped_invalid": dict(data.dropped)})
         dims, precisions = list(s.dimension.truncate_dims), [s.precision.embeddings]
+        pair_rows: list[dict[str, Any]] = []
         for split in s.run.eval_splits:
             prefix = f"{SPLIT_KEY[split]}/{s.data_name}"
             n_worst = s.run.n_worst_pairs
@@ -82,7 +86,16 @@ class STSTask(Task):
                 "worst_pairs": result.worst_pairs,
             }
             out.cells = cells_record(result.cells)  # every split scores the same grid
+            gold, out_dir = data.splits[split].scores, Path(s.run.output_dir)
+            record = sts_record(
+                prefix, gold, result.predictions, out_dir, seed=s.run.seed, split=SPLIT_KEY[split]
+            )
+            out.intervals |= record["intervals"]
+            pair_rows += record["rows"]
             log_worst_pairs(loggers, prefix, result.worst_pairs)
+        if pair_rows:  # per pair: gold score and each cell's predicted similarity (the report's tests)
+            write_per_query(Path(s.run.output_dir) / PER_QUERY_FILE, pair_rows)
+            out.files = {"per_query": PER_QUERY_FILE}
         keys = [f"{SPLIT_KEY[x]}/{s.data_name}" for x in s.run.eval_splits]
         prefix = next((k for k in keys if s.run.monitor.startswith(f"{k}/")), keys[0] if keys else None)
         if prefix is not None:

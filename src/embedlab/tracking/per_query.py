@@ -33,10 +33,14 @@ def write_per_query(path: Path, rows: Iterable[Mapping[str, object]]) -> Path:
     return path
 
 
-def read_per_query(path: Path, cell: str, column: str) -> dict[str, float]:
-    """``column`` of one cell's rows, keyed by query (or pair) id."""
+def read_per_query(path: Path, cell: str, column: str, split: str | None = None) -> dict[str, float]:
+    """``column`` of one cell's rows (of ``split``, for STS files), keyed by query (or pair) id."""
     with gzip.open(path, "rt", newline="") as f:
-        return {r["id"]: float(r[column]) for r in csv.DictReader(f) if r["cell"] == cell}
+        return {
+            r["id"]: float(r[column])
+            for r in csv.DictReader(f)
+            if r["cell"] == cell and r.get(column) and (split is None or r.get("split") == split)
+        }
 
 
 def write_trec_run(

@@ -71,15 +71,28 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
-def write_results(path: str | Path, metrics: dict[str, float], meta: dict[str, Any]) -> dict[str, Any]:
-    """Write results.json; metrics must be finite-or-NaN floats keyed split/dataset/metric."""
+def write_results(
+    path: str | Path,
+    metrics: dict[str, float],
+    meta: dict[str, Any],
+    *,
+    intervals: dict[str, Any] | None = None,
+    comparisons: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write results.json; metrics must be finite-or-NaN floats keyed split/dataset/metric.
+    ``intervals`` / ``comparisons`` are keyed like the metrics (see ``tasks/uncertainty.py``)."""
     clean: dict[str, float | None] = {}
     for key, value in sorted(metrics.items()):
         if key.count("/") < 2:
             raise ValueError(f"metric key {key!r} must read split/dataset/metric")
         value = float(value)
         clean[key] = None if math.isnan(value) else value  # JSON has no NaN
-    payload = {"metrics": clean, "meta": redact(meta)}
+    payload = {
+        "metrics": clean,
+        "intervals": intervals or {},
+        "comparisons": comparisons or {},
+        "meta": redact(meta),
+    }
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
     return payload
 
