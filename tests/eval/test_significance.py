@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from embedlab.eval.retrieval import retrieval_metrics_from_ranked
+from embedlab.eval.retrieval import retrieval_metrics
 from embedlab.eval.significance import (
     correlation_interval,
     correlation_test,
@@ -86,8 +86,8 @@ def test_randomization_p_values_match_ranx(seed):
     per_query = []
     for run in (run_a, run_b):
         ranked = [sorted(((int(d[1:]), s) for d, s in run[q].items()), key=lambda t: -t[1]) for q in qrels]
-        m = retrieval_metrics_from_ranked(
-            list(qrels), docs, qrels, ranked, ks=(10,), ndcg_gain="graded", per_query=True
+        m = retrieval_metrics(
+            list(qrels), docs, qrels, ks=(10,), ranked=ranked, ndcg_gain="graded", per_query=True
         )
         per_query.append([m.per_query[q]["ndcg@10"] for q in qrels])
     ours = randomization_test(*per_query, permutations=20_000, seed=seed)

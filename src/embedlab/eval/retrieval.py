@@ -317,23 +317,3 @@ def _score(
         per_query=per_q if opts.per_query else None,
         **prep.counts,
     )
-
-
-def retrieval_metrics_from_embeddings(
-    query_ids: Sequence[str],
-    doc_ids: Sequence[str],
-    qrels: Qrels,
-    query_emb: Any,
-    doc_emb: Any,
-    ks: Any,
-    **kw: Any,
-) -> RetrievalMetrics:
-    """Alias of ``retrieval_metrics(..., query_emb=, doc_emb=)`` for eval/retrieval_task.py (to be removed)."""
-    return retrieval_metrics(query_ids, doc_ids, qrels, ks=ks, query_emb=query_emb, doc_emb=doc_emb, **kw)
-
-
-def retrieval_metrics_from_ranked(
-    query_ids: Sequence[str], doc_ids: Sequence[str], qrels: Qrels, ranked: Any, ks: Any, **kw: Any
-) -> RetrievalMetrics:
-    """Alias of ``retrieval_metrics(..., ranked=)`` for eval/retrieval_task.py (to be removed)."""
-    return retrieval_metrics(query_ids, doc_ids, qrels, ks=ks, ranked=ranked, **kw)
