@@ -8,13 +8,14 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from embedlab.eval.variants import Cell
 from embedlab.report.scan import AXES, JobRecord, Mode
+from embedlab.report.stats import Units, load_units, mark_ties
 
 THROUGHPUT_SUFFIXES: tuple[str, ...] = ("encode_texts_per_s", "encode_documents_per_s")
 
@@ -42,6 +43,7 @@ COSTS: tuple[Cost, ...] = (
 PARETO_COSTS: dict[str, Cost] = {c.front: c for c in COSTS if c.front}
 CSV_COLUMNS: tuple[str, ...] = (
     *("rank", *AXES, "other", "quality_key", "quality_mean", "quality_std", "n_seeds", "n_failed", "n_nan"),
+    *("ci_low", "ci_high", "n_units", "p_value", "p_holm", "tied"),
     *("throughput", "throughput_shared", "memory_mb", "latency_ms", "bytes_per_vector"),
     *("pareto_throughput", "pareto_memory", "seeds", "jobs"),
 )
@@ -61,24 +63,37 @@ def _mean(values: Iterable[float]) -> float:
     return statistics.fmean(vals) if vals else math.nan
 
 
+def quality_cell(
+    job: JobRecord, metric: str | None = None, *, variant_aware: bool = True
+) -> tuple[str | None, str]:
+    """The results key the job's quality is read from, and its cell tag: each deployed cell's key
+    (``ndcg@10@128``); of two (precision and index), the worse, since the system pays both."""
+    base = metric or job.monitor
+    if base is None:
+        return None, ""
+    cells = [c for c in job.deployed if c.tag and c.key(base) in job.metrics] if variant_aware else []
+    usable = [c for c in cells if math.isfinite(job.metrics[c.key(base)])]
+    if not usable:
+        return (cells[0].key(base), cells[0].tag) if cells else (base, "")
+    pick = min if job.monitor_mode == "max" else max
+    worst = pick(usable, key=lambda c: job.metrics[c.key(base)])
+    return worst.key(base), worst.tag
+
+
 def quality_of(
     job: JobRecord, metric: str | None = None, *, variant_aware: bool = True
 ) -> tuple[str | None, float]:
-    """The job's quality as ``(key used, value)``, ``metric`` defaulting to its monitor. ``variant_aware``
-    reads each deployed cell's key (``ndcg@10@128``); of two (precision and index), the worse: both apply."""
-    base = metric or job.monitor
-    if base is None:
+    """The job's quality as ``(key used, value)``, ``metric`` defaulting to its monitor (see
+    :func:`quality_cell`); a pick among two deployed cells reads ``worst of (key, key)``."""
+    key, _ = quality_cell(job, metric, variant_aware=variant_aware)
+    if key is None:
         return None, math.nan
+    base = metric or job.monitor
     keys = (
         [c.key(base) for c in job.deployed if c.tag and c.key(base) in job.metrics] if variant_aware else []
     )
-    if not keys:
-        return base, job.metrics.get(base, math.nan)
-    usable = [k for k in keys if math.isfinite(job.metrics[k])]
-    if len(keys) == 1 or not usable:
-        return keys[0], job.metrics[keys[0]]
-    pick = min if job.monitor_mode == "max" else max
-    return f"worst of ({', '.join(keys)})", job.metrics[pick(usable, key=job.metrics.__getitem__)]
+    label = f"worst of ({', '.join(keys)})" if len(keys) > 1 else key
+    return label, job.metrics.get(key, math.nan)
 
 
 def throughput_of(job: JobRecord) -> float:
@@ -134,6 +149,13 @@ class CellRow:
     rank: int | None = None
     pareto_throughput: bool | None = None
     pareto_memory: bool | None = None
+    units: Units | None = field(default=None, repr=False)  # per-query / per-pair values (report.stats)
+    ci_low: float = math.nan  # 95% bootstrap interval of the quality
+    ci_high: float = math.nan
+    n_units: int | None = None  # queries or pairs the interval and the test rest on
+    p_value: float = math.nan  # paired test against the dataset's best
+    p_holm: float = math.nan  # Holm-adjusted over the dataset's comparisons
+    tied: bool | None = None  # statistically tied with the best (None: not tested)
 
     @property
     def n_seeds(self) -> int:
@@ -192,6 +214,7 @@ def _row(cell_jobs: list[JobRecord], metric: str | None, mode: Mode | None, vari
     ok = [j for j in cell_jobs if j.ok]
     first = (ok or cell_jobs)[0]
     costs = [costs_of(j) for j in ok]
+    key, tag = quality_cell(first, metric, variant_aware=variant_aware)
     return CellRow(
         axes={a: first.axes.get(a, "?") for a in AXES},
         extras=first.extras,
@@ -203,6 +226,7 @@ def _row(cell_jobs: list[JobRecord], metric: str | None, mode: Mode | None, vari
         n_failed=len(cell_jobs) - len(ok),
         throughput=_mean(throughput_of(j) for j in ok),
         **{attr: _mean(c[attr] for c in costs) for attr in ("memory_mb", "latency_ms", "bytes_per_vector")},
+        units=load_units(sorted(ok, key=lambda j: j.seed or 0), key, tag),
     )
 
 
@@ -219,6 +243,7 @@ def rank_dataset(group: list[CellRow]) -> list[CellRow]:
     )
     for i, r in enumerate(scored, start=1):
         r.rank = i
+    mark_ties(scored)
     for front, cost in PARETO_COSTS.items():
         usable = [r for r in group if math.isfinite(getattr(r, cost.attr)) and math.isfinite(r.quality_mean)]
         points = [(getattr(r, cost.attr), r.quality_mean) for r in usable]
@@ -271,7 +296,9 @@ def ranked_table(rows: Sequence[CellRow]) -> tuple[list[str], list[list[str]]]:
     varying = varying_axes(rows) or list(AXES)  # the constant axes go in a line above
     show_other = len({r.extras for r in rows}) > 1
     costs = [c for c in COSTS if any(math.isfinite(getattr(r, c.attr)) for r in rows)]
+    tested = any(r.tied is not None for r in rows)
     header = ["rank", *varying, *(["other"] * show_other), "quality", "± std", "seeds", "failed"]
+    header += ["95% CI", "tied with best", "p (Holm)"] if tested else []
     header += [f"{c.name} ({c.unit})" for c in costs] + [f"front: {front}" for front in PARETO_COSTS]
     body = []
     for r in rows:
@@ -281,12 +308,25 @@ def ranked_table(rows: Sequence[CellRow]) -> tuple[list[str], list[list[str]]]:
         ] * show_other
         cells += [q + (f" ({r.n_nan} NaN)" if r.n_nan else ""), _num(r.quality_std, ".4f"), str(r.n_seeds)]
         cells.append(str(r.n_failed or ""))
+        if tested:
+            ci = f"[{r.ci_low:.4f}, {r.ci_high:.4f}]" if math.isfinite(r.ci_low) else ""
+            verdict = (
+                {True: "yes", False: "no", None: ""}[r.tied] if r.rank != 1 or r.tied is None else "best"
+            )
+            cells += [ci, verdict, _p_text(r.p_holm)]
         for c in costs:
             text = _num(getattr(r, c.attr), c.spec)
             cells.append(text + ("*" if c.attr == "throughput" and r.throughput_shared and text else ""))
         flags = (getattr(r, f"pareto_{front}") for front in PARETO_COSTS)
         body.append(cells + [{True: "yes", False: "no", None: ""}[f] for f in flags])
     return header, body
+
+
+def _p_text(p: float) -> str:
+    """A p-value for a table: '' when not tested, '< 0.0001' when no permutation reached the difference."""
+    if not math.isfinite(p):
+        return ""
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:

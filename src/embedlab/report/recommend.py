@@ -20,7 +20,6 @@ from embedlab.report.cells import (
     build_table,
     dataset_of,
     encoder_key,
-    finite,
     ranked_table,
     varying_axes,
 )
@@ -30,6 +29,9 @@ log = logging.getLogger(__name__)
 
 _NOTES = (
     "Quality is the mean over seeds; ± is the sample standard deviation (n-1).",
+    "95% CI: percentile bootstrap over the evaluation's queries (or pairs), 1,000 resamples. tied with best: "
+    "a paired test against the dataset's best on the same queries (randomization test; STS: paired bootstrap "
+    "of the correlation difference) does not reject at alpha 0.05 after Holm's correction.",
     "* throughput measured by a job with the same model and pooling (this one read cached embeddings).",
     "front: on the Pareto front of quality vs that cost (no cell is at least as good and cheaper).",
 )
@@ -88,6 +90,7 @@ class Recommendation:
     n_candidates: int
     n_meeting: int
     text: str
+    n_tied: int = 0  # meeting the budget and statistically tied with the dataset's best
 
 
 def _fmt(v: float) -> str:
@@ -96,7 +99,18 @@ def _fmt(v: float) -> str:
 
 def _quality_text(r: CellRow) -> str:
     spread = f" ± {_fmt(r.quality_std)}" if math.isfinite(r.quality_std) else ""
-    return f"{r.quality_key} = {_fmt(r.quality_mean)}{spread} over {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''}"
+    ci = f" [95% CI {r.ci_low:.4f}, {r.ci_high:.4f}]" if math.isfinite(r.ci_low) else ""
+    return f"{r.quality_key} = {_fmt(r.quality_mean)}{ci}{spread} over {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''}"
+
+
+def cost_order(r: CellRow) -> tuple[float, ...]:
+    """Cheapest first: highest encode throughput, then lowest index memory, then lowest p50 latency
+    (an unmeasured cost sorts last), then the quality rank."""
+
+    def last(v: float) -> float:
+        return v if math.isfinite(v) else math.inf
+
+    return (last(-r.throughput), last(r.memory_mb), last(r.latency_ms), float(r.rank or 0))
 
 
 def _cost_text(r: CellRow) -> str:
@@ -107,27 +121,39 @@ def _cost_text(r: CellRow) -> str:
     return "; ".join(parts) or "no cost measured"
 
 
-def _pick_text(meeting: list[CellRow], best: CellRow, n: int, budget: Budget) -> str:
-    pick = meeting[0]
-    text = (
-        f"Use {pick.describe()}: {_quality_text(pick)}, the best of the {len(meeting)} of {n} "
-        f"configurations that meet the budget ({budget.describe()}). Cost: {_cost_text(pick)}."
+def _pick_text(
+    pick: CellRow, meeting: list[CellRow], pool: list[CellRow], best: CellRow, n: int, budget: Budget
+) -> str:
+    """The rule, the pick, the nominal best and the runner-up, in words."""
+    units = f"the same {best.n_units} {best.units.kind}" if best.units is not None else "the same queries"
+    test = (
+        "paired bootstrap"
+        if best.units is not None and best.units.gold is not None
+        else "paired randomization"
     )
-    if budget.empty:
-        text += " No budget was given, so this is the best quality regardless of cost."
-    if pick is not best:
-        why = "; ".join(budget.violations(best))
-        text += f" The best overall, {best.label} ({_fmt(best.quality_mean)}), is excluded: {why}."
-    runner = meeting[1] if len(meeting) > 1 else None
-    spread = max(finite([pick.quality_std, runner.quality_std]), default=math.nan) if runner else math.nan
-    if runner and math.isfinite(spread) and abs(pick.quality_mean - runner.quality_mean) <= spread:
-        text += (
-            f" The runner-up, {runner.label} ({_fmt(runner.quality_mean)}; {_cost_text(runner)}), is within "
-            f"one seed standard deviation ({_fmt(spread)}): the seeds cannot separate the two, so choose "
-            "between them on cost."
+    if best.tied is None:  # no per-query files: the nominal order is all there is
+        text = (
+            f"Use {pick.describe()}: {_quality_text(pick)}, the best of the {len(meeting)} of {n} configurations that "
+            f"meet the budget ({budget.describe()}). No per-query results were found, so sampling noise was not "
+            f"tested: this is the nominal best. Cost: {_cost_text(pick)}."
         )
-    if pick.pareto_throughput is False and pick.pareto_memory is False:
-        text += " Note: another configuration is at least as good and cheaper on each measured cost axis."
+    else:
+        text = (
+            f"Rule: among the {len(meeting)} of {n} configurations that meet the budget ({budget.describe()}), take those "
+            f"statistically tied with the best ({test} test against it on {units}, Holm-corrected, alpha 0.05) "
+            f"and recommend the cheapest (highest encode throughput, then lowest index memory, then lowest latency). "
+            f"{sum(1 for r in meeting if r.tied)} are tied. Use {pick.describe()}: {_quality_text(pick)}; cost: {_cost_text(pick)}."
+        )
+        if not any(r.tied for r in meeting):
+            text += " No configuration within the budget is tied with the best, so the best within the budget is named."
+    if pick is not best:
+        why = "; ".join(budget.violations(best)) or "it is not the cheapest of the tied set"
+        text += f" Nominal best: {best.label} ({_quality_text(best)}), not picked: {why}."
+    runner = next((r for r in pool if r is not pick), None)
+    if runner is not None:
+        text += f" Runner-up: {runner.label} ({_quality_text(runner)}; {_cost_text(runner)})."
+    if budget.empty:
+        text += " No budget was given."
     return text
 
 
@@ -141,8 +167,10 @@ def recommend(rows: Sequence[CellRow], budget: Budget | None = None) -> list[Rec
             (r for r in rows if r.data == data and r.rank is not None), key=lambda r: r.rank or 0
         )
         meeting = [r for r in candidates if not budget.violations(r)]
+        tied = [r for r in meeting if r.tied]
+        pool = sorted(tied, key=cost_order) if tied else meeting  # untested or none tied: quality order
         if meeting:
-            text = _pick_text(meeting, candidates[0], len(candidates), budget)
+            text = _pick_text(pool[0], meeting, pool, candidates[0], len(candidates), budget)
         elif candidates:
             closest = min(candidates, key=lambda r: (budget.shortfall(r), r.rank))
             text = (
@@ -153,8 +181,12 @@ def recommend(rows: Sequence[CellRow], budget: Budget | None = None) -> list[Rec
             )
         else:
             text = f"No completed job reported a quality metric for {data}; nothing to recommend."
-        choice = meeting[0] if meeting else None
-        out.append(Recommendation(data, budget, choice, bool(meeting), len(candidates), len(meeting), text))
+        choice = pool[0] if meeting else None
+        out.append(
+            Recommendation(
+                data, budget, choice, bool(meeting), len(candidates), len(meeting), text, len(tied)
+            )
+        )
     return out
 
 
@@ -260,7 +292,7 @@ class SweepReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The machine-readable report (report.json, the W&B summary run)."""
-        keys = ("data", "met_budget", "n_candidates", "n_meeting", "text")
+        keys = ("data", "met_budget", "n_candidates", "n_meeting", "n_tied", "text")
         recs = [
             {**{k: getattr(r, k) for k in keys}, "choice": r.choice.describe() if r.choice else None}
             for r in self.recommendations

@@ -24,7 +24,7 @@ Planner = Callable[[Path], "list[list[str]] | None"]  # multirun folder -> each 
 
 # The axes a sweep varies (a "cell" is one value of each, seeds aside) and the config field naming
 # each value where it is not "name"; the index is read from the recorded cells first.
-AXES: tuple[str, ...] = ("model", "pooling", "dimension", "quantization", "index", "data")
+AXES: tuple[str, ...] = ("model", "pooling", "dimension", "quantization", "index", "fusion", "data")
 AXIS_FIELD = {"pooling": "mode", "index": "kind"}
 # Override keys that say where outputs go or how a job ran, never what was measured.
 _NOT_A_CELL_KEY = re.compile(r"^(hydra\.|paths\.|seed$|redo$|ckpt_path$)")
@@ -111,8 +111,12 @@ def _axes_from(config: dict[str, Any], overrides: Sequence[str], cells: Sequence
     index = next((c.index for c in deployed(cells) if c.index), None)
     if index is None and "index" in config:
         index = found["index"] or "none"
+    if config and found["fusion"] is None:  # results from before hybrids existed: dense alone
+        found["fusion"] = "none"
     found["index"], given = index, _parse(overrides)
-    return {a: str(found[a] if found[a] is not None else given.get(a, "?")) for a in AXES}
+    axes = {a: str(found[a] if found[a] is not None else given.get(a, "?")) for a in AXES}
+    # A model without an axis (bm25: sweep_ignores) shows "-" there: one row, not one per default value.
+    return axes | {a: "-" for a in get(config, "model", "sweep_ignores") or () if a in axes}
 
 
 def _tail(path: Path, n_bytes: int = 8192) -> list[str]:
