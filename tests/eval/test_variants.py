@@ -43,6 +43,13 @@ def test_cells_round_trip_through_results_json() -> None:
     records = json.loads(json.dumps(cells_record(grid)))
     assert records[4] == {
         "tag": "@pca128@binary+rescore4",
-        "axes": {"dimension": 128, "dim_method": "pca", "precision": "binary", "rescore": 4, "index": None},
+        "axes": {
+            "dimension": 128,
+            "dim_method": "pca",
+            "precision": "binary",
+            "rescore": 4,
+            "index": None,
+            "fusion": None,
+        },
     }
     assert read_cells(records) == grid and read_cells(None) == []
