@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from embedlab.encode.cache import EmbeddingCache
-from embedlab.encode.encoder import Encoder, EncodeSettings
-from embedlab.encode.pooling_share import prefetch_poolings
+from embedlab.encode.encoder import Encoder, EncodeSettings, prefetch_poolings
 from embedlab.models.encoder import EncoderSpec, build_encoder
 
 TEXTS = [f"sentence number {i} " * (i % 5 + 1) for i in range(30)] + ["sentence number 0 "]

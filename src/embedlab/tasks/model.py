@@ -11,7 +11,7 @@ from embedlab.data.sts import load_sts
 from embedlab.data.text_corpus import CorpusSpec, load_corpus
 from embedlab.encode.cache import EmbeddingCache
 from embedlab.encode.encoder import Encoder
-from embedlab.encode.pooling_share import prefetch_poolings as prefetch
+from embedlab.encode.encoder import prefetch_poolings as prefetch
 from embedlab.errors import ConfigError
 from embedlab.models.encoder import build_encoder, embedding_dimension, load_saved_encoder
 

@@ -37,7 +37,7 @@ class RetrievalTask(Task):
 
     def build_datamodule(self, model: Any) -> Any:
         """(query, positive[, negatives]) training data from the set's training judgements."""
-        from embedlab.data import retrieval_pairs as rp
+        from embedlab.data import datamodules as rp
 
         s, d = self.specs, self.specs.data_cfg
         hn = s.objective.extra.get("hard_negatives") or {"num": 0}

@@ -32,7 +32,7 @@ class STSTask(Task):
                 )
 
     def __init__(self, specs) -> None:
-        from embedlab.data.pair_datamodule import PairDataModule
+        from embedlab.data.datamodules import PairDataModule
 
         super().__init__(specs)
         sizes = {k: int(specs.data_cfg[k]) for k in ("batch_size", "eval_batch_size")}
