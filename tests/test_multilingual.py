@@ -47,7 +47,7 @@ def test_english_matches_the_original_stsb_release(make_cfg, data_dir: Path) -> 
 def test_unknown_language_names_the_missing_file(make_cfg, data_dir: Path) -> None:
     from embedlab.errors import DataError
 
-    with pytest.raises(DataError, match=r"(?s)stsb-xx-\w+\.csv.*folder exists.*stsb-de-dev\.csv"):
+    with pytest.raises(DataError, match=r"(?s)stsb-xx-\w+\.csv.*folder holds.*stsb-de-dev\.csv"):
         sts_data(make_cfg("data=stsb_multi_mt", "data.lang=xx"))
 
 

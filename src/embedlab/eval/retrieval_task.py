@@ -1,26 +1,21 @@
-"""Retrieval and bitext evaluations of an encoder: encode (or read from the cache) once, then score
-exact search, reduced dimensions, an embedding precision and a FAISS index from the same embeddings.
-Metric keys carry the cell tags of ``eval/variants.py`` (``ndcg@10@128``, ``ndcg@10@pca128``,
-``index_latency_p50_ms@hnsw``...), plus ``answer_hit@5`` for sets with gold answers. Every cell keeps
-its per-query values (for intervals and paired tests) and each deployed cell its top-k ranking.
-BM25 (``evaluate_lexical``) and hybrids (``fusion``: ``@rrf`` / ``@convex``, with the lexical part
-under ``@bm25``) score the same way.
-"""
+"""A retrieval evaluation: encode (or read from the cache) once, then score exact search, reduced
+dimensions, an embedding precision, a FAISS index and a hybrid with BM25 from the same embeddings.
+Metric keys carry the cell tags of ``eval/variants.py`` (``ndcg@10@128``, ``index_latency_p50_ms@hnsw``,
+``ndcg@10@flat@rrf``, the lexical part ``@bm25``), plus ``answer_hit@5`` for sets with gold answers.
+Each cell keeps its per-query values and each deployed cell its top-k ranking."""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedlab.data.retrieval import load_tatoeba
 from embedlab.errors import ConfigError, DataError
-from embedlab.eval.arrays import as_numpy, topk_dot, unit_rows
+from embedlab.eval.arrays import topk_dot, unit_rows
 from embedlab.eval.fusion import FusionSpec, Ranking, choose_weight, fuse
 from embedlab.eval.index import IndexSpec, benchmark_index, build_index, search
 from embedlab.eval.lexical import BM25Settings, bm25_rank
@@ -34,8 +29,6 @@ if TYPE_CHECKING:
     from embedlab.encode.encoder import Encoder
 
 log = logging.getLogger(__name__)
-
-BitextMatch = Literal["index", "text"]
 
 
 @dataclass(frozen=True)
@@ -67,17 +60,6 @@ class AnswerHitRate:
     n_queries_scored: int
     n_queries_skipped_no_answer: int
     first_hit: dict[int, int] = field(default_factory=dict, repr=False)  # question row -> rank (0: none)
-
-
-@dataclass(frozen=True)
-class BitextAccuracy:
-    """Nearest-neighbour translation retrieval accuracy in both directions."""
-
-    src2tgt: float
-    tgt2src: float
-    mean: float
-    n: int
-    match: str  # "index" or "text"
 
 
 @dataclass
@@ -256,8 +238,8 @@ def _score_ranking(
     data: RetrievalSet,
     settings: RetrievalEvalSettings,
     result: RetrievalEvalResult,
-) -> float:
-    """Score a ranking of ``data``'s queries under ``tag``; returns nDCG@10-style headline for logs."""
+) -> None:
+    """Score a ranking of ``data``'s queries under ``tag``: metrics, per-query values, the ranking."""
     opts = dict(ignore_identical_ids=data.ignore_identical_ids, ndcg_gain=settings.ndcg_gain, per_query=True)
     scored = retrieval_metrics(
         data.query_ids, data.doc_ids, data.qrels, ks=settings.ks, ranked=ranking, **opts
@@ -267,7 +249,6 @@ def _score_ranking(
     result.rankings[tag] = ranking
     if data.answers:
         _score_answers(data, settings, result, ranking[1], tag)
-    return scored.metrics.get("ndcg@10", math.nan)
 
 
 def evaluate_lexical(data: RetrievalSet, settings: RetrievalEvalSettings) -> RetrievalEvalResult:
@@ -415,60 +396,3 @@ def answer_hit_rate_at_k(
     fh = np.asarray(list(first_hits.values()))
     metrics = {f"answer_hit@{k}": float(((fh > 0) & (fh <= k)).mean()) for k in ks}
     return AnswerHitRate(metrics, len(fh), skipped, first_hits)
-
-
-def bitext_retrieval_accuracy(
-    src_emb: Any,
-    tgt_emb: Any,
-    *,
-    match: BitextMatch = "index",
-    src_texts: Sequence[str] | None = None,
-    tgt_texts: Sequence[str] | None = None,
-    chunk_size: int = 1024,
-) -> BitextAccuracy:
-    """Share of lines whose cosine nearest neighbour is their aligned line, both ways; ties to the
-    lowest index. ``match="index"``: the exact line (MTEB / LASER Tatoeba). ``"text"``: a line with
-    the aligned line's text also counts (ST's ``TranslationEvaluator``); needs the texts."""
-    s = as_numpy(src_emb, np.float32)
-    t = as_numpy(tgt_emb, np.float32)
-    if s.shape != t.shape or s.ndim != 2 or len(s) == 0:
-        raise ValueError(
-            f"Aligned embeddings must have equal non-empty 2-D shapes, got {s.shape} and {t.shape}"
-        )
-    if match == "text" and (src_texts is None or tgt_texts is None):
-        raise ValueError("match='text' needs src_texts and tgt_texts")
-    if match not in ("index", "text"):
-        raise ValueError(f"match must be 'index' or 'text', got {match!r}")
-    s, t = unit_rows(s), unit_rows(t)
-
-    def accuracy(a: np.ndarray, b: np.ndarray, b_texts: Sequence[str] | None) -> float:
-        nn = topk_dot(a, b, 1, chunk_size=chunk_size)[1][:, 0]
-        if match == "index":
-            return float((nn == np.arange(len(nn))).mean())
-        assert b_texts is not None
-        return float(np.mean([b_texts[j] == b_texts[i] for i, j in enumerate(nn)]))
-
-    s2t, t2s = accuracy(s, t, tgt_texts), accuracy(t, s, src_texts)
-    return BitextAccuracy(src2tgt=s2t, tgt2src=t2s, mean=(s2t + t2s) / 2, n=len(s), match=match)
-
-
-def evaluate_bitext(
-    encoder: Encoder, langs: Sequence[str], root: str
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Tatoeba bitext retrieval for each language paired with English, both ways (the exact aligned line
-    must win, as LASER/MTEB): ``src2eng_accuracy@<lang>``... and their means; returns (metrics, revisions)."""
-    metrics: dict[str, float] = {}
-    revisions: dict[str, str] = {}
-    for lang in langs:
-        bt = load_tatoeba(lang, root)
-        src, _ = encoder.encode_cached(bt.sentences, what=lang)
-        eng, _ = encoder.encode_cached(bt.english, what="eng")
-        acc = bitext_retrieval_accuracy(src, eng)
-        metrics[f"src2eng_accuracy@{lang}"] = acc.src2tgt
-        metrics[f"eng2src_accuracy@{lang}"] = acc.tgt2src
-        metrics[f"accuracy@{lang}"] = acc.mean
-        revisions[lang] = bt.revision
-    for name in ("src2eng_accuracy", "eng2src_accuracy", "accuracy"):
-        values = [metrics[f"{name}@{lang}"] for lang in langs]
-        metrics[name] = sum(values) / len(values)
-    return metrics, revisions

@@ -59,9 +59,10 @@ def pareto_plot(rows: Sequence[CellRow], front: str, path: str | Path) -> Path |
     for r in (r for r in rows if math.isfinite(getattr(r, cost.attr)) and math.isfinite(r.quality_mean)):
         title = f"{r.data}: quality vs {front}"
         on_front = bool(getattr(r, f"pareto_{front}"))
-        panels.setdefault(title, []).append(
-            ParetoPoint(getattr(r, cost.attr), r.quality_mean, r.quality_std, on_front, r.label)
-        )
+        q, std = r.quality_mean, r.quality_std if math.isfinite(r.quality_std) else math.nan
+        low, high = (r.ci_low, r.ci_high) if math.isfinite(r.ci_low) else (q - std, q + std)
+        point = ParetoPoint(getattr(r, cost.attr), q, low, high, on_front, r.label, bool(r.tied))
+        panels.setdefault(title, []).append(point)
         ylabels.setdefault(title, r.quality_key or "quality")
     xlabel = f"{cost.name} ({cost.unit})"
     return plot_pareto(panels, path, xlabel=xlabel, ylabel=ylabels, larger_is_better=cost.larger_is_better)

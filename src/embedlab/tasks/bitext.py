@@ -13,7 +13,7 @@ class BitextTask(Task):
     can_fit = False
 
     def evaluate(self, encoder: Encoder, loggers: list[Any]) -> EvalOutput:
-        from embedlab.eval.retrieval_task import evaluate_bitext
+        from embedlab.eval.bitext import evaluate_bitext
 
         d = self.specs.data_cfg
         raw, revisions = evaluate_bitext(encoder, list(d["langs"]), d.get("root"))

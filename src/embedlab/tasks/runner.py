@@ -54,8 +54,9 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
         if trainer.is_global_zero:
             if model is not None:
                 model.eval()
-                extra.update(save_model(specs, model, out))
             result = task.evaluate(None if model is None else make_encoder(specs, model), loggers)
+            if model is not None:  # after evaluate: a task may update the model there (MLM's guard)
+                extra.update(save_model(specs, model, out))
             metrics = result.metrics
             bounds = {
                 f"{k}/ci95_{end}": v[end] for k, v in result.intervals.items() for end in ("low", "high")

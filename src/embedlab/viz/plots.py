@@ -44,9 +44,11 @@ def save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
 class ParetoPoint(NamedTuple):
     cost: float
     quality: float
-    spread: float  # error bar (seed standard deviation; NaN when unknown)
+    low: float  # error bar: the 95% interval (or quality -/+ the seed std); NaN when unknown
+    high: float
     on_front: bool
     label: str
+    tied: bool = False  # statistically tied with the panel's best: drawn with a black edge
 
 
 def plot_pareto(
@@ -57,8 +59,9 @@ def plot_pareto(
     ylabel: Mapping[str, str],
     larger_is_better: bool,
 ) -> Path | None:
-    """Quality vs one cost, one panel per title (``ylabel`` per title); front points in red,
-    joined by a line. Returns None (and writes nothing) when no panel has a point."""
+    """Quality vs one cost, one panel per title (``ylabel`` per title), error bars from each point's
+    interval; front points in red, joined by a line; points tied with the best ringed. Returns None
+    (and writes nothing) when no panel has a point."""
     panels = {title: pts for title, pts in panels.items() if pts}
     if not panels:
         return None
@@ -69,8 +72,13 @@ def plot_pareto(
         for sel, color, name in ((dominated, "0.6", "dominated"), (front, "tab:red", "Pareto front")):
             if sel:
                 xs, ys = [p.cost for p in sel], [p.quality for p in sel]
-                spread = [p.spread if math.isfinite(p.spread) else 0.0 for p in sel]
-                ax.errorbar(xs, ys, yerr=spread, fmt="o", color=color, label=name, capsize=3)
+                below = [p.quality - p.low if math.isfinite(p.low) else 0.0 for p in sel]
+                above = [p.high - p.quality if math.isfinite(p.high) else 0.0 for p in sel]
+                ax.errorbar(xs, ys, yerr=[below, above], fmt="o", color=color, label=name, capsize=3)
+        tied = [p for p in pts if p.tied]
+        if tied:
+            xs, ys = [p.cost for p in tied], [p.quality for p in tied]
+            ax.scatter(xs, ys, s=90, facecolors="none", edgecolors="black", label="tied with best", zorder=3)
         if len(front) > 1:
             ax.plot([p.cost for p in front], [p.quality for p in front], color="tab:red", lw=1, alpha=0.6)
         for p in pts if len(pts) <= 12 else front:
