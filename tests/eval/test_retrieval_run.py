@@ -292,3 +292,32 @@ def test_rows_of_known_texts() -> None:
     np.testing.assert_array_equal(rows_of_known_texts(["c", "a"], ["a", "b", "c"], known), known[[2, 0]])
     assert rows_of_known_texts(["a", "new"], ["a", "b", "c"], known) is None
     assert rows_of_known_texts([], ["a"], known[:1]) is None
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "convex"])
+def test_hybrid_scores_both_parts_and_the_fusion(make_cfg, tmp_path: Path, fusion: str) -> None:
+    """A hybrid job reports the dense ranking, BM25 (@bm25) and the fusion, with per-query values;
+    convex chooses its weight on the training queries and records the search."""
+    metrics = _run(make_cfg, tmp_path, f"fusion={fusion}")
+    for tag in ("@flat", "@bm25", f"@flat@{fusion}"):
+        assert 0.0 <= metrics[f"test/mock/ndcg@10{tag}"] <= 1.0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["meta"]["files"]["run_cell"] == f"@flat@{fusion}"
+    assert set(results["comparisons"][f"test/mock/ndcg@10@flat@{fusion}"]) == {
+        "test/mock/ndcg@10@flat",
+        "test/mock/ndcg@10@bm25",
+    }
+    details = results["meta"]["eval"]["test/mock"]
+    if fusion == "convex":
+        search = details["fusion_weight_search"]
+        assert search["split"] == "train" and len(search["tried"]) == 21
+        assert details["fusion"]["weight"] in [float(w) for w in search["tried"]]
+
+
+def test_fusion_refuses_a_reduced_or_quantized_ranking(make_cfg, tmp_path: Path) -> None:
+    from embedlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dimension=full quantization=none index=exact"):
+        _run(make_cfg, tmp_path, "fusion=rrf", "quantization=int8")
+    with pytest.raises(ConfigError, match="model=bm25 is a lexical retrieval baseline"):
+        _run(make_cfg, tmp_path, "model=bm25", "data=lee")

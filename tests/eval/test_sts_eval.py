@@ -73,3 +73,35 @@ def test_empty_texts_are_rejected(minilm) -> None:
 
     with pytest.raises(DataError, match=r"2 of 3 texts are empty or whitespace \(positions \[1, 2\]\)"):
         reference_encode(minilm, ["fine", "", "  \n"])
+
+
+def test_sts_job_records_intervals_and_per_pair_predictions(make_cfg, tmp_path) -> None:
+    """results.json: bootstrap intervals of Spearman and Pearson per split and cell; per_query.csv.gz:
+    every pair's gold score and predicted similarity, which reproduce the reported Spearman."""
+    import gzip
+    import json
+
+    from scipy.stats import spearmanr
+
+    from embedlab.jobs import evaluate
+
+    cfg = make_cfg(
+        "model=tiny_bert",
+        "data=lee",
+        "logger=none",
+        "dimension.size=16",
+        "dimension.name=d16",
+        task="evaluate",
+    )
+    metrics, _ = evaluate(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    for key in ("test/lee/spearman_cosine", "test/lee/pearson_cosine", "test/lee/spearman_cosine@16"):
+        iv = results["intervals"][key]
+        assert iv["low"] <= metrics[key] <= iv["high"] and iv["value"] == pytest.approx(metrics[key])
+        assert iv["n"] == metrics["test/lee/n_pairs"] and iv["resamples"] == 1000
+    with gzip.open(tmp_path / results["meta"]["files"]["per_query"], "rt") as f:
+        rows = [line.split(",") for line in f.read().splitlines()[1:]]
+    test = [(float(g), float(p)) for cell, split, _, g, p in rows if cell == "" and split == "test"]
+    assert len(test) == metrics["test/lee/n_pairs"]
+    rho = spearmanr(*zip(*test, strict=True)).statistic
+    assert rho == pytest.approx(metrics["test/lee/spearman_cosine"], abs=1e-4)
