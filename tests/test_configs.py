@@ -4,6 +4,7 @@ end to end with a tiny model and fast_dev_run."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -95,9 +96,11 @@ def test_fast_dev_run(make_cfg, tmp_path: Path, overrides: tuple[str, ...]) -> N
     metrics, objects = train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["metrics"]) == set(metrics)
-    for split in ("val", "test"):
-        rho = results["metrics"][f"{split}/lee/spearman_cosine"]
-        assert rho is None or -1.0 <= rho <= 1.0
+    for split in ("val", "test"):  # real, finite correlations with their pair counts, never null
+        for name in ("spearman_cosine", "pearson_cosine"):
+            rho = results["metrics"][f"{split}/lee/{name}"]
+            assert isinstance(rho, float) and math.isfinite(rho) and -1.0 <= rho <= 1.0, (name, rho)
+        assert results["metrics"][f"{split}/lee/n_pairs"] > 0
     meta = results["meta"]
     assert meta["model"]["fingerprint"] and meta["data"]["fingerprint"]
     assert meta["packages"]["torch"] and "sha" in meta["git"] and meta["wall_time_s"] > 0
