@@ -35,7 +35,7 @@ def _cell(text: str, limit: int = 220) -> str:
 
 def _snippet(passage: str, answers: list[str], width: int = 90) -> str:
     """The passage around the first gold answer it contains (else its start), answer in bold."""
-    from embedlab.eval.retrieval_task import normalise_answer_text
+    from embedlab.eval.retrieval import normalise_answer_text
 
     flat = " ".join(passage.split())
     low = normalise_answer_text(flat)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     from embedlab.encode.encoder import Encoder
     from embedlab.errors import ConfigError
     from embedlab.eval.arrays import topk_dot
-    from embedlab.eval.retrieval_task import normalise_answer_text
+    from embedlab.eval.retrieval import normalise_answer_text
     from embedlab.tasks.model import build_model
 
     overrides = [f"model={args.model}", f"data={args.data}", f"encode={args.backend}"]

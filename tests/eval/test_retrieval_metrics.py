@@ -16,8 +16,7 @@ import pytest
 from embedlab.errors import DataError
 from embedlab.eval.arrays import topk_dot, topk_from_scores
 from embedlab.eval.bitext import bitext_retrieval_accuracy
-from embedlab.eval.retrieval import retrieval_metrics
-from embedlab.eval.retrieval_task import answer_hit_rate_at_k
+from embedlab.eval.retrieval import answer_hit_rate_at_k, retrieval_metrics
 
 KS = (1, 3, 5, 10, 50)
 

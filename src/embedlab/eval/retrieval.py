@@ -317,3 +317,51 @@ def _score(
         per_query=per_q if opts.per_query else None,
         **prep.counts,
     )
+
+
+@dataclass(frozen=True)
+class AnswerHitRate:
+    """Fraction of questions whose top-k retrieved texts contain a gold answer string."""
+
+    metrics: dict[str, float]  # "answer_hit@k"
+    n_queries_scored: int
+    n_queries_skipped_no_answer: int
+    first_hit: dict[int, int] = field(default_factory=dict, repr=False)  # question row -> rank (0: none)
+
+
+def normalise_answer_text(text: str) -> str:
+    """Case-fold and collapse whitespace, so line breaks and spacing never hide a match."""
+    return " ".join(text.split()).casefold()
+
+
+def answer_hit_rate_at_k(
+    retrieved_texts: Sequence[Sequence[str]],
+    gold_answers: Sequence[Sequence[str]],
+    ks: Sequence[int] = (1, 5, 10),
+) -> AnswerHitRate:
+    """Share of questions where one of the top-k retrieved passages (best first) contains a gold answer:
+    substring match after :func:`normalise_answer_text` only (a reader model sees the raw passage, so no
+    SQuAD-style punctuation or article stripping). Questions without gold answers are skipped."""
+    if len(retrieved_texts) != len(gold_answers):
+        raise ValueError(f"{len(retrieved_texts)} rankings but {len(gold_answers)} answer lists")
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    first_hits: dict[int, int] = {}  # question row -> rank (1-based) of the first answer passage, 0 = none
+    for row, (passages, answers) in enumerate(zip(retrieved_texts, gold_answers, strict=True)):
+        golds = [a for a in map(normalise_answer_text, answers) if a]
+        if golds:
+            hits = (
+                r
+                for r, p in enumerate(passages[: ks[-1]], 1)
+                if any(g in normalise_answer_text(p) for g in golds)
+            )
+            first_hits[row] = next(hits, 0)
+    skipped = len(gold_answers) - len(first_hits)
+    if skipped:
+        log.warning("answer_hit_rate_at_k: skipped %d questions without a gold answer", skipped)
+    if not first_hits:
+        raise DataError("No question has a gold answer; cannot compute the answer hit rate.")
+    fh = np.asarray(list(first_hits.values()))
+    metrics = {f"answer_hit@{k}": float(((fh > 0) & (fh <= k)).mean()) for k in ks}
+    return AnswerHitRate(metrics, len(fh), skipped, first_hits)

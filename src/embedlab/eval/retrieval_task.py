@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedlab.errors import ConfigError, DataError
+from embedlab.errors import ConfigError
 from embedlab.eval.arrays import topk_dot, unit_rows
 from embedlab.eval.fusion import FusionSpec, Ranking, choose_weight, fuse
 from embedlab.eval.index import IndexSpec, benchmark_index, build_index, search
 from embedlab.eval.lexical import BM25Settings, bm25_rank
 from embedlab.eval.pca import fitted_pca, pca_key
 from embedlab.eval.precision import evaluate_precision
-from embedlab.eval.retrieval import retrieval_metrics
+from embedlab.eval.retrieval import answer_hit_rate_at_k, retrieval_metrics
 from embedlab.eval.variants import Cell, deployed, variant_grid
 
 if TYPE_CHECKING:
@@ -50,16 +50,6 @@ class RetrievalEvalSettings:
     def depth(self) -> int:
         """Ranking depth kept per query: the largest cut-off, and the fused rankings' depth."""
         return max(max(self.ks), self.fusion.depth if self.fusion else 0)
-
-
-@dataclass(frozen=True)
-class AnswerHitRate:
-    """Fraction of questions whose top-k retrieved texts contain a gold answer string."""
-
-    metrics: dict[str, float]  # "answer_hit@k"
-    n_queries_scored: int
-    n_queries_skipped_no_answer: int
-    first_hit: dict[int, int] = field(default_factory=dict, repr=False)  # question row -> rank (0: none)
 
 
 @dataclass
@@ -215,6 +205,16 @@ def _score_cell(
         ranked = search(built, queries, _depth(settings, data))
         scored = retrieval_metrics(*ids, ks=settings.ks, ranked=ranked, **common)
         result.rankings[cell.tag] = ranked
+        shallow_ks = tuple(k for k in settings.ks if k <= settings.index_k)
+        if shallow_ks and settings.index_k < max(settings.ks):
+            # Cutoffs up to index.k come from the k=index.k search the benchmark times: a deeper search
+            # widens HNSW's ef and the rescoring candidates, and would flatter the deployed index.
+            k = min(settings.index_k + int(data.ignore_identical_ids), len(data.corpus))
+            shallow = retrieval_metrics(*ids, ks=shallow_ks, ranked=search(built, queries, k), **common)
+            per_query = {
+                q: v | (shallow.per_query or {}).get(q, {}) for q, v in (scored.per_query or {}).items()
+            }
+            scored = replace(scored, metrics=scored.metrics | shallow.metrics, per_query=per_query)
     elif cell.precision != "float32":
         pe = evaluate_precision(
             *ids, queries, docs, cell.precision, settings.ks, rescore_multiplier=cell.rescore, **common
@@ -358,41 +358,3 @@ def parse_ks(ks: Sequence[int]) -> tuple[int, ...]:
     if not out or out[0] < 1:
         raise ConfigError(f"data.ks must be positive integers, got {list(ks)}.")
     return out
-
-
-def normalise_answer_text(text: str) -> str:
-    """Case-fold and collapse whitespace, so line breaks and spacing never hide a match."""
-    return " ".join(text.split()).casefold()
-
-
-def answer_hit_rate_at_k(
-    retrieved_texts: Sequence[Sequence[str]],
-    gold_answers: Sequence[Sequence[str]],
-    ks: Sequence[int] = (1, 5, 10),
-) -> AnswerHitRate:
-    """Share of questions where one of the top-k retrieved passages (best first) contains a gold answer:
-    substring match after :func:`normalise_answer_text` only (a reader model sees the raw passage, so no
-    SQuAD-style punctuation or article stripping). Questions without gold answers are skipped."""
-    if len(retrieved_texts) != len(gold_answers):
-        raise ValueError(f"{len(retrieved_texts)} rankings but {len(gold_answers)} answer lists")
-    ks = tuple(sorted({int(k) for k in ks}))
-    if not ks or ks[0] < 1:
-        raise ValueError(f"ks must be positive integers, got {ks}")
-    first_hits: dict[int, int] = {}  # question row -> rank (1-based) of the first answer passage, 0 = none
-    for row, (passages, answers) in enumerate(zip(retrieved_texts, gold_answers, strict=True)):
-        golds = [a for a in map(normalise_answer_text, answers) if a]
-        if golds:
-            hits = (
-                r
-                for r, p in enumerate(passages[: ks[-1]], 1)
-                if any(g in normalise_answer_text(p) for g in golds)
-            )
-            first_hits[row] = next(hits, 0)
-    skipped = len(gold_answers) - len(first_hits)
-    if skipped:
-        log.warning("answer_hit_rate_at_k: skipped %d questions without a gold answer", skipped)
-    if not first_hits:
-        raise DataError("No question has a gold answer; cannot compute the answer hit rate.")
-    fh = np.asarray(list(first_hits.values()))
-    metrics = {f"answer_hit@{k}": float(((fh > 0) & (fh <= k)).mean()) for k in ks}
-    return AnswerHitRate(metrics, len(fh), skipped, first_hits)
