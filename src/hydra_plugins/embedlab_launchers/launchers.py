@@ -19,9 +19,25 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 
 log = logging.getLogger(__name__)
+
+try:
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
+except ImportError:  # no cluster extra: Hydra imports this module on every start, so stay silent here
+
+    class _NeedsClusterExtra:
+        """Stands in for submitit's launchers: choosing one says what to install."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            from embedlab.errors import ConfigError
+
+            raise ConfigError(
+                "hydra/launcher=submitit_* needs the cluster extra (hydra-submitit-launcher, submitit). "
+                "Fix: pip install -r requirements/cluster.txt  (or pip install 'embedlab[cluster]')"
+            )
+
+    LocalLauncher = SlurmLauncher = _NeedsClusterExtra  # type: ignore[assignment,misc]
 
 
 class LostJob:
