@@ -12,7 +12,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 STAMP := $(VENV)/.install.stamp
 
-.PHONY: help install demo test test-slow test-replication test-cluster test-all lint format clean
+.PHONY: help install browser demo test test-slow test-replication test-cluster test-all lint format clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -36,7 +36,12 @@ demo: install  ## fine-tune MiniLM on the embedded Lee data and evaluate it (off
 test: install  ## the fast test suite (a few minutes)
 	$(BIN)/python -m pytest -q
 
-test-slow: install  ## end-to-end runs and replication of published numbers (needs EMBEDLAB_DATA)
+# Debian's Chromium, driven by playwright (no browser download): the report's browser test needs it.
+browser:  ## install headless Chromium (apt) unless present, for the report.html browser test
+	command -v chromium >/dev/null || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium; }
+
+test-slow: install browser  ## end-to-end runs, the browser test, replication of published numbers (needs EMBEDLAB_DATA)
 	$(BIN)/python -m pytest -q -m "slow or replication" -p no:cacheprovider
 
 test-cluster: install  ## the SLURM tests (needs a running one-node SLURM, see slurm/README.md)

@@ -6,3 +6,7 @@ plain specs and arguments and can be used from a REPL.
 """
 
 __version__ = "0.1.0"
+
+from embedlab.console import quiet_third_party_logs
+
+quiet_third_party_logs()  # before any faiss import or Trainer: logger settings only, no heavy import

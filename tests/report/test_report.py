@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -488,10 +489,12 @@ def test_written_files_and_self_contained_html(sweep: Path) -> None:
     assert len(jobs) == 12 and [j["status"] for j in jobs].count("failed") == 1
 
     page = files.html.read_text()
-    assert page.count("data:image/png;base64,") == 2
-    blob = page.split("data:image/png;base64,")[1].split("'")[0]
+    assert page.count("<img alt='quality vs") == 2
+    blob = page.split("<img alt='quality vs throughput' src='data:image/png;base64,")[1].split("'")[0]
     assert base64.b64decode(blob)[:4] == b"\x89PNG"
-    assert "http://" not in page and "https://" not in page and "<link" not in page and "<script" not in page
+    # self-contained: nothing fetched (plotly.js is inline, once), both fronts interactive
+    assert "<link" not in page and not re.search(r"<(script|img)[^>]*\ssrc=.(https?:|//)", page)
+    assert page.count("plotly.js v") == 1 and page.count("Plotly.newPlot(") == 2
 
     summary = json.loads(files.json.read_text())
     assert summary["recommendations"][0]["met_budget"] is True

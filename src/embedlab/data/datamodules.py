@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from embedlab.console import third_party_bars
 from embedlab.data.mlm import MLMCollator, TokenizedTexts, masked_batches, tokenize_texts
 from embedlab.data.resumable import ResumableBatches, ResumableDataLoader, SeededPermutation, resumable_loader
 from embedlab.data.retrieval import RetrievalSet
@@ -153,7 +154,10 @@ def mine_negatives(
     )
     opts = {"range_min": range_min, "range_max": range_max, "relative_margin": relative_margin}
     opts |= {"num_negatives": num_negatives, "sampling_strategy": "top", "output_format": "n-tuple"}
-    mined = mine_hard_negatives(ds, model, corpus=list(corpus), batch_size=batch_size, verbose=False, **opts)
+    with third_party_bars():  # its encode bars are always on: follow EMBEDLAB_PROGRESS / the terminal
+        mined = mine_hard_negatives(
+            ds, model, corpus=list(corpus), batch_size=batch_size, verbose=False, **opts
+        )
     neg_cols = [c for c in mined.column_names if c.startswith("negative")]
     by_pair = {(row["anchor"], row["positive"]): tuple(row[c] for c in neg_cols) for row in mined}
     out = [replace(e, negatives=by_pair.get((e.query, e.positive), ())) for e in examples]

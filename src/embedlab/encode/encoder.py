@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from embedlab.console import progress, progress_enabled
 from embedlab.encode.cache import CHUNK_SIZE, EmbeddingCache, encoder_key, entry_key, weights_digest
 from embedlab.encode.fast import PRECISIONS, Precision, fast_encode
 from embedlab.encode.stats import EncodeStats, encode_distinct, token_lengths
@@ -59,7 +60,7 @@ def reference_encode(
     """sentence-transformers' ``encode()`` in float32, each distinct text once, truncation counted."""
 
     def embed(unique: list[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
-        kw = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
+        kw = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": progress_enabled()}
         return model.encode(unique, **kw), token_lengths(model, unique)
 
     return encode_distinct(model, texts, what, embed)
@@ -108,8 +109,6 @@ class Encoder:
     ) -> tuple[np.ndarray, EncodeStats | None]:
         """From the cache (with the stats recorded at encode time, or None), else encoded chunk by chunk
         (bounded memory; shards cut along the same chunks) and stored."""
-        from tqdm.auto import tqdm
-
         cache = self.cache
         key = entry_key(self.key, texts) if cache.root is not None else ""
         hit = cache.get(key) if key else None
@@ -122,7 +121,9 @@ class Encoder:
         out, parts = np.zeros((0, 0), np.float32), []
         n_chunks = -(-len(texts) // chunk_size)
         starts = range(0, len(texts), chunk_size)
-        for i, start in enumerate(tqdm(starts, desc=f"encode {what}", unit="chunk", disable=n_chunks < 2)):
+        for i, start in enumerate(
+            progress(starts, desc=f"encode {what}", unit="chunk", disable=n_chunks < 2)
+        ):
             emb, st = self.encode(texts[start : start + chunk_size], what=what)
             if i == 0:  # preallocated: peak memory is the output plus one chunk
                 out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from embedlab.console import progress, progress_enabled
 from embedlab.encode.stats import EncodeStats, encode_distinct
 from embedlab.models.pooling import apply_head
 from embedlab.models.weight_precision import detect_weight_precision
@@ -138,7 +139,11 @@ def _call_state(model: SentenceTransformer, threads: int | None, bf16_weights: b
 
 
 def embed_unique(
-    model: SentenceTransformer, tokens: Tokenized, batches: Sequence[np.ndarray], precision: Precision
+    model: SentenceTransformer,
+    tokens: Tokenized,
+    batches: Sequence[np.ndarray],
+    precision: Precision,
+    what: str = "texts",
 ) -> np.ndarray:
     """The model's own modules on each batch; (N, D) float32. Only the transformer runs in bf16: pooling
     in bf16 costs up to 0.003 of cosine, float32 heads keep bf16 within 1e-4 of float32."""
@@ -149,7 +154,8 @@ def embed_unique(
     out: np.ndarray | None = None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-autocast")
     # One autocast region for all batches: its bf16 copies of the weights are cast once.
-    with torch.inference_mode(), autocast:
+    bar = progress(total=len(tokens.lengths), desc=f"encode {what}", unit="text", leave=False)
+    with torch.inference_mode(), autocast, bar:
         for idx in batches:
             features = first(collate(model, tokens, idx, device))
             for key, value in features.items():  # token_embeddings: (B, T, H)
@@ -160,6 +166,7 @@ def embed_unique(
             if out is None:
                 out = np.empty((len(tokens.lengths), emb.shape[1]), dtype=np.float32)
             out[idx] = emb
+            bar.update(len(idx))
     assert out is not None  # encode_distinct asks for at least one text
     return out
 
@@ -185,7 +192,7 @@ def fast_encode(
         reason = unsupported_reason(model)
         if reason is not None:  # the reference path, in float32, as the reference encoder runs it
             log.info("fast_encode runs model.encode for %s: %s.", what, reason)
-            kw = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
+            kw = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": progress_enabled()}
             return model.encode(unique, **kw), tokens.lengths
         batches = plan_batches(np.minimum(tokens.lengths, limit), batch_size, token_budget, sort_by_length)
         prec = precision
@@ -194,6 +201,6 @@ def fast_encode(
             log.info("fast_encode runs %s in float32 activations: the model has int8 weights.", what)
             prec = "fp32"
         with _call_state(model, threads, bf16_weights=prec == "bf16"):
-            return embed_unique(model, tokens, batches, prec), tokens.lengths
+            return embed_unique(model, tokens, batches, prec, what), tokens.lengths
 
     return encode_distinct(model, texts, what, embed)

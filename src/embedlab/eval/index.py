@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from embedlab.console import progress
 from embedlab.errors import ConfigError, DataError
 from embedlab.eval.arrays import as_f32, pad_topk, rescore_candidates, topk_dot
 from embedlab.eval.precision import quantize
@@ -24,6 +25,7 @@ from embedlab.eval.precision import quantize
 log = logging.getLogger(__name__)
 
 MIN_POINTS_PER_CENTROID = 39  # faiss k-means wants about 39 training points per centroid
+ADD_CHUNK = 65_536  # rows per index.add call on a larger corpus: the build's progress steps
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,13 @@ def index_spec(kind: str, **params: Any) -> IndexSpec:
 
 
 def filled(spec: IndexSpec, index: Any, x: np.ndarray, **used: int) -> BuiltIndex:
-    """``index`` trained (if needed) on and filled with ``x`` (N, d); ``used``: parameters the builder changed."""
+    """``index`` trained (if needed) on and filled with ``x`` (N, d); ``used``: parameters the builder changed.
+    A corpus over ``ADD_CHUNK`` rows is added in chunks, each a step of the progress bar."""
     if not index.is_trained:
         index.train(x)
-    index.add(x)
+    starts = range(0, len(x), ADD_CHUNK)
+    for start in progress(starts, desc=f"build {spec.kind} index", unit="chunk", disable=len(starts) < 2):
+        index.add(x[start : start + ADD_CHUNK])
     return BuiltIndex(spec, index, *x.shape, {**spec.params, **used})
 
 

@@ -15,6 +15,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from embedlab.console import progress
 from embedlab.report.cells import CSV_COLUMNS, PARETO_COSTS, CellRow, markdown_table
 from embedlab.report.recommend import SweepReport, build_report
 from embedlab.report.wandb_report import (
@@ -24,7 +25,7 @@ from embedlab.report.wandb_report import (
     publish_wandb_report,
     wandb_report_spec,
 )
-from embedlab.viz.plots import ParetoPoint, plot_pareto
+from embedlab.viz.pareto import ParetoPoint, pareto_html, plot_pareto
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
 th{background:#f3f3f3}
 .rec{background:#f7f7ff;border-left:4px solid #557;padding:.6rem 1rem}
 img{max-width:100%;border:1px solid #eee} .note{color:#666;font-size:13px}
+.plot{margin:1rem 0} summary{color:#666;font-size:13px;cursor:pointer}
 """
 
 
@@ -51,21 +53,51 @@ class ReportFiles:
     plots: dict[str, Path] = field(default_factory=dict)
 
 
-def pareto_plot(rows: Sequence[CellRow], front: str, path: str | Path) -> Path | None:
-    """Quality vs the cost of ``front`` ("throughput" or "memory"), one panel per dataset."""
+@dataclass
+class ParetoPanels:
+    """The points of one front ("throughput" or "memory"), one panel per dataset, and their axis labels."""
+
+    panels: dict[str, list[ParetoPoint]]
+    xlabel: str
+    ylabels: dict[str, str]
+    larger_is_better: bool
+
+
+def _quality_text(r: CellRow, low: float, high: float) -> str:
+    what = "95% CI" if math.isfinite(r.ci_low) else f"± std over {r.n_seeds} seeds"
+    interval = f", {what} [{low:.4f}, {high:.4f}]" if math.isfinite(low) else ""
+    return f"{r.quality_key or 'quality'} = {r.quality_mean:.4f}{interval}"
+
+
+def pareto_panels(rows: Sequence[CellRow], front: str) -> ParetoPanels:
+    """Quality vs the cost of ``front``, one panel per dataset; its best cell (ranked first) starred."""
     cost = PARETO_COSTS[front]
     panels: dict[str, list[ParetoPoint]] = {}
     ylabels: dict[str, str] = {}
-    for r in (r for r in rows if math.isfinite(getattr(r, cost.attr)) and math.isfinite(r.quality_mean)):
+    measured = [r for r in rows if math.isfinite(getattr(r, cost.attr)) and math.isfinite(r.quality_mean)]
+    best = {}
+    for r in sorted(measured, key=lambda r: r.rank or math.inf):
+        best.setdefault(r.data, r)
+    for r in measured:
         title = f"{r.data}: quality vs {front}"
-        on_front = bool(getattr(r, f"pareto_{front}"))
-        q, std = r.quality_mean, r.quality_std if math.isfinite(r.quality_std) else math.nan
+        q, std = r.quality_mean, r.quality_std
         low, high = (r.ci_low, r.ci_high) if math.isfinite(r.ci_low) else (q - std, q + std)
-        point = ParetoPoint(getattr(r, cost.attr), q, low, high, on_front, r.label, bool(r.tied))
+        on_front, detail = (
+            bool(getattr(r, f"pareto_{front}")),
+            f"{r.describe()}\n{_quality_text(r, low, high)}",
+        )
+        point = ParetoPoint(
+            getattr(r, cost.attr), q, low, high, on_front, r.label, bool(r.tied), best[r.data] is r, detail
+        )
         panels.setdefault(title, []).append(point)
         ylabels.setdefault(title, r.quality_key or "quality")
-    xlabel = f"{cost.name} ({cost.unit})"
-    return plot_pareto(panels, path, xlabel=xlabel, ylabel=ylabels, larger_is_better=cost.larger_is_better)
+    return ParetoPanels(panels, f"{cost.name} ({cost.unit})", ylabels, cost.larger_is_better)
+
+
+def pareto_plot(rows: Sequence[CellRow], front: str, path: str | Path) -> Path | None:
+    """The PNG of :func:`pareto_panels` (None when no cell measured that cost)."""
+    p = pareto_panels(rows, front)
+    return plot_pareto(p.panels, path, xlabel=p.xlabel, ylabel=p.ylabels, larger_is_better=p.larger_is_better)
 
 
 def _img(front: str, png: Path | None) -> str:
@@ -73,6 +105,25 @@ def _img(front: str, png: Path | None) -> str:
         return f"<p class='note'>quality vs {front}: not measured by any job.</p>"
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
     return f"<p><img alt='quality vs {front}' src='data:image/png;base64,{data}'></p>"
+
+
+def _pareto_html(rows: Sequence[CellRow], plots: Sequence[tuple[str, Path | None]]) -> str:
+    """Each front as an interactive plotly chart (plotly.js inline once: the page works offline) with
+    its PNG under "static image"; the PNG alone when plotly is not installed."""
+    if find_spec("plotly") is None:
+        return "\n".join(_img(c, png) for c, png in plots)
+    out, js = [], True
+    for front, png in plots:
+        p = pareto_panels(rows, front)
+        kw = {"xlabel": p.xlabel, "ylabel": p.ylabels, "larger_is_better": p.larger_is_better}
+        div = pareto_html(p.panels, include_plotlyjs=js, **kw) if png else None
+        if div is None:
+            out.append(_img(front, None))
+            continue
+        js = False
+        static = f"<details><summary>static image</summary>{_img(front, png)}</details>"
+        out.append(f"<div class='plot'>{div}</div>{static}")
+    return "\n".join(out)
 
 
 def _html_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -103,7 +154,6 @@ _HTML: dict[str, Callable[[Any], str]] = {
     "ul": lambda lines: "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>",
     "notes": lambda lines: "".join(f"<p class='note'>{html.escape(line)}</p>" for line in lines),
     "table": lambda table: _html_table(*table),
-    "pareto": lambda plots: "\n".join(_img(c, p) for c, p in plots),
 }
 
 
@@ -112,9 +162,11 @@ def render_markdown(report: SweepReport, plots: dict[str, Path] | None = None) -
 
 
 def render_html(report: SweepReport, plots: dict[str, Path] | None = None) -> str:
-    """A single self-contained page: inline CSS, plots as base64 PNG data URIs."""
+    """A single self-contained page: inline CSS, interactive plots with plotly.js inline, PNGs as
+    base64 data URIs."""
     head = f"<meta charset='utf-8'><title>Sweep report: {html.escape(report.sweep_id)}</title><style>{_CSS}</style>"
-    body = "\n".join(_HTML[kind](x) for kind, x in report.sections(plots))
+    html_of = {**_HTML, "pareto": lambda plots: _pareto_html(report.rows, plots)}
+    body = "\n".join(html_of[kind](x) for kind, x in report.sections(plots))
     return f"<!DOCTYPE html><html><head>{head}</head><body>\n{body}\n</body></html>"
 
 
@@ -130,7 +182,8 @@ def write_report(report: SweepReport, out_dir: str | Path | None = None) -> Repo
     report.html and pareto_<cost>.png into ``out_dir`` (default ``<first source>/report``)."""
     out = Path(out_dir) if out_dir is not None else report.sources[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
-    plots = {c: p for c in PARETO_COSTS if (p := pareto_plot(report.rows, c, out / f"pareto_{c}.png"))}
+    fronts = progress(PARETO_COSTS, desc="pareto plots", unit="plot")
+    plots = {c: p for c in fronts if (p := pareto_plot(report.rows, c, out / f"pareto_{c}.png"))}
     names = ("report.md", "report.csv", "jobs.csv", "report.html", "report.json")
     files = ReportFiles(out, *(out / n for n in names), plots=plots)
     files.markdown.write_text(render_markdown(report, plots), encoding="utf-8")

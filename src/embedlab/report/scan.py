@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from embedlab.console import progress
 from embedlab.eval.variants import Cell, deployed, read_cells
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,8 @@ def scan(
     for root in roots:
         dirs = [d for d in find_job_dirs(root) if d.resolve() not in seen]
         seen.update(d.resolve() for d in dirs)
-        root_jobs = [read_job(d, now=now, running_window_s=running_window_s) for d in dirs]
+        bar = progress(dirs, desc=f"read jobs of {root.name}", unit="job", disable=len(dirs) < 2)
+        root_jobs = [read_job(d, now=now, running_window_s=running_window_s) for d in bar]
         lost = lost_jobs(root)
         for job in root_jobs:  # a folder the killed job left: the launcher knows why better than its log
             if job.num in lost and job.status != "ok":

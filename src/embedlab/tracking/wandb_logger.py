@@ -62,7 +62,10 @@ def make_wandb_logger(
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     offline, tags = resolved == "offline", list(tags or [])
     run = {"project": project, "job_type": "train", **run}
-    return WandbLogger(save_dir=save_dir, tags=tags, offline=offline, mode=resolved, **run)
+    logger = WandbLogger(save_dir=save_dir, tags=tags, offline=offline, mode=resolved, **run)
+    # Lightning always passes anonymous=None, which wandb >= 0.19 answers with a deprecation warning
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def finish_wandb(loggers: list, exit_code: int) -> None:

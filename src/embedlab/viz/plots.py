@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import statistics
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,58 +38,6 @@ def save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", **savefig)
     return out
-
-
-class ParetoPoint(NamedTuple):
-    cost: float
-    quality: float
-    low: float  # error bar: the 95% interval (or quality -/+ the seed std); NaN when unknown
-    high: float
-    on_front: bool
-    label: str
-    tied: bool = False  # statistically tied with the panel's best: drawn with a black edge
-
-
-def plot_pareto(
-    panels: Mapping[str, Sequence[ParetoPoint]],
-    path: str | Path,
-    *,
-    xlabel: str,
-    ylabel: Mapping[str, str],
-    larger_is_better: bool,
-) -> Path | None:
-    """Quality vs one cost, one panel per title (``ylabel`` per title), error bars from each point's
-    interval; front points in red, joined by a line; points tied with the best ringed. Returns None
-    (and writes nothing) when no panel has a point."""
-    panels = {title: pts for title, pts in panels.items() if pts}
-    if not panels:
-        return None
-    fig, axes = new_figure(1, len(panels), figsize=(6.4 * len(panels), 4.8), dpi=110)
-    for ax, (title, pts) in zip(axes[0], panels.items(), strict=True):
-        front = sorted((p for p in pts if p.on_front), key=lambda p: p.cost)
-        dominated = [p for p in pts if not p.on_front]
-        for sel, color, name in ((dominated, "0.6", "dominated"), (front, "tab:red", "Pareto front")):
-            if sel:
-                xs, ys = [p.cost for p in sel], [p.quality for p in sel]
-                below = [p.quality - p.low if math.isfinite(p.low) else 0.0 for p in sel]
-                above = [p.high - p.quality if math.isfinite(p.high) else 0.0 for p in sel]
-                ax.errorbar(xs, ys, yerr=[below, above], fmt="o", color=color, label=name, capsize=3)
-        tied = [p for p in pts if p.tied]
-        if tied:
-            xs, ys = [p.cost for p in tied], [p.quality for p in tied]
-            ax.scatter(xs, ys, s=90, facecolors="none", edgecolors="black", label="tied with best", zorder=3)
-        if len(front) > 1:
-            ax.plot([p.cost for p in front], [p.quality for p in front], color="tab:red", lw=1, alpha=0.6)
-        for p in pts if len(pts) <= 12 else front:
-            ax.annotate(p.label, (p.cost, p.quality), fontsize=7, xytext=(4, 4), textcoords="offset points")
-        xs = [p.cost for p in pts]
-        if min(xs) > 0 and max(xs) / min(xs) > 20:
-            ax.set_xscale("log")
-        better = " (higher is better)" if larger_is_better else " (lower is better)"
-        ax.set(xlabel=xlabel + better, ylabel=ylabel.get(title) or "quality", title=title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-    return save_figure(fig, path)
 
 
 class DistanceSample(Protocol):  # studies.dimensions.DimensionStudy (viz sits below studies)

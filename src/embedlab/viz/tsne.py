@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from embedlab.console import progress
 from embedlab.eval.arrays import as_matrix
 from embedlab.viz.plots import new_figure, save_figure
 
@@ -30,7 +31,6 @@ def tsne_plot(
     """Project (N, D) embeddings to 2-D with PCA + t-SNE and write a scatter plot PNG. t-SNE needs
     perplexity < N: a larger one is lowered to (N - 1) / 3 and logged, so small sets still get a plot."""
     import numpy as np
-    from matplotlib import colormaps
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
@@ -48,12 +48,26 @@ def tsne_plot(
         log.warning("t-SNE perplexity %.1f >= %d points: lowered to %.1f.", perplexity, n, reduced)
         perplexity = reduced
     dims = min(pca_dims, n, x.shape[1])
-    with threadpool_limits(1):
+    # sklearn's TSNE reports no iterations: the bar steps over the stages (PCA, t-SNE, plot)
+    with threadpool_limits(1), progress(total=3, desc=f"t-SNE of {n} points", unit="stage") as bar:
         if dims < x.shape[1]:
             x = PCA(n_components=dims, random_state=seed).fit_transform(x)  # (N, dims)
+        bar.update()
         tsne = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca", n_jobs=1)
         xy = tsne.fit_transform(x)  # (N, 2)
+        bar.update()
+        out = _scatter(xy, labels, path, title)
+        bar.update()
+    log.info("Wrote t-SNE plot of %d points (perplexity %.1f, PCA %d) to %s", n, perplexity, dims, out)
+    return out
 
+
+def _scatter(xy: Any, labels: Sequence[object] | None, path: str | Path, title: str) -> Path:
+    """The (N, 2) map as a scatter PNG, one colour per label."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    n = len(xy)
     fig, ((ax,),) = new_figure(figsize=(7, 6))
     names = np.array([str(label) for label in labels] if labels is not None else [""] * n)
     groups = sorted(set(names))
@@ -63,9 +77,7 @@ def tsne_plot(
     if labels is not None:
         ax.legend(loc="best", fontsize=7, markerscale=2, frameon=False)
     ax.set(title=title, xticks=[], yticks=[])
-    out = save_figure(fig, path)
-    log.info("Wrote t-SNE plot of %d points (perplexity %.1f, PCA %d) to %s", n, perplexity, dims, out)
-    return out
+    return save_figure(fig, path)
 
 
 def log_image_to_loggers(loggers: Sequence[Any], key: str, path: str | Path) -> int:
