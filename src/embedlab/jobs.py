@@ -1,12 +1,16 @@
 """One Hydra job as train.py / evaluate.py / encode_corpus.py run it: skipped when its folder holds a
 successful results.json (unless ``redo=true``), so re-running a sweep runs only what failed or never
 finished. A failing job writes a *failed* results.json; in a multirun it then returns so the sweep goes
-on (Hydra's basic launcher would stop and skip ``on_multirun_end``); a single run re-raises."""
+on (Hydra's basic launcher would stop and skip ``on_multirun_end``); a single run re-raises, except a
+known user error (``EmbedlabError``): one message on stderr and its family's exit code, no traceback
+(``HYDRA_FULL_ERROR=1`` shows it)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +19,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from embedlab.config import build_specs
+from embedlab.config.axes import RunSpecs
 from embedlab.config.specs import hydra_job_names
+from embedlab.errors import ConfigError, EmbedlabError
+from embedlab.models.encoder import locate
 from embedlab.tasks.runner import run
 
 log = logging.getLogger(__name__)
@@ -49,7 +56,8 @@ def write_failure(path: Path, exc: BaseException, cfg: DictConfig) -> dict[str, 
     except Exception:  # a bad interpolation may be what failed: keep it unresolved
         config = OmegaConf.to_container(cfg, resolve=False)
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    error = {"type": type(exc).__name__, "message": str(exc), "exit_code": FAILED_EXIT_CODE, "traceback": tb}
+    code = getattr(exc, "exit_code", FAILED_EXIT_CODE)
+    error = {"type": type(exc).__name__, "message": str(exc), "exit_code": code, "traceback": tb}
     meta = {"task": cfg.get("task_name"), "config": redact(config)}
     payload = {"status": FAILED, "metrics": {}, "error": error, "meta": meta}
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
@@ -73,20 +81,56 @@ def run_job(cfg: DictConfig, task: Callable[[DictConfig], tuple[dict[str, float]
         except Exception as err:  # never mask the job's own error
             log.warning("Could not record the failure in %s: %s", results, err)
         if not in_multirun():
+            exit_on_user_error(exc, results)
             raise
-        log.exception(f"Job failed ({type(exc).__name__}: {exc}); recorded in {results}, the sweep goes on.")
+        report = log.error if isinstance(exc, EmbedlabError) else log.exception  # a known error: no traceback
+        report(f"Job failed ({type(exc).__name__}: {exc}); recorded in {results}, the sweep goes on.")
         return None
     return metrics.get(cfg.monitor)
 
 
+def exit_on_user_error(exc: BaseException, details: Path | None = None) -> None:
+    """Exit with ``exc``'s message and family exit code when it is a known user error (not a bug) and
+    ``HYDRA_FULL_ERROR=1`` is not set; Hydra would print a traceback first, burying the fix."""
+    if not isinstance(exc, EmbedlabError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return
+    where = f"; details in {details}" if details is not None else ""
+    print(f"Error ({type(exc).__name__}): {exc}", file=sys.stderr)
+    print(f"(exit code {exc.exit_code}{where}; HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+    raise SystemExit(exc.exit_code) from None
+
+
+def unset_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of the required values (``???``) in a plain, unresolved config."""
+    if node == "???":
+        return [prefix]
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    return [k for key, value in items for k in unset_keys(value, f"{prefix}.{key}".lstrip("."))]
+
+
+def checked_specs(cfg: DictConfig, fit: bool | None = None) -> RunSpecs:
+    """The run's specs, failing early: a required value left unset (``???``) is named, and the model is
+    found before the run imports torch and Lightning (seconds), so a missing one fails at once
+    (resolving it again in the run is a cheap folder or cache look-up)."""
+    if missing := unset_keys(OmegaConf.to_container(cfg, resolve=False)):
+        raise ConfigError(
+            f"Required value(s) not set: {', '.join(missing)}. "
+            f"Fix: give them on the command line, e.g. {missing[0]}=..."
+        )
+    specs = build_specs(cfg, fit=fit)
+    if specs.model_kind == "transformer" and not specs.model.tiny_architecture:
+        locate(specs.model)
+    return specs
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fine-tune (unless ``fit=false``) and evaluate; returns (metrics, objects)."""
-    return run(build_specs(cfg))
+    return run(checked_specs(cfg))
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Evaluate a model without training (``fit=false``)."""
-    return run(build_specs(cfg, fit=False))
+    return run(checked_specs(cfg, fit=False))
 
 
 def encode_corpus_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -94,5 +138,9 @@ def encode_corpus_job(cfg: DictConfig, overrides: list[str] | None = None) -> di
     from embedlab.tasks.encode_corpus import ShardSettings, encode_corpus
 
     keys = ShardSettings.__dataclass_fields__
-    shard = ShardSettings(**{k: cfg[k] for k in keys if k in cfg})
-    return encode_corpus(build_specs(cfg), shard, overrides)
+    try:
+        shard = ShardSettings(**{k: cfg[k] for k in keys if k in cfg})
+        return encode_corpus(checked_specs(cfg), shard, overrides)
+    except EmbedlabError as exc:
+        exit_on_user_error(exc)
+        raise

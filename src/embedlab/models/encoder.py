@@ -48,10 +48,11 @@ def locate(spec: EncoderSpec) -> ResolvedModel:
     return resolve_model(spec.name_or_path, packaged=spec.packaged, revision=spec.revision)
 
 
-def drop_unused_pooler(auto_model) -> None:
-    """Sentence embeddings never use BERT's pooler, and its gradient-less parameters make DDP fail."""
+def freeze_unused_pooler(auto_model) -> None:
+    """Sentence embeddings never use BERT's pooler, and its gradient-less parameters make DDP fail:
+    frozen, it is kept (and saved), so a saved model holds every weight its architecture loads."""
     if getattr(auto_model, "pooler", None) is not None:
-        auto_model.pooler = None
+        auto_model.pooler.requires_grad_(False)
 
 
 @contextlib.contextmanager
@@ -77,7 +78,7 @@ def load_saved_encoder(spec: EncoderSpec) -> tuple[SentenceTransformer, Resolved
         model = SentenceTransformer(
             str(resolved.path), device="cpu", trust_remote_code=spec.trust_remote_code
         )
-    drop_unused_pooler(model[0].auto_model)
+    freeze_unused_pooler(model[0].auto_model)
     return model, resolved
 
 
@@ -112,7 +113,7 @@ def build_encoder(spec: EncoderSpec, device: str | None = "cpu") -> tuple[Senten
             f"model.max_seq_length={spec.max_seq_length} exceeds the {positions} positions of "
             f"{spec.name}. Fix: set model.max_seq_length <= {positions}."
         )
-    drop_unused_pooler(transformer.auto_model)
+    freeze_unused_pooler(transformer.auto_model)
     hidden = transformer.get_embedding_dimension()
     modules: list = [transformer, build_pooling(hidden, spec.pooling)]
     if spec.projection_dim:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from embedlab.errors import ConfigError
 from embedlab.models.encoder import model_fingerprint
 from embedlab.tasks.base import EvalOutput, Task
+from embedlab.tasks.card import fill_model_card
 from embedlab.tasks.model import make_encoder
 from embedlab.tasks.registry import task_class
 from embedlab.tracking.results import git_state, package_versions, redact, write_results
@@ -56,7 +57,7 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
                 model.eval()
             result = task.evaluate(None if model is None else make_encoder(specs, model), loggers)
             if model is not None:  # after evaluate: a task may update the model there (MLM's guard)
-                extra.update(save_model(specs, model, out))
+                extra.update(save_model(specs, model, out, result.metrics))
             metrics = result.metrics
             bounds = {
                 f"{k}/ci95_{end}": v[end] for k, v in result.intervals.items() for end in ("low", "high")
@@ -155,10 +156,12 @@ def fit_resumable(trainer: Any, module: Any, datamodule: Any, ckpt_path: str | N
         ) from exc
 
 
-def save_model(specs: RunSpecs, model: Any, out: Path) -> dict[str, Any]:
+def save_model(specs: RunSpecs, model: Any, out: Path, metrics: dict[str, float]) -> dict[str, Any]:
+    """``<out>/model``, a sentence-transformers folder whose README.md is a filled model card."""
     if specs.run.save_model and specs.weights.name != "fp32":
         log.info("Model not saved: its %s weights are for evaluation only.", specs.weights.name)
     elif specs.run.save_model:
+        fill_model_card(model, specs, metrics)
         model.save(str(out / "model"))
         return {"saved_model": str(out / "model")}
     return {}
