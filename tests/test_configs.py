@@ -45,6 +45,8 @@ def test_every_option_composes(make_cfg, group: str, option: str, task: str) -> 
         overrides += ["model.name_or_path=somewhere"]
     if group == "data" and option == "beir":
         overrides += ["data.name=mine", "data.root=somewhere"]
+    if group == "data" and option == "qa_pairs":
+        overrides += ["data.file=qa.csv"]
     cfg = make_cfg(*overrides, task=task)
     assert cfg.monitor.endswith(f"/{cfg.data.metric}")
     from embedlab.config import build_specs

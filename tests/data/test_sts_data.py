@@ -114,7 +114,7 @@ def test_invalid_rows_can_be_dropped_and_counted(tmp_path: Path) -> None:
 
 
 def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="(?s)not found.*EMBEDLAB_DATA"):
+    with pytest.raises(DataError, match="(?s)not found.*working directory"):
         load_sts(table_spec(tmp_path / "nope.csv"))
 
 

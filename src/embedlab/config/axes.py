@@ -192,6 +192,7 @@ class RunSettings:
     ckpt_path: str | None = None
     eval_splits: tuple[str, ...] = ("validation", "test")
     save_model: bool = True
+    eval_before_fit: bool = False  # also score the initial model (meta.before_fit)
     n_worst_pairs: int = 20
     embedding_cache: bool = True
     monitor: str = ""

@@ -19,7 +19,7 @@ from embedlab.console import third_party_bars
 from embedlab.data.mlm import MLMCollator, TokenizedTexts, masked_batches, tokenize_texts
 from embedlab.data.resumable import ResumableBatches, ResumableDataLoader, SeededPermutation, resumable_loader
 from embedlab.data.retrieval import RetrievalSet
-from embedlab.data.sts import SPLITS, PairSplit, STSData, STSSpec, load_sts
+from embedlab.data.sts import PairSplit, STSData, STSSpec, load_sts
 from embedlab.errors import DataError
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class PairDataModule(SeededDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
-            self.data = load_sts(self.spec, SPLITS)
+            self.data = load_sts(self.spec)
 
     def split(self, name: str) -> PairSplit:
         self.setup()

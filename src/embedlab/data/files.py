@@ -42,10 +42,12 @@ def data_file(root: str | None, name: str, what: str, fix: str) -> Path:
     if path.parent.is_dir():
         present = sorted(p.name for p in path.parent.iterdir() if p.is_file())
         held = f"The folder holds {len(present)} files ({', '.join(present[:12])}{', ...' * (len(present) > 12)}).\n"
-    raise DataError(
-        f"{what} not found: {path}\n{held}Fix: set the data root with the EMBEDLAB_DATA environment variable or "
-        f"paths.data_dir=..., {fix}"
+    where = (
+        "set the data root with the EMBEDLAB_DATA environment variable or paths.data_dir=..."
+        if root
+        else f"check the path (a relative one is read from the working directory, {Path.cwd()})"
     )
+    raise DataError(f"{what} not found: {path}\n{held}Fix: {where}, {fix}")
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Retrieval sets (BEIR folders, SQuAD, a mock set) and Tatoeba bitext as plain dicts.
+"""Retrieval sets (BEIR folders, SQuAD, your question-passage file, a mock set) and Tatoeba bitext as plain dicts.
 
 ``revision`` is a content fingerprint (loader, parameters, bytes of every file read), so a results
 file records which data produced it. BEIR documents are ``title + " " + text`` (as ST's IR evaluator
@@ -13,12 +13,12 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedlab.data.files import read_jsonl, read_lines
+from embedlab.data.files import data_file, read_jsonl, read_lines, table_rows, under_root
 from embedlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -281,24 +281,92 @@ def mock_retrieval_set() -> RetrievalSet:
     return RetrievalSet("mock", corpus, queries, qrels, answers, revision.hexdigest()[:16], stats=stats)
 
 
+def load_qa_pairs(
+    path: str | os.PathLike[str],
+    columns: Mapping[str, str | int | None] | None = None,
+    *,
+    name: str | None = None,
+    delimiter: str | None = None,
+    has_header: bool = True,
+) -> RetrievalSet:
+    """A CSV / TSV / JSONL file of (question, passage[, answer]) rows as a retrieval set: the corpus is
+    the distinct passages (``p00000``... in first-seen order), each question's relevant document is its
+    passage. A question on several rows is one query with every passage relevant and every answer gold."""
+    cols = {"question": "question", "passage": "passage", "answer": None, **(columns or {})}
+    wanted = [c for c in ("question", "passage", "answer") if cols[c] is not None]
+    p = data_file(
+        None, str(path), "QA pairs file", "or set data.file=<CSV / TSV / JSONL of question, passage rows>."
+    )
+    fix = f"Fix: set data.columns.<{'|'.join(wanted)}> to one of them (data.columns.answer=null: no answers)."
+    by_passage: dict[str, str] = {}  # passage -> its id
+    by_question: dict[str, str] = {}  # question -> its id
+    qrels: dict[str, dict[str, int]] = {}
+    answers: dict[str, list[str]] = {}
+    n_rows = 0
+    rows = table_rows(p, [cols[c] for c in wanted], fix, delimiter=delimiter, has_header=has_header)
+    for values, where in rows:
+        row = dict(zip(wanted, ("" if v is None else str(v).strip() for v in values), strict=True))
+        for col in ("question", "passage"):
+            if not row[col]:
+                raise DataError(
+                    f"{where}: the {col} (column {cols[col]!r}) is empty. Fix: fill or remove the row."
+                )
+        n_rows += 1
+        pid = by_passage.setdefault(row["passage"], f"p{len(by_passage):05d}")
+        qid = by_question.setdefault(row["question"], f"q{len(by_question):05d}")
+        qrels.setdefault(qid, {})[pid] = 1
+        if row.get("answer"):
+            answers.setdefault(qid, []).append(row["answer"])
+    if not n_rows:
+        raise DataError(f"{p} holds no (question, passage) rows{' after its header' * has_header}.")
+    corpus = {pid: text for text, pid in by_passage.items()}
+    queries = {qid: text for text, qid in by_question.items()}
+    gold = {q: list(dict.fromkeys(answers.get(q, []))) for q in queries} if "answer" in wanted else None
+    stats = {"n_rows": n_rows, "n_docs": len(corpus), "n_queries": len(queries)}
+    stats["n_queries_without_answer"] = (
+        sum(not a for a in gold.values()) if gold is not None else len(queries)
+    )
+    params = {"columns": cols, "delimiter": delimiter, "has_header": has_header}
+    revision = _fingerprint("qa_pairs", params, [p])
+    return RetrievalSet(name or p.stem, corpus, queries, qrels, gold, revision, stats=stats)
+
+
 def _beir_format(root: str | os.PathLike[str] | None, split: str, name: str | None) -> RetrievalSet:
     if root is None:
         raise DataError(f"data.format=beir needs data.root (a BEIR folder). {_FIX}")
     return load_beir(root, split, name=name)
 
 
-RETRIEVAL_FORMATS: dict[str, Callable[[Any, str, str | None], RetrievalSet]] = {  # (root, split, name)
-    "beir": _beir_format,
-    "squad_paragraphs": lambda root, split, name: load_squad_paragraphs(root),
-    "squad_questions": lambda root, split, name: load_squad_questions(root),
-    "mock": lambda root, split, name: mock_retrieval_set(),
+def _qa_pairs_format(d: Mapping[str, Any]) -> RetrievalSet:
+    if not d.get("file"):
+        raise DataError(
+            "data=qa_pairs needs data.file=<CSV / TSV / JSONL of question, passage[, answer] rows>."
+        )
+    path = under_root(d.get("root"), str(d["file"]))
+    opts = {"delimiter": d.get("delimiter"), "has_header": bool(d.get("has_header", True))}
+    return load_qa_pairs(path, d.get("columns"), name=d.get("name"), **opts)
+
+
+# (root, split, name, the data section: format-specific keys such as qa_pairs' file and columns)
+RETRIEVAL_FORMATS: dict[str, Callable[[Any, str, str | None, Mapping[str, Any]], RetrievalSet]] = {
+    "beir": lambda root, split, name, d: _beir_format(root, split, name),
+    "squad_paragraphs": lambda root, split, name, d: load_squad_paragraphs(root),
+    "squad_questions": lambda root, split, name, d: load_squad_questions(root),
+    "mock": lambda root, split, name, d: mock_retrieval_set(),
+    "qa_pairs": lambda root, split, name, d: _qa_pairs_format(d),
 }
 
 
 def load_retrieval_set(
-    fmt: str, root: str | os.PathLike[str] | None, *, split: str = "test", name: str | None = None
+    fmt: str,
+    root: str | os.PathLike[str] | None,
+    *,
+    split: str = "test",
+    name: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> RetrievalSet:
-    """Load a retrieval set by format name (what a `data/` config's ``format`` says)."""
+    """Load a retrieval set by format name (what a `data/` config's ``format`` says); ``options``: the
+    rest of the data section (qa_pairs reads ``file``, ``columns``, ``delimiter``, ``has_header``)."""
     if fmt not in RETRIEVAL_FORMATS:
         raise DataError(f"Unknown retrieval data format '{fmt}'. Choose one of {tuple(RETRIEVAL_FORMATS)}.")
-    return RETRIEVAL_FORMATS[fmt](root, split, name)
+    return RETRIEVAL_FORMATS[fmt](root, split, name, options or {})

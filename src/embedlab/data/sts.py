@@ -2,7 +2,8 @@
 
 Formats: ``stsb_tsv`` (the STS Benchmark release: no header, no quoting, score in column 4,
 sentences in 5 and 6), ``table`` (CSV / TSV / JSONL with a column mapping), ``lee`` (gensim's
-Lee ratings, offline), ``hub`` (a Hugging Face dataset). One file is split with ``split_seed``.
+Lee ratings, offline), ``hub`` (a Hugging Face dataset). Files named per split are read whole (only
+``test``: an evaluation set); one ``all`` file is split with ``split_seed`` (a zero fraction: no such split).
 """
 
 from __future__ import annotations
@@ -164,15 +165,16 @@ def validate_rows(rows: list[Row], spec: STSSpec, split: str) -> tuple[list[Row]
 
 
 def _seeded_split(rows: list[Row], fractions: Sequence[float], seed: int) -> dict[str, list[Row]]:
+    """Shuffle with ``seed`` and cut train / validation / test; a split whose fraction is 0 is absent
+    (``[0, 0, 1]``: every row is test)."""
     if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise DataError(f"split_fractions must be three non-negative numbers summing to 1, got {fractions}.")
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     n_train, n_val = round(fractions[0] * len(rows)), round(fractions[1] * len(rows))
     bounds = (0, n_train, n_train + n_val, len(rows))
-    return {
-        k: [rows[i] for i in sorted(order[a:b])] for k, a, b in zip(SPLITS, bounds, bounds[1:], strict=False)
-    }
+    cuts = zip(SPLITS, fractions, bounds, bounds[1:], strict=False)
+    return {k: [rows[i] for i in sorted(order[a:b])] for k, f, a, b in cuts if f > 0}
 
 
 def lee_pairs() -> list[Row]:
@@ -196,29 +198,40 @@ def _raw_splits(spec: STSSpec) -> dict[str, list[Row]]:
         return {split: _read_hub(spec, spec.files.get(split, split)) for split in SPLITS}
     if spec.format not in ("stsb_tsv", "table"):
         raise DataError(f"Unknown data format '{spec.format}'. Choose one of {list(get_args(SourceFormat))}.")
-    if not spec.files:
+    files = {k: v for k, v in spec.files.items() if v}  # sts_file.yaml declares every key, unset ones null
+    if not files:
         raise DataError(
-            f"data '{spec.name}' names no files. Set data.files.{{train,validation,test}} or data.files.all."
+            f"data '{spec.name}' names no files. Set data.files.test=<file> (score every row), "
+            f"data.files.{{train,validation}}=<file> to fine-tune, or data.files.all=<file> (split at random)."
         )
-    if set(spec.files) == {"all"}:
-        return _seeded_split(_read_file(spec, spec.files["all"]), spec.split_fractions, spec.split_seed)
-    unknown = set(spec.files) - set(SPLITS)
+    unknown = set(files) - {"all", *SPLITS}
     if unknown:
         raise DataError(
             f"data.files has unknown splits {sorted(unknown)}; use train, validation, test or all."
         )
-    return {split: _read_file(spec, name) for split, name in spec.files.items()}
+    if "all" in files and len(files) > 1:
+        raise DataError(
+            f"data.files names 'all' and {sorted(set(files) - {'all'})}: give one file to split at random "
+            f"(files.all) or one file per split (files.train / validation / test), not both."
+        )
+    if "all" in files:
+        return _seeded_split(_read_file(spec, files["all"]), spec.split_fractions, spec.split_seed)
+    return {split: _read_file(spec, files[split]) for split in SPLITS if split in files}
 
 
-def load_sts(spec: STSSpec, splits: Sequence[str] = SPLITS) -> STSData:
-    """Read, validate and (if needed) split an STS set."""
+def load_sts(spec: STSSpec, splits: Sequence[str] | None = None) -> STSData:
+    """Read, validate and (if needed) split an STS set: ``splits``, else every split it holds."""
     lo, hi = spec.score_range
     if not lo < hi:
         raise DataError(f"data.score_range must be [low, high] with low < high, got {spec.score_range}.")
     raw = _raw_splits(spec)
+    splits = [s for s in SPLITS if s in raw] if splits is None else splits
     missing = [s for s in splits if s not in raw]
     if missing:
-        raise DataError(f"'{spec.name}' has no split(s) {missing}; it has {sorted(raw)}.")
+        raise DataError(
+            f"'{spec.name}' has no split(s) {missing}; it has {sorted(raw)}. Fix: name a file for each "
+            f"(data.files.train=..., data.files.validation=...) or one data.files.all=... to split at random."
+        )
     out: dict[str, PairSplit] = {}
     dropped: dict[str, int] = {}
     for split in splits:

@@ -98,7 +98,8 @@ def prefetch_poolings(specs: RunSpecs, encoder: Encoder, text_sets: list[tuple[s
 def load_retrieval(specs: RunSpecs, split: str | None = None) -> RetrievalSet:
     """The run's retrieval set: ``split``, else the evaluation split ``data.split``."""
     d = specs.data_cfg
-    return load_retrieval_set(d["format"], d.get("root"), split=split or d["split"], name=d["name"])
+    opts = {"split": split or d["split"], "name": d["name"], "options": d}
+    return load_retrieval_set(d["format"], d.get("root"), **opts)
 
 
 def retrieval_texts(data: RetrievalSet) -> dict[str, list[str]]:

@@ -39,11 +39,14 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
     loggers = [spec.build() for spec in specs.run.loggers]
     exit_code = 1
     try:  # from here on the W&B run exists: the finally block must finish it
-        trainer, module, datamodule, extra = None, None, None, {}
+        trainer, module, datamodule, extra, before = None, None, None, {}, None
         if specs.run.fit:
             datamodule = task.build_datamodule(model)
             module = task.build_module(model)
             trainer = make_trainer(specs, loggers, with_callbacks=True)
+            if specs.run.eval_before_fit and trainer.is_global_zero:  # the same path as after training
+                model.eval()
+                before = task.evaluate(make_encoder(specs, model), []).metrics
             extra = fit(task, trainer, model, module, datamodule, loggers)
         else:
             trainer = make_trainer(specs, loggers, with_callbacks=False)
@@ -59,6 +62,8 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
             if model is not None:  # after evaluate: a task may update the model there (MLM's guard)
                 extra.update(save_model(specs, model, out, result.metrics))
             metrics = result.metrics
+            if before is not None:
+                extra["before_fit"] = before_fit_record(before, metrics, str(specs.data_cfg.get("metric")))
             bounds = {
                 f"{k}/ci95_{end}": v[end] for k, v in result.intervals.items() for end in ("low", "high")
             }
@@ -80,6 +85,20 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
         return metrics, objects | {"task": task, **task.objects()}
     finally:
         finish_wandb(loggers, exit_code)
+
+
+def before_fit_record(before: dict[str, float], after: dict[str, float], metric: str) -> dict[str, Any]:
+    """``meta.before_fit``: every metric of the initial model, and for the headline metric of each scored
+    split its value before and after fine-tuning and the difference (after - before); logged too."""
+    headline = {}
+    for key in sorted(k for k in before.keys() & after.keys() if k.endswith(f"/{metric}")):
+        h = headline[key] = {
+            "before": before[key],
+            "after": after[key],
+            "difference": after[key] - before[key],
+        }
+        log.info("%s: %.4f before fine-tuning -> %.4f after (%+.4f)", key, *h.values())
+    return {"headline": headline, "metrics": before}
 
 
 def make_trainer(specs: RunSpecs, loggers: list[Any], *, with_callbacks: bool) -> Any:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from embedlab.encode.encoder import Encoder
-from embedlab.errors import ConfigError
+from embedlab.errors import ConfigError, DataError
 from embedlab.tasks.base import EvalOutput, Task, cache_counts, register
 from embedlab.tasks.model import prefetch_poolings
+
+log = logging.getLogger(__name__)
 
 SPLIT_KEY = {"train": "train", "validation": "val", "test": "test"}
 
@@ -40,6 +44,13 @@ class STSTask(Task):
         self.datamodule.setup()
 
     def build_datamodule(self, model: Any) -> Any:
+        missing = [x for x in ("train", "validation") if x not in self.datamodule.data.splits]
+        if missing:  # validation picks the checkpoint (the monitor), so fine-tuning needs both
+            raise DataError(
+                f"Fine-tuning on data={self.specs.data_name} needs train and validation pairs; it has no "
+                f"{' or '.join(missing)}. Fix: data.files.train=<file> data.files.validation=<file>, or one "
+                f"data.files.all=<file> to split, or score the file only with evaluate.py data.files.test=<file>."
+            )
         return self.datamodule
 
     def objects(self) -> dict[str, Any]:
@@ -59,9 +70,15 @@ class STSTask(Task):
         from embedlab.tracking.per_query import PER_QUERY_FILE, write_per_query
 
         s, data, cache = self.specs, self.datamodule.data, encoder.cache
-        prefetch_poolings(s, encoder, [("sentences", split_texts(data.splits[x])) for x in s.run.eval_splits])
+        splits = scored_splits(s.run.eval_splits, data)
+        prefetch_poolings(s, encoder, [("sentences", split_texts(data.splits[x])) for x in splits])
         pca, fit = None, encoder.replace(cache=type(cache)(cache.root))  # counted apart: not the scored texts
         if s.dimension.pca_dims:
+            if "train" not in data.splits:
+                raise DataError(
+                    f"dimension={s.dimension.name} fits PCA on the train split; data={s.data_name} has none. "
+                    f"Fix: data.files.train=<file>, or dimension=full / a truncation."
+                )
             prefetch_poolings(s, fit, [("sentences", split_texts(data.splits["train"]))])
             pca = fit_sts_pca(fit, data.splits["train"], s.dimension.pca_dims[0], dataset=s.data_name)
         pairs = {k: len(v) for k, v in data.splits.items()}
@@ -69,7 +86,7 @@ class STSTask(Task):
         out = EvalOutput({}, data_meta=meta | {"dropped_invalid": dict(data.dropped)})
         dims, precisions = list(s.dimension.truncate_dims), [s.precision.embeddings]
         pair_rows: list[dict[str, Any]] = []
-        for split in s.run.eval_splits:
+        for split in splits:
             prefix = f"{SPLIT_KEY[split]}/{s.data_name}"
             n_worst = s.run.n_worst_pairs
             result = evaluate_sts(
@@ -96,13 +113,28 @@ class STSTask(Task):
         if pair_rows:  # per pair: gold score and each cell's predicted similarity (the report's tests)
             write_per_query(Path(s.run.output_dir) / PER_QUERY_FILE, pair_rows)
             out.files = {"per_query": PER_QUERY_FILE}
-        keys = [f"{SPLIT_KEY[x]}/{s.data_name}" for x in s.run.eval_splits]
+        keys = [f"{SPLIT_KEY[x]}/{s.data_name}" for x in splits]
         prefix = next((k for k in keys if s.run.monitor.startswith(f"{k}/")), keys[0] if keys else None)
         if prefix is not None:
             out.metrics.update(cache_counts(prefix, cache))
             if pca is not None:
                 out.metrics[f"{prefix}/n_pca_fit_texts_encoded"] = float(fit.cache.stats.n_encoded)
         return out
+
+
+def scored_splits(eval_splits: Sequence[str], data: Any) -> list[str]:
+    """The splits of ``eval_splits`` the data holds: a set with only a test file scores test (a log line
+    names the rest); none of them is an error."""
+    splits = [x for x in eval_splits if x in data.splits]
+    skipped = [x for x in eval_splits if x not in data.splits]
+    if not splits:
+        raise DataError(
+            f"eval_splits={list(eval_splits)} but data '{data.name}' holds only {sorted(data.splits)}. "
+            f"Fix: eval_splits=[{','.join(data.splits)}], or name a file for each split (data.files.<split>=...)."
+        )
+    if skipped:
+        log.info("Scoring %s: data '%s' has no %s split", splits, data.name, " or ".join(skipped))
+    return splits
 
 
 def log_worst_pairs(loggers: list[Any], key: str, rows: list[dict[str, Any]]) -> None:
