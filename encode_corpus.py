@@ -15,9 +15,13 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from embedlab.jobs import encode_corpus_job  # heavy imports stay out of `--help`
+    from embedlab.jobs import encode_corpus_job, exit_on_user_error  # heavy imports stay out of `--help`
 
-    encode_corpus_job(cfg, list(HydraConfig.get().overrides.task))
+    try:
+        encode_corpus_job(cfg, list(HydraConfig.get().overrides.task))
+    except Exception as exc:  # a known user error: one message and its exit code, no traceback
+        exit_on_user_error(exc)
+        raise
 
 
 if __name__ == "__main__":

@@ -145,7 +145,9 @@ def test_evaluate_run_records_int8_weights(make_cfg, tmp_path: Path) -> None:
 
     fp32, int8 = run("fp32"), run("int8")
     assert int8["meta"]["config"]["weights"]["name"] == "int8"
-    assert int8["meta"]["weights"]["precision"] == "int8" and int8["meta"]["weights"]["n_int8_linear"] == 36
+    assert (
+        int8["meta"]["weights"]["precision"] == "int8" and int8["meta"]["weights"]["n_int8_linear"] == 37
+    )  # 36 + the kept (frozen) pooler
     assert "weights" not in fp32["meta"]
     key = "test/lee/spearman_cosine"
     assert abs(int8["metrics"][key] - fp32["metrics"][key]) < 0.02, (

@@ -138,9 +138,5 @@ def encode_corpus_job(cfg: DictConfig, overrides: list[str] | None = None) -> di
     from embedlab.tasks.encode_corpus import ShardSettings, encode_corpus
 
     keys = ShardSettings.__dataclass_fields__
-    try:
-        shard = ShardSettings(**{k: cfg[k] for k in keys if k in cfg})
-        return encode_corpus(checked_specs(cfg), shard, overrides)
-    except EmbedlabError as exc:
-        exit_on_user_error(exc)
-        raise
+    shard = ShardSettings(**{k: cfg[k] for k in keys if k in cfg})
+    return encode_corpus(checked_specs(cfg), shard, overrides)
