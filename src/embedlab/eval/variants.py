@@ -57,7 +57,7 @@ class Cell:
     @property
     def storage(self) -> Cell:
         """The same vectors without the index: what the bytes per vector are measured on."""
-        return replace(self, index=None)
+        return replace(self, index=None, fusion=None)
 
     @property
     def axes(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -108,7 +108,7 @@ def costs_of(job: JobRecord) -> dict[str, float]:
     index stores the vectors alone: at a lower precision its float32 size scales by bytes per vector."""
     names = {k.split("/", 2)[-1]: v for k, v in job.metrics.items()}
     cells = job.deployed or [Cell()]
-    index = next((c for c in cells if c.index), None)
+    index = next((replace(c, fusion=None) for c in cells if c.index), None)  # a hybrid pays its index
     storage = next((c for c in cells if not c.index), index.storage if index else Cell())
     stored = names.get(storage.bytes_key, math.nan)
     if index is None:

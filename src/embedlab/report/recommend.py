@@ -104,13 +104,14 @@ def _quality_text(r: CellRow) -> str:
 
 
 def cost_order(r: CellRow) -> tuple[float, ...]:
-    """Cheapest first: highest encode throughput, then lowest index memory, then lowest p50 latency
-    (an unmeasured cost sorts last), then the quality rank."""
+    """Cheapest first: highest encode throughput, then lowest index memory, then lowest p50 latency,
+    then smallest stored vector (an unmeasured cost sorts last), then the quality rank."""
 
     def last(v: float) -> float:
         return v if math.isfinite(v) else math.inf
 
-    return (last(-r.throughput), last(r.memory_mb), last(r.latency_ms), float(r.rank or 0))
+    costs = (-r.throughput, r.memory_mb, r.latency_ms, r.bytes_per_vector)
+    return (*map(last, costs), float(r.rank or 0))
 
 
 def _cost_text(r: CellRow) -> str:
@@ -141,7 +142,8 @@ def _pick_text(
         text = (
             f"Rule: among the {len(meeting)} of {n} configurations that meet the budget ({budget.describe()}), take those "
             f"statistically tied with the best ({test} test against it on {units}, Holm-corrected, alpha 0.05) "
-            f"and recommend the cheapest (highest encode throughput, then lowest index memory, then lowest latency). "
+            "and recommend the cheapest (highest encode throughput, then lowest index memory, then lowest latency, "
+            "then smallest stored vector). "
             f"{sum(1 for r in meeting if r.tied)} are tied. Use {pick.describe()}: {_quality_text(pick)}; cost: {_cost_text(pick)}."
         )
         if not any(r.tied for r in meeting):
