@@ -78,11 +78,16 @@ class PairDataModule(SeededDataModule):
         return list(zip(split.sentence1, split.sentence2, split.normalized_scores(), strict=True))
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        # Its own generator: iterating a loader never draws from the global torch RNG (dropout masks)
+        # Its own generator: iterating a loader never draws from the global torch RNG (dropout masks).
+        # Keywords only: under DDP Lightning re-creates the loader from its keyword arguments.
         size, generator = self.batch_size if shuffle else self.eval_batch_size, torch.Generator()
         opts = {"collate_fn": collate_pairs, "num_workers": self.num_workers}
         return DataLoader(
-            self._pairs(name), size, shuffle, generator=generator.manual_seed(self.seed), **opts
+            self._pairs(name),
+            batch_size=size,
+            shuffle=shuffle,
+            generator=generator.manual_seed(self.seed),
+            **opts,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -91,6 +91,13 @@ def pareto_panels(rows: Sequence[CellRow], front: str) -> ParetoPanels:
         )
         panels.setdefault(title, []).append(point)
         ylabels.setdefault(title, r.quality_key or "quality")
+    for title, pts in panels.items():  # a panel's labels name only what varies within that panel
+        parts = [p.label.split(", ") for p in pts]
+        shared = set.intersection(*map(set, parts)) if len(pts) > 1 else set()
+        short = [
+            ", ".join(x for x in ps if x not in shared) or p.label for p, ps in zip(pts, parts, strict=True)
+        ]
+        panels[title] = [p._replace(label=label) for p, label in zip(pts, short, strict=True)]
     return ParetoPanels(panels, f"{cost.name} ({cost.unit})", ylabels, cost.larger_is_better)
 
 
