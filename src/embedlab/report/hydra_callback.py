@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import logging
 import traceback
 from dataclasses import dataclass, field
@@ -25,9 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def planned_overrides(multirun_dir: str | Path) -> list[list[str]] | None:
-    """Every job a basic-sweeper multirun planned (``multirun.yaml`` expanded as the sweeper does:
-    cartesian product, first override slowest), so a killed sweep lists its never-started jobs.
-    None for adaptive sweepers (Optuna, ...), which have no plan."""
+    """Every job a multirun planned, so a killed sweep lists its never-started jobs: the axis-aware
+    sweeper's ``sweep_plan.json``, else ``multirun.yaml`` expanded as Hydra's basic sweeper does
+    (cartesian product, first override slowest). None for adaptive sweepers (Optuna, ...)."""
+    plan = Path(multirun_dir) / "sweep_plan.json"
+    if plan.is_file():
+        return [list(job) for job in json.loads(plan.read_text())]
     conf = load_yaml(Path(multirun_dir) / "multirun.yaml")
     sweeper = get(conf, "hydra", "sweeper", default={}) or {}
     if "BasicSweeper" not in str(sweeper.get("_target_", "")):

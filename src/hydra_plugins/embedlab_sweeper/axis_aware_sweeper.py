@@ -7,8 +7,10 @@ drops the overrides of those axes for such a model (the job runs with the group 
 ignores) and launches each remaining distinct job once, in the basic sweeper's order.
 """
 
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -16,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.types import Override
 
 log = logging.getLogger(__name__)
+PLAN_FILE = "sweep_plan.json"  # read by embedlab.report.hydra_callback.planned_overrides
 
 
 @dataclass
@@ -59,8 +62,17 @@ class AxisAwareSweeper(BasicSweeper):
             skipped = {m: axes for m, axes in ignored_by_model.items() if axes}
             log.info("sweep: %d jobs -> %d distinct (%s)", len(jobs), len(kept), _describe(skipped))
         unique = list(kept.values())
+        self._write_plan(unique)
         size = max_batch_size or len(unique) or 1
         return [unique[i : i + size] for i in range(0, len(unique), size)]
+
+    def _write_plan(self, jobs: list[list[str]]) -> None:
+        """``<sweep dir>/sweep_plan.json``: the jobs this sweep launches, in order (job i = line i), so
+        the report can list a job that never started or was killed before writing anything."""
+        assert self.config is not None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PLAN_FILE).write_text(json.dumps(jobs, indent=1) + "\n")
 
     def _ignored_axes(self, job: list[str]) -> list[str]:
         """The axes the job's model declares it ignores, read from the job's composed config."""
