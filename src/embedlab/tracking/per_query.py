@@ -20,7 +20,7 @@ RUN_FILE = "run.trec"
 
 
 def write_per_query(path: Path, rows: Iterable[Mapping[str, object]]) -> Path:
-    """Rows with the same keys (``cell``, ``id``, then values) as gzip CSV; floats at 6 decimals."""
+    """Rows with the same keys (``cell``, ``id``, then values) as gzip CSV; floats to 9 significant digits (float32 exact)."""
     rows = list(rows)
     if not rows:
         raise ValueError("write_per_query: no rows")
@@ -29,7 +29,7 @@ def write_per_query(path: Path, rows: Iterable[Mapping[str, object]]) -> Path:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+            writer.writerow({k: f"{v:.9g}" if isinstance(v, float) else v for k, v in row.items()})
     return path
 
 
