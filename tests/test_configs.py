@@ -18,6 +18,8 @@ GROUPS = [
     "weights",
     "quantization",
     "index",
+    "fusion",
+    "bm25",
     "objective",
     "data",
     "trainer",
@@ -56,6 +58,7 @@ def test_every_option_composes(make_cfg, group: str, option: str, task: str) -> 
     if cfg.data.task == "sts":
         assert specs.data.name == cfg.data.name
     assert (specs.index.spec is None) == (not cfg.get("index") or not cfg.index.get("kind"))
+    assert (specs.fusion is None) == (cfg.fusion.name == "none") and specs.bm25.k1 == cfg.bm25.k1
 
 
 def test_monitor_is_named_once() -> None:

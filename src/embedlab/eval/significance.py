@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 CorrelationName = str  # "spearman" | "pearson"
+RESAMPLES = 1000  # bootstrap resamples: every interval and the STS paired test
+PERMUTATIONS = 10_000  # randomization-test permutations (p resolution 1e-4)
 _CHUNK = 2000  # resamples per vectorised block: bounds memory at _CHUNK x n floats
 
 
@@ -60,7 +61,7 @@ def _interval(value: float, stats: np.ndarray, n: int, level: float, seed: int) 
     return Interval(float(value), float(low), float(high), n, len(stats), level, seed)
 
 
-def mean_interval(values, *, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Interval:
+def mean_interval(values, *, resamples: int = RESAMPLES, level: float = 0.95, seed: int = 0) -> Interval:
     """Interval of a mean over per-query values (nDCG@10 of each query, ...)."""
     v = _check(values, "mean_interval")
     stats = np.concatenate([v[idx].mean(axis=1) for idx in _resample_blocks(len(v), resamples, seed)])
@@ -80,12 +81,14 @@ def _resampled_corr(method: CorrelationName) -> Callable[[np.ndarray, np.ndarray
     if method == "pearson":
         return _row_corr
     if method == "spearman":
+        from scipy.stats import rankdata  # scipy.stats costs ~0.5 s to import: only when ranking
+
         return lambda g, p: _row_corr(rankdata(g, axis=1), rankdata(p, axis=1))
     raise ValueError(f"correlation must be 'spearman' or 'pearson', got {method!r}")
 
 
 def correlation_interval(
-    gold, predicted, method: CorrelationName = "spearman", *, resamples: int = 1000, level=0.95, seed=0
+    gold, predicted, method: CorrelationName = "spearman", *, resamples: int = RESAMPLES, level=0.95, seed=0
 ) -> Interval:
     """Interval of an STS correlation, resampling (gold, predicted) pairs together."""
     g, p = _check(gold, "gold scores"), _check(predicted, "predicted similarities")
@@ -97,7 +100,7 @@ def correlation_interval(
     return _interval(value, stats[np.isfinite(stats)], len(g), level, seed)
 
 
-def randomization_test(a, b, *, permutations: int = 10_000, seed: int = 0) -> float:
+def randomization_test(a, b, *, permutations: int = PERMUTATIONS, seed: int = 0) -> float:
     """Two-sided p-value of Fisher's paired randomization test on per-query values ``a`` vs ``b``.
 
     Under H0 the two systems' values of each query are exchangeable, so each permutation swaps
@@ -121,7 +124,7 @@ def randomization_test(a, b, *, permutations: int = 10_000, seed: int = 0) -> fl
 
 
 def correlation_test(
-    gold, predicted_a, predicted_b, method: CorrelationName = "spearman", *, resamples=10_000, seed=0
+    gold, predicted_a, predicted_b, method: CorrelationName = "spearman", *, resamples=RESAMPLES, seed=0
 ) -> float:
     """Two-sided p-value that two systems' correlations with the same gold scores differ.
 
@@ -163,7 +166,7 @@ def per_query_intervals(
     per_query: dict[str, dict[str, dict[str, float]]],
     metrics: tuple[str, ...] = INTERVAL_METRICS,
     *,
-    resamples: int = 1000,
+    resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> dict[str, Interval]:
     """``{metric + cell tag: Interval}`` from ``{cell tag: {query id: {metric: value}}}``: each interval

@@ -29,8 +29,6 @@ from embedlab.tracking.per_query import PER_QUERY_FILE, read_per_query
 log = logging.getLogger(__name__)
 
 ALPHA = 0.05  # family-wise error rate of the "tied with the best" verdicts of one dataset
-RESAMPLES = 1000  # bootstrap resamples (intervals, STS tests)
-PERMUTATIONS = 10_000  # randomization-test permutations (retrieval)
 CORRELATIONS = {"spearman_cosine": "spearman", "pearson_cosine": "pearson"}
 
 
@@ -51,10 +49,10 @@ class Units:
         ids = sorted(self.values)
         v = np.array([self.values[i] for i in ids])
         if self.gold is None:
-            iv = mean_interval(v, resamples=RESAMPLES, seed=self.seed)
+            iv = mean_interval(v, seed=self.seed)
         else:
             g = np.array([self.gold[i] for i in ids])
-            iv = correlation_interval(g, v, self.method or "spearman", resamples=RESAMPLES, seed=self.seed)
+            iv = correlation_interval(g, v, self.method or "spearman", seed=self.seed)
         return iv.low, iv.high
 
 
@@ -70,10 +68,9 @@ def load_units(jobs: list[JobRecord], key: str | None, tag: str) -> Units | None
         return None
     seed = jobs[0].seed or 0
     if metric in CORRELATIONS:  # STS: the first seed's predictions (an average would be an ensemble)
-        gold = read_per_query(files[0], tag, "gold", split)
-        predicted = read_per_query(files[0], tag, "predicted", split)
+        gold, predicted = read_per_query(files[0], tag, ("gold", "predicted"), split)
         return Units(predicted, gold, CORRELATIONS[metric], seed) if len(predicted) > 1 else None
-    runs = [read_per_query(f, tag, metric) for f in files]
+    runs = [read_per_query(f, tag, (metric,))[0] for f in files]
     shared = set(runs[0]).intersection(*runs[1:])
     values = {q: float(np.mean([r[q] for r in runs])) for q in shared}
     return Units(values, seed=seed) if len(values) > 1 else None
@@ -85,11 +82,9 @@ def paired_p(best: Units, other: Units) -> tuple[float, int]:
     a = np.array([best.values[i] for i in ids])
     b = np.array([other.values[i] for i in ids])
     if best.gold is None or other.gold is None:
-        return randomization_test(a, b, permutations=PERMUTATIONS, seed=best.seed), len(ids)
+        return randomization_test(a, b, seed=best.seed), len(ids)
     gold = np.array([best.gold[i] for i in ids])
-    return correlation_test(gold, a, b, best.method or "spearman", resamples=RESAMPLES, seed=best.seed), len(
-        ids
-    )
+    return correlation_test(gold, a, b, best.method or "spearman", seed=best.seed), len(ids)
 
 
 def mark_ties(ranked: list) -> None:

@@ -21,9 +21,6 @@ from embedlab.eval.significance import (
 )
 from embedlab.tracking.per_query import PER_QUERY_FILE, RUN_FILE, write_per_query, write_trec_run
 
-RESAMPLES = 1000  # bootstrap resamples per interval
-PERMUTATIONS = 10_000  # randomization-test permutations
-
 
 def retrieval_record(
     prefix: str, result: Any, data: Any, out_dir: Path, *, headline: str, seed: int
@@ -48,7 +45,7 @@ def retrieval_record(
             out_dir / RUN_FILE, query_ids, data.doc_ids, judged_ranking, f"embedlab{run_tag or '@exact'}"
         )
         files |= {"run": RUN_FILE, "run_cell": run_tag}
-    intervals = per_query_intervals(result.per_query, metrics, resamples=RESAMPLES, seed=seed)
+    intervals = per_query_intervals(result.per_query, metrics, seed=seed)
     record: dict[str, Any] = {
         "intervals": {f"{prefix}/{k}": iv.as_dict() for k, iv in intervals.items()},
         "files": files,
@@ -69,7 +66,7 @@ def paired_p(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]], met
     """Randomization-test p-value of ``metric`` between two systems' per-query values (shared queries)."""
     shared = sorted(q for q in a if q in b and metric in a[q] and metric in b[q])
     x, y = (np.array([v[q][metric] for q in shared]) for v in (a, b))
-    p = randomization_test(x, y, permutations=PERMUTATIONS, seed=seed)
+    p = randomization_test(x, y, seed=seed)
     return {
         "p_value": p,
         "n": len(shared),
@@ -85,7 +82,7 @@ def sts_record(
     intervals = {}
     for tag, predicted in predictions.items():
         for method in ("spearman", "pearson"):
-            iv = correlation_interval(gold, predicted, method, resamples=RESAMPLES, seed=seed)
+            iv = correlation_interval(gold, predicted, method, seed=seed)
             intervals[f"{prefix}/{method}_cosine{tag}"] = iv.as_dict()
     rows = [
         {"cell": tag, "split": split, "id": i, "gold": float(g), "predicted": float(p)}

@@ -33,14 +33,19 @@ def write_per_query(path: Path, rows: Iterable[Mapping[str, object]]) -> Path:
     return path
 
 
-def read_per_query(path: Path, cell: str, column: str, split: str | None = None) -> dict[str, float]:
-    """``column`` of one cell's rows (of ``split``, for STS files), keyed by query (or pair) id."""
+def read_per_query(
+    path: Path, cell: str, columns: Sequence[str], split: str | None = None
+) -> list[dict[str, float]]:
+    """Each of ``columns`` for one cell's rows (of ``split``, for STS files), keyed by query (or pair)
+    id, from one pass over the file; a row missing a column's value is left out of that column."""
+    out: list[dict[str, float]] = [{} for _ in columns]
     with gzip.open(path, "rt", newline="") as f:
-        return {
-            r["id"]: float(r[column])
-            for r in csv.DictReader(f)
-            if r["cell"] == cell and r.get(column) and (split is None or r.get("split") == split)
-        }
+        for r in csv.DictReader(f):
+            if r["cell"] == cell and (split is None or r.get("split") == split):
+                for values, column in zip(out, columns, strict=True):
+                    if r.get(column):
+                        values[r["id"]] = float(r[column])
+    return out
 
 
 def write_trec_run(
