@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,3 +82,14 @@ def make_cfg(tmp_path: Path) -> ComposeFn:
         return cfg
 
     return _make
+
+
+@pytest.fixture
+def slurm() -> None:
+    """A running SLURM for the cluster tests, or a skip with the reason (slurm/setup_local_slurm.sh)."""
+    if shutil.which("sinfo") is None:
+        pytest.skip("sinfo not found: no SLURM on this machine (bash slurm/setup_local_slurm.sh starts one)")
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    states = proc.stdout.split()
+    if proc.returncode != 0 or not any(s.rstrip("*~#") in {"idle", "mixed", "allocated"} for s in states):
+        pytest.skip(f"SLURM has no usable node (sinfo: {states or proc.stderr.strip()})")

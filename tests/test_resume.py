@@ -125,12 +125,12 @@ def _straight_and_killed(cmd, tmp_path: Path) -> tuple[Path, Path, subprocess.Po
     log = (tmp_path / "straight.log").open("w")
     reference = subprocess.Popen(cmd(straight), cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     victim = subprocess.Popen(cmd(killed), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
+                              stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    victim.send_signal(signal.SIGKILL)
+    os.killpg(victim.pid, signal.SIGKILL)  # with every DDP rank it started
     assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     return straight, killed, reference, last
 
@@ -169,6 +169,37 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> 
         json.loads((d / "results.json").read_text())["meta"]["train"]["steps"] for d in (straight, killed)
     ]
     assert meta == [2 * STEPS_PER_EPOCH] * 2
+
+
+@pytest.mark.slow
+def test_ddp_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    """Two gloo ranks on CPU: each rank's data position and RNG go into the checkpoint, so the resumed
+    run sees the same per-rank batches and ends where the uninterrupted one does."""
+    from embedlab.models.tiny import build_tiny_model
+
+    build_tiny_model("bert", max_seq_length=64)
+    ddp = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    straight, killed, reference, last = _straight_and_killed(lambda d, *e: _train_cmd(d, *ddp, *e), tmp_path)
+
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    ranks = ckpt["embedlab_ranks"]
+    assert [len(r["loaders"]) for r in ranks] == [1, 1]
+    positions = [r["loaders"][0] for r in ranks]
+    per_rank_steps = STEPS_PER_EPOCH // 2 + 1  # 100 pairs a rank in batches of 8
+    assert (
+        positions[0]["batches_done"] == positions[1]["batches_done"] == ckpt["global_step"] < per_rank_steps
+    )
+    assert all(p["world_size"] == 2 and p["epoch"] == 0 for p in positions)
+    assert all({"torch", "numpy", "python"} <= set(r["rng"]) for r in ranks)
+
+    resumed = subprocess.run(_train_cmd(killed, *ddp, "ckpt_path=last"), cwd=ROOT, env=_env(),
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert reference.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+    a, b = _metrics(straight), _metrics(killed)
+    assert a.keys() == b.keys() and "test/lee/spearman_cosine" in a
+    for key in a:
+        assert b[key] == pytest.approx(a[key], abs=1e-6), key
 
 
 MLM_ARGS = (
@@ -238,3 +269,42 @@ def test_missing_checkpoint_path_is_a_clear_error(make_cfg, tmp_path: Path) -> N
     )
     with pytest.raises(ConfigError, match="no such checkpoint file"):
         train(cfg)
+
+
+def test_ddp_ranks_get_disjoint_shards_of_the_seeded_order() -> None:
+    """Under DDP each rank batches its own stride of the (seed, epoch) order, padded like
+    DistributedSampler: together the ranks cover every item, and every rank takes the same number of steps."""
+    data = list(range(23))
+    loaders = [resumable_loader(data, len(data), 4, seed=5, rank=r, world=2) for r in range(2)]
+    for epoch in (0, 3):
+        for dl in loaders:
+            dl.batch_sampler.set_epoch(epoch)
+        seen = [[i for b in _batches(dl) for i in b] for dl in loaders]
+        order = SeededPermutation(23, seed=5).order(epoch)
+        assert seen == [(order + order[:1])[r::2] for r in range(2)]
+        assert len(loaders[0]) == len(loaders[1]) == 3
+    from torch.utils.data import DistributedSampler
+
+    assert isinstance(loaders[1].sampler, DistributedSampler)  # Lightning injects no sampler of its own
+    assert not isinstance(resumable_loader(data, 23, 4, seed=5).sampler, DistributedSampler)
+
+
+def test_ddp_packed_batches_keep_ranks_in_step_and_resume() -> None:
+    from embedlab.data.datamodules import NoDuplicateBatches, RankingExample
+
+    shared = [f"shared {i % 3}" for i in range(40)]  # repeated positives force extra batches
+    examples = [RankingExample(query=f"q{i}", positive=shared[i], negatives=()) for i in range(40)]
+    ranks = []
+    for rank in range(2):
+        batches = NoDuplicateBatches(examples, 8, seed=2)
+        batches.shard(rank, 2)
+        batches.set_epoch(1)
+        ranks.append(batches.batches())
+    assert len(ranks[0]) == len(ranks[1]) > 0
+    loader = ResumableDataLoader(examples, NoDuplicateBatches(examples, 8, seed=2), collate_fn=list)
+    loader.batch_sampler.shard(1, 2)
+    loader.load_state_dict({"epoch": 1, "batches_done": 2, **loader._run_identity()})
+    loader.batch_sampler.set_epoch(1)
+    assert [[e.query for e in b] for b in loader] == [[examples[i].query for i in b] for b in ranks[1][2:]]
+    with pytest.raises(ValueError, match="DDP processes"):
+        loader.load_state_dict({"epoch": 1, "batches_done": 2, **loader._run_identity(), "world_size": 4})

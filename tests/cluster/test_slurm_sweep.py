@@ -11,7 +11,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import fields
@@ -158,19 +157,10 @@ def test_optuna_search_runs_trials(tmp_path: Path) -> None:
     assert len(list(sweep_dir.glob("*/results.json"))) == 2
 
 
-def slurm_or_skip() -> None:
-    if shutil.which("sinfo") is None:
-        pytest.skip("sinfo not found: no SLURM on this machine (bash slurm/setup_local_slurm.sh starts one)")
-    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
-    states = proc.stdout.split()
-    if proc.returncode != 0 or not any(s.rstrip("*~#") in {"idle", "mixed", "allocated"} for s in states):
-        pytest.skip(f"SLURM has no usable node (sinfo: {states or proc.stderr.strip()})")
-
-
 @pytest.mark.cluster
+@pytest.mark.usefixtures("slurm")
 def test_sweep_through_slurm_runs_ddp_jobs(tmp_path: Path) -> None:
     """Two jobs, each an sbatch array task with 2 srun tasks = 2 DDP ranks on CPU."""
-    slurm_or_skip()
     sweep_dir = tmp_path / "sweep"
     run_train(
         "-m", "hydra/launcher=submitit_slurm_cpu",

@@ -41,8 +41,15 @@ class SeededDataModule(L.LightningDataModule):
     def resumable(self, items: list[Any], collate_fn: Any) -> ResumableDataLoader:
         """Shuffled training batches in a seeded ``DataLoader(shuffle=True)``'s order (recorded runs keep
         theirs), resumable mid-epoch."""
-        opts = {"collate_fn": collate_fn, "num_workers": self.num_workers}
+        opts = {"collate_fn": collate_fn, "num_workers": self.num_workers, **self.rank_and_world()}
         return resumable_loader(items, len(items), self.batch_size, self.seed, **opts)
+
+    def rank_and_world(self) -> dict[str, int]:
+        """This process's DDP rank and the world size (0 and 1 outside a trainer)."""
+        trainer = self.trainer
+        return (
+            {"rank": trainer.global_rank, "world": trainer.world_size} if trainer else {"rank": 0, "world": 1}
+        )
 
 
 def collate_pairs(items: Sequence[tuple[str, str, float]]) -> dict[str, object]:
@@ -91,9 +98,6 @@ class PairDataModule(SeededDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Under DDP Lightning's DistributedSampler needs a plain loader: a resume restarts the epoch."""
-        if self.trainer is not None and self.trainer.world_size > 1:
-            return self._loader("train", shuffle=True)
         return self.resumable(self._pairs("train"), collate_pairs)
 
     def val_dataloader(self) -> DataLoader:
@@ -197,9 +201,6 @@ class NoDuplicateBatches(ResumableBatches):
             order = rest
         return out
 
-    def __len__(self) -> int:
-        return len(self.batches())  # duplicates can force more than ceil(n / batch_size) batches
-
 
 def collate_ranking(items: Sequence[RankingExample]) -> dict[str, Any]:
     n_neg = min(len(e.negatives) for e in items)  # a rectangular batch: (B, 1 + n_neg) candidates
@@ -221,6 +222,7 @@ class RankingDataModule(SeededDataModule):
 
     def train_dataloader(self) -> DataLoader:
         batches = NoDuplicateBatches(self.examples, self.batch_size, self.seed)
+        batches.shard(**self.rank_and_world())
         return ResumableDataLoader(self.examples, batch_sampler=batches, collate_fn=collate_ranking)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 Pack = Callable[[list[int]], list[list[int]]]  # one epoch's index order -> its batches
 
@@ -53,6 +53,28 @@ class SeededPermutation(Sampler[int]):
         return self.n
 
 
+class RankShard(DistributedSampler):
+    """One DDP rank's share of a :class:`SeededPermutation`'s epoch order, padded and strided as
+    ``DistributedSampler`` does, so the per-rank order is a function of (seed, epoch, rank, world) and a
+    resume replays it. Being a ``DistributedSampler``, Lightning sees the loader as sharded already."""
+
+    def __init__(self, permutation: SeededPermutation, rank: int, world: int) -> None:
+        super().__init__(range(len(permutation)), num_replicas=world, rank=rank, shuffle=False)
+        self.permutation, self.seed = permutation, permutation.seed
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.permutation.set_epoch(epoch)
+
+    def order(self, epoch: int | None = None, rank: int | None = None) -> list[int]:
+        order = self.permutation.order(self.epoch if epoch is None else epoch)
+        order += order[: self.total_size - len(order)]
+        return order[self.rank if rank is None else rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order())
+
+
 class ResumableBatches(Sampler[list[int]]):
     """Batches of indices in ``sampler``'s order; ``pack`` turns an epoch's order into batches (default:
     ``batch_size`` chunks). The next iteration only skips ``start`` batches (set by the loader on resume)."""
@@ -60,9 +82,17 @@ class ResumableBatches(Sampler[list[int]]):
     def __init__(self, sampler: SeededPermutation, batch_size: int, pack: Pack | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        self.sampler, self.batch_size = sampler, int(batch_size)
-        self.pack = pack or self._chunks
-        self.start = 0
+        self.sampler: SeededPermutation | RankShard = sampler
+        self.batch_size, self.pack, self.start = int(batch_size), pack, 0
+
+    def shard(self, rank: int, world: int) -> None:
+        """Under DDP: from now on, batches of rank ``rank``'s share of every epoch (see RankShard)."""
+        if world > 1:
+            self.sampler = RankShard(self.sampler, rank, world)  # type: ignore[arg-type]
+
+    @property
+    def world(self) -> int:
+        return getattr(self.sampler, "num_replicas", 1)
 
     def _chunks(self, order: list[int]) -> list[list[int]]:
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
@@ -75,14 +105,23 @@ class ResumableBatches(Sampler[list[int]]):
         return self.sampler.epoch
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
-        return self.pack(self.sampler.order(epoch))
+        if self.pack is None:
+            return self._chunks(self.sampler.order(epoch))
+        mine = self.pack(self.sampler.order(epoch))
+        if isinstance(self.sampler, RankShard):  # a packing may give ranks unequal counts: DDP steps together
+            return mine[: min(len(self.pack(self.sampler.order(epoch, r))) for r in range(self.world))]
+        return mine
 
     def __iter__(self) -> Iterator[list[int]]:
         start, self.start = self.start, 0
         yield from self.batches()[start:]
 
     def __len__(self) -> int:
-        return (len(self.sampler) + self.batch_size - 1) // self.batch_size
+        return (
+            (len(self.sampler) + self.batch_size - 1) // self.batch_size
+            if self.pack is None
+            else len(self.batches())
+        )
 
 
 class ResumableDataLoader(DataLoader):
@@ -94,6 +133,16 @@ class ResumableDataLoader(DataLoader):
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
         self._epoch, self._done = 0, 0
         self._resume: tuple[int, int] | None = None
+
+    @property  # type: ignore[override]
+    def sampler(self) -> Any:
+        """This rank's RankShard under DDP (Lightning then injects no sampler of its own), else torch's."""
+        shard = getattr(getattr(self, "batch_sampler", None), "sampler", None)
+        return shard if isinstance(shard, RankShard) else self._plain_sampler
+
+    @sampler.setter
+    def sampler(self, value: Any) -> None:  # DataLoader.__init__ sets it
+        self._plain_sampler = value
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         # A generator: the body runs at the first next(), after Lightning's set_epoch.
@@ -110,7 +159,8 @@ class ResumableDataLoader(DataLoader):
 
     def _run_identity(self) -> dict[str, int]:
         b: ResumableBatches = self.batch_sampler  # type: ignore[assignment]
-        return {"seed": b.sampler.seed, "n_items": len(b.sampler), "batch_size": b.batch_size}
+        identity = {"seed": b.sampler.seed, "n_items": len(b.sampler), "batch_size": b.batch_size}
+        return identity | ({"world_size": b.world} if b.world > 1 else {})
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epoch": self._epoch, "batches_done": self._done, **self._run_identity()}
@@ -121,6 +171,7 @@ class ResumableDataLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         what = {"seed": "seed", "n_items": "training examples", "batch_size": "data.batch_size"}
+        what["world_size"] = "DDP processes (trainer.devices x trainer.num_nodes)"
         for key, value in self._run_identity().items():
             if key in state and int(state[key]) != value:
                 raise ValueError(
@@ -144,8 +195,7 @@ def restore_loader_positions(trainer: Any, states: list[dict[str, int]]) -> int:
     so call this at ``on_train_start``; twice is harmless."""
     if not states:
         return 0
-    stateful: list[ResumableDataLoader] = []
-    apply_to_collection(trainer.train_dataloader, ResumableDataLoader, stateful.append)
+    stateful = training_loaders(trainer)
     if len(stateful) != len(states):
         raise ValueError(
             f"The checkpoint holds the position of {len(states)} training loader(s), this run has "
@@ -156,13 +206,40 @@ def restore_loader_positions(trainer: Any, states: list[dict[str, int]]) -> int:
     return len(stateful)
 
 
+def training_loaders(trainer: Any) -> list[ResumableDataLoader]:
+    found: list[ResumableDataLoader] = []
+    apply_to_collection(trainer.train_dataloader, ResumableDataLoader, found.append)
+    return found
+
+
 def resumable_loader(
-    dataset: Any, n: int, batch_size: int, seed: int, *, style: str = "torch", **kwargs: Any
-) -> ResumableDataLoader:
-    """Shuffled training batches of ``dataset`` (``n`` items) that resume mid-epoch."""
-    return ResumableDataLoader(
-        dataset, ResumableBatches(SeededPermutation(n, seed, style), batch_size), **kwargs
-    )
+    dataset: Any, n: int, batch_size: int, seed: int, *, style: str = "torch", rank: int = 0, world: int = 1,
+    **kwargs: Any,
+) -> ResumableDataLoader:  # fmt: skip
+    """Shuffled training batches of ``dataset`` (``n`` items) that resume mid-epoch; under DDP, rank
+    ``rank``'s share of ``world``."""
+    batches = ResumableBatches(SeededPermutation(n, seed, style), batch_size)
+    batches.shard(rank, world)
+    return ResumableDataLoader(dataset, batches, **kwargs)
+
+
+def gather_rank_states(state: dict[str, Any], world: int) -> list[dict[str, Any]]:
+    """Every DDP rank's ``state`` (RNG, loader positions), in rank order: Lightning keeps rank 0's only."""
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, state)
+    return out
+
+
+def own_rank_state(ranks: list[dict[str, Any]] | None, rank: int, world: int) -> dict[str, Any]:
+    if ranks is None or len(ranks) != world:
+        written = 1 if ranks is None else len(ranks)
+        raise ValueError(
+            f"Cannot resume exactly: the checkpoint was written by {written} DDP process(es), this run has "
+            f"{world}. Resume with the same trainer.devices x trainer.num_nodes as the interrupted run."
+        )
+    return ranks[rank]
 
 
 def checkpoint_rng_state() -> dict[str, Any]:

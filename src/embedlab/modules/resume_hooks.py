@@ -11,9 +11,12 @@ import torch
 
 from embedlab.data.resumable import (
     checkpoint_rng_state,
+    gather_rank_states,
+    own_rank_state,
     restore_loader_positions,
     restore_rng_state,
     saved_loader_states,
+    training_loaders,
 )
 
 
@@ -27,10 +30,18 @@ class TrainingModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["embedlab_rng"] = checkpoint_rng_state()
+        if (world := self.trainer.world_size) > 1:  # every rank saves (Lightning writes rank 0's file)
+            loaders = [dl.state_dict() for dl in training_loaders(self.trainer)]
+            mine = {"rng": checkpoint["embedlab_rng"], "loaders": loaders}
+            checkpoint["embedlab_ranks"] = gather_rank_states(mine, world)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._pending_rng = checkpoint.get("embedlab_rng")
         self._pending_loader_states = saved_loader_states(checkpoint)
+        ranks, world = checkpoint.get("embedlab_ranks"), self.trainer.world_size
+        if ranks is not None or world > 1:  # DDP: each rank resumes its own RNG, data position and masks
+            own = own_rank_state(ranks, self.trainer.global_rank, world)
+            self._pending_rng, self._pending_loader_states = own["rng"], own["loaders"]
 
     def on_train_start(self) -> None:
         if self._pending_loader_states:

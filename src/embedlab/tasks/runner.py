@@ -132,9 +132,15 @@ def fit(
     task.before_fit(model, module, loggers)
     fit_start = time.perf_counter()
     model.train()  # built in eval mode; Lightning keeps submodule modes, so dropout needs this
-    fit_resumable(trainer, module, datamodule, task.specs.run.ckpt_path, Path(task.specs.run.output_dir))
+    out, ckpt_path = Path(task.specs.run.output_dir), task.specs.run.ckpt_path
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)  # SLURM counts requeues of this job
+    if restarts and ckpt_path is None and (out / "checkpoints" / "last.ckpt").is_file():
+        log.info("Requeued job (restart %d): resuming from its last checkpoint.", restarts)
+        ckpt_path = "last"
+    fit_resumable(trainer, module, datamodule, ckpt_path, out)
     task.after_fit(module, trainer)
     record.update(seconds=time.perf_counter() - fit_start, steps=int(trainer.global_step))
+    record.update(resumed_from=ckpt_path, slurm_restarts=restarts)
     strategy, job = trainer.strategy, os.environ.get("SLURM_JOB_ID")
     cluster = type(getattr(strategy, "cluster_environment", None)).__name__
     distributed = dict(world_size=int(trainer.world_size), num_nodes=int(trainer.num_nodes), slurm_job_id=job)
