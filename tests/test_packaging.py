@@ -46,6 +46,22 @@ def test_requirement_files_split_runtime_dev_and_cluster() -> None:
     assert "torchmetrics" not in runtime | dev | cluster  # nothing imports it; lightning brings its own
 
 
+def test_the_gpu_extra_swaps_faiss_and_leaves_torch_alone() -> None:
+    """faiss-gpu replaces faiss-cpu (same faiss/ files, same release), and neither pin lists torch."""
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    pins = dict(
+        ln.split("==")
+        for file in ("gpu.txt", "lock.txt")
+        for ln in (ROOT / "requirements" / file).read_text().splitlines()
+        if "==" in ln and not ln.startswith("#")
+    )
+    gpu = [ln for ln in (ROOT / "requirements" / "gpu.txt").read_text().splitlines() if "==" in ln]
+    assert [e.split(">=")[0] for e in extra] == [g.split("==")[0] for g in gpu] == ["faiss-gpu"]
+    assert pins["faiss-gpu"] == pins["faiss-cpu"]
+
+
 LAUNCHER_PROBE = """
 import sys, warnings
 sys.modules["hydra_plugins.hydra_submitit_launcher"] = None  # as if the cluster extra were absent

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from embedlab.data.sts import STSSpec
 from embedlab.data.text_corpus import CorpusSpec
+from embedlab.devices import check_device_setting, follow_trainer
 from embedlab.encode.encoder import EncodeSettings
 from embedlab.errors import ConfigError
 from embedlab.eval.fusion import FusionSpec
@@ -144,18 +145,26 @@ class ObjectiveSpec:
 
 @dataclass(frozen=True)
 class EncodeSpec:
-    """``encode/``: the Encoder's settings and the poolings sharing one transformer pass."""
+    """``encode/``: the Encoder's settings, the poolings sharing one transformer pass, and the device
+    setting evaluation, encoding and probes run on (resolved per process by ``devices.resolve_device``)."""
 
     settings: EncodeSettings = field(default_factory=EncodeSettings)
     share_poolings: tuple[str, ...] = ()
+    device: str = "cpu"  # cpu | cuda | cuda:<i> | auto
+
+    def __post_init__(self) -> None:
+        check_device_setting(self.device)
 
     @classmethod
     def from_cfg(cls, c: Mapping[str, Any]) -> EncodeSpec:
-        """``encode/`` plus the data's eval batch size and the weights' precision (a cache-key part)."""
+        """``encode/`` plus the data's eval batch size and the weights' precision (a cache-key part);
+        ``encode.device`` null: the trainer's accelerator."""
         check_batch_sizes(c["data"])  # with its fix hint, before EncodeSettings' own check
         batch, weights = int(c["data"].get("eval_batch_size", 64)), str(c["weights"]["name"])
-        settings = read(EncodeSettings, c.get("encode"), batch_size=batch, weight_precision=weights)
-        return read(cls, c.get("encode"), settings=settings)
+        encode = c.get("encode") or {}
+        settings = read(EncodeSettings, encode, batch_size=batch, weight_precision=weights)
+        device = encode.get("device") or follow_trainer(c["trainer"].get("accelerator", "cpu"))
+        return read(cls, encode, settings=settings, device=device)
 
 
 @dataclass(frozen=True)
@@ -312,6 +321,11 @@ def check_run(s: RunSpecs) -> None:
     if w != "fp32" and s.model_kind != "transformer":
         raise ConfigError(
             f"weights={w} applies to transformer encoders; model={s.model.name} is {s.model_kind}. Use weights=fp32."
+        )
+    if w == "int8" and s.encode.device.startswith("cuda"):
+        raise ConfigError(
+            f"weights=int8 runs on the CPU only, but the run encodes on {s.encode.device} (encode.device, or "
+            "trainer.accelerator=gpu when it is null). Fix: encode.device=cpu, or weights=bf16 on a GPU."
         )
     check_lexical(s)
     if s.model_kind == "fasttext":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from embedlab.console import progress, progress_enabled
+from embedlab.devices import device_name, encode_precision
 from embedlab.encode.cache import CHUNK_SIZE, EmbeddingCache, encoder_key, entry_key, weights_digest
 from embedlab.encode.fast import PRECISIONS, Precision, fast_encode
 from embedlab.encode.stats import EncodeStats, encode_distinct, token_lengths
@@ -76,9 +77,19 @@ class Encoder:
     cache: EmbeddingCache = field(default_factory=lambda: EmbeddingCache(None))
 
     @property
+    def precision(self) -> str:
+        """What the encode really runs in on the model's device (``devices.encode_precision``)."""
+        return encode_precision(str(self.model.device), self.settings.precision, self.settings.backend)
+
+    @property
     def tag(self) -> str:
         """The encode path as part of cache keys: ``st-fp32`` (reference) or ``fast-<precision>``."""
-        return f"fast-{self.settings.precision}" if self.settings.backend == "fast" else "st-fp32"
+        return f"fast-{self.precision}" if self.settings.backend == "fast" else "st-fp32"
+
+    def describe(self) -> dict[str, str]:
+        """``meta.device.evaluate``: the device, its name, the backend and the precision it ran in."""
+        device, backend = str(self.model.device), self.settings.backend
+        return dict(device=device, name=device_name(device), backend=backend, precision=self.precision)
 
     @functools.cached_property
     def key(self) -> str:
@@ -101,7 +112,7 @@ class Encoder:
         s = self.settings
         if s.backend == "reference":
             return reference_encode(self.model, texts, batch_size=s.batch_size, what=what)
-        opts = {"precision": s.precision, "token_budget": s.token_budget, "threads": s.threads}
+        opts = {"precision": self.precision, "token_budget": s.token_budget, "threads": s.threads}
         return fast_encode(self.model, texts, batch_size=s.batch_size, what=what, **opts)
 
     def encode_cached(

@@ -1,4 +1,4 @@
-"""The fast CPU encode path: tokenize once, batch by exact token length, transformer in bf16.
+"""The fast encode path: tokenize once, batch by exact token length, transformer in bf16 (CUDA: autocast).
 Why no library: ST's ``encode()`` sorts by characters and pads (39.5% padding on STS-B), ONNX / optimum
 need an export per model; this is 3.5x ``encode()`` on STS-B (benchmarks/NOTES.md), head in float32."""
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from embedlab.console import progress, progress_enabled
+from embedlab.devices import AUTOCAST_DTYPES
 from embedlab.encode.stats import EncodeStats, encode_distinct
 from embedlab.models.pooling import apply_head
 from embedlab.models.weight_precision import detect_weight_precision
@@ -24,9 +25,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # bf16: transformer weights and activations in bfloat16 for the call (~2x fp32 on AVX512-BF16,
-# STS-B Spearman +0.01 point); bf16-autocast: float32 weights, matmuls cast to bf16 per call
-Precision = Literal["fp32", "bf16", "bf16-autocast"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-autocast")
+# STS-B Spearman +0.01 point); bf16-autocast: float32 weights, matmuls cast to bf16 per call;
+# fp16-autocast: what a bf16 request runs in on a GPU without bf16 (embedlab.devices.encode_precision)
+Precision = Literal["fp32", "bf16", "bf16-autocast", "fp16-autocast"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-autocast")  # the encode.precision settings
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,8 @@ def embed_unique(
     device = model.device
     first, rest = model[0], list(model)[1:]
     out: np.ndarray | None = None
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-autocast")
+    dtype = getattr(torch, AUTOCAST_DTYPES.get(precision, "bfloat16"))
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=precision in AUTOCAST_DTYPES)
     # One autocast region for all batches: its bf16 copies of the weights are cast once.
     bar = progress(total=len(tokens.lengths), desc=f"encode {what}", unit="text", leave=False)
     with torch.inference_mode(), autocast, bar:
@@ -182,8 +185,9 @@ def fast_encode(
     threads: int | None = None,
     sort_by_length: bool = True,
 ) -> tuple[np.ndarray, EncodeStats]:
-    """``model.encode``, faster on CPU; (N, D) float32 in input order. ``token_budget``: short texts share
-    batches up to this many tokens; ``threads``: torch threads (busy machine: 1 can be >10x faster)."""
+    """``model.encode``, faster, on the model's device; (N, D) float32 in input order. ``token_budget``:
+    short texts share batches up to this many tokens; ``threads``: torch threads (busy machine: 1 can be
+    >10x faster)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
 

@@ -254,7 +254,6 @@ class ShardSettings:
     merge: bool = False
     keep_shards: bool = False
     chunk_size: int = CHUNK_SIZE
-    device: str = "cpu"
     dist_timeout_min: float = 120.0
 
     def check(self, world: int) -> None:
@@ -275,8 +274,6 @@ class ShardSettings:
                 f"n_shards={n} without shard=<i>: run one process per shard (shard=0 .. {n - 1}, e.g. a SLURM "
                 f"array --array=0-{n - 1}) and then --merge, or use torchrun, or n_shards=1 for one process."
             )
-        if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
-            raise ConfigError(f"device={self.device} is unknown. Choose cpu, cuda or auto.")
 
 
 def encode_lists(

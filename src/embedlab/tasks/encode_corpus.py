@@ -26,8 +26,6 @@ _PER_PROCESS_KEYS = ("shard", "n_shards", "merge", "hydra.")  # left out of the 
 
 def encode_corpus(specs: RunSpecs, cfg: ShardSettings, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run the mode ``cfg`` asks for; returns (and writes) what was done."""
-    import torch
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if specs.task != "retrieval":
         raise ConfigError(
@@ -41,13 +39,10 @@ def encode_corpus(specs: RunSpecs, cfg: ShardSettings, overrides: list[str] | No
     role = "merge" if cfg.merge else f"rank{os.environ.get('RANK', '0')}" if world > 1 else "all"
     role = f"shard{cfg.shard}" if cfg.shard is not None else role
     model, _ = build_model(specs)  # also to merge: the cache key is a hash of the weights
-    device, local_rank = cfg.device, int(os.environ.get("LOCAL_RANK", 0))
-    if device == "auto":
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    encoder = make_encoder(specs, model.to(device))  # batch size and backend: as evaluate.py encodes
+    encoder = make_encoder(specs, model)  # device (encode.device), batch size and backend: as evaluate.py
     n_shards = world if world > 1 else int(cfg.n_shards)
     summary = {"data": specs.data_name, "revision": data.revision, "n_shards": n_shards, "role": role}
-    summary |= {"model_key": encoder.key, "cache": str(encoder.cache.root)}
+    summary |= {"model_key": encoder.key, "cache": str(encoder.cache.root), "device": encoder.describe()}
     lists = retrieval_texts(data)  # what evaluate.py encodes: same lists, same cache keys
     summary["lists"] = encode_lists(encoder, lists, cfg, world, _shard_command(overrides or [], n_shards))
     summary["n_texts_encoded"] = encoder.cache.stats.n_encoded

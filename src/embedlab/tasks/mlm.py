@@ -20,6 +20,7 @@ from embedlab.encode.encoder import Encoder
 from embedlab.errors import ConfigError
 from embedlab.models.encoder import build_encoder
 from embedlab.tasks.base import EvalOutput, Task, register
+from embedlab.tasks.model import run_device
 
 if TYPE_CHECKING:
     from embedlab.config.axes import RunSpecs
@@ -186,7 +187,7 @@ class MLMTask(Task):
 
     def build_model(self) -> tuple[Any, Any]:
         model, self.resolved = build_encoder(replace(self.specs.model, projection_dim=None))
-        return model, self.resolved
+        return model.to(run_device(self.specs)), self.resolved
 
     def build_datamodule(self, model: Any) -> Any:
         from embedlab.data.datamodules import MLMDataModule
@@ -235,6 +236,7 @@ class MLMTask(Task):
         return out
 
     def before_fit(self, model: Any, module: Any, loggers: list[Any]) -> None:
+        self.module.model.to(model.device)  # the probes run on the run's device (build_model put it there)
         self.metrics[f"{self.key}/perplexity_before"] = self.perplexity()
         model.eval()
         self.embed_and_plot(model, "before", loggers)
@@ -266,9 +268,9 @@ class MLMTask(Task):
         from embedlab.modules.mlm import copy_backbone_to_encoder
 
         model, m, key, corpus, dm = encoder.model, self.metrics, self.key, self.corpus, self.datamodule
+        self.module.model.to(model.device)  # Lightning left it on the CPU
         m[f"{key}/perplexity_after"] = self.perplexity()
-        copied = copy_backbone_to_encoder(self.module.model, model)
-        model.to("cpu")
+        copied = copy_backbone_to_encoder(self.module.model, model)  # into the encoder on the run's device
         model.eval()
         self.embed_and_plot(model, "after", loggers)
         guard, finetune = self.guard(model), None
@@ -385,10 +387,10 @@ class MLMTask(Task):
             f"Fine-tuning the {label} encoder on {n} {spec.name} train pairs: {st.epochs} epoch(s), "
             f"batch {st.batch_size}, lr {st.lr:g}, loss {st.loss}."
         )
-        start = time.perf_counter()
+        start, device = time.perf_counter(), encoder.device
         encoder.train()
         trainer.fit(module, datamodule=datamodule)
-        encoder.to("cpu")
+        encoder.to(device)  # back where the probes run: Lightning leaves it on the CPU
         encoder.eval()
         return {"pairs": n, "steps": int(trainer.global_step), "seconds": time.perf_counter() - start}
 

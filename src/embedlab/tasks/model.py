@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from embedlab.data.retrieval import RetrievalSet, load_retrieval_set
 from embedlab.data.sts import load_sts
 from embedlab.data.text_corpus import CorpusSpec, load_corpus
+from embedlab.devices import resolve_device
 from embedlab.encode.cache import EmbeddingCache
 from embedlab.encode.encoder import Encoder
 from embedlab.encode.encoder import prefetch_poolings as prefetch
@@ -27,6 +28,7 @@ def build_model(specs: RunSpecs) -> tuple[Any, Any]:
         model, resolved = load_saved_encoder(specs.model)
     else:
         model, resolved = build_encoder(specs.model)
+    model.to(run_device(specs))
     if specs.weights.name != "fp32":
         from embedlab.models.weight_precision import apply_weight_precision
 
@@ -82,8 +84,17 @@ def training_texts(source: str, specs: RunSpecs, *, file: str | None = None) -> 
     raise ConfigError(f"Unknown model.fasttext.corpus '{source}'. Choose one of {CORPUS_SOURCES}.")
 
 
+def run_device(specs: RunSpecs) -> str:
+    """The device this process evaluates and encodes on: ``encode.device`` (null: the trainer's
+    accelerator) resolved here; ``auto`` keeps int8 weights on the CPU, the only place they run."""
+    setting = "cpu" if specs.weights.name == "int8" and specs.encode.device == "auto" else specs.encode.device
+    return resolve_device(setting)
+
+
 def make_encoder(specs: RunSpecs, model: Any) -> Encoder:
-    """The run's one Encoder: its encode settings and embedding cache (encode_corpus fills the same entries)."""
+    """The run's one Encoder, its model on :func:`run_device` (after ``fit`` Lightning leaves it on the
+    CPU), with the encode settings and embedding cache (encode_corpus fills the same entries)."""
+    model.to(run_device(specs))
     root = Path(specs.run.cache_dir) / "embeddings" if specs.run.embedding_cache else None
     return Encoder(model, specs.encode.settings, EmbeddingCache(root))
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embedlab.devices import trainer_device
 from embedlab.errors import ConfigError
 from embedlab.models.encoder import model_fingerprint
 from embedlab.tasks.base import EvalOutput, Task
@@ -58,7 +59,10 @@ def run(specs: RunSpecs) -> tuple[dict[str, float], dict[str, Any]]:
         if trainer.is_global_zero:
             if model is not None:
                 model.eval()
-            result = task.evaluate(None if model is None else make_encoder(specs, model), loggers)
+            encoder = None if model is None else make_encoder(specs, model)  # on the run's device again
+            result = task.evaluate(encoder, loggers)
+            if encoder is not None:  # meta.device.evaluate (meta.device.train: fit)
+                extra.setdefault("device", {})["evaluate"] = encoder.describe()
             if model is not None:  # after evaluate: a task may update the model there (MLM's guard)
                 extra.update(save_model(specs, model, out, result.metrics))
             metrics = result.metrics
@@ -147,6 +151,7 @@ def fit(
     return {
         "train": record,
         "distributed": distributed | dict(strategy=type(strategy).__name__, cluster_environment=cluster),
+        "device": {"train": trainer_device(trainer)},
     }
 
 
