@@ -245,6 +245,7 @@ def test_a_new_index_kind_is_one_registered_builder(monkeypatch: pytest.MonkeyPa
     import faiss
 
     from embedlab.data.retrieval import RetrievalSet
+    from embedlab.encode.cache import EmbeddingCache
     from embedlab.eval import index as index_module
     from embedlab.eval.retrieval_task import RetrievalEvalSettings, evaluate_retrieval
     from embedlab.eval.variants import index_tag
@@ -265,7 +266,9 @@ def test_a_new_index_kind_is_one_registered_builder(monkeypatch: pytest.MonkeyPa
     near = docs[:60] + 0.3 * rng.standard_normal((60, DIM)).astype(np.float32) / np.sqrt(DIM)
     vectors = {f"doc {i}": v for i, v in enumerate(docs)} | {f"query {i}": v for i, v in enumerate(near)}
 
-    class _Encoder:  # the evaluation only asks an Encoder for (cached) embeddings
+    class _Encoder:  # the evaluation only asks an Encoder for (cached) embeddings, and its cache
+        cache = EmbeddingCache(None)
+
         def encode_cached(self, texts: list[str], *, what: str = "texts") -> tuple[np.ndarray, None]:
             return np.stack([vectors[t] for t in texts]), None
 

@@ -17,6 +17,7 @@ from embedlab.encode.encoder import EncodeSettings
 from embedlab.errors import ConfigError
 from embedlab.eval.fusion import FusionSpec
 from embedlab.eval.index import IndexSpec, index_spec
+from embedlab.eval.index_store import DEVICES as INDEX_DEVICES
 from embedlab.eval.lexical import BM25Settings
 from embedlab.eval.precision import PRECISIONS
 from embedlab.models.encoder import EncoderSpec
@@ -115,6 +116,15 @@ class IndexSettings:
     spec: IndexSpec | None = None
     k: int = 10
     n_latency_queries: int = 200
+    save: bool = True  # keep the built index in the cache; a later job with the same key reads it
+    device: str = "cpu"  # where it searches: cpu | cuda | auto (eval/index_store.py)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.save, bool) or self.device not in INDEX_DEVICES:
+            raise ConfigError(
+                f"index.save must be true or false (got {self.save!r}) and index.device one of "
+                f"{', '.join(INDEX_DEVICES)} (got {self.device!r})."
+            )
 
     @classmethod
     def from_cfg(cls, node: Mapping[str, Any] | None) -> IndexSettings:

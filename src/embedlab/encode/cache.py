@@ -94,25 +94,32 @@ class CacheStats:
 
 
 class EmbeddingCache:
-    """``get``/``put`` float32 (N, D) arrays under ``root``; ``root=None`` disables it."""
+    """``get``/``put`` float32 (N, D) arrays under ``root``; ``root=None`` disables it. Other files
+    (saved indexes) are entries too: ``put_file``/``get_file`` with their own suffix, same checksums."""
 
     def __init__(self, root: str | Path | None) -> None:
         self.root = Path(root) if root else None
         self.stats = CacheStats()
 
-    def _paths(self, key: str) -> tuple[Path, Path]:
+    def _paths(self, key: str, suffix: str = ".npy") -> tuple[Path, Path]:
         assert self.root is not None
         folder = self.root / key[:2]
-        return folder / f"{key}.npy", folder / f"{key}.json"
+        return folder / f"{key}{suffix}", folder / f"{key}.json"
 
-    def has(self, key: str) -> bool:
+    def has(self, key: str, suffix: str = ".npy") -> bool:
         """Whether a complete entry exists (its metadata is written last), without reading it."""
-        return self.root is not None and all(p.exists() for p in self._paths(key))
+        return self.root is not None and all(p.exists() for p in self._paths(key, suffix))
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, suffix: str = ".npy") -> None:
         if self.root is not None:
-            for path in self._paths(key):
+            for path in self._paths(key, suffix):
                 path.unlink(missing_ok=True)
+
+    def discard(self, key: str, why: object, suffix: str = ".npy") -> None:
+        """Remove a corrupt entry, saying so: the caller rebuilds it."""
+        log.warning("Cache entry %s%s is corrupt (%s); removing and rebuilding it.", key, suffix, why)
+        self.stats.n_corrupt_rebuilt += 1
+        self.remove(key, suffix)
 
     def meta(self, key: str) -> dict:
         """The metadata stored with an entry (``{}`` if absent or unreadable)."""
@@ -121,34 +128,52 @@ class EmbeddingCache:
         except (OSError, ValueError):
             return {}
 
-    def get(self, key: str) -> np.ndarray | None:
-        if not self.has(key):
+    def get_file(self, key: str, suffix: str = ".npy") -> tuple[Path, dict] | None:
+        """The entry's file, its checksum verified, and its metadata; None if absent or corrupt (removed)."""
+        if not self.has(key, suffix):
             return None
-        data_path, meta_path = self._paths(key)
+        data_path, meta_path = self._paths(key, suffix)
         try:
             meta = json.loads(meta_path.read_text())
             if _file_sha256(data_path) != meta["sha256"]:  # streamed: no second copy in memory
                 raise ValueError("checksum mismatch")
-            arr = np.load(data_path, allow_pickle=False)
-            if list(arr.shape) != meta["shape"]:
-                raise ValueError("shape mismatch")
-            return arr
-        except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
-            log.warning("Embedding cache entry %s is corrupt (%s); removing and re-encoding.", key, exc)
-            self.stats.n_corrupt_rebuilt += 1
-            self.remove(key)
+            return data_path, meta
+        except (ValueError, KeyError, OSError) as exc:
+            self.discard(key, exc, suffix)
             return None
 
-    def put(self, key: str, emb: np.ndarray, info: dict | None = None) -> None:
+    def get(self, key: str) -> np.ndarray | None:
+        found = self.get_file(key)
+        if found is None:
+            return None
+        try:
+            arr = np.load(found[0], allow_pickle=False)
+            if list(arr.shape) != found[1]["shape"]:
+                raise ValueError("shape mismatch")
+            return arr
+        except (ValueError, KeyError, OSError) as exc:
+            self.discard(key, exc)
+            return None
+
+    def put_file(
+        self, key: str, write: Callable[[BinaryIO], object], info: dict, suffix: str = ".npy"
+    ) -> Path | None:
+        """Stream ``write`` into the entry's file, then its metadata (which marks it complete)."""
         if self.root is None:
-            return
-        data_path, meta_path = self._paths(key)
+            return None
+        data_path, meta_path = self._paths(key, suffix)
         data_path.parent.mkdir(parents=True, exist_ok=True)
-        arr = np.ascontiguousarray(emb, dtype=np.float32)  # no copy when it already is
-        # streamed to disk (no .npy copy in memory); the metadata goes last: it marks the entry complete
-        _write_atomically(data_path, lambda fh: np.save(fh, arr, allow_pickle=False))
-        meta = {"sha256": _file_sha256(data_path), "shape": list(arr.shape), **(info or {})}
+        _write_atomically(data_path, write)
+        meta = {"sha256": _file_sha256(data_path), **info}
         _write_atomically(meta_path, lambda fh: fh.write(json.dumps(meta).encode()))
+        return data_path
+
+    def put(self, key: str, emb: np.ndarray, info: dict | None = None) -> None:
+        arr = np.ascontiguousarray(emb, dtype=np.float32)  # no copy when it already is
+        # streamed to disk (no .npy copy in memory)
+        self.put_file(
+            key, lambda fh: np.save(fh, arr, allow_pickle=False), {"shape": list(arr.shape), **(info or {})}
+        )
 
 
 def _file_sha256(path: Path) -> str:

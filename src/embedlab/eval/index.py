@@ -52,7 +52,13 @@ class BuiltIndex:
     dim: int
     params: dict[str, int] = field(default_factory=dict)  # the spec's, after clamping
     rescore_vectors: np.ndarray | None = field(default=None, repr=False)  # (N, d) float32, binary only
-    build_s: float = 0.0  # training plus adding, set by build_index
+    build_s: float = 0.0  # training plus adding, set by build_index (a saved index: when it was built)
+    cpu_index: Any = None  # the CPU original when ``index`` is its GPU copy (eval/index_store.py)
+
+    @property
+    def cpu(self) -> Any:
+        """The CPU faiss index: ``index``, or the original of its GPU copy."""
+        return self.index if self.cpu_index is None else self.cpu_index
 
     @property
     def rescore_bytes(self) -> int:
@@ -61,7 +67,7 @@ class BuiltIndex:
 
         if self.rescore_vectors is not None:
             return int(self.rescore_vectors.nbytes)
-        return 4 * self.n_docs * self.dim if isinstance(self.index, faiss.IndexRefine) else 0
+        return 4 * self.n_docs * self.dim if isinstance(self.cpu, faiss.IndexRefine) else 0
 
 
 Builder = Callable[[IndexSpec, np.ndarray], BuiltIndex]
@@ -71,12 +77,14 @@ Searcher = Callable[[BuiltIndex, np.ndarray, int], tuple[np.ndarray, np.ndarray]
 @dataclass(frozen=True)
 class IndexKind:
     """A registered kind: its parameters' defaults, how to build it from unit-norm (N, d) float32
-    docs, its tag if not its name, and its search if the faiss index's own (higher is better) won't do."""
+    docs, its tag if not its name, its search if the faiss index's own (higher is better) won't do,
+    and whether faiss's GPU code can search it (``faiss.index_cpu_to_gpu``)."""
 
     defaults: dict[str, int]
     build: Builder
     search: Searcher | None = None
     tag: Callable[[dict[str, int]], str] | None = None
+    gpu: bool = False
 
 
 INDEX_KINDS: dict[str, IndexKind] = {}
@@ -87,12 +95,13 @@ def register_index(
     *,
     search: Searcher | None = None,
     tag: Callable[[dict[str, int]], str] | None = None,
+    gpu: bool = False,
     **defaults: int,
 ) -> Callable[[Builder], Builder]:
     """Decorator making the builder below it the one way to build ``kind`` (``defaults``: every parameter)."""
 
     def add(build: Builder) -> Builder:
-        INDEX_KINDS[kind] = IndexKind(defaults, build, search, tag)
+        INDEX_KINDS[kind] = IndexKind(defaults, build, search, tag, gpu)
         return build
 
     return add
@@ -122,7 +131,7 @@ def filled(spec: IndexSpec, index: Any, x: np.ndarray, **used: int) -> BuiltInde
     return BuiltIndex(spec, index, *x.shape, {**spec.params, **used})
 
 
-@register_index("flat")
+@register_index("flat", gpu=True)
 def _flat(spec: IndexSpec, x: np.ndarray) -> BuiltIndex:
     """Exact inner-product search (IndexFlatIP): the reference every other index is judged by."""
     import faiss
@@ -155,11 +164,14 @@ def _sq8(spec: IndexSpec, x: np.ndarray) -> BuiltIndex:
     return filled(spec, faiss.IndexScalarQuantizer(x.shape[1], qt, faiss.METRIC_INNER_PRODUCT), x)
 
 
-@register_index("ivf_flat", nlist=1024, nprobe=16)  # nlist: k-means cells; nprobe: cells visited per query
+@register_index(
+    "ivf_flat", gpu=True, nlist=1024, nprobe=16
+)  # nlist: k-means cells; nprobe: cells visited per query
 @register_index(
     "ivf_pq",
     # re-ranked IVF-PQ's numbers differ from plain IVF-PQ's: its own cell (binary always rescores)
     tag=lambda p: f"ivf_pq+rescore{p['rescore_multiplier']}" if p["rescore_multiplier"] > 0 else "ivf_pq",
+    gpu=True,  # not with rescoring: faiss has no GPU IndexRefine (index_store falls back to the CPU)
     nlist=1024,
     m=16,  # sub-quantizers; must divide the dimension. Code size = m * nbits / 8 bytes
     nbits=8,  # bits per sub-quantizer code (256 centroids each)
@@ -290,7 +302,7 @@ def index_bytes(index: BuiltIndex | Any) -> int:
     """Serialized size of the faiss index (without rescoring vectors: ``BuiltIndex.rescore_bytes``)."""
     import faiss
 
-    inner = index.index if isinstance(index, BuiltIndex) else index
+    inner = index.cpu if isinstance(index, BuiltIndex) else index
     if isinstance(inner, faiss.IndexRefine):  # the codes only: the float copy counts as rescoring vectors
         inner = inner.base_index
     binary = isinstance(inner, faiss.IndexBinary)

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embedlab.encode.cache import entry_key
 from embedlab.errors import ConfigError
 from embedlab.eval.arrays import topk_dot, unit_rows
 from embedlab.eval.fusion import FusionSpec, Ranking, choose_weight, fuse
-from embedlab.eval.index import IndexSpec, benchmark_index, build_index, search
+from embedlab.eval.index import IndexSpec, benchmark_index, search
+from embedlab.eval.index_store import index_key, ready_index
 from embedlab.eval.lexical import BM25Settings, bm25_rank
 from embedlab.eval.pca import fitted_pca, pca_key
 from embedlab.eval.precision import evaluate_precision
@@ -41,6 +43,8 @@ class RetrievalEvalSettings:
     index: IndexSpec | None = None
     index_k: int = 10
     n_latency_queries: int = 200
+    index_save: bool = True  # read the index saved in the encoder's cache, else build and save it there
+    index_device: str = "cpu"  # where the index searches: cpu | cuda | auto (eval/index_store.py)
     answer_ks: tuple[int, ...] = (1, 5, 10)
     ndcg_gain: str = "graded"  # trec_eval / BEIR / MTEB convention (identical for binary qrels)
     fusion: FusionSpec | None = None  # hybrid with BM25 (``bm25``'s settings) of the exact ranking
@@ -111,10 +115,12 @@ def evaluate_retrieval(
         index=None if settings.index is None else settings.index.tag,
     )
     reduced = {"": (docs, queries)}  # dim tag -> (docs, queries)
+    store = encoder.cache if settings.index and settings.index_save and encoder.cache.root else None
+    docs_key = entry_key(encoder.key, doc_texts) if store else ""  # the indexes' key: the embeddings'
     for cell in grid:
         if cell.dim_tag not in reduced:
             reduced[cell.dim_tag] = _reduce(cell, docs, queries, doc_texts, encoder, metrics)
-        _score_cell(cell, settings, data, *reduced[cell.dim_tag], common, result)
+        _score_cell(cell, settings, data, *reduced[cell.dim_tag], common, result, (store, docs_key))
     for cell in deployed(grid):  # the ranking a run file records (exact cells: ranked here)
         if cell.tag not in result.rankings:
             result.rankings[cell.tag] = topk_dot(*reduced[cell.dim_tag][::-1], _depth(settings, data))
@@ -178,19 +184,22 @@ def _score_cell(
     queries: np.ndarray,
     common: dict,
     result: RetrievalEvalResult,
+    saved: tuple[Any, str],
 ) -> None:
-    """Metrics of one cell, ``docs`` and ``queries`` already reduced: through the benchmarked index,
-    at a lower precision, or exact at a reduced dimension (the full exact cell is scored before)."""
+    """Metrics of one cell, ``docs`` and ``queries`` already reduced: through the benchmarked index
+    (``saved``: the cache it is kept in, or None, and the embeddings' key), at a lower precision, or
+    exact at a reduced dimension (the full exact cell is scored before)."""
     ids = (data.query_ids, data.doc_ids, data.qrels)
     out = result.metrics  # the index's benchmark, then the cell's metrics, then its storage
     size: float | None = None
     if cell.index is not None:
         assert settings.index is not None
-        built = build_index(settings.index, docs)  # built once: benchmarked, then searched
-        b = benchmark_index(
+        key = index_key(saved[1], cell.tag, settings.index) if saved[0] else ""
+        built, how = ready_index(settings.index, docs, cache=saved[0], key=key, device=settings.index_device)
+        b = benchmark_index(  # built (or read) once: benchmarked, then searched
             built, docs, queries, settings.index_k, n_latency_queries=settings.n_latency_queries
         )
-        result.details[f"index{cell.tag}"] = asdict(b)
+        result.details[f"index{cell.tag}"] = asdict(b) | how
         t = cell.tag
         out |= {
             f"index_build_s{t}": b.build_s,

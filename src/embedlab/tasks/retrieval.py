@@ -77,6 +77,8 @@ class RetrievalTask(Task):
             index=s.index.spec,
             index_k=s.index.k,
             n_latency_queries=s.index.n_latency_queries,
+            index_save=s.index.save,
+            index_device=s.index.device,
             answer_ks=parse_ks(d["answer_ks"]),
             fusion=s.fusion,
             bm25=s.bm25,
