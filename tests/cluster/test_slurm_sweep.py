@@ -188,3 +188,17 @@ def test_sweep_through_slurm_runs_ddp_jobs(tmp_path: Path) -> None:
         world = recorded_world_size(read_results(job / "results.json"))
         if world is not None:
             assert world == 2
+
+
+@pytest.mark.filterwarnings("ignore:(?s).*ConfigStore schema with the same name:UserWarning")
+def test_multi_node_launcher_follows_the_trainer() -> None:
+    """trainer.num_nodes=2 x devices=4: sbatch asks for 2 nodes of 4 tasks (= GPUs) each, and submitit
+    requeues a job that hits its time limit (the requeue_checkpoint callback saves it first)."""
+    cfg = compose_train(
+        "hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"
+    )
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
+    assert cfg.trainer.num_nodes == 2 and launcher["max_num_timeout"] > 0
+    assert cfg.callbacks.requeue_checkpoint.signal_name == "SIGUSR2"  # what submitit's --signal sends
+    assert compose_train("hydra/launcher=submitit_slurm_cpu").hydra.launcher.nodes == 1
