@@ -56,24 +56,17 @@ def encode_check(texts: list[str], device: str) -> np.ndarray:
 
 
 def index_check(docs: np.ndarray, k: int = 10) -> None:
-    import faiss
+    """embedlab's own path: build a flat index, move it as ``index.device=auto`` would, search it."""
+    from embedlab.eval.index import build_index, index_spec, search
+    from embedlab.eval.index_store import to_device
 
     queries = docs[: min(200, len(docs))]
-    index = faiss.IndexFlatIP(docs.shape[1])
-    on_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-    if on_gpu:
-        resources = faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(resources, 0, index)
-        where = f"GPU (faiss {faiss.__version__}, {faiss.get_num_gpus()} GPU(s))"
-    else:
-        where = (
-            f"CPU: faiss {faiss.__version__} has no GPU support here (faiss-cpu; for FAISS on the GPU "
-            "install the gpu extra, README 'Bring your own torch')"
-        )
     start = time.perf_counter()
-    index.add(docs)
-    _, ids = index.search(queries, k)
+    built = build_index(index_spec("flat"), docs)
+    placed = to_device(built, "auto")
+    _, ids = search(built, queries, k)
     seconds = time.perf_counter() - start
+    where = "GPU" if placed["device"] == "cuda" else f"CPU ({placed.get('fallback', 'asked for')})"
     exact = np.argsort(-(queries @ docs.T), axis=1, kind="stable")[:, :k]
     recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, exact, strict=True)])
     print(
