@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -200,6 +201,11 @@ def test_ddp_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path)
     assert a.keys() == b.keys() and "test/lee/spearman_cosine" in a
     for key in a:
         assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    # DDP without SLURM: Lightning re-launched train.py for rank 1; rank 0 alone wrote results.json
+    logs = "".join(p.read_text() for p in straight.glob("*.log"))
+    assert set(re.findall(r"GLOBAL_RANK: (\d+), MEMBER: \d+/(\d+)", logs)) == {("0", "2"), ("1", "2")}
+    assert len(re.findall(r"Wrote \S*results\.json", logs)) == 1
+    assert json.loads((straight / "results.json").read_text())["meta"]["distributed"]["world_size"] == 2
 
 
 MLM_ARGS = (

@@ -1,8 +1,9 @@
-"""Sweeps beyond one process: launcher and Optuna configs, DDP on CPU, a sweep through SLURM.
+"""Sweeps beyond one process: launcher and Optuna configs, a sweep through SLURM.
 
 The config checks are fast and run with the default suite. The runs call ``train.py`` in a
-subprocess, as a user would: DDP and Optuna are ``slow``; the SLURM sweep is ``cluster``
-and needs a running SLURM (``bash slurm/setup_local_slurm.sh`` gives a one-node one).
+subprocess, as a user would: Optuna is ``slow``; the SLURM sweep is ``cluster`` and needs a
+running SLURM (``bash slurm/setup_local_slurm.sh`` gives a one-node one). DDP on CPU without
+SLURM is checked by ``tests/test_resume.py``'s DDP kill-and-resume run.
 """
 
 from __future__ import annotations
@@ -120,26 +121,6 @@ def test_optuna_config_optimises_the_monitored_metric() -> None:
 
 
 # --- runs ----------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_ddp_on_cpu_without_slurm(tmp_path: Path) -> None:
-    """Two CPU ranks (Lightning re-launches train.py for rank 1); rank 0 alone writes results."""
-    run_dir = tmp_path / "run"
-    run_train(
-        "model=tiny_bert", "debug=fast", "logger=none",
-        "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-        f"hydra.run.dir={run_dir}",
-        timeout=300,
-    )  # fmt: skip
-    written = sorted(tmp_path.rglob("results.json"))
-    assert written == [run_dir / "results.json"]
-    results = read_results(written[0])
-    logs = "".join(p.read_text() for p in run_dir.glob("*.log"))
-    assert ranks_in(logs) == {(0, 2), (1, 2)}, "expected two DDP ranks in the run's logs"
-    assert len(re.findall(r"Wrote \S*results\.json", logs)) == 1
-    if recorded_world_size(results) is not None:
-        assert recorded_world_size(results) == 2
 
 
 @pytest.mark.slow
