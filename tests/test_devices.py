@@ -162,3 +162,17 @@ def test_fp16_autocast_path_matches_fp32(tiny_model_dirs) -> None:
     fp16, _ = fast_encode(model, texts, precision="fp16-autocast")
     assert fp16.dtype == np.float32 and not np.array_equal(fp16, fp32)  # it really ran in half precision
     np.testing.assert_allclose(fp16, fp32, atol=2e-2)
+
+
+def test_gpu_smoke_without_cuda_says_so_and_exits_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """benchmarks/gpu_smoke.py on a machine without CUDA: one message saying what to do, exit code 2."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_smoke.py"
+    spec = importlib.util.spec_from_file_location("gpu_smoke", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert module.main([]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
