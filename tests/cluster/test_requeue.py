@@ -25,8 +25,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 215  # 857 Lee training pairs (70%) in batches of 4
+EPOCHS = 12  # ~50-100 s of training: past the 1-minute limit even on a fast machine
 RUN_ARGS = (
-    "model=tiny_bert", "data=lee", "data.batch_size=4", "trainer.max_epochs=6", "logger=none",
+    "model=tiny_bert", "data=lee", "data.batch_size=4", "trainer.max_epochs=12", "logger=none",
     "save_model=false", "embedding_cache=false", "callbacks.resume_checkpoint.every_n_train_steps=100000",
 )  # fmt: skip
 
@@ -75,11 +76,11 @@ def test_time_limit_requeues_and_resumes_to_the_uninterrupted_metrics(tmp_path: 
     (job,) = [p.parent for p in sweep.glob("*/results.json")]
     meta = json.loads((job / "results.json").read_text())["meta"]["train"]
     assert meta["slurm_restarts"] >= 1 and meta["resumed_from"] == "last", meta
-    assert meta["steps"] == 6 * STEPS_PER_EPOCH
+    assert meta["steps"] == EPOCHS * STEPS_PER_EPOCH
     saved = [
         int(s) for s in re.findall(r"at step (\d+) for the requeued job", (job / "train.log").read_text())
     ]
-    assert saved and all(0 < s < 6 * STEPS_PER_EPOCH for s in saved), saved
+    assert saved and all(0 < s < EPOCHS * STEPS_PER_EPOCH for s in saved), saved
     assert any(s % STEPS_PER_EPOCH for s in saved), f"no save fell mid-epoch: {saved}"
     a, b = _metrics(straight), _metrics(job)
     assert a.keys() == b.keys() and "test/lee/spearman_cosine" in a
