@@ -2,8 +2,10 @@
 with the metrics of an uninterrupted run.
 
 The job runs through ``hydra/launcher=submitit_slurm_cpu`` on the one-node SLURM with a one-minute
-limit and ``--signal=USR2@5``: SLURM sends the warning up to ~30 s before that (its check interval),
-while the tiny run is training. ``CheckpointOnSignal`` saves last.ckpt at the next step, submitit
+limit and ``--signal=USR2@5``: SLURM sends the warning up to ~30 s before that (its check interval).
+The job's steps are paced (``pacing.MinStepSeconds``: at least 50 ms each, so 65 s of training on any
+machine; CI once trained the unpaced run in 37 s), so the warning always falls while the tiny run
+trains. ``CheckpointOnSignal`` saves last.ckpt at the next step, submitit
 requeues the job, and the requeued job (``SLURM_RESTART_COUNT`` >= 1) resumes from last.ckpt. SLURM
 holds a requeued batch job for 120 s before it may start again; the test, as the cluster's admin,
 releases it at once (``scontrol update StartTime=now``), which changes nothing the job sees. The
@@ -25,9 +27,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 215  # 857 Lee training pairs (70%) in batches of 4
-EPOCHS = 12  # ~50-100 s of training: past the 1-minute limit even on a fast machine
+EPOCHS = 6
+PACED = ("+callbacks.pace._target_=tests.cluster.pacing.MinStepSeconds", "+callbacks.pace.seconds=0.05")
 RUN_ARGS = (
-    "model=tiny_bert", "data=lee", "data.batch_size=4", "trainer.max_epochs=12", "logger=none",
+    "model=tiny_bert", "data=lee", "data.batch_size=4", f"trainer.max_epochs={EPOCHS}", "logger=none",
     "save_model=false", "embedding_cache=false", "callbacks.resume_checkpoint.every_n_train_steps=100000",
 )  # fmt: skip
 
@@ -54,15 +57,17 @@ def test_time_limit_requeues_and_resumes_to_the_uninterrupted_metrics(tmp_path: 
     from embedlab.models.tiny import build_tiny_model
 
     build_tiny_model("bert", max_seq_length=64)  # into the shared cache before two processes want it
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HYDRA_FULL_ERROR": "1"}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)  # tests.cluster.pacing
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HYDRA_FULL_ERROR": "1",
+           "PYTHONPATH": path}  # fmt: skip
     straight, sweep = tmp_path / "straight", tmp_path / "sweep"
     log = (tmp_path / "straight.log").open("w")
     reference = subprocess.Popen([sys.executable, "train.py", *RUN_ARGS, f"hydra.run.dir={straight}"],
                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     limited = subprocess.Popen(
-        [sys.executable, "train.py", "-m", "hydra/launcher=submitit_slurm_cpu", *RUN_ARGS,
+        [sys.executable, "train.py", "-m", "hydra/launcher=submitit_slurm_cpu", *RUN_ARGS, *PACED,
          "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=6",
-         f"hydra.sweep.dir={sweep}"],
+         f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=job"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 900
