@@ -138,6 +138,16 @@ def _call_state(model: SentenceTransformer, threads: int | None, bf16_weights: b
             t.data = data
 
 
+def _fused(model: SentenceTransformer, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    from embedlab.encode.cpu_kernels import fused_bert
+
+    return (
+        fused_bert(model[0].auto_model)
+        if enabled and model.device.type == "cpu"
+        else contextlib.nullcontext()
+    )
+
+
 def embed_unique(
     model: SentenceTransformer,
     tokens: Tokenized,
@@ -181,9 +191,11 @@ def fast_encode(
     token_budget: int | None = 8192,
     threads: int | None = None,
     sort_by_length: bool = True,
+    fused: bool = True,
 ) -> tuple[np.ndarray, EncodeStats]:
     """``model.encode``, faster on CPU; (N, D) float32 in input order. ``token_budget``: short texts share
-    batches up to this many tokens; ``threads``: torch threads (busy machine: 1 can be >10x faster)."""
+    batches up to this many tokens; ``threads``: torch threads (busy machine: 1 can be >10x faster);
+    ``fused``: bf16 BERT layers through :mod:`~embedlab.encode.cpu_kernels` where it applies."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
 
@@ -200,7 +212,10 @@ def fast_encode(
             # dynamic int8 Linear layers take float32 activations only: no bf16 cast or autocast
             log.info("fast_encode runs %s in float32 activations: the model has int8 weights.", what)
             prec = "fp32"
-        with _call_state(model, threads, bf16_weights=prec == "bf16"):
+        with (
+            _call_state(model, threads, bf16_weights=prec == "bf16"),
+            _fused(model, fused and prec == "bf16"),
+        ):
             return embed_unique(model, tokens, batches, prec, what), tokens.lengths
 
     return encode_distinct(model, texts, what, embed)

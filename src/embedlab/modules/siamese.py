@@ -114,7 +114,7 @@ class SiameseModule(TrainingModule):
             emb = self.embed(
                 batch["anchor"] + batch["positive"] + [t for neg in batch["negatives"] for t in neg]
             )  # (B + B*(1+n), D)
-            loss = self.loss_fn(emb[:size], emb[size:])
+            loss = self._loss(emb[:size], emb[size:])
         else:
             if "label" not in batch:
                 raise ValueError(
@@ -122,13 +122,21 @@ class SiameseModule(TrainingModule):
                 )
             size = len(batch["label"])
             emb = self.embed(list(batch["sentence1"]) + list(batch["sentence2"]))  # (2B, D)
-            loss = self.loss_fn(emb[:size], emb[size:], batch["label"])
+            loss = self._loss(emb[:size], emb[size:], batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         return loss
 
+    def _loss(self, *args: torch.Tensor) -> torch.Tensor:
+        """The loss in float32, outside autocast: under ``precision=bf16-mixed`` bf16 cosines would round
+        to ~0.004 (a scale-20 MNRL logit to ~0.08); the encoder's matmuls stay in bf16."""
+        with torch.autocast(self.device.type, enabled=False):
+            return self.loss_fn(*(a.float() if a.is_floating_point() else a for a in args))
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         emb_a, emb_b = self.embed(batch["sentence1"]), self.embed(batch["sentence2"])
-        self._val_cos.append(torch.nn.functional.cosine_similarity(emb_a, emb_b).detach().float())
+        with torch.autocast(self.device.type, enabled=False):  # float32 cosines, as in _loss
+            cos = torch.nn.functional.cosine_similarity(emb_a.float(), emb_b.float())
+        self._val_cos.append(cos.detach())
         self._val_gold.append(batch["label"].detach().float())
 
     def on_validation_epoch_end(self) -> None:
