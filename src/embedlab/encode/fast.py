@@ -59,7 +59,9 @@ def plan_batches(
 ) -> list[np.ndarray]:
     """Indices of each batch, longest first (peak memory shows at once). Sorted, a batch is one token
     length where ``batch_size // 2`` texts share it, else neighbours pooled, up to
-    ``max(batch_size, token_budget // longest)`` texts. Unsorted: ``batch_size`` each."""
+    ``max(batch_size // 2, token_budget // longest)`` texts (``batch_size`` without a budget: long texts
+    run in smaller batches, as oneDNN's K=384 GEMMs slow down past ~8k rows). Unsorted: ``batch_size``
+    each."""
     n = len(lengths)
     if not sort_by_length:
         return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
@@ -70,7 +72,7 @@ def plan_batches(
     start = 0
     while start < n:
         longest = int(-desc[start])
-        cap = max(batch_size, token_budget // max(longest, 1)) if token_budget else batch_size
+        cap = max(min_fill, token_budget // max(longest, 1)) if token_budget else batch_size
         end = start
         while end < n and end - start < min_fill:  # whole runs of one length, up to the cap
             run_end = int(np.searchsorted(desc, desc[end], side="right"))

@@ -84,13 +84,30 @@ class SiameseModule(TrainingModule):
         groups = length_groups(lengths) if lengths is not None else []
         if len(groups) < 2:
             return self.encoder(features)["sentence_embedding"]
+        words = self._word_embeddings(features)  # (B, T, H) or None
         parts = []
         for rows in groups:
             width = int(lengths[rows].max())
             sub = {k: v[rows, :width] if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+            if words is not None:
+                sub["inputs_embeds"] = words[rows, :width]
+                del sub["input_ids"]
             parts.append(self.encoder(sub)["sentence_embedding"])  # (b, D)
         order = torch.cat(groups)
         return torch.cat(parts)[torch.argsort(order)]  # back to input order
+
+    def _word_embeddings(self, features: dict[str, Any]) -> torch.Tensor | None:
+        """The batch's word embeddings in one lookup, shared by its length groups (``inputs_embeds``), so
+        the dense (vocab, H) gradient is built once a step, not once a group (benchmarks/NOTES.md). Only
+        for models whose embeddings treat ``inputs_embeds`` as their own lookup (positions differ on padding
+        only, which attention and pooling ignore), and only while gradients flow."""
+        auto = getattr(self.encoder[0], "auto_model", None)
+        if not torch.is_grad_enabled() or getattr(getattr(auto, "config", None), "model_type", None) not in (
+            "bert", "roberta", "xlm-roberta", "mpnet", "distilbert"
+        ):  # fmt: skip
+            return None
+        table = auto.get_input_embeddings()
+        return table(features["input_ids"]) if isinstance(table, torch.nn.Embedding) else None
 
     def _groupable(self, features: dict[str, Any], mask: torch.Tensor | None) -> bool:
         """Length groups pay off where compute scales with tokens (CPU; on a GPU the extra
