@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 # 16 padded STS-B sentences carry 2.24 tokens per real token; a MiniLM CPU forward + backward costs
 # ~45 ms a call plus ~0.8 ms a token (benchmarks/NOTES.md): an extra call is worth ~64 padded tokens.
 GROUP_OVERHEAD_TOKENS = 64
+# Under autocast (bf16-mixed) a token costs less and a call no less: wider groups pay (best of 64-1600, 1-2 threads).
+GROUP_OVERHEAD_TOKENS_AUTOCAST = 400
 
 
 def length_groups(lengths: torch.Tensor, overhead: int = GROUP_OVERHEAD_TOKENS) -> list[torch.Tensor]:
@@ -81,7 +83,9 @@ class SiameseModule(TrainingModule):
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         mask = features.get("attention_mask")
         lengths = mask.sum(dim=1) if self._groupable(features, mask) else None  # (B,)
-        groups = length_groups(lengths) if lengths is not None else []
+        autocast = torch.is_autocast_enabled(self.device.type)
+        overhead = GROUP_OVERHEAD_TOKENS_AUTOCAST if autocast else GROUP_OVERHEAD_TOKENS
+        groups = length_groups(lengths, overhead) if lengths is not None else []
         if len(groups) < 2:
             return self.encoder(features)["sentence_embedding"]
         words = self._word_embeddings(features)  # (B, T, H) or None
