@@ -1,18 +1,20 @@
-"""Training throughput: embedlab's ``SiameseModule`` (Lightning) against sentence-transformers'
-``SentenceTransformerTrainer`` (the named peer) on the same model (all-MiniLM-L6-v2), data
+"""Training throughput: embedlab's ``SiameseModule`` (Lightning), in float32 and in bf16 mixed precision
+(``trainer.precision=bf16-mixed``), against sentence-transformers' ``SentenceTransformerTrainer`` in
+float32 (the named peer) on the same model (all-MiniLM-L6-v2), data
 (a seeded STS-B train subset), loss (cosine similarity, MSE), batch, learning-rate schedule
 and threads; interleaved runs, each from a freshly loaded model, median pairs per second
 of each and the median of the per-round ratios.
 
-    python benchmarks/train.py                   # 800 pairs, 1 epoch, 3 rounds (~3 min)
+    python benchmarks/train.py                   # 800 pairs, 1 epoch, 3 rounds (~4 min)
     python benchmarks/train.py --pairs 64        # a quick check that both paths run
     python benchmarks/train.py --full            # all 5,749 pairs, 4 epochs, + STS-B test
                                                  # Spearman of both (long: 15+ min each)
     python benchmarks/train.py --full --pairs 32 # the same on 32 pairs: a check that it runs
     python benchmarks/train.py --levers loop padded --threads 1   # + variants (NOTES.md)
 
-Goal (issue "Performance"): at least the peer's pairs per second, with a final STS-B test
-Spearman within 0.3 points of it. Only ``fit`` is timed (no model loading, no evaluation).
+Goals: issue "Performance", float32: at least the peer's pairs per second, with a final STS-B test
+Spearman within 0.3 points of it; issue #16, bf16-mixed: >= 2x the peer, the full recipe's test
+Spearman within 0.003 of embedlab's float32 run. Only ``fit`` is timed (no model loading, no evaluation).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from embedlab.models.encoder import EncoderSpec, build_encoder
 
 PEER = "sentence-transformers SentenceTransformerTrainer"
 OURS = "embedlab SiameseModule (Lightning)"
+OURS_BF16 = f"{OURS}, bf16-mixed"
 LR, WEIGHT_DECAY, WARMUP = 2e-5, 0.01, 0.1  # the SBERT STS-B recipe (configs/objective/cosine.yaml)
 
 # --levers: label and fit_ours arguments of each variant
@@ -43,7 +46,7 @@ LEVERS: dict[str, tuple[str, dict[str, object]]] = {
     "foreach": ("foreach AdamW", {"adamw": {"foreach": True}}),
     "padded": ("padded batches (no length groups)", {"padded": True}),
     "before": ("padded, for-loop AdamW (before issue #6)", {"padded": True, "adamw": {"foreach": False}}),
-    "bf16": ("bf16-mixed", {"precision": "bf16-mixed"}),
+    "bf16-padded": ("bf16-mixed, padded batches", {"precision": "bf16-mixed", "padded": True}),
 }
 
 # -> (wall seconds of fit, CPU seconds of this process during fit, trained SentenceTransformer)
@@ -193,7 +196,7 @@ def main() -> None:
         help="also run these variants of SiameseModule (bare --levers: all): loop / foreach = AdamW "
         "without fused (the per-tensor loop was the default before), padded = each side of the "
         "pairs padded to its longest text in one forward (no length groups), before = padded and "
-        "loop (SiameseModule before issue #6), bf16 = bf16-mixed",
+        "loop (SiameseModule before issue #6), bf16-padded = bf16-mixed without length groups",
     )
     parser.add_argument(
         "--full", action="store_true", help="all train pairs, 4 epochs, one round, + STS-B test"
@@ -217,6 +220,7 @@ def main() -> None:
     runs: dict[str, Fit] = {
         PEER: lambda: fit_peer(train, args.batch_size, args.epochs, args.seed),
         OURS: lambda: fit_ours(spec, args.batch_size, args.epochs, args.seed),
+        OURS_BF16: lambda: fit_ours(spec, args.batch_size, args.epochs, args.seed, precision="bf16-mixed"),
     }
     if args.levers is not None:
         for lever in args.levers or list(LEVERS):
@@ -253,8 +257,9 @@ def main() -> None:
     # On a machine other jobs share, the wall-time ratio swings with their load from one fit
     # to the next; with --threads 1 the CPU time a fit uses barely does, so it is printed too.
     line = (
-        f"train speedup vs sentence-transformers: {ratio(rates, OURS):.2f}x "
-        f"(per CPU second: {ratio(cpu_rates, OURS):.2f}x)"
+        f"train speedup vs sentence-transformers (fp32): bf16-mixed {ratio(rates, OURS_BF16):.2f}x, "
+        f"fp32 {ratio(rates, OURS):.2f}x (per CPU second: {ratio(cpu_rates, OURS_BF16):.2f}x, "
+        f"{ratio(cpu_rates, OURS):.2f}x)"
     )
     if args.full:
         from embedlab.encode.encoder import Encoder
@@ -266,7 +271,10 @@ def main() -> None:
         }
         for name, value in score.items():
             print(f"STS-B test Spearman, {name}: {value:.2f}")
-        line += f" (STS-B test Spearman: embedlab {score[OURS]:.2f}, sentence-transformers {score[PEER]:.2f})"
+        line += (
+            f" (STS-B test Spearman: embedlab bf16-mixed {score[OURS_BF16]:.2f}, fp32 {score[OURS]:.2f}, "
+            f"sentence-transformers {score[PEER]:.2f})"
+        )
     print(line)
 
 

@@ -51,10 +51,11 @@ def test_length_groups_partition_rows_at_minimal_cost(overhead: int) -> None:
         assert len(groups) == 1
 
 
-@pytest.fixture()
-def module(tiny_model_dirs: dict[str, Path]) -> SiameseModule:
+@pytest.fixture(params=["bert", "roberta", "mpnet", "distilbert"])
+def module(tiny_model_dirs: dict[str, Path], request: pytest.FixtureRequest) -> SiameseModule:
+    """Architectures whose groups share one word-embedding lookup (SiameseModule._word_embeddings)."""
     encoder, _ = build_encoder(
-        EncoderSpec(name="tiny", name_or_path=str(tiny_model_dirs["bert"]), max_seq_length=64)
+        EncoderSpec(name="tiny", name_or_path=str(tiny_model_dirs[request.param]), max_seq_length=64)
     )
     module = SiameseModule(encoder, loss="cosine")
     module.eval()  # no dropout: grouped and padded runs must agree exactly

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 # 16 padded STS-B sentences carry 2.24 tokens per real token; a MiniLM CPU forward + backward costs
 # ~45 ms a call plus ~0.8 ms a token (benchmarks/NOTES.md): an extra call is worth ~64 padded tokens.
 GROUP_OVERHEAD_TOKENS = 64
+# Under autocast (bf16-mixed) a token costs less and a call no less: wider groups pay (best of 64-1600, 1-2 threads).
+GROUP_OVERHEAD_TOKENS_AUTOCAST = 400
 
 
 def length_groups(lengths: torch.Tensor, overhead: int = GROUP_OVERHEAD_TOKENS) -> list[torch.Tensor]:
@@ -81,16 +83,35 @@ class SiameseModule(TrainingModule):
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         mask = features.get("attention_mask")
         lengths = mask.sum(dim=1) if self._groupable(features, mask) else None  # (B,)
-        groups = length_groups(lengths) if lengths is not None else []
+        autocast = torch.is_autocast_enabled(self.device.type)
+        overhead = GROUP_OVERHEAD_TOKENS_AUTOCAST if autocast else GROUP_OVERHEAD_TOKENS
+        groups = length_groups(lengths, overhead) if lengths is not None else []
         if len(groups) < 2:
             return self.encoder(features)["sentence_embedding"]
+        words = self._word_embeddings(features)  # (B, T, H) or None
         parts = []
         for rows in groups:
             width = int(lengths[rows].max())
             sub = {k: v[rows, :width] if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+            if words is not None:
+                sub["inputs_embeds"] = words[rows, :width]
+                del sub["input_ids"]
             parts.append(self.encoder(sub)["sentence_embedding"])  # (b, D)
         order = torch.cat(groups)
         return torch.cat(parts)[torch.argsort(order)]  # back to input order
+
+    def _word_embeddings(self, features: dict[str, Any]) -> torch.Tensor | None:
+        """The batch's word embeddings in one lookup, shared by its length groups (``inputs_embeds``), so
+        the dense (vocab, H) gradient is built once a step, not once a group (benchmarks/NOTES.md). Only
+        for models whose embeddings treat ``inputs_embeds`` as their own lookup (positions differ on padding
+        only, which attention and pooling ignore), and only while gradients flow."""
+        auto = getattr(self.encoder[0], "auto_model", None)
+        if not torch.is_grad_enabled() or getattr(getattr(auto, "config", None), "model_type", None) not in (
+            "bert", "roberta", "xlm-roberta", "mpnet", "distilbert"
+        ):  # fmt: skip
+            return None
+        table = auto.get_input_embeddings()
+        return table(features["input_ids"]) if isinstance(table, torch.nn.Embedding) else None
 
     def _groupable(self, features: dict[str, Any], mask: torch.Tensor | None) -> bool:
         """Length groups pay off where compute scales with tokens (CPU; on a GPU the extra
@@ -114,7 +135,7 @@ class SiameseModule(TrainingModule):
             emb = self.embed(
                 batch["anchor"] + batch["positive"] + [t for neg in batch["negatives"] for t in neg]
             )  # (B + B*(1+n), D)
-            loss = self.loss_fn(emb[:size], emb[size:])
+            loss = self._loss(emb[:size], emb[size:])
         else:
             if "label" not in batch:
                 raise ValueError(
@@ -122,13 +143,21 @@ class SiameseModule(TrainingModule):
                 )
             size = len(batch["label"])
             emb = self.embed(list(batch["sentence1"]) + list(batch["sentence2"]))  # (2B, D)
-            loss = self.loss_fn(emb[:size], emb[size:], batch["label"])
+            loss = self._loss(emb[:size], emb[size:], batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         return loss
 
+    def _loss(self, *args: torch.Tensor) -> torch.Tensor:
+        """The loss in float32, outside autocast: under ``precision=bf16-mixed`` bf16 cosines would round
+        to ~0.004 (a scale-20 MNRL logit to ~0.08); the encoder's matmuls stay in bf16."""
+        with torch.autocast(self.device.type, enabled=False):
+            return self.loss_fn(*(a.float() if a.is_floating_point() else a for a in args))
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         emb_a, emb_b = self.embed(batch["sentence1"]), self.embed(batch["sentence2"])
-        self._val_cos.append(torch.nn.functional.cosine_similarity(emb_a, emb_b).detach().float())
+        with torch.autocast(self.device.type, enabled=False):  # float32 cosines, as in _loss
+            cos = torch.nn.functional.cosine_similarity(emb_a.float(), emb_b.float())
+        self._val_cos.append(cos.detach())
         self._val_gold.append(batch["label"].detach().float())
 
     def on_validation_epoch_end(self) -> None:
