@@ -66,7 +66,7 @@ def test_time_limit_requeues_and_resumes_to_the_uninterrupted_metrics(tmp_path: 
                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     limited = subprocess.Popen(
         [sys.executable, "train.py", "-m", "hydra/launcher=submitit_slurm_cpu", *RUN_ARGS, *PACED,
-         "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=6",
+         "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5", "hydra.launcher.max_num_timeout=10",
          f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=job"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
