@@ -143,13 +143,10 @@ def _call_state(model: SentenceTransformer, threads: int | None, bf16_weights: b
 
 
 def _fused(model: SentenceTransformer, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """:func:`~embedlab.encode.cpu_kernels.fused_bert`, which itself leaves non-CPU or non-bf16 weights alone."""
     from embedlab.encode.cpu_kernels import fused_bert
 
-    return (
-        fused_bert(model[0].auto_model)
-        if enabled and model.device.type == "cpu"
-        else contextlib.nullcontext()
-    )
+    return fused_bert(model[0].auto_model) if enabled else contextlib.nullcontext()
 
 
 def embed_unique(
